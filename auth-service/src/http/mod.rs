@@ -1,0 +1,160 @@
+//! The only code that knows warp. Every route but the JWKS sits behind the gateway's
+//! assertion; handlers return `Result<Response, RpcError>`.
+
+mod admin;
+mod applications;
+mod blacklist;
+mod session;
+
+use crate::keyring::Keyring;
+use crate::passwords;
+use crate::store::{Audit, Store};
+use auth_token::{AssertionKey, Permission, Principal};
+use prometheus::Registry;
+use rpc_service::RpcError;
+use rpc_service::error::{recover, respond};
+use rpc_service::http::{HttpMetrics, observed, operational};
+use serde::Serialize;
+use std::sync::Arc;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+/// Request bodies above this are refused (413).
+const BODY_LIMIT: u64 = 64 * 1024;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct State(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    keys: Keyring,
+    feed: Arc<dyn ::blacklist::Feed>,
+    assertion: Arc<AssertionKey>,
+    /// Verified against when the login is unknown, so both answers take as long.
+    dummy_hash: String,
+}
+
+impl State {
+    pub async fn new(
+        store: Store,
+        keys: Keyring,
+        feed: Arc<dyn ::blacklist::Feed>,
+        assertion: Arc<AssertionKey>,
+    ) -> anyhow::Result<Self> {
+        let dummy_hash = passwords::hash(passwords::random_secret(24)).await?;
+        Ok(Self(Arc::new(Inner {
+            store,
+            keys,
+            feed,
+            assertion,
+            dummy_hash,
+        })))
+    }
+}
+
+/// All routes, observed and recovered.
+pub fn routes(
+    state: State,
+    registry: Registry,
+    metrics: HttpMetrics,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let ops = operational(state.0.store.database().clone(), registry);
+    let jwks_state = state.clone();
+    let jwks = warp::path!(".well-known" / "jwks.json")
+        .and(warp::get())
+        .map(move || warp::reply::json(jwks_state.0.keys.jwks()).into_response());
+    let who: Who =
+        rpc_service::identity::principal(state.0.assertion.clone(), "auth-service").boxed();
+    let api = session::routes(state.clone(), who.clone())
+        .or(admin::routes(state.clone(), who.clone()))
+        .unify()
+        .or(applications::routes(state.clone(), who.clone()))
+        .unify()
+        .or(blacklist::routes(state, who))
+        .unify();
+    let all = ops
+        .or(jwks)
+        .unify()
+        .or(api)
+        .unify()
+        .recover(recover)
+        .unify();
+    observed(all, metrics, template)
+}
+
+/// The caller, as asserted by the gateway (401 without a valid assertion).
+type Who = warp::filters::BoxedFilter<(Principal,)>;
+
+/// A JSON body with a status.
+fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+/// 204 with no body.
+fn no_content() -> Response {
+    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
+}
+
+/// The body filter every JSON route uses.
+fn body<T: serde::de::DeserializeOwned + Send>()
+-> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
+    warp::body::content_length_limit(BODY_LIMIT).and(warp::body::json())
+}
+
+/// 403 unless the caller's role grants `permission`. The gateway checked already; this is
+/// the second lock on the same door.
+fn require(principal: &Principal, permission: Permission) -> Result<(), RpcError> {
+    match principal.role {
+        Some(role) if role.grants(permission) => Ok(()),
+        _ => Err(RpcError::forbidden("insufficient_permissions")),
+    }
+}
+
+/// The audit record of an action by `principal`.
+fn audit(
+    principal: &Principal,
+    action: &'static str,
+    target: String,
+    detail: serde_json::Value,
+) -> Audit {
+    Audit {
+        actor: if principal.id.is_empty() {
+            "anonymous".into()
+        } else {
+            principal.id.clone()
+        },
+        role: principal.role.map(|r| r.as_str().to_owned()),
+        action,
+        target,
+        detail,
+    }
+}
+
+/// Route templates for metrics and logs.
+fn template(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["health"] => "/health",
+        ["metrics"] => "/metrics",
+        [".well-known", "jwks.json"] => "/.well-known/jwks.json",
+        ["api", "v1", "auth", "sign_in"] => "/api/v1/auth/sign_in",
+        ["api", "v1", "auth", "sign_out"] => "/api/v1/auth/sign_out",
+        ["admin", "operators"] => "/admin/operators",
+        ["admin", "operators", _, "users"] => "/admin/operators/{id}/users",
+        ["applications"] => "/applications",
+        ["applications", _] => "/applications/{uuid}",
+        ["admin", "blacklist"] => "/admin/blacklist",
+        ["admin", "blacklist", _] => "/admin/blacklist/{id}",
+        ["admin", "audit"] => "/admin/audit",
+        _ => "other",
+    }
+}
+
+/// Wraps a handler future's result for warp.
+async fn run(
+    result: impl std::future::Future<Output = Result<Response, RpcError>>,
+) -> Result<Response, std::convert::Infallible> {
+    respond(result.await)
+}

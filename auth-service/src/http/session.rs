@@ -1,0 +1,149 @@
+//! Header-triple agent sign-in (CONTRACT §3.4): `POST /api/v1/auth/sign_in` and
+//! `DELETE /api/v1/auth/sign_out`.
+
+use super::{State, Who, audit, body, json, run};
+use crate::passwords;
+use auth_token::{Claims, CredentialKind, Principal};
+use blacklist::{Change, Entry, Kind};
+use rpc_service::RpcError;
+use serde::Deserialize;
+use serde_json::json as j;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+/// Agent tokens live 24 hours.
+const AGENT_TTL_SECS: i64 = 24 * 3600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    email: String,
+    password: String,
+}
+
+pub(super) fn routes(
+    state: State,
+    who: Who,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let s = state.clone();
+    let sign_in = warp::path!("api" / "v1" / "auth" / "sign_in")
+        .and(warp::post())
+        .and(who.clone())
+        .and(body::<SignIn>())
+        .and_then(move |_anyone: Principal, req: SignIn| run(sign_in(s.clone(), req)));
+    let sign_out = warp::path!("api" / "v1" / "auth" / "sign_out")
+        .and(warp::delete())
+        .and(who)
+        .and_then(move |p: Principal| run(sign_out(state.clone(), p)));
+    sign_in.or(sign_out).unify()
+}
+
+async fn sign_in(state: State, req: SignIn) -> Result<Response, RpcError> {
+    let email = req.email.trim().to_lowercase();
+    let user = state
+        .0
+        .store
+        .find_user_by_email(&email)
+        .await
+        .map_err(internal)?;
+    // Verify against a dummy hash for unknown logins: same work, same answer.
+    let phc = user
+        .as_ref()
+        .map_or_else(|| state.0.dummy_hash.clone(), |u| u.password_hash.clone());
+    let password_ok = passwords::verify(req.password, phc).await;
+    let user = match user {
+        Some(user) if password_ok => user,
+        _ => return Err(RpcError::unauthorized("invalid_credentials")),
+    };
+    let role = user.role.parse().map_err(|_| RpcError::internal())?;
+    let now = chrono::Utc::now().timestamp();
+    let client = uuid::Uuid::new_v4().simple().to_string();
+    let claims = Claims {
+        jti: uuid::Uuid::new_v4().to_string(),
+        kind: CredentialKind::Agent,
+        sub: user.id.to_string(),
+        op: user.operator_id,
+        role,
+        iat: now,
+        exp: Some(now + AGENT_TTL_SECS),
+        client: Some(client.clone()),
+        uid: Some(user.email.clone()),
+    };
+    let token = state.0.keys.sign(&claims).map_err(|e| {
+        tracing::error!(error = %e, "cannot sign an agent token");
+        RpcError::internal()
+    })?;
+    let body = j!({"data": {
+        "id": user.id,
+        "email": user.email,
+        "uid": user.email,
+        "role": user.role,
+        "operator_id": user.operator_id,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+    }});
+    let mut response = json(StatusCode::OK, &body);
+    let headers = response.headers_mut();
+    let pairs = [
+        ("access-token", token),
+        ("token-type", "Bearer".to_owned()),
+        ("client", client),
+        ("expiry", (now + AGENT_TTL_SECS).to_string()),
+        ("uid", user.email),
+    ];
+    for (name, value) in pairs {
+        if let Ok(value) = warp::http::HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// Ends this client's token: its `jti` is blacklisted until the token would have expired.
+async fn sign_out(state: State, principal: Principal) -> Result<Response, RpcError> {
+    let (Some(CredentialKind::Agent), Some(jti)) = (principal.kind, principal.token_id.clone())
+    else {
+        return Err(RpcError::unauthorized("token_not_accepted_here"));
+    };
+    let expires_at = principal.token_exp;
+    let entry = Entry {
+        kind: Kind::Jti,
+        value: jti.clone(),
+        expires_at,
+    };
+    let row = crate::store::BlacklistRow {
+        id: uuid::Uuid::new_v4(),
+        kind: "jti".into(),
+        value: jti.clone(),
+        target_kind: "jti".into(),
+        target_value: jti.clone(),
+        reason: "sign_out".into(),
+        created_by: principal.id.clone(),
+        created_at: chrono::Utc::now(),
+        expires_at: expires_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+    };
+    let record = audit(&principal, "session.sign_out", format!("jti:{jti}"), j!({}));
+    state
+        .0
+        .store
+        .add_blacklist(&row, record)
+        .await
+        .map_err(internal)?;
+    publish(&state, Change::Add(entry)).await?;
+    Ok(json(StatusCode::OK, &j!({"success": true})))
+}
+
+/// Announces a blacklist change. The record is already committed: if the feed is down the
+/// change reaches gateways on the next republish, so report it rather than hide it.
+pub(super) async fn publish(state: &State, change: Change) -> Result<(), RpcError> {
+    state.0.feed.publish(&change).await.map_err(|e| {
+        tracing::error!(error = %e, "blacklist feed publish failed");
+        RpcError::internal()
+    })
+}
+
+pub(super) fn internal(e: crate::store::StoreError) -> RpcError {
+    tracing::error!(error = %e, "store error");
+    RpcError::internal()
+}

@@ -1,0 +1,73 @@
+//! auth-service settings. Defaults are the embedded single-machine ones.
+
+use layered_settings::Secret;
+use rpc_service::db::DatabaseSettings;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on (only the gateway should reach it).
+    pub listen: SocketAddr,
+    /// The system of record for operators, users, tokens, keys, blacklist and audit.
+    pub database: DatabaseSettings,
+    /// Redis carrying the blacklist fast copy and change feed. Required by the standalone
+    /// binary; the all-in-one runner uses an in-process feed instead.
+    pub redis: Option<RedisSettings>,
+    /// Secret shared with the gateway to verify its identity assertions (>= 32 bytes).
+    pub assertion_secret: Secret<String>,
+    /// `pretty` or `json`.
+    pub log_format: String,
+    /// The first registry admin (CONTRACT §1).
+    pub bootstrap: BootstrapSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port`.
+    pub url: Secret<String>,
+    /// Prefix of every key and channel, so deployments (and tests) can share one Redis.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+fn default_prefix() -> String {
+    "rpc:".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapSettings {
+    /// Email of the first registry admin (`RPC_BOOTSTRAP_ADMIN_EMAIL`).
+    pub email: Option<String>,
+    /// Its password (`RPC_BOOTSTRAP_ADMIN_PASSWORD`); generated when unset.
+    pub password: Option<Secret<String>>,
+    /// Where a generated password is written, once, with mode 0600.
+    pub password_file: PathBuf,
+}
+
+impl Default for BootstrapSettings {
+    fn default() -> Self {
+        Self {
+            email: None,
+            password: None,
+            password_file: PathBuf::from("data/bootstrap-admin.txt"),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            database: DatabaseSettings::new("sqlite://data/auth.db", Some("auth")),
+            redis: None,
+            assertion_secret: Secret::default(),
+            log_format: "pretty".into(),
+            bootstrap: BootstrapSettings::default(),
+        }
+    }
+}

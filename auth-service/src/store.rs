@@ -1,0 +1,396 @@
+//! The only code that knows auth-service's SQL. Every query is written once, in the subset
+//! PostgreSQL and SQLite share, and run on either pool through [`rpc_service::on_db`].
+//! Every admin change is written in the same transaction as its audit record.
+
+use chrono::{DateTime, Utc};
+use rpc_service::db::{Database, is_unique_violation};
+use rpc_service::on_db;
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    Conflict,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+fn conflict_or(e: sqlx::Error) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict
+    } else {
+        StoreError::Db(e)
+    }
+}
+
+/// Who did what, written with the change it describes.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub actor: String,
+    pub role: Option<String>,
+    pub action: &'static str,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Operator {
+    pub id: i64,
+    pub name: String,
+    pub siret: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub operator_id: Option<i64>,
+    pub first_name: String,
+    pub last_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Application {
+    pub uuid: Uuid,
+    pub name: String,
+    pub operator_id: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct BlacklistRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub value: String,
+    #[serde(skip)]
+    pub target_kind: String,
+    #[serde(skip)]
+    pub target_value: String,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub role: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyRow {
+    pub kid: String,
+    pub private_der: Vec<u8>,
+}
+
+const INSERT_AUDIT: &str =
+    "INSERT INTO audit (at, actor, role, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)";
+
+macro_rules! audit_in {
+    ($tx:expr, $audit:expr) => {
+        sqlx::query(INSERT_AUDIT)
+            .bind(Utc::now())
+            .bind(&$audit.actor)
+            .bind(&$audit.role)
+            .bind($audit.action)
+            .bind(&$audit.target)
+            .bind($audit.detail.to_string())
+            .execute(&mut *$tx)
+            .await
+    };
+}
+
+macro_rules! insert_blacklist {
+    ($tx:expr, $row:expr) => {
+        sqlx::query(
+            "INSERT INTO blacklist (id, kind, value, target_kind, target_value, reason, \
+             created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind($row.id)
+        .bind(&$row.kind)
+        .bind(&$row.value)
+        .bind(&$row.target_kind)
+        .bind(&$row.target_value)
+        .bind(&$row.reason)
+        .bind(&$row.created_by)
+        .bind($row.created_at)
+        .bind($row.expires_at)
+        .execute(&mut *$tx)
+        .await
+    };
+}
+
+/// auth-service's data.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    // ---- operators ----
+
+    pub async fn create_operator(
+        &self,
+        name: &str,
+        siret: &str,
+        audit: Audit,
+    ) -> Result<Operator, StoreError> {
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let op: Operator = sqlx::query_as(
+                "INSERT INTO operators (name, siret, created_at) VALUES ($1, $2, $3) \
+                 RETURNING id, name, siret, created_at",
+            )
+            .bind(name)
+            .bind(siret)
+            .bind(Utc::now())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(conflict_or)?;
+            let audit = Audit {
+                target: format!("operator:{}", op.id),
+                ..audit
+            };
+            audit_in!(tx, audit)?;
+            tx.commit().await?;
+            Ok(op)
+        })
+    }
+
+    pub async fn list_operators(&self) -> Result<Vec<Operator>, StoreError> {
+        let sql = "SELECT id, name, siret, created_at FROM operators ORDER BY id";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    pub async fn operator_exists(&self, id: i64) -> Result<bool, StoreError> {
+        let sql = "SELECT id FROM operators WHERE id = $1";
+        let row: Option<(i64,)> = on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.is_some())
+    }
+
+    // ---- users ----
+
+    pub async fn create_user(&self, user: &User, audit: Audit) -> Result<(), StoreError> {
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO users (id, email, password_hash, role, operator_id, first_name, \
+                 last_name, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(user.id)
+            .bind(&user.email)
+            .bind(&user.password_hash)
+            .bind(&user.role)
+            .bind(user.operator_id)
+            .bind(&user.first_name)
+            .bind(&user.last_name)
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or)?;
+            audit_in!(tx, audit)?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn list_users(&self, operator_id: i64) -> Result<Vec<User>, StoreError> {
+        let sql = "SELECT * FROM users WHERE operator_id = $1 ORDER BY created_at";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(operator_id)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let sql = "SELECT * FROM users WHERE email = $1";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(email)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    pub async fn count_users_with_role(&self, role: &str) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM users WHERE role = $1";
+        let (n,): (i64,) = on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(role)
+            .fetch_one(pool)
+            .await)?;
+        Ok(n)
+    }
+
+    // ---- applications ----
+
+    pub async fn create_application(
+        &self,
+        app: &Application,
+        created_by: Uuid,
+        audit: Audit,
+    ) -> Result<(), StoreError> {
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO applications (uuid, name, operator_id, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(app.uuid)
+            .bind(&app.name)
+            .bind(app.operator_id)
+            .bind(created_by)
+            .bind(app.created_at)
+            .execute(&mut *tx)
+            .await?;
+            audit_in!(tx, audit)?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn list_applications(
+        &self,
+        operator_id: i64,
+    ) -> Result<Vec<Application>, StoreError> {
+        let sql = "SELECT uuid, name, operator_id, created_at FROM applications \
+                   WHERE operator_id = $1 AND revoked_at IS NULL ORDER BY created_at";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(operator_id)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Marks the operator's live application revoked and blacklists it, in one transaction
+    /// (a revoked token must never outlive a crash). False when there is no such application.
+    pub async fn revoke_application(
+        &self,
+        uuid: Uuid,
+        operator_id: i64,
+        entry: &BlacklistRow,
+        audit: Audit,
+    ) -> Result<bool, StoreError> {
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE applications SET revoked_at = $1 \
+                 WHERE uuid = $2 AND operator_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(Utc::now())
+            .bind(uuid)
+            .bind(operator_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_blacklist!(tx, entry)?;
+            audit_in!(tx, audit)?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    // ---- signing keys ----
+
+    pub async fn active_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        let sql = "SELECT kid, private_der FROM signing_keys WHERE retired_at IS NULL \
+                   ORDER BY created_at DESC";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    pub async fn insert_key(&self, kid: &str, der: &[u8]) -> Result<(), StoreError> {
+        let sql = "INSERT INTO signing_keys (kid, private_der, created_at) VALUES ($1, $2, $3)";
+        on_db!(&self.db, |pool| sqlx::query(sql)
+            .bind(kid)
+            .bind(der)
+            .bind(Utc::now())
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    // ---- blacklist ----
+
+    pub async fn add_blacklist(&self, row: &BlacklistRow, audit: Audit) -> Result<(), StoreError> {
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            insert_blacklist!(tx, row)?;
+            audit_in!(tx, audit)?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn active_blacklist(&self) -> Result<Vec<BlacklistRow>, StoreError> {
+        let sql = "SELECT id, kind, value, target_kind, target_value, reason, created_by, \
+                   created_at, expires_at FROM blacklist WHERE lifted_at IS NULL \
+                   ORDER BY created_at DESC";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Lifts an active entry; returns it, or `None` when there is no such active entry.
+    pub async fn lift_blacklist(
+        &self,
+        id: Uuid,
+        by: &str,
+        audit: Audit,
+    ) -> Result<Option<BlacklistRow>, StoreError> {
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let row: Option<BlacklistRow> = sqlx::query_as(
+                "UPDATE blacklist SET lifted_at = $1, lifted_by = $2 \
+                 WHERE id = $3 AND lifted_at IS NULL \
+                 RETURNING id, kind, value, target_kind, target_value, reason, created_by, \
+                 created_at, expires_at",
+            )
+            .bind(Utc::now())
+            .bind(by)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if row.is_some() {
+                audit_in!(tx, audit)?;
+                tx.commit().await?;
+            }
+            Ok(row)
+        })
+    }
+
+    // ---- audit ----
+
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let sql = "SELECT id, at, actor, role, action, target, detail FROM audit \
+                   ORDER BY id DESC LIMIT $1";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?)
+    }
+}

@@ -1,0 +1,210 @@
+//! The identity assertion the gateway attaches to every request it forwards.
+//!
+//! The gateway has already checked the credential; the upstream only needs to know *who* the
+//! caller is and that the gateway said so. The assertion is an HS256 JWT under a secret shared
+//! by the gateway and the upstreams, bound to one audience (the upstream's name), one method and
+//! path, and a 30-second lifetime, so a captured header is of little use elsewhere.
+
+use crate::claims::CredentialKind;
+use crate::roles::Role;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The request header carrying the assertion. The gateway strips any client-supplied copy.
+pub const ASSERTION_HEADER: &str = "x-rpc-identity";
+
+/// How long an assertion is valid after the gateway issued it.
+pub const ASSERTION_TTL_SECS: i64 = 30;
+
+/// Who is calling, as established by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// The credential kind used; `None` for an anonymous caller on a public route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<CredentialKind>,
+    /// Application uuid, access key or user id (empty for anonymous).
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// The `jti` of the credential token presented, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// Agent tokens: the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Expiry of the credential presented (unix seconds), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exp: Option<i64>,
+}
+
+impl Principal {
+    pub fn anonymous() -> Self {
+        Self {
+            kind: None,
+            id: String::new(),
+            operator_id: None,
+            role: None,
+            token_id: None,
+            client: None,
+            token_exp: None,
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.kind.is_none()
+    }
+}
+
+/// The signed payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assertion {
+    #[serde(flatten)]
+    pub principal: Principal,
+    /// The upstream this assertion is for.
+    pub aud: String,
+    pub method: String,
+    pub path: String,
+    /// The request id, so upstream logs join the gateway's.
+    pub rid: String,
+    pub exp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionError {
+    #[error("no identity assertion")]
+    Missing,
+    #[error("identity assertion is invalid or expired")]
+    Invalid,
+    #[error("identity assertion was issued for another request")]
+    WrongRequest,
+}
+
+/// The shared secret, able to sign (gateway) and verify (upstreams).
+#[derive(Clone)]
+pub struct AssertionKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for AssertionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AssertionKey(<redacted>)")
+    }
+}
+
+impl AssertionKey {
+    /// Secrets shorter than 32 bytes are refused: the assertion is the upstreams' only defence.
+    pub fn new(secret: &[u8]) -> Result<Self, ShortSecret> {
+        if secret.len() < 32 {
+            return Err(ShortSecret);
+        }
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        })
+    }
+
+    pub fn sign(&self, assertion: &Assertion) -> String {
+        // HS256 over a serialisable struct cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), assertion, &self.encoding)
+            .unwrap_or_default()
+    }
+
+    /// Verifies signature, audience, expiry (against `now`, unix seconds) and that the assertion
+    /// was made for this method and path.
+    pub fn verify(
+        &self,
+        token: Option<&str>,
+        audience: &str,
+        method: &str,
+        path: &str,
+        now: i64,
+    ) -> Result<Assertion, AssertionError> {
+        let token = token.ok_or(AssertionError::Missing)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let assertion = jsonwebtoken::decode::<Assertion>(token, &self.decoding, &validation)
+            .map_err(|_| AssertionError::Invalid)?
+            .claims;
+        if assertion.exp < now || assertion.aud != audience {
+            return Err(AssertionError::Invalid);
+        }
+        if assertion.method != method || assertion.path != path {
+            return Err(AssertionError::WrongRequest);
+        }
+        Ok(assertion)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the assertion secret must be at least 32 bytes")]
+pub struct ShortSecret;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assertion() -> Assertion {
+        Assertion {
+            principal: Principal {
+                kind: Some(CredentialKind::Application),
+                id: "app-1".into(),
+                operator_id: Some(3),
+                role: Some(Role::OperatorApplication),
+                token_id: Some("jti".into()),
+                client: None,
+                token_exp: None,
+            },
+            aud: "registry".into(),
+            method: "POST".into(),
+            path: "/v3/journeys".into(),
+            rid: "r1".into(),
+            exp: 100,
+        }
+    }
+
+    #[test]
+    fn an_assertion_verifies_only_for_its_audience_request_and_lifetime() {
+        let key = AssertionKey::new(&[7; 32]).unwrap();
+        let token = key.sign(&assertion());
+        let ok = key.verify(Some(&token), "registry", "POST", "/v3/journeys", 100);
+        assert_eq!(ok.unwrap(), assertion());
+        let v = |aud, m, p, now| key.verify(Some(&token), aud, m, p, now).unwrap_err();
+        assert_eq!(
+            v("auth-service", "POST", "/v3/journeys", 90),
+            AssertionError::Invalid
+        );
+        assert_eq!(
+            v("registry", "POST", "/v3/journeys", 101),
+            AssertionError::Invalid
+        );
+        assert_eq!(
+            v("registry", "GET", "/v3/journeys", 90),
+            AssertionError::WrongRequest
+        );
+        assert_eq!(
+            v("registry", "POST", "/v3/journeys/x", 90),
+            AssertionError::WrongRequest
+        );
+    }
+
+    #[test]
+    fn another_secret_or_no_header_is_refused() {
+        let token = AssertionKey::new(&[7; 32]).unwrap().sign(&assertion());
+        let other = AssertionKey::new(&[8; 32]).unwrap();
+        assert_eq!(
+            other.verify(Some(&token), "registry", "POST", "/v3/journeys", 0),
+            Err(AssertionError::Invalid)
+        );
+        assert_eq!(
+            other.verify(None, "registry", "POST", "/v3/journeys", 0),
+            Err(AssertionError::Missing)
+        );
+        assert!(AssertionKey::new(b"short").is_err());
+    }
+}

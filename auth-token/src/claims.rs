@@ -1,0 +1,42 @@
+//! The claims of every credential JWT auth-service signs.
+
+use crate::roles::Role;
+use serde::{Deserialize, Serialize};
+
+/// Which kind of credential a token is; the gateway accepts each kind on different routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// Long-lived operator application token (CONTRACT §3.1). `sub` = application uuid.
+    Application,
+    /// Access token minted from an API credential (§3.2). `sub` = access key.
+    Access,
+    /// Refresh token minted from an API credential (§3.2). Only auth-service accepts it.
+    Refresh,
+    /// Header-triple agent token (§3.4). `sub` = user id; `client` and `uid` must match headers.
+    Agent,
+}
+
+/// The payload of a credential JWT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Unique id of this token (blacklist kind `jti`).
+    pub jti: String,
+    pub kind: CredentialKind,
+    /// The principal: application uuid, credential access key or user id, per `kind`.
+    pub sub: String,
+    /// The operator the principal belongs to; none for registry staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<i64>,
+    pub role: Role,
+    pub iat: i64,
+    /// Expiry (unix seconds). Application tokens have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Agent tokens: the device the token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Agent tokens: the login the token was issued to (the `uid` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}

@@ -1,0 +1,244 @@
+//! Ed25519 signing keys (auth-service side) and the JWKS-built [`KeySet`] that verifies
+//! credential tokens (gateway side). The gateway never holds a private key.
+
+use crate::claims::Claims;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
+    OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// A private Ed25519 key with its `kid`. Lives only in auth-service.
+pub struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    public: [u8; 32],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a PKCS#8 Ed25519 private key")]
+    BadPrivateKey,
+    #[error("could not encode the key: {0}")]
+    Encode(String),
+}
+
+impl SigningKey {
+    /// A fresh random key. Returns it with its PKCS#8 DER form, for storage.
+    pub fn generate() -> Result<(Self, Vec<u8>), KeyError> {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| KeyError::Encode(e.to_string()))?
+            .as_bytes()
+            .to_vec();
+        Ok((Self::from_dalek(&key, &der), der))
+    }
+
+    /// Loads a key from its PKCS#8 DER form.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        let key =
+            ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(|_| KeyError::BadPrivateKey)?;
+        Ok(Self::from_dalek(&key, der))
+    }
+
+    fn from_dalek(key: &ed25519_dalek::SigningKey, der: &[u8]) -> Self {
+        let public = key.verifying_key().to_bytes();
+        Self {
+            kid: kid_of(&public),
+            encoding: EncodingKey::from_ed_der(der),
+            public,
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Signs `claims` as an EdDSA JWT whose header names this key.
+    pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+    }
+
+    /// The public half, as published in the JWKS.
+    pub fn jwk(&self) -> Jwk {
+        Jwk {
+            common: CommonParameters {
+                public_key_use: Some(PublicKeyUse::Signature),
+                key_algorithm: Some(KeyAlgorithm::EdDSA),
+                key_id: Some(self.kid.clone()),
+                ..Default::default()
+            },
+            algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: URL_SAFE_NO_PAD.encode(self.public),
+            }),
+        }
+    }
+}
+
+/// A stable key id derived from the public key, so every replica names a key the same way.
+fn kid_of(public: &[u8; 32]) -> String {
+    let digest = Sha256::digest(public);
+    URL_SAFE_NO_PAD.encode(&digest[..12])
+}
+
+/// Why a credential token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("token is malformed or its signature is wrong")]
+    Invalid,
+    #[error("token is signed by unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("token has expired")]
+    Expired,
+}
+
+/// Public keys by `kid`, built from a JWKS document.
+#[derive(Clone)]
+pub struct KeySet {
+    keys: HashMap<String, DecodingKey>,
+    validation: Validation,
+}
+
+impl KeySet {
+    pub fn from_jwks(set: &JwkSet) -> Self {
+        let keys = set
+            .keys
+            .iter()
+            .filter(|jwk| matches!(jwk.common.key_algorithm, Some(KeyAlgorithm::EdDSA)))
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
+            })
+            .collect();
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        // Expiry is checked by `verify` against an injected clock; application tokens have none.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        Self { keys, validation }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// Checks signature and expiry (`now` in unix seconds) and returns the claims.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Invalid)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(VerifyError::Invalid);
+        }
+        let kid = header.kid.ok_or(VerifyError::Invalid)?;
+        let key = self
+            .keys
+            .get(&kid)
+            .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|_| VerifyError::Invalid)?;
+        match data.claims.exp {
+            Some(exp) if exp <= now => Err(VerifyError::Expired),
+            _ => Ok(data.claims),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::CredentialKind;
+    use crate::roles::Role;
+
+    fn claims(exp: Option<i64>) -> Claims {
+        Claims {
+            jti: "j1".into(),
+            kind: CredentialKind::Application,
+            sub: "app".into(),
+            op: Some(7),
+            role: Role::OperatorApplication,
+            iat: 1_000,
+            exp,
+            client: None,
+            uid: None,
+        }
+    }
+
+    fn set_of(keys: &[&SigningKey]) -> KeySet {
+        KeySet::from_jwks(&JwkSet {
+            keys: keys.iter().map(|k| k.jwk()).collect(),
+        })
+    }
+
+    #[test]
+    fn a_signed_token_verifies_against_the_published_jwks() {
+        let (key, der) = SigningKey::generate().unwrap();
+        let reloaded = SigningKey::from_pkcs8_der(&der).unwrap();
+        assert_eq!(reloaded.kid(), key.kid());
+        let token = key.sign(&claims(None)).unwrap();
+        // The JWKS survives a JSON round trip, as it does over HTTP.
+        let json = serde_json::to_string(&JwkSet {
+            keys: vec![key.jwk()],
+        })
+        .unwrap();
+        let set = KeySet::from_jwks(&serde_json::from_str(&json).unwrap());
+        assert_eq!(set.verify(&token, 2_000).unwrap(), claims(None));
+    }
+
+    #[test]
+    fn expiry_is_checked_against_the_given_clock() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let set = set_of(&[&key]);
+        let token = key.sign(&claims(Some(5_000))).unwrap();
+        assert!(set.verify(&token, 4_999).is_ok());
+        assert_eq!(set.verify(&token, 5_000), Err(VerifyError::Expired));
+    }
+
+    #[test]
+    fn unknown_key_and_tampering_are_refused() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let (other, _) = SigningKey::generate().unwrap();
+        let token = other.sign(&claims(None)).unwrap();
+        assert_eq!(
+            set_of(&[&key]).verify(&token, 0),
+            Err(VerifyError::UnknownKey(other.kid().to_owned()))
+        );
+        let good = key.sign(&claims(None)).unwrap();
+        let (head, _) = good.rsplit_once('.').unwrap();
+        let forged = format!("{head}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
+        assert_eq!(
+            set_of(&[&key]).verify(&forged, 0),
+            Err(VerifyError::Invalid)
+        );
+        assert_eq!(
+            set_of(&[&key]).verify("not a jwt", 0),
+            Err(VerifyError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_symmetric_token_cannot_pass_as_a_credential() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid().to_owned());
+        let hs =
+            jsonwebtoken::encode(&header, &claims(None), &EncodingKey::from_secret(b"x")).unwrap();
+        assert_eq!(set_of(&[&key]).verify(&hs, 0), Err(VerifyError::Invalid));
+    }
+}

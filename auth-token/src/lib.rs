@@ -1,0 +1,20 @@
+//! The credential contract shared by auth-service (which signs), the gateway (which verifies)
+//! and the upstream services (which trust only what the gateway asserts).
+//!
+//! - [`roles`]: the roles and permissions of CONTRACT §4, as data.
+//! - [`claims`]: what a credential JWT carries, whatever its kind.
+//! - [`keys`]: Ed25519 signing keys, their JWKS form, and a verifier built from a JWKS.
+//! - [`assertion`]: the short-lived, HMAC-signed identity assertion the gateway puts on every
+//!   request it forwards; upstreams refuse requests without a valid one.
+//!
+//! Nothing here does I/O; fetching a JWKS or storing keys is the caller's business.
+
+pub mod assertion;
+pub mod claims;
+pub mod keys;
+pub mod roles;
+
+pub use assertion::{ASSERTION_HEADER, Assertion, AssertionError, AssertionKey, Principal};
+pub use claims::{Claims, CredentialKind};
+pub use keys::{KeySet, SigningKey, VerifyError};
+pub use roles::{Permission, Role};

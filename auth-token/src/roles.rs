@@ -1,0 +1,154 @@
+//! Roles and the permissions they grant (CONTRACT §4). The gateway decides with this table;
+//! services use it again for checks that need the resource (tenant scoping).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A role held by a user or a machine credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    #[serde(rename = "operator.user")]
+    OperatorUser,
+    #[serde(rename = "operator.admin")]
+    OperatorAdmin,
+    /// Machines: application tokens and API credentials.
+    #[serde(rename = "operator.application")]
+    OperatorApplication,
+    #[serde(rename = "registry.user")]
+    RegistryUser,
+    #[serde(rename = "registry.admin")]
+    RegistryAdmin,
+    #[serde(rename = "registry.security")]
+    RegistrySecurity,
+}
+
+/// What a route requires. One variant per row of the CONTRACT §4 table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// journeys create, patch, cancel; CEE all
+    JourneysWrite,
+    /// journeys status and list
+    JourneysRead,
+    /// applications create, revoke
+    ApplicationsManage,
+    /// applications list
+    ApplicationsList,
+    /// credentials create, list, delete
+    Credentials,
+    /// operators admin (`/admin/operators`)
+    OperatorsAdmin,
+    /// an operator's users (`/admin/operators/{id}/users`): registry admins for any operator,
+    /// operator admins for their own (the service checks which operator)
+    UsersManage,
+    /// blacklist and audit
+    Blacklist,
+    /// any signed-in identity (profile, sign out)
+    SignedIn,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::OperatorUser,
+        Role::OperatorAdmin,
+        Role::OperatorApplication,
+        Role::RegistryUser,
+        Role::RegistryAdmin,
+        Role::RegistrySecurity,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::OperatorUser => "operator.user",
+            Role::OperatorAdmin => "operator.admin",
+            Role::OperatorApplication => "operator.application",
+            Role::RegistryUser => "registry.user",
+            Role::RegistryAdmin => "registry.admin",
+            Role::RegistrySecurity => "registry.security",
+        }
+    }
+
+    /// Operator roles belong to one operator and see only its data.
+    pub fn is_operator(self) -> bool {
+        matches!(
+            self,
+            Role::OperatorUser | Role::OperatorAdmin | Role::OperatorApplication
+        )
+    }
+
+    pub fn grants(self, permission: Permission) -> bool {
+        use Permission::*;
+        use Role::*;
+        match permission {
+            JourneysWrite => matches!(self, OperatorApplication | OperatorAdmin),
+            JourneysRead => true,
+            ApplicationsManage => self == OperatorAdmin,
+            ApplicationsList => matches!(self, OperatorUser | OperatorAdmin),
+            Credentials => matches!(self, OperatorAdmin | RegistryAdmin),
+            OperatorsAdmin => self == RegistryAdmin,
+            UsersManage => matches!(self, RegistryAdmin | OperatorAdmin),
+            Blacklist => matches!(self, RegistrySecurity | RegistryAdmin),
+            SignedIn => true,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown role {0:?}")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownRole(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_round_trip_through_str_and_serde() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+            let json = serde_json::to_string(&role).unwrap();
+            assert_eq!(json, format!("\"{}\"", role.as_str()));
+        }
+        assert!("operator.root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn permission_table_matches_the_contract() {
+        use Permission::*;
+        use Role::*;
+        let table: &[(Permission, &[Role])] = &[
+            (JourneysWrite, &[OperatorApplication, OperatorAdmin]),
+            (JourneysRead, &Role::ALL),
+            (ApplicationsManage, &[OperatorAdmin]),
+            (ApplicationsList, &[OperatorUser, OperatorAdmin]),
+            (Credentials, &[OperatorAdmin, RegistryAdmin]),
+            (OperatorsAdmin, &[RegistryAdmin]),
+            (UsersManage, &[RegistryAdmin, OperatorAdmin]),
+            (Blacklist, &[RegistrySecurity, RegistryAdmin]),
+        ];
+        for (permission, allowed) in table {
+            for role in Role::ALL {
+                assert_eq!(
+                    role.grants(*permission),
+                    allowed.contains(&role),
+                    "{role} / {permission:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The gateway: the single public endpoint (CONTRACT §1–§2), a pingora proxy in front of
+//! auth-service and registry.
+//!
+//! Per request: route → credential → permission → version → forward with a signed identity
+//! assertion. Credentials are verified locally against auth-service's JWKS and an exact
+//! in-memory blacklist kept current by a change feed; nothing on the request path waits for
+//! Redis or a database.
+//!
+//! - [`routes`], [`authorize`], [`reason`]: the decisions, plain functions.
+//! - [`proxy`]: the pingora `ProxyHttp` glue.
+//! - [`jwks`], [`admin`], [`metrics`]: keys, the admin port, metrics.
+//! - [`spawn`] / [`build_server`]: start it (in a thread for tests and the all-in-one runner).
+
+pub mod admin;
+pub mod authorize;
+pub mod jwks;
+pub mod metrics;
+pub mod proxy;
+pub mod reason;
+pub mod routes;
+pub mod settings;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use auth_token::AssertionKey;
+use blacklist::{BlacklistSet, Feed};
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use settings::Settings;
+
+/// What every part of the gateway reads.
+pub struct Shared {
+    pub assertion: AssertionKey,
+    pub jwks: jwks::Jwks,
+    pub blacklist: Arc<BlacklistSet>,
+    pub metrics: metrics::Metrics,
+    pub auth_service: SocketAddr,
+    pub registry: SocketAddr,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Builds the pingora server: the proxy, the admin endpoint, the blacklist sync and the
+/// first JWKS fetch. `opt` carries pingora's command-line flags (`-u` upgrade, ...).
+pub fn build_server(
+    settings: &Settings,
+    feed: Arc<dyn Feed>,
+    opt: Option<Opt>,
+) -> anyhow::Result<Server> {
+    let assertion = AssertionKey::new(settings.assertion_secret.expose().as_bytes())
+        .context("assertion_secret")?;
+    let versions = routes::Versions::new(&settings.versions)
+        .context("versions must name at least one version like v3.3")?;
+    let shared = Arc::new(Shared {
+        assertion,
+        jwks: jwks::Jwks::new(
+            format!("http://{}/.well-known/jwks.json", settings.auth_service),
+            Duration::from_millis(settings.jwks_refresh_min_interval_ms),
+        ),
+        blacklist: Arc::new(BlacklistSet::new()),
+        metrics: metrics::Metrics::new().context("metrics")?,
+        auth_service: settings.auth_service,
+        registry: settings.registry,
+        connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),
+        read_timeout: Duration::from_secs(settings.upstream_read_timeout_secs),
+    });
+
+    let s = &settings.server;
+    for path in [&s.pid_file, &s.upgrade_sock] {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+    }
+    let conf = ServerConf {
+        threads: s.threads.max(1),
+        grace_period_seconds: Some(s.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let gateway = proxy::Gateway {
+        shared: shared.clone(),
+        versions,
+    };
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
+    proxy.add_tcp(&settings.listen.to_string());
+    server.add_service(proxy);
+
+    let mut admin = admin::service(shared.clone());
+    admin.add_tcp(&settings.admin_listen.to_string());
+    server.add_service(admin);
+
+    server.add_service(background_service(
+        "blacklist sync",
+        BlacklistSync {
+            feed,
+            set: shared.blacklist.clone(),
+        },
+    ));
+    server.add_service(background_service("jwks", FirstJwks(shared)));
+    Ok(server)
+}
+
+/// Keeps the blacklist set equal to the feed.
+struct BlacklistSync {
+    feed: Arc<dyn Feed>,
+    set: Arc<BlacklistSet>,
+}
+
+#[async_trait]
+impl BackgroundService for BlacklistSync {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        blacklist::run_sync(self.feed.clone(), self.set.clone(), unix_now, shutdown).await;
+    }
+}
+
+/// Loads the JWKS at start, retrying until auth-service answers.
+struct FirstJwks(Arc<Shared>);
+
+#[async_trait]
+impl BackgroundService for FirstJwks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut wait = Duration::from_millis(50);
+        while self.0.jwks.current().is_empty() {
+            self.0.jwks.refresh().await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// A gateway running on its own thread (pingora owns its runtimes).
+pub struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Asks for a fast shutdown and waits for the thread to end.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct StopSignal(tokio::sync::watch::Receiver<bool>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// Starts the gateway on a thread. Readiness is the caller's to await (connect to `listen`).
+pub fn spawn(settings: &Settings, feed: Arc<dyn Feed>) -> anyhow::Result<Running> {
+    let server = build_server(settings, feed, None)?;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("gateway".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(StopSignal(rx)),
+            })
+        })
+        .context("cannot start the gateway thread")?;
+    Ok(Running {
+        stop,
+        thread: Some(thread),
+    })
+}

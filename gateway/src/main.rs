@@ -1,0 +1,31 @@
+//! gateway binary. pingora's own flags apply (`-u` graceful upgrade, `-d` daemon, `-t` test);
+//! `-c/--conf FILE` names the gateway settings file (which nests pingora's under `server`).
+
+use anyhow::Context;
+use gateway::Settings;
+use pingora::server::configuration::Opt;
+use std::sync::Arc;
+
+fn main() -> anyhow::Result<()> {
+    let mut opt = Opt::parse_args();
+    let file = opt.conf.take().map(std::path::PathBuf::from);
+    let settings: Settings = layered_settings::load("gateway", file.as_deref())?;
+    telemetry::init(telemetry::Format::from_name(&settings.log_format), "info");
+    let redis = settings
+        .redis
+        .clone()
+        .context("redis.url is required (GATEWAY__REDIS__URL); the blacklist feed needs it")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let feed = runtime
+        .block_on(blacklist::RedisFeed::connect(
+            redis.url.expose(),
+            &redis.prefix,
+        ))
+        .context("cannot reach Redis")?;
+    drop(runtime);
+    let server = gateway::build_server(&settings, Arc::new(feed), Some(opt))?;
+    tracing::info!(listen = %settings.listen, admin = %settings.admin_listen, "gateway starting");
+    server.run_forever()
+}

@@ -1,0 +1,401 @@
+//! The pingora glue: runs the pipeline of CONTRACT §2 on each request and forwards it with
+//! the identity assertion. Decisions are made by [`crate::routes`] and [`crate::authorize`];
+//! this file only reads headers, answers and records.
+
+use crate::authorize::{Outcome, Presented, authorize};
+use crate::reason::Reason;
+use crate::routes::{HEALTH, Route, Upstream, Versions, route};
+use crate::{Shared, unix_now};
+use async_trait::async_trait;
+use auth_token::{ASSERTION_HEADER, Assertion, Principal};
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Request bodies above this are refused with 413.
+pub const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Headers the client may not choose: they would let it speak for the gateway.
+const STRIPPED: [&str; 6] = [
+    ASSERTION_HEADER,
+    "authorization",
+    "access-token",
+    "x-forwarded-for",
+    "x-real-ip",
+    "forwarded",
+];
+
+pub struct Gateway {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) versions: Versions,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    start: Instant,
+    request_id: String,
+    route: Option<Route>,
+    principal: Option<Principal>,
+    version: Option<String>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            request_id: String::new(),
+            route: None,
+            principal: None,
+            version: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.request_id = request_id(
+            session
+                .get_header("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+        );
+        let req = session.req_header();
+        let too_large = req
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|n| n > MAX_BODY_BYTES);
+        if too_large {
+            return self.answer(session, ctx, Reason::PayloadTooLarge).await;
+        }
+        if req.method == http::Method::GET && req.uri.path() == HEALTH {
+            return self.answer_health(session, ctx).await;
+        }
+        let Some(matched) = route(&req.method, req.uri.path()) else {
+            return self.answer(session, ctx, Reason::RouteNotFound).await;
+        };
+        let principal = match self.authorize(session, &matched).await {
+            Ok(principal) => principal,
+            Err(reason) => {
+                ctx.route = Some(matched);
+                return self.answer(session, ctx, reason).await;
+            }
+        };
+        if let Some(named) = &matched.version {
+            let header = session
+                .get_header("x-api-version")
+                .map(|v| v.to_str().unwrap_or("?"));
+            match self.served_version(named, header) {
+                Some(v) => ctx.version = Some(v.to_owned()),
+                None => {
+                    ctx.route = Some(matched);
+                    return self
+                        .answer(session, ctx, Reason::UnsupportedApiVersion)
+                        .await;
+                }
+            }
+        }
+        ctx.route = Some(matched);
+        ctx.principal = Some(principal);
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let upstream = ctx
+            .route
+            .as_ref()
+            .map_or(Upstream::Registry, |r| r.upstream);
+        let addr = match upstream {
+            Upstream::AuthService => self.shared.auth_service,
+            Upstream::Registry => self.shared.registry,
+        };
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(self.shared.connect_timeout);
+        peer.options.read_timeout = Some(self.shared.read_timeout);
+        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        for name in STRIPPED {
+            upstream_request.remove_header(name);
+        }
+        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            upstream_request.insert_header("x-forwarded-for", ip.to_string())?;
+        }
+        let (Some(route), Some(principal)) = (&ctx.route, ctx.principal.take()) else {
+            return Error::e_explain(ErrorType::InternalError, "forwarding an unrouted request");
+        };
+        let assertion = Assertion {
+            principal,
+            aud: route.upstream.audience().to_owned(),
+            method: upstream_request.method.as_str().to_owned(),
+            path: upstream_request.uri.path().to_owned(),
+            rid: ctx.request_id.clone(),
+            exp: unix_now() + auth_token::assertion::ASSERTION_TTL_SECS,
+        };
+        upstream_request.insert_header(ASSERTION_HEADER, self.shared.assertion.sign(&assertion))?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(version) = &ctx.version {
+            response.insert_header("x-api-version", version.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let reason = match (e.esource(), e.etype()) {
+            (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
+                Some(Reason::UpstreamTimeout)
+            }
+            (ErrorSource::Upstream, _)
+            | (
+                _,
+                ErrorType::ConnectTimedout
+                | ErrorType::ConnectRefused
+                | ErrorType::ConnectNoRoute
+                | ErrorType::ConnectError,
+            ) => Some(Reason::UpstreamUnavailable),
+            _ => None,
+        };
+        let upstream = ctx.route.as_ref().map_or("none", |r| r.upstream.audience());
+        let code = match reason {
+            Some(reason) => {
+                self.shared
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[upstream, reason.code()])
+                    .inc();
+                if session.response_written().is_none() {
+                    let _ = self.write_error(session, ctx, reason).await;
+                }
+                reason.status()
+            }
+            None => match e.etype() {
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => 0,
+                _ => {
+                    let _ = session.respond_error(500).await;
+                    500
+                }
+            },
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let template = ctx.route.as_ref().map_or("unmatched", |r| r.template);
+        let method = method_label(&session.req_header().method);
+        let metrics = &self.shared.metrics;
+        metrics
+            .requests
+            .with_label_values(&[template, method, status_label(status)])
+            .inc();
+        let elapsed = ctx.start.elapsed();
+        metrics
+            .duration
+            .with_label_values(&[template])
+            .observe(elapsed.as_secs_f64());
+        tracing::info!(
+            request_id = ctx.request_id.as_str(),
+            method,
+            route = template,
+            status,
+            micros = elapsed.as_micros() as u64,
+            "request"
+        );
+    }
+}
+
+impl Gateway {
+    /// The credential and permission steps, refreshing the JWKS once for an unknown key.
+    async fn authorize(
+        &self,
+        session: &Session,
+        matched: &Route,
+    ) -> std::result::Result<Principal, Reason> {
+        let header = |name: &str| session.get_header(name).and_then(|v| v.to_str().ok());
+        let presented = Presented::from_headers(
+            header("authorization"),
+            header("access-token"),
+            header("client"),
+            header("uid"),
+        );
+        let shared = &self.shared;
+        let mut outcome = authorize(
+            matched,
+            presented,
+            &shared.jwks.current(),
+            &shared.blacklist,
+            unix_now(),
+        );
+        if outcome == Outcome::UnknownKey && shared.jwks.refresh().await {
+            outcome = authorize(
+                matched,
+                presented,
+                &shared.jwks.current(),
+                &shared.blacklist,
+                unix_now(),
+            );
+        }
+        let result = match outcome {
+            Outcome::Allowed(principal) => Ok(principal),
+            Outcome::Denied(reason) => Err(reason),
+            Outcome::UnknownKey => Err(Reason::InvalidToken),
+        };
+        if matched.access != crate::routes::Access::Public {
+            let label = result.as_ref().map_or_else(|r| r.code(), |_| "ok");
+            shared.metrics.auth.with_label_values(&[label]).inc();
+        }
+        result
+    }
+
+    /// The path's version resolved to a served one; the optional header must agree.
+    fn served_version(&self, named: &str, header: Option<&str>) -> Option<&str> {
+        let served = self.versions.resolve(named)?;
+        match header {
+            None => Some(served),
+            Some(h) if self.versions.resolve(h) == Some(served) => Some(served),
+            Some(_) => None,
+        }
+    }
+
+    /// Answers with a gateway error; the request body is drained first so the connection
+    /// can be reused (except for an oversized body, which closes it).
+    async fn answer(&self, session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<bool> {
+        if reason == Reason::PayloadTooLarge {
+            session.set_keepalive(None);
+        } else if session
+            .as_downstream_mut()
+            .drain_request_body()
+            .await
+            .is_err()
+        {
+            session.set_keepalive(None);
+        }
+        self.write_error(session, ctx, reason).await?;
+        Ok(true)
+    }
+
+    async fn write_error(&self, session: &mut Session, ctx: &Ctx, reason: Reason) -> Result<()> {
+        let body = reason.body();
+        let mut header = ResponseHeader::build(reason.status(), Some(5))?;
+        header.insert_header("content-type", "application/json")?;
+        header.insert_header("content-length", body.len().to_string())?;
+        header.insert_header("x-gateway-error", reason.code())?;
+        header.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if reason.status() == 401 {
+            header.insert_header("www-authenticate", "Bearer")?;
+        }
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body), true).await
+    }
+
+    async fn answer_health(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let body = Bytes::from_static(br#"{"status":"ok"}"#);
+        let mut header = ResponseHeader::build(200, Some(3))?;
+        header.insert_header("content-type", "application/json")?;
+        header.insert_header("content-length", body.len().to_string())?;
+        header.insert_header("x-request-id", ctx.request_id.as_str())?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+}
+
+/// The client's request id when it is sane (1 to 128 visible ASCII characters), else a new one.
+fn request_id(sent: Option<&str>) -> String {
+    match sent {
+        Some(id)
+            if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id.to_owned()
+        }
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+fn method_label(method: &http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    const KNOWN: [(u16, &str); 17] = [
+        (0, "0"),
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (409, "409"),
+        (413, "413"),
+        (422, "422"),
+        (429, "429"),
+        (431, "431"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    match KNOWN.iter().find(|(s, _)| *s == status) {
+        Some((_, label)) => label,
+        None if status < 300 => "2xx",
+        None if status < 500 => "4xx",
+        None => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_replaced_otherwise() {
+        assert_eq!(request_id(Some("abc-123")), "abc-123");
+        assert_eq!(request_id(None).len(), 32);
+        assert_ne!(request_id(Some("has space")), "has space");
+        assert_ne!(request_id(Some(&"x".repeat(129))).len(), 129);
+        assert_eq!(request_id(Some("")).len(), 32);
+    }
+}

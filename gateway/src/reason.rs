@@ -1,0 +1,116 @@
+//! Why the gateway answered instead of the upstream: status, JSON-RPC code and reason code
+//! (CONTRACT §2). One place builds every gateway-made error body.
+
+use bytes::Bytes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    RouteNotFound,
+    MissingToken,
+    InvalidToken,
+    ExpiredToken,
+    RevokedToken,
+    TokenNotAcceptedHere,
+    InsufficientPermissions,
+    UnsupportedApiVersion,
+    RateLimited,
+    PayloadTooLarge,
+    HeadersTooLarge,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 13] = [
+        Reason::RouteNotFound,
+        Reason::MissingToken,
+        Reason::InvalidToken,
+        Reason::ExpiredToken,
+        Reason::RevokedToken,
+        Reason::TokenNotAcceptedHere,
+        Reason::InsufficientPermissions,
+        Reason::UnsupportedApiVersion,
+        Reason::RateLimited,
+        Reason::PayloadTooLarge,
+        Reason::HeadersTooLarge,
+        Reason::UpstreamUnavailable,
+        Reason::UpstreamTimeout,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::RouteNotFound => "route_not_found",
+            Reason::MissingToken => "missing_token",
+            Reason::InvalidToken => "invalid_token",
+            Reason::ExpiredToken => "expired_token",
+            Reason::RevokedToken => "revoked_token",
+            Reason::TokenNotAcceptedHere => "token_not_accepted_here",
+            Reason::InsufficientPermissions => "insufficient_permissions",
+            Reason::UnsupportedApiVersion => "unsupported_api_version",
+            Reason::RateLimited => "rate_limited",
+            Reason::PayloadTooLarge => "payload_too_large",
+            Reason::HeadersTooLarge => "headers_too_large",
+            Reason::UpstreamUnavailable => "upstream_unavailable",
+            Reason::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::RouteNotFound => 404,
+            Reason::MissingToken
+            | Reason::InvalidToken
+            | Reason::ExpiredToken
+            | Reason::RevokedToken
+            | Reason::TokenNotAcceptedHere => 401,
+            Reason::InsufficientPermissions => 403,
+            Reason::UnsupportedApiVersion => 422,
+            Reason::RateLimited => 429,
+            Reason::PayloadTooLarge => 413,
+            Reason::HeadersTooLarge => 431,
+            Reason::UpstreamUnavailable => 502,
+            Reason::UpstreamTimeout => 504,
+        }
+    }
+
+    fn rpc(self) -> (i32, &'static str) {
+        match self.status() {
+            401 => (-32501, "Unauthorized Error"),
+            403 => (-32503, "Forbidden Error"),
+            404 => (-32504, "Not found"),
+            422 => (-32422, "Unprocessable Request"),
+            429 => (-32029, "Too Many Requests Error"),
+            413 | 431 => (-32600, "Invalid Request"),
+            _ => (-32603, "Internal Server Error"),
+        }
+    }
+
+    /// `{"id":1,"jsonrpc":"2.0","error":{"code":..,"message":..,"data":"<reason>"}}`
+    pub fn body(self) -> Bytes {
+        let (code, message) = self.rpc();
+        Bytes::from(format!(
+            r#"{{"id":1,"jsonrpc":"2.0","error":{{"code":{code},"message":"{message}","data":"{}"}}}}"#,
+            self.code()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_the_contract_json_rpc_shape() {
+        for reason in Reason::ALL {
+            let body: serde_json::Value = serde_json::from_slice(&reason.body()).unwrap();
+            assert_eq!(body["jsonrpc"], "2.0");
+            assert_eq!(body["id"], 1);
+            assert_eq!(body["error"]["data"], reason.code());
+        }
+        let b: serde_json::Value = serde_json::from_slice(&Reason::RevokedToken.body()).unwrap();
+        assert_eq!(b["error"]["code"], -32501);
+        let b: serde_json::Value =
+            serde_json::from_slice(&Reason::UnsupportedApiVersion.body()).unwrap();
+        assert_eq!(b["error"]["code"], -32422);
+    }
+}

@@ -1,0 +1,281 @@
+//! Which routes exist, where they go, which credentials they accept and which permission
+//! they need. Plain functions over the method and path: no socket, no state.
+
+use auth_token::Permission;
+use http::Method;
+
+/// The services behind the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    AuthService,
+    Registry,
+}
+
+impl Upstream {
+    /// The audience of the identity assertion, as each upstream expects it.
+    pub fn audience(self) -> &'static str {
+        match self {
+            Upstream::AuthService => "auth-service",
+            Upstream::Registry => "registry",
+        }
+    }
+}
+
+/// Which credentials a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; a credential, if sent, is ignored.
+    Public,
+    /// Operator API routes: application tokens, API access tokens and signed-in agents.
+    OperatorApi,
+    /// People: signed-in agents (and, later, browser sessions).
+    User,
+}
+
+/// A matched route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Route template, the only path form used in metrics and logs.
+    pub template: &'static str,
+    pub upstream: Upstream,
+    pub access: Access,
+    pub permission: Option<Permission>,
+    /// The `/{version}` segment, for routes that have one.
+    pub version: Option<String>,
+}
+
+/// The gateway answers `GET /health` itself.
+pub const HEALTH: &str = "/health";
+
+/// Matches `method` + `path` against the route table; `None` is a 404 `route_not_found`.
+pub fn route(method: &Method, path: &str) -> Option<Route> {
+    use Access::*;
+    use Permission::*;
+    use Upstream::*;
+    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let m = method.as_str();
+    let fixed = |template, upstream, access, permission| {
+        Some(Route {
+            template,
+            upstream,
+            access,
+            permission,
+            version: None,
+        })
+    };
+    match (m, segments.as_slice()) {
+        ("GET", [".well-known", "jwks.json"]) => {
+            fixed("/.well-known/jwks.json", AuthService, Public, None)
+        }
+        ("POST", ["api", "v1", "auth", "sign_in"]) => {
+            fixed("/api/v1/auth/sign_in", AuthService, Public, None)
+        }
+        ("DELETE", ["api", "v1", "auth", "sign_out"]) => {
+            fixed("/api/v1/auth/sign_out", AuthService, User, Some(SignedIn))
+        }
+        ("GET" | "POST", ["admin", "operators"]) => {
+            fixed("/admin/operators", AuthService, User, Some(OperatorsAdmin))
+        }
+        ("GET" | "POST", ["admin", "operators", id, "users"]) if is_id(id) => fixed(
+            "/admin/operators/{id}/users",
+            AuthService,
+            User,
+            Some(UsersManage),
+        ),
+        ("GET" | "POST", ["admin", "blacklist"]) => {
+            fixed("/admin/blacklist", AuthService, User, Some(Blacklist))
+        }
+        ("DELETE", ["admin", "blacklist", id]) if !id.is_empty() => {
+            fixed("/admin/blacklist/{id}", AuthService, User, Some(Blacklist))
+        }
+        ("GET", ["admin", "audit"]) => fixed("/admin/audit", AuthService, User, Some(Blacklist)),
+        ("POST", ["applications"]) => {
+            fixed("/applications", AuthService, User, Some(ApplicationsManage))
+        }
+        ("GET", ["applications"]) => {
+            fixed("/applications", AuthService, User, Some(ApplicationsList))
+        }
+        ("DELETE", ["applications", id]) if !id.is_empty() => fixed(
+            "/applications/{uuid}",
+            AuthService,
+            User,
+            Some(ApplicationsManage),
+        ),
+        ("POST", ["journeys", "push"]) => {
+            fixed("/journeys/push", Registry, OperatorApi, Some(JourneysWrite))
+        }
+        (_, [version, rest @ ..]) if is_version(version) => versioned(m, version, rest),
+        _ => None,
+    }
+}
+
+/// Operator API routes under `/{version}/`.
+fn versioned(method: &str, version: &str, rest: &[&str]) -> Option<Route> {
+    use Permission::*;
+    let (template, permission) = match (method, rest) {
+        ("POST", ["journeys"]) => ("/{version}/journeys", JourneysWrite),
+        ("GET", ["journeys"]) => ("/{version}/journeys", JourneysRead),
+        ("GET", ["journeys", id]) if !id.is_empty() => ("/{version}/journeys/{id}", JourneysRead),
+        ("PATCH" | "POST", ["journeys", id]) if !id.is_empty() => {
+            ("/{version}/journeys/{id}", JourneysWrite)
+        }
+        ("POST", ["journeys", id, "cancel"]) if !id.is_empty() => {
+            ("/{version}/journeys/{id}/cancel", JourneysWrite)
+        }
+        ("POST", ["policies", "cee"]) => ("/{version}/policies/cee", JourneysWrite),
+        ("POST", ["policies", "cee", "simulate"]) => {
+            ("/{version}/policies/cee/simulate", JourneysWrite)
+        }
+        ("GET" | "DELETE", ["policies", "cee", id]) if !id.is_empty() => {
+            ("/{version}/policies/cee/{uuid}", JourneysWrite)
+        }
+        _ => return None,
+    };
+    Some(Route {
+        template,
+        upstream: Upstream::Registry,
+        access: Access::OperatorApi,
+        permission: Some(permission),
+        version: Some(version.to_owned()),
+    })
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A well-formed version segment: `v` then 1 to 3 dot-separated numbers (`v3`, `v3.2`, `v4`).
+pub fn is_version(s: &str) -> bool {
+    let Some(numbers) = s.strip_prefix('v') else {
+        return false;
+    };
+    let parts: Vec<&str> = numbers.split('.').collect();
+    parts.len() <= 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The served versions. `v3` stands for the newest `v3.x` served.
+#[derive(Debug, Clone)]
+pub struct Versions {
+    served: Vec<String>,
+    newest: String,
+}
+
+impl Versions {
+    /// `served` like `["v3.2", "v3.3"]`; the newest is the greatest.
+    pub fn new(served: &[String]) -> Option<Self> {
+        let mut served: Vec<String> = served.iter().filter(|v| is_version(v)).cloned().collect();
+        served.sort_by_key(|v| numeric(v));
+        let newest = served.last()?.clone();
+        Some(Self { served, newest })
+    }
+
+    /// The served version a path or header names, resolving `v3` to the newest `v3.x`.
+    pub fn resolve(&self, named: &str) -> Option<&str> {
+        if self.served.iter().any(|v| v == named) {
+            return Some(self.served.iter().find(|v| *v == named)?.as_str());
+        }
+        let prefix = format!("{named}.");
+        self.served
+            .iter()
+            .rev()
+            .find(|v| v.starts_with(&prefix))
+            .map(String::as_str)
+    }
+
+    pub fn newest(&self) -> &str {
+        &self.newest
+    }
+}
+
+fn numeric(v: &str) -> Vec<u32> {
+    v.trim_start_matches('v')
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_upstream_access_and_permission() {
+        let cases: &[(&str, &str, Option<(&str, Upstream, Access)>)] = &[
+            (
+                "POST",
+                "/v3/journeys",
+                Some((
+                    "/{version}/journeys",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            (
+                "GET",
+                "/v3.2/journeys/abc",
+                Some((
+                    "/{version}/journeys/{id}",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            (
+                "POST",
+                "/v4/journeys",
+                Some((
+                    "/{version}/journeys",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            (
+                "POST",
+                "/journeys/push",
+                Some(("/journeys/push", Upstream::Registry, Access::OperatorApi)),
+            ),
+            (
+                "POST",
+                "/api/v1/auth/sign_in",
+                Some((
+                    "/api/v1/auth/sign_in",
+                    Upstream::AuthService,
+                    Access::Public,
+                )),
+            ),
+            (
+                "POST",
+                "/admin/operators/12/users",
+                Some((
+                    "/admin/operators/{id}/users",
+                    Upstream::AuthService,
+                    Access::User,
+                )),
+            ),
+            ("POST", "/admin/operators/x/users", None),
+            ("DELETE", "/v3/journeys", None),
+            ("GET", "/nope", None),
+            ("GET", "/vx/journeys", None),
+            ("GET", "", None),
+        ];
+        for (method, path, expected) in cases {
+            let got =
+                route(&method.parse().unwrap(), path).map(|r| (r.template, r.upstream, r.access));
+            assert_eq!(got, *expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn versions_resolve_major_aliases_and_refuse_others() {
+        let v = Versions::new(&["v3.3".into(), "v3.2".into()]).unwrap();
+        assert_eq!(v.newest(), "v3.3");
+        assert_eq!(v.resolve("v3"), Some("v3.3"));
+        assert_eq!(v.resolve("v3.2"), Some("v3.2"));
+        assert_eq!(v.resolve("v3.1"), None);
+        assert_eq!(v.resolve("v2"), None);
+        assert_eq!(v.resolve("v4"), None);
+        assert!(is_version("v3.3.0") && !is_version("v") && !is_version("3") && !is_version("v3."));
+    }
+}

@@ -1,0 +1,92 @@
+//! Gateway settings, with pingora's own server settings nested under `server`.
+
+use layered_settings::Secret;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The one public address.
+    pub listen: SocketAddr,
+    /// `/metrics` and `/health` for operators of the gateway (not public).
+    pub admin_listen: SocketAddr,
+    /// auth-service's address.
+    pub auth_service: SocketAddr,
+    /// registry's address.
+    pub registry: SocketAddr,
+    /// Secret shared with the upstreams to sign identity assertions (>= 32 bytes).
+    pub assertion_secret: Secret<String>,
+    /// Redis carrying the blacklist feed; required by the standalone binary.
+    pub redis: Option<RedisSettings>,
+    /// API versions served under `/{version}/`; `v3` names the newest `v3.x`.
+    pub versions: Vec<String>,
+    /// Minimum milliseconds between two JWKS fetches triggered by unknown `kid`s.
+    pub jwks_refresh_min_interval_ms: u64,
+    /// Seconds allowed to connect to an upstream.
+    pub upstream_connect_timeout_secs: u64,
+    /// Seconds allowed between reads from an upstream before 504.
+    pub upstream_read_timeout_secs: u64,
+    /// `pretty` or `json`.
+    pub log_format: String,
+    /// pingora's server settings.
+    pub server: ServerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: Secret<String>,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+fn default_prefix() -> String {
+    "rpc:".into()
+}
+
+/// The parts of pingora's `ServerConf` worth setting here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Seconds to keep serving after SIGTERM before shutting down.
+    pub grace_period_seconds: u64,
+    /// Seconds to wait for in-flight requests at shutdown.
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// Per-instance paths, so replicas on one machine do not collide.
+    pub pid_file: String,
+    pub upgrade_sock: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 10,
+            pid_file: "data/gateway.pid".into(),
+            upgrade_sock: "data/gateway-upgrade.sock".into(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            auth_service: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            registry: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            assertion_secret: Secret::default(),
+            redis: None,
+            versions: vec!["v3.2".into(), "v3.3".into()],
+            jwks_refresh_min_interval_ms: 1000,
+            upstream_connect_timeout_secs: 2,
+            upstream_read_timeout_secs: 30,
+            log_format: "pretty".into(),
+            server: ServerSettings::default(),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The journey status model (rpc-behaviour §7): three stored parts, one public status.
+//!
+//! Acquisition, fraud and anomaly are recorded independently; [`JourneyStatus::compute`] folds
+//! them into the public enum with the reference's priority order.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// What happened to the journey on the way in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquisitionStatus {
+    Received,
+    Updated,
+    Processed,
+    Failed,
+    Canceled,
+    /// Deprecated by the reference; read as a terms violation.
+    Expired,
+    TermsViolationError,
+}
+
+/// Outcome of an asynchronous check (fraud or anomaly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    Pending,
+    Passed,
+    Failed,
+}
+
+/// The public status of a journey, as the reference's `status` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JourneyStatus {
+    AcquisitionError,
+    ValidationError,
+    NormalizationError,
+    TermsViolationError,
+    FraudError,
+    AnomalyError,
+    Ok,
+    Canceled,
+    Pending,
+    Unknown,
+}
+
+impl AcquisitionStatus {
+    const ALL: [AcquisitionStatus; 7] = [
+        AcquisitionStatus::Received,
+        AcquisitionStatus::Updated,
+        AcquisitionStatus::Processed,
+        AcquisitionStatus::Failed,
+        AcquisitionStatus::Canceled,
+        AcquisitionStatus::Expired,
+        AcquisitionStatus::TermsViolationError,
+    ];
+
+    /// The storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcquisitionStatus::Received => "received",
+            AcquisitionStatus::Updated => "updated",
+            AcquisitionStatus::Processed => "processed",
+            AcquisitionStatus::Failed => "failed",
+            AcquisitionStatus::Canceled => "canceled",
+            AcquisitionStatus::Expired => "expired",
+            AcquisitionStatus::TermsViolationError => "terms_violation_error",
+        }
+    }
+
+    /// The status stored as `s`, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl CheckStatus {
+    /// The storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Pending => "pending",
+            CheckStatus::Passed => "passed",
+            CheckStatus::Failed => "failed",
+        }
+    }
+
+    /// The status stored as `s`, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            CheckStatus::Pending,
+            CheckStatus::Passed,
+            CheckStatus::Failed,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+impl JourneyStatus {
+    /// The reference's `castToStatusEnum`, first matching rule wins.
+    pub fn compute(
+        acquisition: Option<AcquisitionStatus>,
+        fraud: CheckStatus,
+        anomaly: CheckStatus,
+    ) -> Self {
+        use AcquisitionStatus as A;
+        match acquisition {
+            None => JourneyStatus::Unknown,
+            Some(A::Canceled) => JourneyStatus::Canceled,
+            Some(A::Expired | A::TermsViolationError) => JourneyStatus::TermsViolationError,
+            Some(A::Failed) => JourneyStatus::AcquisitionError,
+            Some(A::Processed)
+                if fraud == CheckStatus::Passed && anomaly == CheckStatus::Passed =>
+            {
+                JourneyStatus::Ok
+            }
+            Some(_) if fraud == CheckStatus::Failed => JourneyStatus::FraudError,
+            Some(_) if anomaly == CheckStatus::Failed => JourneyStatus::AnomalyError,
+            Some(_) => JourneyStatus::Pending,
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JourneyStatus::AcquisitionError => "acquisition_error",
+            JourneyStatus::ValidationError => "validation_error",
+            JourneyStatus::NormalizationError => "normalization_error",
+            JourneyStatus::TermsViolationError => "terms_violation_error",
+            JourneyStatus::FraudError => "fraud_error",
+            JourneyStatus::AnomalyError => "anomaly_error",
+            JourneyStatus::Ok => "ok",
+            JourneyStatus::Canceled => "canceled",
+            JourneyStatus::Pending => "pending",
+            JourneyStatus::Unknown => "unknown",
+        }
+    }
+}
+
+/// What the registry knows about one stored journey's processing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyState {
+    pub operator_journey_id: String,
+    /// The registry's sequential id (exposed as a string).
+    pub journey_id: i64,
+    pub created_at: DateTime<Utc>,
+    /// `None` when the stored value is not one this version knows.
+    pub acquisition: Option<AcquisitionStatus>,
+    pub fraud: CheckStatus,
+    pub anomaly: CheckStatus,
+    pub terms_violation_labels: Vec<String>,
+    pub fraud_error_labels: Vec<String>,
+    pub anomaly_error_details: Vec<Value>,
+}
+
+impl JourneyState {
+    /// The public status.
+    pub fn status(&self) -> JourneyStatus {
+        JourneyStatus::compute(self.acquisition, self.fraud, self.anomaly)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AcquisitionStatus as A;
+    use CheckStatus::{Failed as F, Passed as P, Pending as W};
+
+    #[test]
+    fn public_status_follows_the_reference_priority_order() {
+        let cases = [
+            (None, F, F, JourneyStatus::Unknown),
+            (Some(A::Canceled), F, F, JourneyStatus::Canceled),
+            (Some(A::Expired), P, P, JourneyStatus::TermsViolationError),
+            (
+                Some(A::TermsViolationError),
+                F,
+                F,
+                JourneyStatus::TermsViolationError,
+            ),
+            (Some(A::Failed), F, F, JourneyStatus::AcquisitionError),
+            (Some(A::Processed), P, P, JourneyStatus::Ok),
+            (Some(A::Processed), F, F, JourneyStatus::FraudError),
+            (Some(A::Received), F, P, JourneyStatus::FraudError),
+            (Some(A::Processed), P, F, JourneyStatus::AnomalyError),
+            (Some(A::Received), P, P, JourneyStatus::Pending),
+            (Some(A::Received), W, W, JourneyStatus::Pending),
+            (Some(A::Updated), W, P, JourneyStatus::Pending),
+            (Some(A::Processed), P, W, JourneyStatus::Pending),
+        ];
+        for (acquisition, fraud, anomaly, expected) in cases {
+            assert_eq!(
+                JourneyStatus::compute(acquisition, fraud, anomaly),
+                expected,
+                "{acquisition:?} {fraud:?} {anomaly:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_spellings_round_trip() {
+        for a in AcquisitionStatus::ALL {
+            assert_eq!(AcquisitionStatus::parse(a.as_str()), Some(a));
+        }
+        for c in [W, P, F] {
+            assert_eq!(CheckStatus::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(AcquisitionStatus::parse("lost"), None);
+    }
+}

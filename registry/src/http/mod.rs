@@ -1,0 +1,162 @@
+//! The HTTP surface: the only code that knows warp.
+//!
+//! [`api`] builds the operator routes behind the gateway's identity assertion; the
+//! [`crate::Application`] adds `/health` and `/metrics`, the one `recover` and request metrics
+//! (labelled by [`route_template`]).
+
+mod journeys;
+mod metrics;
+
+pub use journeys::State;
+pub use metrics::{Metrics, Outcome};
+
+use auth_token::AssertionKey;
+use rpc_service::RpcError;
+use std::sync::Arc;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+/// API versions served under `/{version}/...`; the gateway already refused the others.
+pub const SERVED_VERSIONS: [&str; 3] = ["v3", "v3.2", "v3.3"];
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT: u64 = 2 * 1024 * 1024;
+
+/// The audience the gateway's assertions name for this service.
+pub const AUDIENCE: &str = "registry";
+
+/// The journey routes, each behind the identity assertion. Rejections are left to `recover`.
+pub fn api(
+    state: Arc<State>,
+    key: Arc<AssertionKey>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let principal = rpc_service::identity::principal(key, AUDIENCE);
+    let with_state = warp::any().map(move || state.clone());
+
+    let create_path = version()
+        .and(warp::path("journeys"))
+        .and(warp::path::end())
+        .or(warp::path!("journeys" / "push"))
+        .unify();
+    // Paths before methods, so that an unknown path is a 404 rather than a 405.
+    let create = create_path
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(body_limit(BODY_LIMIT))
+        .and(warp::body::json())
+        .then(journeys::create);
+
+    let status = version()
+        .and(warp::path("journeys"))
+        .and(warp::path::param::<String>().and_then(decoded_segment))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state)
+        .and(principal)
+        .and(warp::query::<journeys::StatusQuery>())
+        .then(journeys::status);
+
+    create.or(status).unify()
+}
+
+/// Matches one served version segment; anything else is not found here.
+fn version() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path::param::<String>()
+        .and_then(|v: String| async move {
+            if SERVED_VERSIONS.contains(&v.as_str()) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+}
+
+/// Refuses bodies declared larger than `limit` (413). Unlike warp's `content_length_limit`,
+/// a chunked body without `content-length` is not refused.
+fn body_limit(limit: u64) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |length: Option<u64>| async move {
+            match length {
+                Some(n) if n > limit => Err(warp::reject::custom(RpcError::payload_too_large())),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+}
+
+async fn decoded_segment(raw: String) -> Result<String, Rejection> {
+    percent_decode(&raw).ok_or_else(warp::reject::not_found)
+}
+
+/// Decodes `%XX` escapes of a path segment; `None` when malformed or not UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The route template of a raw path, for metric labels and logs (never raw ids).
+pub fn route_template(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let versioned = segments.first().is_some_and(|v| {
+        v.starts_with('v') && v.len() > 1 && v[1..].chars().all(|c| c.is_ascii_digit() || c == '.')
+    });
+    match segments.as_slice() {
+        ["health"] => "/health",
+        ["metrics"] => "/metrics",
+        ["journeys", "push"] => "/journeys/push",
+        [_, "journeys"] if versioned => "/{version}/journeys",
+        [_, "journeys", _] if versioned => "/{version}/journeys/{id}",
+        [_, "journeys", _, "cancel"] if versioned => "/{version}/journeys/{id}/cancel",
+        _ => "unmatched",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_paths_map_to_templates() {
+        let cases = [
+            ("/health", "/health"),
+            ("/metrics", "/metrics"),
+            ("/journeys/push", "/journeys/push"),
+            ("/v3/journeys", "/{version}/journeys"),
+            ("/v3.3/journeys/abc-123", "/{version}/journeys/{id}"),
+            (
+                "/v3.2/journeys/abc/cancel",
+                "/{version}/journeys/{id}/cancel",
+            ),
+            ("/v3/unknown", "unmatched"),
+            ("/journeys/abc", "unmatched"),
+            ("/", "unmatched"),
+        ];
+        for (path, template) in cases {
+            assert_eq!(route_template(path), template, "{path}");
+        }
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("%C3%A9t%C3%A9").as_deref(), Some("été"));
+        assert_eq!(percent_decode("plain-id").as_deref(), Some("plain-id"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("%FF"), None);
+    }
+}

@@ -1,0 +1,91 @@
+//! The carpool proof registry: operators send journeys, read their status, and (later) cancel,
+//! patch, list and claim CEE. A warp service behind the gateway; it trusts only the gateway's
+//! signed identity assertion.
+//!
+//! Layout (each boundary is a rule):
+//! - [`domain`]: validated journey types, terms of use, status model. No SQL, no HTTP.
+//! - [`store`]: the only SQL, behind the [`store::JourneyStore`] trait (PostgreSQL or SQLite).
+//! - [`http`]: the only warp code: routes, handlers, metrics.
+//!
+//! Start at [`Application::build`]; `main.rs` only loads [`Settings`] and runs it.
+
+pub mod domain;
+pub mod http;
+mod settings;
+pub mod store;
+
+pub use settings::Settings;
+
+use anyhow::Context;
+use auth_token::AssertionKey;
+use rpc_service::db::Database;
+use rpc_service::http::{observed, operational, serve};
+use sqlx::migrate::Migrator;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A registry ready to serve: database migrated, port bound.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    routes: BoxedFilter<(Response,)>,
+    metrics: http::Metrics,
+}
+
+impl Application {
+    /// Checks the assertion secret, connects the database and runs its migrations, and binds
+    /// `settings.listen` (port 0 allowed).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let secret = settings.assertion_secret.expose();
+        anyhow::ensure!(
+            !secret.is_empty(),
+            "assertion_secret is not set: give the registry the gateway's assertion secret \
+             (REGISTRY__ASSERTION_SECRET)"
+        );
+        let key = AssertionKey::new(secret.as_bytes())
+            .context("assertion_secret must be at least 32 bytes")?;
+        let db = Database::connect(&settings.database, &POSTGRES_MIGRATIONS, &SQLITE_MIGRATIONS)
+            .await
+            .context("cannot open the registry database")?;
+        let registry = prometheus::Registry::new();
+        let metrics = http::Metrics::register(&registry).context("cannot register metrics")?;
+        let state = Arc::new(http::State {
+            store: store::for_database(&db),
+            metrics: metrics.clone(),
+        });
+        let routes = operational(db, registry)
+            .or(http::api(state, Arc::new(key)))
+            .unify()
+            .boxed();
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let local_addr = listener.local_addr().context("no local address")?;
+        Ok(Self {
+            listener,
+            local_addr,
+            routes,
+            metrics,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let routes = self.routes.recover(rpc_service::error::recover).unify();
+        let routes = observed(routes, self.metrics.http, http::route_template);
+        serve(routes, self.listener, shutdown).await;
+    }
+}

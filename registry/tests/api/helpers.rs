@@ -1,0 +1,204 @@
+//! `spawn_app` and a `TestApp` with one helper per endpoint.
+
+use auth_token::{ASSERTION_HEADER, Assertion, AssertionKey, CredentialKind, Principal, Role};
+use chrono::{SecondsFormat, TimeDelta, Utc};
+use layered_settings::Secret;
+use registry::{Application, Settings};
+use reqwest::{Method, RequestBuilder, Response};
+use rpc_service::db::DatabaseSettings;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+const SECRET: &str = "registry-tests-assertion-secret-0123456789";
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Which database the registry under test uses.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A running registry.
+pub struct TestApp {
+    pub address: String,
+    client: reqwest::Client,
+    key: AssertionKey,
+    stop: Option<oneshot::Sender<()>>,
+    sqlite_file: Option<PathBuf>,
+}
+
+/// Starts the registry on a fresh database and waits until it listens.
+pub async fn spawn_app(kind: StoreKind) -> TestApp {
+    let (database, sqlite_file) = match kind {
+        StoreKind::Sqlite => {
+            let file =
+                std::env::temp_dir().join(format!("registry-{}.db", Uuid::new_v4().simple()));
+            let url = format!("sqlite://{}", file.display());
+            (DatabaseSettings::new(url, None), Some(file))
+        }
+        StoreKind::Postgres => {
+            let url = std::env::var("REGISTRY_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+            let schema = format!("t_{}", Uuid::new_v4().simple());
+            (DatabaseSettings::new(url, Some(&schema)), None)
+        }
+    };
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database,
+        assertion_secret: Secret::new(SECRET.to_owned()),
+        ..Settings::default()
+    };
+    let app = Application::build(settings).await.expect("registry builds");
+    let address = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        key: AssertionKey::new(SECRET.as_bytes()).unwrap(),
+        stop: Some(stop),
+        sqlite_file,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(file) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
+    }
+}
+
+/// An operator's application token, as the gateway asserts it.
+pub fn operator(operator_id: i64) -> Principal {
+    Principal {
+        kind: Some(CredentialKind::Application),
+        id: format!("app-{operator_id}"),
+        operator_id: Some(operator_id),
+        role: Some(Role::OperatorApplication),
+        token_id: Some(Uuid::new_v4().to_string()),
+        client: None,
+        token_exp: None,
+    }
+}
+
+/// A registry staff member.
+pub fn registry_user() -> Principal {
+    Principal {
+        kind: Some(CredentialKind::Agent),
+        id: "42".into(),
+        operator_id: None,
+        role: Some(Role::RegistryUser),
+        token_id: Some(Uuid::new_v4().to_string()),
+        client: Some("device".into()),
+        token_exp: None,
+    }
+}
+
+/// A valid journey that started an hour ago.
+pub fn journey(operator_journey_id: &str) -> Value {
+    let at = |minutes_ago: i64| {
+        (Utc::now() - TimeDelta::minutes(minutes_ago)).to_rfc3339_opts(SecondsFormat::Secs, true)
+    };
+    let identity = |digit: &str| {
+        json!({
+            "identity_key": digit.repeat(64),
+            "operator_user_id": format!("user-{digit}"),
+            "phone_trunc": "+336010203",
+        })
+    };
+    json!({
+        "operator_journey_id": operator_journey_id,
+        "operator_trip_id": "trip-1",
+        "operator_class": "C",
+        "incentives": [{"index": 0, "amount": 100, "siret": "11000101300017"}],
+        "start": {"datetime": at(60), "lat": 48.85, "lon": 2.35},
+        "end": {"datetime": at(20), "lat": 48.9, "lon": 2.4},
+        "distance": 12_000,
+        "driver": {"identity": identity("a"), "revenue": 300},
+        "passenger": {"identity": identity("b"), "contribution": 300, "seats": 1},
+    })
+}
+
+impl TestApp {
+    /// A request carrying the gateway's assertion for `principal` (none when `None`).
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        principal: Option<&Principal>,
+    ) -> RequestBuilder {
+        let builder = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.address));
+        let Some(principal) = principal else {
+            return builder;
+        };
+        let assertion = Assertion {
+            principal: principal.clone(),
+            aud: "registry".into(),
+            method: method.as_str().to_owned(),
+            path: path.split('?').next().unwrap_or(path).to_owned(),
+            rid: Uuid::new_v4().to_string(),
+            exp: Utc::now().timestamp() + 30,
+        };
+        builder.header(ASSERTION_HEADER, self.key.sign(&assertion))
+    }
+
+    /// `POST {path}` with `body` as `principal`.
+    pub async fn post_journey_at(
+        &self,
+        path: &str,
+        principal: &Principal,
+        body: &Value,
+    ) -> Response {
+        self.request(Method::POST, path, Some(principal))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST /v3/journeys` with `body` as `principal`.
+    pub async fn post_journey(&self, principal: &Principal, body: &Value) -> Response {
+        self.post_journey_at("/v3/journeys", principal, body).await
+    }
+
+    /// `GET /v3/journeys/{id}{query}` as `principal`.
+    pub async fn journey_status(&self, principal: &Principal, id: &str, query: &str) -> Response {
+        self.request(
+            Method::GET,
+            &format!("/v3/journeys/{id}{query}"),
+            Some(principal),
+        )
+        .send()
+        .await
+        .expect("request sent")
+    }
+
+    /// `GET {path}` without assertion (health, metrics).
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path, None)
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+/// Status and JSON body of `response`.
+pub async fn status_and_json(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.expect("JSON body");
+    (status, body)
+}

@@ -1,0 +1,188 @@
+//! The reference's JSON-RPC error body and the one place rejections become responses.
+//!
+//! `{"id":1,"jsonrpc":"2.0","error":{"code":-32602,"message":"Invalid params","data":...}}`
+
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+/// An error answered to the client in the JSON-RPC shape.
+#[derive(Debug, Clone)]
+pub struct RpcError {
+    pub status: StatusCode,
+    pub code: i32,
+    pub message: &'static str,
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    fn new(status: StatusCode, code: i32, message: &'static str, data: Option<Value>) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            data,
+        }
+    }
+
+    /// 400, -32602: schema errors (`data` lists every violation).
+    pub fn invalid_params(data: impl Into<Value>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            -32602,
+            "Invalid params",
+            Some(data.into()),
+        )
+    }
+
+    /// 400, -32600: a request that is well-formed JSON but makes no sense.
+    pub fn invalid_request(data: impl Into<Value>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            -32600,
+            "Invalid Request",
+            Some(data.into()),
+        )
+    }
+
+    pub fn unauthorized(data: impl Into<Value>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            -32501,
+            "Unauthorized Error",
+            Some(data.into()),
+        )
+    }
+
+    pub fn forbidden(data: impl Into<Value>) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            -32503,
+            "Forbidden Error",
+            Some(data.into()),
+        )
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, -32504, "Not found", None)
+    }
+
+    pub fn conflict(data: impl Into<Value>) -> Self {
+        Self::new(StatusCode::CONFLICT, -32509, "Conflict", Some(data.into()))
+    }
+
+    pub fn unprocessable(data: impl Into<Value>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            -32422,
+            "Unprocessable Request",
+            Some(data.into()),
+        )
+    }
+
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            "Invalid Request",
+            Some("payload_too_large".into()),
+        )
+    }
+
+    pub fn too_many_requests(data: impl Into<Value>) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            -32029,
+            "Too Many Requests Error",
+            Some(data.into()),
+        )
+    }
+
+    /// 500. Says nothing internal: log the cause where it happened, once.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            -32603,
+            "Internal Server Error",
+            None,
+        )
+    }
+
+    pub fn body(&self) -> Value {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(data) = &self.data {
+            error["data"] = data.clone();
+        }
+        json!({"id": 1, "jsonrpc": "2.0", "error": error})
+    }
+}
+
+impl warp::reject::Reject for RpcError {}
+
+impl Reply for RpcError {
+    fn into_response(self) -> Response {
+        warp::reply::with_status(warp::reply::json(&self.body()), self.status).into_response()
+    }
+}
+
+impl From<sqlx::Error> for RpcError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "database error");
+        RpcError::internal()
+    }
+}
+
+/// Turns a handler's result into a response: handlers return `Result<Response, RpcError>`.
+pub fn respond(result: Result<Response, RpcError>) -> Result<Response, Infallible> {
+    Ok(result.unwrap_or_else(Reply::into_response))
+}
+
+/// The one `recover`: every rejection becomes a JSON-RPC error body.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let error = if let Some(e) = rejection.find::<RpcError>() {
+        e.clone()
+    } else if rejection.is_not_found() {
+        RpcError::not_found()
+    } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        RpcError::new(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            "Parse error",
+            Some(Value::String(format!("malformed JSON body: {}", short(e)))),
+        )
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        RpcError::payload_too_large()
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+    {
+        RpcError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            -32600,
+            "Invalid Request",
+            Some("content-type must be application/json".into()),
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        RpcError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            -32601,
+            "Method not found",
+            None,
+        )
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        RpcError::invalid_params(vec!["query: invalid query string".to_string()])
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        RpcError::internal()
+    };
+    Ok(error.into_response())
+}
+
+/// serde's message without the echo of a huge body.
+fn short(e: &impl std::fmt::Display) -> String {
+    let mut s = e.to_string();
+    s.truncate(200);
+    s
+}

@@ -1,0 +1,163 @@
+//! Serving: health, metrics, request metrics and logs, graceful stop.
+
+use crate::db::Database;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use serde_json::json;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+/// Per-request metrics of one service: `<service>_http_requests_total{route,method,status}` and
+/// `<service>_http_request_duration_seconds{route,method}`. Routes are templates, never raw paths.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &Registry, service: &str) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                format!("{service}_http_requests_total"),
+                "HTTP requests by route template, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                format!("{service}_http_request_duration_seconds"),
+                "HTTP request latency by route template and method",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["route", "method"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self { requests, duration })
+    }
+
+    fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[route, method, status_label(status)])
+            .inc();
+        self.duration
+            .with_label_values(&[route, method])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Wraps `routes` with request metrics and one log line per request (no raw path, no headers
+/// but the request id). `template` maps a raw path to its route template.
+pub fn observed<F>(
+    routes: F,
+    metrics: HttpMetrics,
+    template: fn(&str) -> &'static str,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone
+where
+    F: Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let log = warp::log::custom(move |info| {
+        let route = template(info.path());
+        let method = info.method().as_str();
+        let status = info.status().as_u16();
+        metrics.observe(route, method, status, info.elapsed());
+        let request_id = info
+            .request_headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info!(
+            request_id,
+            method,
+            route,
+            status,
+            micros = info.elapsed().as_micros() as u64,
+            "request"
+        );
+    });
+    routes.with(log).map(|logged| Reply::into_response(logged))
+}
+
+/// `GET /health` (database reachable) and `GET /metrics` (Prometheus text of `registry`).
+pub fn operational(
+    db: Database,
+    registry: Registry,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let health = warp::path!("health")
+        .and(warp::get())
+        .then(move || {
+            let db = db.clone();
+            async move {
+                if db.ping().await {
+                    warp::reply::with_status(
+                        warp::reply::json(&json!({"status": "ok"})),
+                        StatusCode::OK,
+                    )
+                } else {
+                    warp::reply::with_status(
+                        warp::reply::json(
+                            &json!({"status": "degraded", "database": "unreachable"}),
+                        ),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                    )
+                }
+            }
+        })
+        .map(Reply::into_response);
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        let text = TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap_or_default();
+        warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
+    });
+    health.or(metrics).unify()
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve<F>(
+    routes: F,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    F: Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}

@@ -1,0 +1,91 @@
+//! `cargo run --release` at the repo root: the whole stack in one process on its embedded
+//! defaults: auth-service, registry and the gateway on 127.0.0.1:8080, SQLite under
+//! `./data/`, an in-process blacklist feed, and a per-run secret for the gateway's identity
+//! assertions. Each service still listens on its own loopback port and is reached only
+//! through the gateway, exactly as in production.
+//!
+//! Settings come from `config/<service>.yaml` and `<SERVICE>__...` environment variables, as
+//! for the standalone binaries; `RPC_BOOTSTRAP_ADMIN_EMAIL` / `RPC_BOOTSTRAP_ADMIN_PASSWORD`
+//! name the first registry admin.
+
+use anyhow::Context;
+use blacklist::{Feed, LocalFeed};
+use layered_settings::Secret;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut auth: auth_service::Settings = layered_settings::load("auth-service", None)?;
+    let mut registry: registry::Settings = layered_settings::load("registry", None)?;
+    let mut gateway: gateway::Settings = layered_settings::load("gateway", None)?;
+    telemetry::init(telemetry::Format::from_name(&gateway.log_format), "info");
+
+    // One process: the assertion secret never leaves it unless configured.
+    let secret = Secret::new(random_secret());
+    for s in [
+        &mut auth.assertion_secret,
+        &mut registry.assertion_secret,
+        &mut gateway.assertion_secret,
+    ] {
+        if s.expose().is_empty() {
+            *s = secret.clone();
+        }
+    }
+    if let Ok(email) = std::env::var("RPC_BOOTSTRAP_ADMIN_EMAIL") {
+        auth.bootstrap.email = Some(email);
+    }
+    if let Ok(password) = std::env::var("RPC_BOOTSTRAP_ADMIN_PASSWORD") {
+        auth.bootstrap.password = Some(Secret::new(password));
+    }
+
+    let feed: Arc<dyn Feed> = Arc::new(LocalFeed::new());
+    let auth_app = auth_service::Application::build(auth, feed.clone())
+        .await
+        .context("auth-service")?;
+    let registry_app = registry::Application::build(registry)
+        .await
+        .context("registry")?;
+    gateway.auth_service = auth_app.local_addr();
+    gateway.registry = registry_app.local_addr();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let auth_task = tokio::spawn(auth_app.run_until_stopped(stopped(stop_rx.clone())));
+    let registry_task = tokio::spawn(registry_app.run_until_stopped(stopped(stop_rx)));
+    let running = gateway::spawn(&gateway, feed).context("gateway")?;
+    wait_until_listening(gateway.listen).await?;
+    println!(
+        "carpool registry ready on http://{} (gateway metrics on http://{}/metrics)",
+        gateway.listen, gateway.admin_listen
+    );
+
+    telemetry::shutdown_signal().await;
+    tracing::info!("stopping");
+    tokio::task::spawn_blocking(move || running.stop()).await?;
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(auth_task, registry_task);
+    Ok(())
+}
+
+fn random_secret() -> String {
+    // Two v4 uuids: 244 random bits from the OS generator.
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+async fn wait_until_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("the gateway did not start listening on {addr}")
+}

@@ -1,0 +1,269 @@
+//! The end-to-end harness: starts auth-service and registry on free ports and the gateway on
+//! its own thread, in either mode, and drives them over HTTP through the gateway.
+//!
+//! - [`Mode::Embedded`]: SQLite files in a fresh temp directory, in-process blacklist feed.
+//! - [`Mode::Production`]: the machine's PostgreSQL (a fresh schema per service per test)
+//!   and Redis (a fresh key prefix per test). `RPC_TEST_DATABASE_URL` / `RPC_TEST_REDIS_URL`
+//!   override the defaults. These tests fail, never skip, when the services are absent.
+
+use anyhow::Context;
+use blacklist::{Feed, LocalFeed, RedisFeed};
+use layered_settings::Secret;
+use reqwest::header::HeaderMap;
+use rpc_service::db::DatabaseSettings;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const ADMIN_EMAIL: &str = "admin@registry.test";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Production,
+}
+
+fn database_url() -> String {
+    std::env::var("RPC_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("RPC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A running stack.
+pub struct Stack {
+    pub mode: Mode,
+    /// `http://127.0.0.1:<port>` of the gateway.
+    pub url: String,
+    pub admin_url: String,
+    pub registry_addr: SocketAddr,
+    pub auth_addr: SocketAddr,
+    pub http: reqwest::Client,
+    gateway: Option<gateway::Running>,
+    stop: tokio::sync::watch::Sender<bool>,
+    dir: PathBuf,
+    schemas: Vec<String>,
+}
+
+/// A port free right now (the gateway cannot report the port it bound).
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+impl Stack {
+    pub async fn start(mode: Mode) -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("rpc-e2e-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let secret = Secret::new(format!("{id}{id}"));
+        let (auth_db, registry_db, feed, schemas) = match mode {
+            Mode::Embedded => {
+                let sqlite = |name: &str| format!("sqlite://{}", dir.join(name).display());
+                let feed: Arc<dyn Feed> = Arc::new(LocalFeed::new());
+                (
+                    DatabaseSettings::new(sqlite("auth.db"), None),
+                    DatabaseSettings::new(sqlite("registry.db"), None),
+                    feed,
+                    vec![],
+                )
+            }
+            Mode::Production => {
+                let (a, r) = (format!("t{id}_auth"), format!("t{id}_registry"));
+                let feed: Arc<dyn Feed> = Arc::new(
+                    RedisFeed::connect(&redis_url(), &format!("test:{id}:"))
+                        .await
+                        .context("Redis must run on this machine for the production-mode tests")?,
+                );
+                (
+                    DatabaseSettings::new(database_url(), Some(&a)),
+                    DatabaseSettings::new(database_url(), Some(&r)),
+                    feed,
+                    vec![a, r],
+                )
+            }
+        };
+
+        let mut auth = auth_service::Settings::default();
+        auth.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        auth.database = auth_db;
+        auth.assertion_secret = secret.clone();
+        auth.bootstrap.email = Some(ADMIN_EMAIL.into());
+        auth.bootstrap.password = Some(Secret::new(ADMIN_PASSWORD.into()));
+        auth.bootstrap.password_file = dir.join("bootstrap-admin.txt");
+        let auth_app = auth_service::Application::build(auth, feed.clone()).await?;
+
+        let mut registry = registry::Settings::default();
+        registry.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        registry.database = registry_db;
+        registry.assertion_secret = secret.clone();
+        let registry_app = registry::Application::build(registry).await?;
+
+        let mut gw = gateway::Settings::default();
+        gw.listen = free_port()?;
+        gw.admin_listen = free_port()?;
+        gw.auth_service = auth_app.local_addr();
+        gw.registry = registry_app.local_addr();
+        gw.assertion_secret = secret;
+        gw.server.threads = 1;
+        gw.server.grace_period_seconds = 0;
+        gw.server.graceful_shutdown_timeout_seconds = 1;
+        gw.server.pid_file = dir.join("gateway.pid").display().to_string();
+        gw.server.upgrade_sock = dir.join("upgrade.sock").display().to_string();
+
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let (auth_addr, registry_addr) = (auth_app.local_addr(), registry_app.local_addr());
+        tokio::spawn(auth_app.run_until_stopped(stopped(rx.clone())));
+        tokio::spawn(registry_app.run_until_stopped(stopped(rx)));
+        let gateway = gateway::spawn(&gw, feed)?;
+        wait_until_listening(gw.listen).await?;
+        Ok(Self {
+            mode,
+            url: format!("http://{}", gw.listen),
+            admin_url: format!("http://{}", gw.admin_listen),
+            registry_addr,
+            auth_addr,
+            http: reqwest::Client::new(),
+            gateway: Some(gateway),
+            stop,
+            dir,
+            schemas,
+        })
+    }
+
+    /// Stops everything and removes what the test created.
+    pub async fn stop(mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            let _ = tokio::task::spawn_blocking(move || gateway.stop()).await;
+        }
+        let _ = self.stop.send(true);
+        if !self.schemas.is_empty() {
+            if let Ok(pool) = sqlx::PgPool::connect(&database_url()).await {
+                for schema in &self.schemas {
+                    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// A request through the gateway.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url))
+    }
+
+    /// Signs in with the header triple; returns the three headers to send back.
+    pub async fn sign_in(&self, email: &str, password: &str) -> anyhow::Result<HeaderMap> {
+        let response = self
+            .request(reqwest::Method::POST, "/api/v1/auth/sign_in")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 200, "sign-in: {}", response.status());
+        let mut triple = HeaderMap::new();
+        for name in ["access-token", "client", "uid"] {
+            let value = response
+                .headers()
+                .get(name)
+                .with_context(|| format!("sign-in response lacks {name}"))?;
+            triple.insert(name, value.clone());
+        }
+        Ok(triple)
+    }
+
+    /// Creates an operator with a first admin and signs that admin in.
+    pub async fn operator_with_admin(&self, admin: &HeaderMap) -> anyhow::Result<(i64, HeaderMap)> {
+        let siret = format!("{:014}", rand_u64() % 100_000_000_000_000);
+        let op: Value = self
+            .request(reqwest::Method::POST, "/admin/operators")
+            .headers(admin.clone())
+            .json(&json!({"name": "Covoit Express", "siret": siret}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = op["id"].as_i64().context("operator id")?;
+        let email = format!("admin-{}@operator.test", uuid::Uuid::new_v4().simple());
+        self.request(
+            reqwest::Method::POST,
+            &format!("/admin/operators/{id}/users"),
+        )
+        .headers(admin.clone())
+        .json(
+            &json!({"email": email, "password": ADMIN_PASSWORD, "role": "operator.admin",
+                          "first_name": "Ada", "last_name": "Lovelace"}),
+        )
+        .send()
+        .await?
+        .error_for_status()?;
+        Ok((id, self.sign_in(&email, ADMIN_PASSWORD).await?))
+    }
+
+    /// Polls `check` until it holds or `within` passes; for effects that propagate (Redis).
+    pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if check().await {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
+}
+
+async fn wait_until_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("gateway did not listen on {addr}")
+}
+
+/// A valid v3 journey for `operator_journey_id`, started an hour ago.
+pub fn journey(operator_journey_id: &str) -> Value {
+    let now = chrono::Utc::now();
+    let start =
+        (now - chrono::Duration::minutes(60)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let end =
+        (now - chrono::Duration::minutes(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let identity = |key: char, phone: &str| {
+        json!({"identity_key": key.to_string().repeat(64), "operator_user_id": format!("user-{key}"),
+               "phone": phone, "over_18": true})
+    };
+    json!({
+        "operator_journey_id": operator_journey_id,
+        "operator_trip_id": "trip-1",
+        "operator_class": "C",
+        "incentives": [],
+        "start": {"datetime": start, "lat": 48.8566, "lon": 2.3522},
+        "end": {"datetime": end, "lat": 48.9, "lon": 2.4},
+        "distance": 12_000,
+        "driver": {"identity": identity('a', "+33601020304"), "revenue": 300},
+        "passenger": {"identity": identity('b', "+33601020305"), "contribution": 300, "seats": 1}
+    })
+}
