@@ -89,14 +89,9 @@ impl Feed for LocalFeed {
 
     async fn subscribe(&self) -> Result<BoxStream<'static, Change>, FeedError> {
         let rx = self.changes.subscribe();
+        // A lagging reader's stream ends, so the caller resyncs from a snapshot.
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(change) => return Some((change, rx)),
-                    // A lagging reader ends the stream so the caller resyncs from a snapshot.
-                    Err(_) => return None,
-                }
-            }
+            rx.recv().await.ok().map(|change| (change, rx))
         });
         Ok(stream.boxed())
     }

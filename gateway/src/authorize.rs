@@ -81,10 +81,10 @@ pub fn authorize(
     if !accepted(route.access, claims.kind) {
         return Outcome::Denied(Reason::TokenNotAcceptedHere);
     }
-    if let Some(permission) = route.permission {
-        if !claims.role.grants(permission) {
-            return Outcome::Denied(Reason::InsufficientPermissions);
-        }
+    if let Some(permission) = route.permission
+        && !claims.role.grants(permission)
+    {
+        return Outcome::Denied(Reason::InsufficientPermissions);
     }
     Outcome::Allowed(Principal {
         kind: Some(claims.kind),

@@ -289,14 +289,13 @@ impl Gateway {
     /// Answers with a gateway error; the request body is drained first so the connection
     /// can be reused (except for an oversized body, which closes it).
     async fn answer(&self, session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<bool> {
-        if reason == Reason::PayloadTooLarge {
-            session.set_keepalive(None);
-        } else if session
-            .as_downstream_mut()
-            .drain_request_body()
-            .await
-            .is_err()
-        {
+        let drained = reason != Reason::PayloadTooLarge
+            && session
+                .as_downstream_mut()
+                .drain_request_body()
+                .await
+                .is_ok();
+        if !drained {
             session.set_keepalive(None);
         }
         self.write_error(session, ctx, reason).await?;

@@ -203,7 +203,8 @@ mod tests {
 
     #[test]
     fn routes_map_to_upstream_access_and_permission() {
-        let cases: &[(&str, &str, Option<(&str, Upstream, Access)>)] = &[
+        type Expected = Option<(&'static str, Upstream, Access)>;
+        let cases: &[(&str, &str, Expected)] = &[
             (
                 "POST",
                 "/v3/journeys",

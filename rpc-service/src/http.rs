@@ -105,7 +105,7 @@ where
             "request"
         );
     });
-    routes.with(log).map(|logged| Reply::into_response(logged))
+    routes.with(log).map(Reply::into_response)
 }
 
 /// `GET /health` (database reachable) and `GET /metrics` (Prometheus text of `registry`).

@@ -89,27 +89,34 @@ impl Stack {
             }
         };
 
-        let mut auth = auth_service::Settings::default();
-        auth.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        auth.database = auth_db;
-        auth.assertion_secret = secret.clone();
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut auth = auth_service::Settings {
+            listen: any_port,
+            database: auth_db,
+            assertion_secret: secret.clone(),
+            ..Default::default()
+        };
         auth.bootstrap.email = Some(ADMIN_EMAIL.into());
         auth.bootstrap.password = Some(Secret::new(ADMIN_PASSWORD.into()));
         auth.bootstrap.password_file = dir.join("bootstrap-admin.txt");
         let auth_app = auth_service::Application::build(auth, feed.clone()).await?;
 
-        let mut registry = registry::Settings::default();
-        registry.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        registry.database = registry_db;
-        registry.assertion_secret = secret.clone();
+        let registry = registry::Settings {
+            listen: any_port,
+            database: registry_db,
+            assertion_secret: secret.clone(),
+            ..Default::default()
+        };
         let registry_app = registry::Application::build(registry).await?;
 
-        let mut gw = gateway::Settings::default();
-        gw.listen = free_port()?;
-        gw.admin_listen = free_port()?;
-        gw.auth_service = auth_app.local_addr();
-        gw.registry = registry_app.local_addr();
-        gw.assertion_secret = secret;
+        let mut gw = gateway::Settings {
+            listen: free_port()?,
+            admin_listen: free_port()?,
+            auth_service: auth_app.local_addr(),
+            registry: registry_app.local_addr(),
+            assertion_secret: secret,
+            ..Default::default()
+        };
         gw.server.threads = 1;
         gw.server.grace_period_seconds = 0;
         gw.server.graceful_shutdown_timeout_seconds = 1;
@@ -145,12 +152,12 @@ impl Stack {
             let _ = tokio::task::spawn_blocking(move || gateway.stop()).await;
         }
         let _ = self.stop.send(true);
-        if !self.schemas.is_empty() {
-            if let Ok(pool) = sqlx::PgPool::connect(&database_url()).await {
-                for schema in &self.schemas {
-                    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
-                }
+        if !self.schemas.is_empty()
+            && let Ok(pool) = sqlx::PgPool::connect(&database_url()).await
+        {
+            for schema in &self.schemas {
+                let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);

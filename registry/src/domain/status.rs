@@ -138,16 +138,23 @@ impl JourneyStatus {
 /// What the registry knows about one stored journey's processing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JourneyState {
+    /// The operator's id for the journey.
     pub operator_journey_id: String,
     /// The registry's sequential id (exposed as a string).
     pub journey_id: i64,
+    /// When the registry received it.
     pub created_at: DateTime<Utc>,
     /// `None` when the stored value is not one this version knows.
     pub acquisition: Option<AcquisitionStatus>,
+    /// Fraud detection outcome.
     pub fraud: CheckStatus,
+    /// Anomaly detection outcome.
     pub anomaly: CheckStatus,
+    /// Terms-of-use labels recorded at creation.
     pub terms_violation_labels: Vec<String>,
+    /// Fraud labels, empty unless fraud was found.
     pub fraud_error_labels: Vec<String>,
+    /// Anomaly labels with their details, empty unless an anomaly was found.
     pub anomaly_error_details: Vec<Value>,
 }
 

@@ -22,7 +22,9 @@ use warp::reply::Response;
 
 /// What the journey handlers share.
 pub struct State {
+    /// Where journeys are kept.
     pub store: Arc<dyn JourneyStore>,
+    /// Request and journey counters.
     pub metrics: Metrics,
 }
 

@@ -21,8 +21,10 @@ use uuid::Uuid;
 /// Why a store call failed. Never shown to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database refused or failed the call.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A stored value this code cannot read back.
     #[error("stored row is unreadable: {0}")]
     Corrupt(String),
 }
@@ -34,12 +36,15 @@ pub struct JourneyRow<'a> {
     pub uuid: Uuid,
     /// The operator the caller belongs to.
     pub operator_id: i64,
+    /// The validated journey.
     pub journey: &'a NewJourney,
     /// The body as received, kept for audits and re-processing.
     pub payload: &'a Value,
     /// Receipt time, millisecond precision.
     pub created_at: DateTime<Utc>,
+    /// `received`, or `terms_violation_error` when `terms_violation_labels` is not empty.
     pub acquisition_status: AcquisitionStatus,
+    /// Terms of use the journey breaks, in label order.
     pub terms_violation_labels: &'a [TermsLabel],
 }
 

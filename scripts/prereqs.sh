@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Makes sure what the build and the tests need is here, installing it when missing.
+#   scripts/prereqs.sh build      cmake (pingora's zlib-ng build needs it)
+#   scripts/prereqs.sh services   + PostgreSQL and Redis on 127.0.0.1, started if stopped
+set -euo pipefail
+
+say() { printf '[prereqs] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+apt_install() {
+  command -v apt-get >/dev/null || return 1
+  say "installing $* with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 ||
+    { as_root apt-get update -q >/dev/null 2>&1 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+}
+
+ensure_cmake() {
+  command -v cmake >/dev/null && return
+  apt_install cmake && return
+  say "installing cmake from PyPI (no root)"
+  python3 -m pip install --user -q cmake
+  export PATH="$HOME/.local/bin:$PATH"
+  command -v cmake >/dev/null || { say "cmake is required and could not be installed"; exit 1; }
+}
+
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
+
+ensure_postgres() {
+  if ! pg_up; then
+    if ! command -v pg_ctlcluster >/dev/null; then
+      apt_install postgresql
+      # A fresh cluster: let the tests' loopback user in without a password.
+      for hba in /etc/postgresql/*/main/pg_hba.conf; do
+        as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+      done
+    fi
+    say "starting PostgreSQL"
+    for v in $(ls /etc/postgresql); do
+      as_root pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+    done
+    for _ in $(seq 50); do pg_up && break; sleep 0.2; done
+    pg_up || { say "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
+  fi
+  if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+    psql -h 127.0.0.1 -U postgres -c 'create database test' >/dev/null 2>&1 ||
+      as_root su postgres -c "psql -c 'create database test'" >/dev/null
+  fi
+}
+
+ensure_redis() {
+  redis_up && return
+  command -v redis-server >/dev/null || apt_install redis-server
+  say "starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null
+  for _ in $(seq 50); do redis_up && break; sleep 0.1; done
+  redis_up || { say "Redis does not answer on 127.0.0.1:6379"; exit 1; }
+}
+
+ensure_cmake
+if [ "${1:-build}" = services ]; then
+  ensure_postgres
+  ensure_redis
+fi

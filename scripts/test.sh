@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The project's one test command (CI runs it): formatting, lints, every test, against SQLite
+# and against the real PostgreSQL and Redis on 127.0.0.1 (started or installed if needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/prereqs.sh services
+set -x
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
