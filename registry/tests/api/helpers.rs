@@ -28,10 +28,13 @@ pub struct TestApp {
     key: AssertionKey,
     stop: Option<oneshot::Sender<()>>,
     sqlite_file: Option<PathBuf>,
+    /// PostgreSQL URL and schema to drop when the test ends.
+    pg_schema: Option<(String, String)>,
 }
 
 /// Starts the registry on a fresh database and waits until it listens.
 pub async fn spawn_app(kind: StoreKind) -> TestApp {
+    let mut pg_schema = None;
     let (database, sqlite_file) = match kind {
         StoreKind::Sqlite => {
             let file =
@@ -43,6 +46,7 @@ pub async fn spawn_app(kind: StoreKind) -> TestApp {
             let url = std::env::var("REGISTRY_TEST_POSTGRES_URL")
                 .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
             let schema = format!("t_{}", Uuid::new_v4().simple());
+            pg_schema = Some((url.clone(), schema.clone()));
             (DatabaseSettings::new(url, Some(&schema)), None)
         }
     };
@@ -64,6 +68,7 @@ pub async fn spawn_app(kind: StoreKind) -> TestApp {
         key: AssertionKey::new(SECRET.as_bytes()).unwrap(),
         stop: Some(stop),
         sqlite_file,
+        pg_schema,
     }
 }
 
@@ -71,6 +76,22 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some((url, schema)) = self.pg_schema.take() {
+            // Drop cannot await: drop the schema on a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                        let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                    }
+                });
+            })
+            .join();
         }
         if let Some(file) = &self.sqlite_file {
             for suffix in ["", "-wal", "-shm"] {
