@@ -1,8 +1,9 @@
-//! A journey as accepted from an operator: the types [`super::validate_journey`] produces.
+//! A journey as accepted from an operator: the types [`super::validate_journey`] produces, and
+//! the [`Cancel`] request of [`super::validate_cancel`].
 //!
-//! Values here are already checked against the payload schema; phones are kept as sent
-//! (normalisation to E.164 comes with the full validation).
+//! Values here are already checked against the payload schema; phones are normalised to E.164.
 
+use super::phone::{Phone, PhoneTrunc};
 use chrono::{DateTime, Utc};
 use std::fmt;
 
@@ -136,10 +137,10 @@ pub struct TravelPass {
 pub struct Identity {
     pub identity_key: IdentityKey,
     pub operator_user_id: String,
-    /// Full number, as sent.
-    pub phone: Option<String>,
-    /// Number without its last two digits, as sent.
-    pub phone_trunc: Option<String>,
+    /// Full number.
+    pub phone: Option<Phone>,
+    /// Number without its last two digits.
+    pub phone_trunc: Option<PhoneTrunc>,
     /// `None` when the operator did not say.
     pub over_18: Option<bool>,
     pub travel_pass: Option<TravelPass>,
@@ -181,4 +182,13 @@ pub struct NewJourney {
     pub distance: i64,
     pub driver: Driver,
     pub passenger: Passenger,
+}
+
+/// Why an operator cancels a journey it sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    /// The operator's own reason code: up to 32 of `[0-9A-Za-z_-]`, possibly empty.
+    pub code: String,
+    /// Free text, up to 512 characters.
+    pub message: Option<String>,
 }

@@ -5,15 +5,22 @@
 //! Every rule that depends on time takes `now` as a parameter.
 
 mod journey;
+mod phone;
+mod revise;
 mod schema;
 mod status;
 mod terms;
 mod validate;
 
 pub use journey::{
-    Driver, Identity, IdentityKey, Incentive, NewJourney, OperatorClass, OperatorJourneyId,
+    Cancel, Driver, Identity, IdentityKey, Incentive, NewJourney, OperatorClass, OperatorJourneyId,
     Passenger, Payment, TimeGeoPoint, TravelPass, is_siret,
 };
+pub use phone::{Phone, PhoneTrunc};
+pub use revise::{StoredJourney, UPDATE_WINDOW, UpdateRefusal, revise};
 pub use status::{AcquisitionStatus, CheckStatus, JourneyState, JourneyStatus};
-pub use terms::{MIN_DISTANCE_METRES, SEND_DEADLINE, TermsLabel, standalone_violations};
-pub use validate::{CLOCK_SKEW, validate_journey};
+pub use terms::{
+    CLOSE_TRIPS_GAP, MAX_TRIPS_PER_DAY, MIN_DISTANCE_METRES, Neighbours, SEND_DEADLINE, TermsLabel,
+    TermsWindows, paris_day, standalone_violations, violations,
+};
+pub use validate::{CLOCK_SKEW, validate_cancel, validate_journey, validate_patch};

@@ -228,16 +228,34 @@ impl Checker {
         }
     }
 
+    /// A string of `min..=max` characters that `parse` accepts, described to the client as
+    /// `format`: what `parse` made of it.
+    ///
+    /// A string of the wrong length is reported once, for its length (AJV would also report
+    /// the format).
+    pub(crate) fn format<T>(
+        &mut self,
+        field: &Field<'_>,
+        min: usize,
+        max: usize,
+        format: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Option<T> {
+        let s = self.string(field, min, max)?;
+        let parsed = parse(&s);
+        if parsed.is_none() {
+            self.fail(&field.path, format!("must match format \"{format}\""));
+        }
+        parsed
+    }
+
     /// An RFC 3339 date-time with an explicit offset, at most 64 characters.
     pub(crate) fn datetime(&mut self, field: &Field<'_>) -> Option<DateTime<Utc>> {
-        let s = self.string(field, 0, 64)?;
-        match DateTime::parse_from_rfc3339(&s) {
-            Ok(dt) => Some(dt.with_timezone(&Utc)),
-            Err(_) => {
-                self.fail(&field.path, "must match format \"date-time\"");
-                None
-            }
-        }
+        self.format(field, 0, 64, "date-time", |s| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|dt| dt.with_timezone(&Utc))
+        })
     }
 
     /// The items of an array of at most `max_items`.

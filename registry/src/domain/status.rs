@@ -70,6 +70,22 @@ impl AcquisitionStatus {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.as_str() == s)
     }
+
+    /// Whether a journey in this state counts toward the terms limits of later journeys:
+    /// canceled and refused journeys do not (CONTRACT §7).
+    pub fn counts_toward_terms(self) -> bool {
+        !matches!(
+            self,
+            AcquisitionStatus::Canceled
+                | AcquisitionStatus::Expired
+                | AcquisitionStatus::TermsViolationError
+        )
+    }
+
+    /// The stored values that do not count toward the terms limits, for SQL `NOT IN` lists.
+    pub fn not_counting_toward_terms() -> impl Iterator<Item = AcquisitionStatus> {
+        Self::ALL.into_iter().filter(|a| !a.counts_toward_terms())
+    }
 }
 
 impl CheckStatus {
@@ -95,6 +111,48 @@ impl CheckStatus {
 }
 
 impl JourneyStatus {
+    /// Every public status, in the reference's enum order.
+    pub const ALL: [JourneyStatus; 10] = [
+        JourneyStatus::FraudError,
+        JourneyStatus::AnomalyError,
+        JourneyStatus::ValidationError,
+        JourneyStatus::AcquisitionError,
+        JourneyStatus::NormalizationError,
+        JourneyStatus::Ok,
+        JourneyStatus::Canceled,
+        JourneyStatus::Pending,
+        JourneyStatus::Unknown,
+        JourneyStatus::TermsViolationError,
+    ];
+
+    /// The status spelled `s` on the wire, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|j| j.as_str() == s)
+    }
+
+    /// Every stored (acquisition, fraud, anomaly) triple whose public status is `self`: the
+    /// exact inverse of [`JourneyStatus::compute`], so a listing filtered on a status finds
+    /// the journeys the status route reports with it. Empty for statuses never computed from
+    /// stored parts (`validation_error`, `normalization_error`, `unknown`).
+    pub fn stored_parts(self) -> Vec<(AcquisitionStatus, CheckStatus, CheckStatus)> {
+        let checks = [
+            CheckStatus::Pending,
+            CheckStatus::Passed,
+            CheckStatus::Failed,
+        ];
+        let mut parts = Vec::new();
+        for acquisition in AcquisitionStatus::ALL {
+            for fraud in checks {
+                for anomaly in checks {
+                    if Self::compute(Some(acquisition), fraud, anomaly) == self {
+                        parts.push((acquisition, fraud, anomaly));
+                    }
+                }
+            }
+        }
+        parts
+    }
+
     /// The reference's `castToStatusEnum`, first matching rule wins.
     pub fn compute(
         acquisition: Option<AcquisitionStatus>,
@@ -203,7 +261,39 @@ mod tests {
     }
 
     #[test]
+    fn stored_parts_invert_compute() {
+        let mut seen = 0;
+        for status in JourneyStatus::ALL {
+            for (a, f, n) in status.stored_parts() {
+                assert_eq!(JourneyStatus::compute(Some(a), f, n), status);
+                seen += 1;
+            }
+        }
+        // Every stored triple belongs to exactly one status.
+        assert_eq!(seen, AcquisitionStatus::ALL.len() * 3 * 3);
+        assert_eq!(JourneyStatus::Ok.stored_parts(), vec![(A::Processed, P, P)]);
+        assert!(JourneyStatus::ValidationError.stored_parts().is_empty());
+        assert!(JourneyStatus::Unknown.stored_parts().is_empty());
+    }
+
+    #[test]
+    fn canceled_and_refused_journeys_do_not_count_toward_terms() {
+        let not_counting: Vec<_> = AcquisitionStatus::not_counting_toward_terms().collect();
+        assert_eq!(
+            not_counting,
+            vec![A::Canceled, A::Expired, A::TermsViolationError]
+        );
+        for a in [A::Received, A::Updated, A::Processed, A::Failed] {
+            assert!(a.counts_toward_terms(), "{a:?}");
+        }
+    }
+
+    #[test]
     fn stored_spellings_round_trip() {
+        for j in JourneyStatus::ALL {
+            assert_eq!(JourneyStatus::parse(j.as_str()), Some(j));
+        }
+        assert_eq!(JourneyStatus::parse("expired"), None);
         for a in AcquisitionStatus::ALL {
             assert_eq!(AcquisitionStatus::parse(a.as_str()), Some(a));
         }

@@ -1,17 +1,30 @@
-//! Terms-of-use (CGU) checks at creation (CONTRACT §7, rpc-behaviour §8).
+//! Terms-of-use (CGU) checks at creation and update (CONTRACT §7, rpc-behaviour §8).
 //!
-//! This slice has the checks that need nothing but the journey and the clock: `expired` and
-//! `distance_too_short`. The ones that need other stored journeys (`too_many_trips_by_day`,
-//! `too_close_trips`) come with the full terms work and will run inside the insert transaction.
+//! `expired` and `distance_too_short` need only the journey and the clock
+//! ([`standalone_violations`]). `too_many_trips_by_day` and `too_close_trips` need the
+//! operator's other stored journeys: the store counts them over the [`TermsWindows`] of the
+//! new journey, inside the transaction that writes it, and [`violations`] decides.
+//!
+//! Where the reference's code and the contract differ we follow the contract: canceled and
+//! refused journeys do not count, and the daily limit is per person. A journey that joins a
+//! trip already counted that day (another passenger of the same `operator_trip_id`) is not a
+//! new trip, so it does not count against the limit.
 
 use super::journey::NewJourney;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveTime, TimeDelta, TimeZone, Utc};
+use chrono_tz::Europe::Paris;
 
 /// Shorter journeys are refused, in metres.
 pub const MIN_DISTANCE_METRES: i64 = 2_000;
 
 /// A journey must be sent within this delay after it started.
 pub const SEND_DEADLINE: TimeDelta = TimeDelta::hours(24);
+
+/// Distinct trips a person may already have on a Europe/Paris calendar day; one more is refused.
+pub const MAX_TRIPS_PER_DAY: i64 = 4;
+
+/// Two trips of the same couple must be at least this far apart.
+pub const CLOSE_TRIPS_GAP: TimeDelta = TimeDelta::minutes(30);
 
 /// Why a journey breaks the terms of use. The order of the variants is the order of labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,12 +59,192 @@ pub fn standalone_violations(journey: &NewJourney, now: DateTime<Utc>) -> Vec<Te
     labels
 }
 
+/// The periods over which the store counts a journey's neighbours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermsWindows {
+    /// The Europe/Paris calendar day of the start, as `[day_start, day_end)` in UTC.
+    pub day_start: DateTime<Utc>,
+    pub day_end: DateTime<Utc>,
+    /// Another trip of the same couple is too close when it starts before `close_end` and
+    /// ends after `close_start`: less than [`CLOSE_TRIPS_GAP`] between the two.
+    pub close_start: DateTime<Utc>,
+    pub close_end: DateTime<Utc>,
+}
+
+impl TermsWindows {
+    /// The windows of `journey`.
+    pub fn of(journey: &NewJourney) -> Self {
+        let (day_start, day_end) = paris_day(journey.start.datetime);
+        Self {
+            day_start,
+            day_end,
+            close_start: journey.start.datetime - CLOSE_TRIPS_GAP,
+            close_end: journey.end.datetime + CLOSE_TRIPS_GAP,
+        }
+    }
+}
+
+/// The Europe/Paris calendar day holding `at`, as a half-open UTC interval. It lasts 23 or
+/// 25 hours on the days the clocks change.
+pub fn paris_day(at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let date = at.with_timezone(&Paris).date_naive();
+    let midnight = |d: chrono::NaiveDate| {
+        // Paris changes its clocks at 02:00 or 03:00, never at midnight, so local midnight
+        // always exists exactly once.
+        Paris
+            .from_local_datetime(&d.and_time(NaiveTime::MIN))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .expect("local midnight exists in Europe/Paris")
+    };
+    let next = date.succ_opt().expect("a date before the end of time");
+    (midnight(date), midnight(next))
+}
+
+/// What the operator's other counting journeys say about a new one, as counted by the store
+/// over its [`TermsWindows`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Neighbours {
+    /// Distinct other trips of the driver (in either role) that Paris day.
+    pub driver_trips_that_day: i64,
+    /// Distinct other trips of the passenger (in either role) that Paris day.
+    pub passenger_trips_that_day: i64,
+    /// Distinct other trips of the same couple (either way round) too close in time.
+    pub close_trips: i64,
+}
+
+/// Every terms violation of `journey` received at `now`, in label order.
+pub fn violations(
+    journey: &NewJourney,
+    now: DateTime<Utc>,
+    neighbours: &Neighbours,
+) -> Vec<TermsLabel> {
+    let mut labels = standalone_violations(journey, now);
+    let busiest = neighbours
+        .driver_trips_that_day
+        .max(neighbours.passenger_trips_that_day);
+    if busiest >= MAX_TRIPS_PER_DAY {
+        labels.push(TermsLabel::TooManyTripsByDay);
+    }
+    if neighbours.close_trips > 0 {
+        labels.push(TermsLabel::TooCloseTrips);
+    }
+    labels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::validate::tests::{now, valid_payload};
     use crate::domain::validate_journey;
     use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid date")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn paris_days_follow_local_midnight_and_daylight_saving() {
+        let cases = [
+            // Winter: UTC+1. The reference's own fixture.
+            (
+                "2024-01-01T12:00:00Z",
+                "2023-12-31T23:00:00Z",
+                "2024-01-01T23:00:00Z",
+            ),
+            // 23:30 UTC on 1 Jan is already 2 Jan in Paris.
+            (
+                "2024-01-01T23:30:00Z",
+                "2024-01-01T23:00:00Z",
+                "2024-01-02T23:00:00Z",
+            ),
+            // Summer: UTC+2.
+            (
+                "2024-07-14T21:59:59Z",
+                "2024-07-13T22:00:00Z",
+                "2024-07-14T22:00:00Z",
+            ),
+            // Clocks go forward on 31 March 2024: a 23-hour day.
+            (
+                "2024-03-31T12:00:00Z",
+                "2024-03-30T23:00:00Z",
+                "2024-03-31T22:00:00Z",
+            ),
+            // Clocks go back on 27 October 2024: a 25-hour day.
+            (
+                "2024-10-27T12:00:00Z",
+                "2024-10-26T22:00:00Z",
+                "2024-10-27T23:00:00Z",
+            ),
+        ];
+        for (instant, start, end) in cases {
+            assert_eq!(paris_day(at(instant)), (at(start), at(end)), "{instant}");
+        }
+    }
+
+    #[test]
+    fn neighbours_decide_the_daily_and_closeness_labels() {
+        let journey = validate_journey(&valid_payload(), now()).expect("valid");
+        let cases = [
+            (Neighbours::default(), vec![]),
+            (
+                Neighbours {
+                    driver_trips_that_day: 3,
+                    passenger_trips_that_day: 3,
+                    close_trips: 0,
+                },
+                vec![],
+            ),
+            (
+                Neighbours {
+                    driver_trips_that_day: 4,
+                    ..Neighbours::default()
+                },
+                vec![TermsLabel::TooManyTripsByDay],
+            ),
+            (
+                Neighbours {
+                    passenger_trips_that_day: 4,
+                    ..Neighbours::default()
+                },
+                vec![TermsLabel::TooManyTripsByDay],
+            ),
+            (
+                Neighbours {
+                    close_trips: 1,
+                    ..Neighbours::default()
+                },
+                vec![TermsLabel::TooCloseTrips],
+            ),
+            (
+                Neighbours {
+                    driver_trips_that_day: 7,
+                    passenger_trips_that_day: 0,
+                    close_trips: 2,
+                },
+                vec![TermsLabel::TooManyTripsByDay, TermsLabel::TooCloseTrips],
+            ),
+        ];
+        for (neighbours, expected) in cases {
+            assert_eq!(
+                violations(&journey, now(), &neighbours),
+                expected,
+                "{neighbours:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_span_the_paris_day_and_thirty_minutes_around_the_journey() {
+        let journey = validate_journey(&valid_payload(), now()).expect("valid");
+        let w = TermsWindows::of(&journey);
+        assert_eq!(w.day_start, at("2026-11-21T23:00:00Z"));
+        assert_eq!(w.day_end, at("2026-11-22T23:00:00Z"));
+        assert_eq!(w.close_start, at("2026-11-22T10:30:00Z"));
+        assert_eq!(w.close_end, at("2026-11-22T12:10:00Z"));
+    }
 
     #[test]
     fn standalone_terms_label_short_and_late_journeys() {

@@ -1,0 +1,108 @@
+//! Phones and truncated phones: accepted forms with their E.164 result, refused forms.
+
+use super::*;
+use serde_json::json;
+
+#[test]
+fn phones_are_normalised_to_e164_with_french_national_numbers() {
+    let accepted = [
+        ("0612345678", "+33612345678"),
+        ("06 12 34 56 78", "+33612345678"),
+        ("06.12.34.56.78", "+33612345678"),
+        ("06-12-34-56-78", "+33612345678"),
+        ("06/12/34/56/78", "+33612345678"),
+        ("(06) 12 34 56 78", "+33612345678"),
+        ("+33612345678", "+33612345678"),
+        ("+33 6 12 34 56 78", "+33612345678"),
+        ("+33(0)612345678", "+33612345678"),
+        ("+33 (0)6 12 34 56 78", "+33612345678"),
+        ("0033612345678", "+33612345678"),
+        ("0033 6 12 34 56 78", "+33612345678"),
+        ("01 23 45 67 89", "+33123456789"),
+        ("07 81 23 45 67", "+33781234567"),
+        ("+32 470 12 34 56", "+32470123456"),
+        ("0032470123456", "+32470123456"),
+        ("+590690101010", "+590690101010"),
+        ("+262 692 12 34 56", "+262692123456"),
+        ("+596696123456", "+596696123456"),
+        ("+44 20 7946 0958", "+442079460958"),
+    ];
+    for (input, e164) in accepted {
+        let mut p = valid_payload();
+        p["driver"]["identity"]["phone"] = json!(input);
+        let journey = validate_journey(&p, now()).unwrap_or_else(|e| panic!("{input}: {e:?}"));
+        let phone = journey.driver.identity.phone.expect("phone");
+        assert_eq!(phone.as_str(), e164, "{input}");
+    }
+}
+
+#[test]
+fn invalid_phones_are_refused() {
+    let refused = [
+        "06,12,34,56,78",
+        "0000000000",
+        "06 12 34 5 ",
+        "061234567890",
+        "+33 6 12 34 56 789",
+        "+3361234567",
+        "0690101010",
+        "tel:+33612345678",
+        "0612345678x12",
+        "06 12 34 56 7a",
+    ];
+    for input in refused {
+        let mut p = valid_payload();
+        p["driver"]["identity"]["phone"] = json!(input);
+        let errors = validate_journey(&p, now()).expect_err(input);
+        assert_eq!(
+            errors,
+            vec!["/driver/identity/phone: must match format \"phone\"".to_owned()],
+            "{input}"
+        );
+    }
+}
+
+#[test]
+fn truncated_phones_are_normalised_to_e164_without_their_last_two_digits() {
+    let accepted = [
+        ("+336010203", "+336010203"),
+        ("06123456", "+336123456"),
+        ("06 12 34 56", "+336123456"),
+        ("06.12.34.56", "+336123456"),
+        ("0612 3456", "+336123456"),
+        ("+33(0)6123456", "+336123456"),
+        ("+33 (0)6 -  12.34.56", "+336123456"),
+        ("0033 6 12 34 56", "+336123456"),
+        ("+32 470 12 34", "+324701234"),
+        ("+5906901010", "+5906901010"),
+    ];
+    for (input, e164) in accepted {
+        let mut p = valid_payload();
+        p["passenger"]["identity"]["phone_trunc"] = json!(input);
+        let journey = validate_journey(&p, now()).unwrap_or_else(|e| panic!("{input}: {e:?}"));
+        let trunc = journey.passenger.identity.phone_trunc.expect("phone_trunc");
+        assert_eq!(trunc.as_str(), e164, "{input}");
+    }
+}
+
+#[test]
+fn invalid_truncated_phones_are_refused() {
+    let refused = [
+        "+33612345678",
+        "0612345678",
+        "00000000",
+        "06,12,34,56",
+        "+3361234",
+        "06 12 34 5a",
+    ];
+    for input in refused {
+        let mut p = valid_payload();
+        p["passenger"]["identity"]["phone_trunc"] = json!(input);
+        let errors = validate_journey(&p, now()).expect_err(input);
+        assert_eq!(
+            errors,
+            vec!["/passenger/identity/phone_trunc: must match format \"phonetrunc\"".to_owned()],
+            "{input}"
+        );
+    }
+}
