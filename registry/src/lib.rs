@@ -9,6 +9,7 @@
 //!
 //! Start at [`Application::build`]; `main.rs` only loads [`Settings`] and runs it.
 
+pub mod clock;
 pub mod domain;
 pub mod http;
 mod settings;
@@ -44,6 +45,14 @@ impl Application {
     /// Checks the assertion secret, connects the database and runs its migrations, and binds
     /// `settings.listen` (port 0 allowed).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(clock::SystemClock)).await
+    }
+
+    /// [`Application::build`], reading the time from `clock`.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn clock::Clock>,
+    ) -> anyhow::Result<Self> {
         let secret = settings.assertion_secret.expose();
         anyhow::ensure!(
             !secret.is_empty(),
@@ -60,6 +69,7 @@ impl Application {
         let state = Arc::new(http::State {
             store: store::for_database(&db),
             metrics: metrics.clone(),
+            clock,
         });
         let routes = operational(db, registry)
             .or(http::api(state, Arc::new(key)))

@@ -216,6 +216,20 @@ impl Stack {
         Ok((id, self.sign_in(&email, ADMIN_PASSWORD).await?))
     }
 
+    /// A new application token of the operator whose admin is signed in as `op_admin`.
+    pub async fn application_token(&self, op_admin: &HeaderMap) -> anyhow::Result<String> {
+        let created: Value = self
+            .request(reqwest::Method::POST, "/applications")
+            .headers(op_admin.clone())
+            .json(&json!({"name": "backend"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(created["token"].as_str().context("token")?.to_owned())
+    }
+
     /// Polls `check` until it holds or `within` passes; for effects that propagate (Redis).
     pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> bool
     where

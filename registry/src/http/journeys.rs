@@ -1,17 +1,22 @@
-//! Journey handlers: create (`POST /{v}/journeys`, `POST /journeys/push`) and status
-//! (`GET /{v}/journeys/{operator_journey_id}`).
+//! Journey handlers: create (`POST /{v}/journeys`, `POST /journeys/push`), status
+//! (`GET /{v}/journeys/{id}`), list (`GET /{v}/journeys`), update (`PATCH` and `POST
+//! /{v}/journeys/{id}`) and cancel (`POST /{v}/journeys/{id}/cancel`).
 //!
 //! Handlers turn HTTP into domain calls and domain results into the reference's bodies; the
 //! rules live in [`crate::domain`], the SQL in [`crate::store`].
 
 use super::metrics::{Metrics, Outcome};
+use crate::clock::Clock;
 use crate::domain::{
-    AcquisitionStatus, JourneyState, NewJourney, TermsLabel, standalone_violations,
-    validate_journey,
+    JourneyState, JourneyStatus, NewJourney, TermsLabel, UpdateRefusal, revise, validate_cancel,
+    validate_journey, validate_patch,
 };
-use crate::store::{InsertOutcome, JourneyRow, JourneyStore, StoreError};
+use crate::store::{
+    Cancellation, InsertOutcome, JourneyRow, JourneyStore, ListQuery, ListedJourney, StoreError,
+    UpdateOutcome,
+};
 use auth_token::Principal;
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use rpc_service::RpcError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -26,6 +31,15 @@ pub struct State {
     pub store: Arc<dyn JourneyStore>,
     /// Request and journey counters.
     pub metrics: Metrics,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl State {
+    /// Now, to the millisecond (the precision stored and answered).
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now().trunc_subsecs(3)
+    }
 }
 
 /// Query of the status route: registry roles name the operator.
@@ -37,7 +51,7 @@ pub struct StatusQuery {
 
 /// `POST /{v}/journeys`: validate, apply the terms, store, answer 201 / 400 / 409 / 422.
 pub async fn create(state: Arc<State>, principal: Principal, body: Value) -> Response {
-    let now = Utc::now().trunc_subsecs(3);
+    let now = state.now();
     let result = create_journey(&state, &principal, &body, now).await;
     let outcome = match &result {
         Ok(_) => Outcome::Created,
@@ -67,30 +81,23 @@ async fn create_journey(
     {
         return Err(RpcError::forbidden("operator_id_mismatch"));
     }
-    let labels = standalone_violations(&journey, now);
-    let acquisition_status = if labels.is_empty() {
-        AcquisitionStatus::Received
-    } else {
-        AcquisitionStatus::TermsViolationError
-    };
     let row = JourneyRow {
         uuid: uuid::Uuid::new_v4(),
         operator_id,
         journey: &journey,
         payload: body,
         created_at: now,
-        acquisition_status,
-        terms_violation_labels: &labels,
     };
     match state.store.insert(&row).await.map_err(internal)? {
         InsertOutcome::AlreadyRegistered { created_at } => Err(RpcError::conflict(format!(
             "Carpool already registered at {}",
             iso(created_at)
         ))),
-        InsertOutcome::Created { .. } if !labels.is_empty() => Err(RpcError::unprocessable(
-            json!({"terms_violation_labels": label_strings(&labels)}),
-        )),
-        InsertOutcome::Created { journey_id } => {
+        InsertOutcome::Created {
+            terms_violation_labels,
+            ..
+        } if !terms_violation_labels.is_empty() => Err(terms_violation(&terms_violation_labels)),
+        InsertOutcome::Created { journey_id, .. } => {
             tracing::info!(operator_id, journey_id, "journey created");
             Ok(created(&journey, now))
         }
@@ -152,6 +159,243 @@ fn status_body(journey: &JourneyState) -> Value {
     })
 }
 
+/// Longest page of a listing.
+pub const LIST_LIMIT_MAX: i64 = 1_000;
+
+/// Page size when the caller does not say.
+const LIST_LIMIT_DEFAULT: i64 = 50;
+
+/// Default period of a listing: the last 7 days.
+const LIST_DEFAULT_PERIOD: TimeDelta = TimeDelta::days(7);
+
+/// How far back a listing may start.
+const LIST_HORIZON: TimeDelta = TimeDelta::days(90);
+
+/// `GET /{v}/journeys?status=&start=&end=&limit=&offset=`: the caller's journeys with that
+/// status, newest start first (registry roles: every operator's, or `operator_id`'s).
+pub async fn list(
+    state: Arc<State>,
+    principal: Principal,
+    query: Vec<(String, String)>,
+) -> Response {
+    let now = state.now();
+    list_journeys(&state, &principal, &query, now)
+        .await
+        .unwrap_or_else(Reply::into_response)
+}
+
+async fn list_journeys(
+    state: &State,
+    principal: &Principal,
+    params: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<Response, RpcError> {
+    let asked = parse_list_query(params, now).map_err(RpcError::invalid_params)?;
+    let operator_id = match principal.role {
+        Some(role) if role.is_operator() => {
+            let own = principal
+                .operator_id
+                .ok_or_else(|| RpcError::forbidden("operator_required"))?;
+            if asked.operator_id.is_some_and(|id| id != own) {
+                return Err(RpcError::not_found());
+            }
+            Some(own)
+        }
+        Some(_) => asked.operator_id,
+        None => return Err(RpcError::forbidden("role_required")),
+    };
+    let query = ListQuery {
+        operator_id,
+        ..asked
+    };
+    let journeys = state.store.list(&query).await.map_err(internal)?;
+    let body: Vec<Value> = journeys.iter().map(listed_body).collect();
+    Ok(warp::reply::json(&body).into_response())
+}
+
+fn listed_body(j: &ListedJourney) -> Value {
+    json!({
+        "operator_journey_id": j.operator_journey_id,
+        "journey_id": j.journey_id.to_string(),
+        "operator_id": j.operator_id,
+        "status": j.status.as_str(),
+        "start": iso(j.start),
+        "created_at": iso(j.created_at),
+    })
+}
+
+/// The listing asked for in `params` at `now`, or every problem with it.
+fn parse_list_query(
+    params: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<ListQuery, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in params {
+        if !["status", "start", "end", "limit", "offset", "operator_id"].contains(&name.as_str()) {
+            errors.push(format!(": must NOT have additional properties ('{name}')"));
+        } else if !seen.insert(name.as_str()) {
+            errors.push(format!("/{name}: must not be repeated"));
+        }
+    }
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let status = match param("status") {
+        None => {
+            errors.push(": must have required property 'status'".to_owned());
+            None
+        }
+        Some(s) => JourneyStatus::parse(s).or_else(|| {
+            errors.push("/status: must be equal to one of the allowed values".to_owned());
+            None
+        }),
+    };
+    let mut time = |name: &str| {
+        param(name).and_then(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| errors.push(format!("/{name}: must match format \"date-time\"")))
+                .ok()
+        })
+    };
+    let end = time("end").unwrap_or(now);
+    let start = time("start").unwrap_or(end - LIST_DEFAULT_PERIOD);
+    let mut integer = |name: &str, default: i64, max: i64| {
+        param(name).map_or(default, |s| match s.parse::<i64>() {
+            Ok(n) if (0..=max).contains(&n) => n,
+            _ => {
+                errors.push(format!("/{name}: must be an integer from 0 to {max}"));
+                default
+            }
+        })
+    };
+    let limit = integer("limit", LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX);
+    let offset = integer("offset", 0, i64::MAX);
+    let operator_id = param("operator_id").and_then(|s| {
+        s.parse::<i64>().ok().filter(|id| *id >= 1).or_else(|| {
+            errors.push("/operator_id: must be a positive integer".to_owned());
+            None
+        })
+    });
+    let horizon = now - LIST_HORIZON;
+    if start < horizon {
+        errors.push(format!("/start: must be after {}", iso(horizon)));
+    }
+    if start >= end {
+        errors.push("/start: must be before /end".to_owned());
+    }
+    match status {
+        Some(status) if errors.is_empty() => Ok(ListQuery {
+            operator_id,
+            status,
+            start,
+            end,
+            limit,
+            offset,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// `PATCH` or `POST /{v}/journeys/{id}`: re-validate, re-apply the terms, reset processing.
+/// 200 with an empty body, as the reference.
+pub async fn update(
+    operator_journey_id: String,
+    state: Arc<State>,
+    principal: Principal,
+    body: Value,
+) -> Response {
+    let now = state.now();
+    update_journey(&state, &principal, &operator_journey_id, &body, now)
+        .await
+        .unwrap_or_else(Reply::into_response)
+}
+
+async fn update_journey(
+    state: &State,
+    principal: &Principal,
+    operator_journey_id: &str,
+    body: &Value,
+    now: DateTime<Utc>,
+) -> Result<Response, RpcError> {
+    let operator_id =
+        operator_of(principal).ok_or_else(|| RpcError::forbidden("operator_required"))?;
+    validate_patch(body, now).map_err(RpcError::invalid_params)?;
+    let revise = |stored: &_| revise(stored, body, operator_id, now);
+    let outcome = state
+        .store
+        .update(operator_id, operator_journey_id, now, &revise)
+        .await
+        .map_err(internal)?;
+    match outcome {
+        UpdateOutcome::NotFound => Err(RpcError::not_found()),
+        UpdateOutcome::Refused(UpdateRefusal::Invalid(errors)) => {
+            Err(RpcError::invalid_params(errors))
+        }
+        UpdateOutcome::Refused(UpdateRefusal::OperatorMismatch) => {
+            Err(RpcError::forbidden("operator_id_mismatch"))
+        }
+        UpdateOutcome::Refused(UpdateRefusal::Canceled) => {
+            Err(RpcError::conflict("A canceled journey cannot be updated"))
+        }
+        UpdateOutcome::Refused(UpdateRefusal::WindowClosed) => Err(RpcError::conflict(
+            "A journey can only be updated within 24 hours of its start",
+        )),
+        UpdateOutcome::Updated {
+            terms_violation_labels,
+        } if !terms_violation_labels.is_empty() => Err(terms_violation(&terms_violation_labels)),
+        UpdateOutcome::Updated { .. } => {
+            tracing::info!(operator_id, "journey updated");
+            Ok(StatusCode::OK.into_response())
+        }
+    }
+}
+
+/// `POST /{v}/journeys/{id}/cancel {"code","message"?}`: 200 `{"jsonrpc":"2.0","id":1}`.
+pub async fn cancel(
+    operator_journey_id: String,
+    state: Arc<State>,
+    principal: Principal,
+    body: Value,
+) -> Response {
+    let now = state.now();
+    cancel_journey(&state, &principal, &operator_journey_id, &body, now)
+        .await
+        .unwrap_or_else(Reply::into_response)
+}
+
+async fn cancel_journey(
+    state: &State,
+    principal: &Principal,
+    operator_journey_id: &str,
+    body: &Value,
+    now: DateTime<Utc>,
+) -> Result<Response, RpcError> {
+    let operator_id =
+        operator_of(principal).ok_or_else(|| RpcError::forbidden("operator_required"))?;
+    let cancel = validate_cancel(body).map_err(RpcError::invalid_params)?;
+    let cancellation = Cancellation {
+        code: &cancel.code,
+        message: cancel.message.as_deref(),
+        body,
+        at: now,
+    };
+    let found = state
+        .store
+        .cancel(operator_id, operator_journey_id, &cancellation)
+        .await
+        .map_err(internal)?;
+    if !found {
+        return Err(RpcError::not_found());
+    }
+    tracing::info!(operator_id, "journey canceled");
+    Ok(warp::reply::json(&json!({"jsonrpc": "2.0", "id": 1})).into_response())
+}
+
 /// The operator whose journeys the caller may read: its own for operator roles, the
 /// `operator_id` query parameter for registry roles. Another operator's journey is a 404.
 fn scope(principal: &Principal, query: &StatusQuery) -> Result<i64, RpcError> {
@@ -180,8 +424,10 @@ fn operator_of(principal: &Principal) -> Option<i64> {
         .and(principal.operator_id)
 }
 
-fn label_strings(labels: &[TermsLabel]) -> Vec<&'static str> {
-    labels.iter().map(|l| l.as_str()).collect()
+/// 422 with the labels, as the reference answers a journey stored in breach of the terms.
+fn terms_violation(labels: &[TermsLabel]) -> RpcError {
+    let labels: Vec<&str> = labels.iter().map(|l| l.as_str()).collect();
+    RpcError::unprocessable(json!({ "terms_violation_labels": labels }))
 }
 
 /// ISO 8601 UTC with milliseconds: `2026-11-22T14:00:00.123Z`.

@@ -33,31 +33,66 @@ pub fn api(
     let principal = rpc_service::identity::principal(key, AUDIENCE);
     let with_state = warp::any().map(move || state.clone());
 
-    let create_path = version()
+    let collection = || version().and(warp::path("journeys")).and(warp::path::end());
+    let push = warp::path!("journeys" / "push");
+    let one = version()
         .and(warp::path("journeys"))
-        .and(warp::path::end())
-        .or(warp::path!("journeys" / "push"))
-        .unify();
+        .and(warp::path::param::<String>().and_then(decoded_segment));
+    let json_body = || body_limit(BODY_LIMIT).and(warp::body::json());
+
     // Paths before methods, so that an unknown path is a 404 rather than a 405.
-    let create = create_path
+    let create = collection()
+        .or(push)
+        .unify()
         .and(warp::post())
         .and(with_state.clone())
         .and(principal.clone())
-        .and(body_limit(BODY_LIMIT))
-        .and(warp::body::json())
+        .and(json_body())
         .then(journeys::create);
 
-    let status = version()
-        .and(warp::path("journeys"))
-        .and(warp::path::param::<String>().and_then(decoded_segment))
+    let list = collection()
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(warp::query::<Vec<(String, String)>>())
+        .then(journeys::list);
+
+    let status = one
+        .clone()
         .and(warp::path::end())
         .and(warp::get())
-        .and(with_state)
-        .and(principal)
+        .and(with_state.clone())
+        .and(principal.clone())
         .and(warp::query::<journeys::StatusQuery>())
         .then(journeys::status);
 
-    create.or(status).unify()
+    let update = one
+        .clone()
+        .and(warp::path::end())
+        .and(warp::patch().or(warp::post()).unify())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(json_body())
+        .then(journeys::update);
+
+    let cancel = one
+        .and(warp::path("cancel"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state)
+        .and(principal)
+        .and(json_body())
+        .then(journeys::cancel);
+
+    create
+        .or(list)
+        .unify()
+        .or(status)
+        .unify()
+        .or(update)
+        .unify()
+        .or(cancel)
+        .unify()
 }
 
 /// Matches one served version segment; anything else is not found here.

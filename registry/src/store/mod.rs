@@ -2,7 +2,12 @@
 //!
 //! [`JourneyStore`] is what the HTTP layer sees; [`PgStore`] (production) and [`SqliteStore`]
 //! (embedded default) implement it over the schemas in `registry/migrations/`. Pick one with
-//! [`for_database`].
+//! [`for_database`]. The SQL text is shared ([`sql`]); the two differ in how they bind
+//! timestamps and JSON and in how a write transaction excludes its competitors.
+//!
+//! Writes that apply the terms of use (create, update) count the neighbours of the journey
+//! and write it in one transaction, serialised per person, so that two journeys sent at once
+//! cannot both slip under a limit.
 
 mod postgres;
 mod sqlite;
@@ -10,7 +15,10 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{AcquisitionStatus, CheckStatus, JourneyState, NewJourney, TermsLabel};
+use crate::domain::{
+    AcquisitionStatus, CheckStatus, IdentityKey, JourneyState, JourneyStatus, NewJourney,
+    StoredJourney, TermsLabel, UpdateRefusal,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rpc_service::db::Database;
@@ -29,7 +37,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// One journey to insert, with what the registry decided about it.
+/// One journey to insert.
 #[derive(Debug, Clone)]
 pub struct JourneyRow<'a> {
     /// Internal id.
@@ -40,28 +48,81 @@ pub struct JourneyRow<'a> {
     pub journey: &'a NewJourney,
     /// The body as received, kept for audits and re-processing.
     pub payload: &'a Value,
-    /// Receipt time, millisecond precision.
+    /// Receipt time, millisecond precision: the `now` of the terms checks.
     pub created_at: DateTime<Utc>,
-    /// `received`, or `terms_violation_error` when `terms_violation_labels` is not empty.
-    pub acquisition_status: AcquisitionStatus,
-    /// Terms of use the journey breaks, in label order.
-    pub terms_violation_labels: &'a [TermsLabel],
 }
 
 /// What an insert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertOutcome {
-    /// Committed; `journey_id` is the new sequential id.
-    Created { journey_id: i64 },
+    /// Committed; `journey_id` is the new sequential id. The journey is stored with status
+    /// `terms_violation_error` when `terms_violation_labels` is not empty.
+    Created {
+        journey_id: i64,
+        terms_violation_labels: Vec<TermsLabel>,
+    },
     /// The operator already sent this `operator_journey_id`; nothing was written.
     AlreadyRegistered { created_at: DateTime<Utc> },
+}
+
+/// Turns a stored journey into its updated version, or refuses; called inside the update
+/// transaction with the row locked.
+pub type Revise<'a> =
+    &'a (dyn Fn(&StoredJourney) -> Result<(NewJourney, Value), UpdateRefusal> + Send + Sync);
+
+/// What an update did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOutcome {
+    /// No such journey for this operator.
+    NotFound,
+    /// The revision was refused; nothing was written.
+    Refused(UpdateRefusal),
+    /// Committed with status `updated`, processing reset to pending; or with status
+    /// `terms_violation_error` when `terms_violation_labels` is not empty.
+    Updated {
+        terms_violation_labels: Vec<TermsLabel>,
+    },
+}
+
+/// A cancellation, as sent by the operator.
+#[derive(Debug, Clone)]
+pub struct Cancellation<'a> {
+    pub code: &'a str,
+    pub message: Option<&'a str>,
+    /// The body as received, kept in the journey's revisions.
+    pub body: &'a Value,
+    pub at: DateTime<Utc>,
+}
+
+/// A listing request (`GET /{v}/journeys`), already validated.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// `None`: every operator (registry roles only).
+    pub operator_id: Option<i64>,
+    pub status: JourneyStatus,
+    /// Journeys starting in `[start, end)`.
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// One line of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedJourney {
+    pub operator_id: i64,
+    pub operator_journey_id: String,
+    pub journey_id: i64,
+    pub status: JourneyStatus,
+    pub start: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// Journeys, keyed by `(operator_id, operator_journey_id)`.
 #[async_trait]
 pub trait JourneyStore: Send + Sync + 'static {
-    /// Inserts `row` in one transaction and returns only after COMMIT. Concurrent inserts of
-    /// the same key create exactly one row.
+    /// Applies the terms of use and inserts `row` in one transaction; returns only after
+    /// COMMIT. Concurrent inserts of the same key create exactly one row.
     async fn insert(&self, row: &JourneyRow<'_>) -> Result<InsertOutcome, StoreError>;
 
     /// The processing state of one of `operator_id`'s journeys.
@@ -70,6 +131,28 @@ pub trait JourneyStore: Send + Sync + 'static {
         operator_id: i64,
         operator_journey_id: &str,
     ) -> Result<Option<JourneyState>, StoreError>;
+
+    /// Journeys matching `query`, newest start first.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<ListedJourney>, StoreError>;
+
+    /// Locks one of `operator_id`'s journeys, revises it with `revise`, re-applies the terms
+    /// of use at `now` and stores the result, keeping the previous payload as a revision.
+    async fn update(
+        &self,
+        operator_id: i64,
+        operator_journey_id: &str,
+        now: DateTime<Utc>,
+        revise: Revise<'_>,
+    ) -> Result<UpdateOutcome, StoreError>;
+
+    /// Cancels one of `operator_id`'s journeys (again, if it already was: the first
+    /// cancellation time is kept). `false` when there is no such journey.
+    async fn cancel(
+        &self,
+        operator_id: i64,
+        operator_journey_id: &str,
+        cancellation: &Cancellation<'_>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The store over whichever database `db` is.
@@ -80,9 +163,157 @@ pub fn for_database(db: &Database) -> Arc<dyn JourneyStore> {
     }
 }
 
+/// SQL shared by both stores: `$n` placeholders, which SQLite also reads by number.
+mod sql {
+    use crate::domain::{AcquisitionStatus, JourneyStatus};
+    use sqlx::AssertSqlSafe;
+    use std::sync::LazyLock;
+
+    /// `'canceled', 'expired', ...`: acquisition statuses that do not count toward the terms.
+    fn not_counting() -> String {
+        AcquisitionStatus::not_counting_toward_terms()
+            .map(|a| format!("'{}'", a.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub const INSERT: &str = "INSERT INTO journeys (uuid, operator_id, operator_journey_id, \
+        operator_trip_id, operator_class, start_datetime, start_lat, start_lon, end_datetime, \
+        end_lat, end_lon, distance, driver_identity_key, passenger_identity_key, payload, \
+        created_at, acquisition_status, terms_violation_labels, driver_phone, \
+        driver_phone_trunc, passenger_phone, passenger_phone_trunc) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+        $18, $19, $20, $21, $22) \
+        ON CONFLICT (operator_id, operator_journey_id) DO NOTHING \
+        RETURNING journey_id";
+
+    pub const EXISTING: &str =
+        "SELECT created_at FROM journeys WHERE operator_id = $1 AND operator_journey_id = $2";
+
+    pub const FIND: &str = "SELECT operator_journey_id, journey_id, created_at, \
+        acquisition_status, fraud_status, anomaly_status, terms_violation_labels, \
+        fraud_error_labels, anomaly_error_details \
+        FROM journeys WHERE operator_id = $1 AND operator_journey_id = $2";
+
+    macro_rules! stored {
+        () => {
+            "SELECT journey_id, payload, start_datetime, acquisition_status \
+             FROM journeys WHERE operator_id = $1 AND operator_journey_id = $2"
+        };
+    }
+
+    /// The row an update starts from.
+    pub const STORED: &str = stored!();
+
+    /// The same, locking the row until the end of the transaction (PostgreSQL).
+    pub const STORED_FOR_UPDATE: &str = concat!(stored!(), " FOR UPDATE");
+
+    /// [`crate::domain::Neighbours`] of a journey: `$1` operator, `$2` the journey's own id
+    /// (0 when new), `$3` its trip, `$4`/`$5` driver/passenger keys, `$6`..`$7` its Paris
+    /// day, `$8`..`$9` its closeness window.
+    pub static NEIGHBOURS: LazyLock<String> = LazyLock::new(|| {
+        let counting = format!(
+            "operator_id = $1 AND journey_id <> $2 AND operator_trip_id <> $3 \
+             AND acquisition_status NOT IN ({})",
+            not_counting()
+        );
+        let trips_that_day = |key: &str| {
+            format!(
+                "(SELECT count(DISTINCT operator_trip_id) FROM journeys WHERE {counting} \
+                 AND (driver_identity_key = {key} OR passenger_identity_key = {key}) \
+                 AND start_datetime >= $6 AND start_datetime < $7)"
+            )
+        };
+        format!(
+            "SELECT {}, {}, \
+             (SELECT count(DISTINCT operator_trip_id) FROM journeys WHERE {counting} \
+              AND ((driver_identity_key = $4 AND passenger_identity_key = $5) \
+                OR (driver_identity_key = $5 AND passenger_identity_key = $4)) \
+              AND start_datetime < $9 AND end_datetime > $8)",
+            trips_that_day("$4"),
+            trips_that_day("$5"),
+        )
+    });
+
+    /// Writes a revised journey: `$1` id, `$2`..`$10` its new fields, `$11` payload, `$12`
+    /// acquisition status, `$13` labels, `$14` time. Processing starts again.
+    pub const UPDATE: &str = "UPDATE journeys SET operator_trip_id = $2, operator_class = $3, \
+        start_datetime = $4, start_lat = $5, start_lon = $6, end_datetime = $7, end_lat = $8, \
+        end_lon = $9, distance = $10, payload = $11, acquisition_status = $12, \
+        terms_violation_labels = $13, fraud_status = 'pending', anomaly_status = 'pending', \
+        fraud_error_labels = '[]', anomaly_error_details = '[]', updated_at = $14 \
+        WHERE journey_id = $1";
+
+    pub const REVISION: &str = "INSERT INTO journey_revisions (journey_id, kind, revised_at, body) VALUES ($1, $2, $3, $4)";
+
+    /// `$1` operator, `$2` operator journey id, `$3` code, `$4` message, `$5` time.
+    pub const CANCEL: &str = "UPDATE journeys SET acquisition_status = 'canceled', \
+        cancel_code = $3, cancel_message = $4, canceled_at = COALESCE(canceled_at, $5), \
+        updated_at = $5 \
+        WHERE operator_id = $1 AND operator_journey_id = $2 RETURNING journey_id";
+
+    /// The listing of `status`, with (`$1`) or without an operator filter; `None` when no
+    /// stored journey can have that status. Then `start`, `end`, `limit`, `offset` follow.
+    pub fn list(status: JourneyStatus, by_operator: bool) -> Option<AssertSqlSafe<String>> {
+        let parts = status.stored_parts();
+        if parts.is_empty() {
+            return None;
+        }
+        let values = parts
+            .iter()
+            .map(|(a, f, n)| format!("('{}', '{}', '{}')", a.as_str(), f.as_str(), n.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (operator, first) = if by_operator {
+            ("operator_id = $1 AND ", 2)
+        } else {
+            ("", 1)
+        };
+        // Audited: the only text spliced in is the spelling of our own status enums.
+        Some(AssertSqlSafe(format!(
+            "SELECT operator_id, operator_journey_id, journey_id, start_datetime, created_at, \
+             acquisition_status, fraud_status, anomaly_status FROM journeys \
+             WHERE {operator}start_datetime >= ${} AND start_datetime < ${} \
+             AND (acquisition_status, fraud_status, anomaly_status) IN (VALUES {values}) \
+             ORDER BY start_datetime DESC, journey_id DESC LIMIT ${} OFFSET ${}",
+            first,
+            first + 1,
+            first + 2,
+            first + 3,
+        )))
+    }
+}
+
 /// The labels as stored: a JSON array of strings.
 fn labels_json(labels: &[TermsLabel]) -> Value {
     Value::from(labels.iter().map(|l| l.as_str()).collect::<Vec<_>>())
+}
+
+/// The acquisition status a journey is written with after its terms checks.
+fn acquisition_after_terms(labels: &[TermsLabel], clean: AcquisitionStatus) -> AcquisitionStatus {
+    if labels.is_empty() {
+        clean
+    } else {
+        AcquisitionStatus::TermsViolationError
+    }
+}
+
+/// The advisory lock serialising terms checks for one person: the first 64 bits of the
+/// identity key (itself a SHA-256 in hex).
+fn person_lock(key: &IdentityKey) -> i64 {
+    let prefix = key.as_str().get(..16).unwrap_or_default();
+    u64::from_str_radix(prefix, 16).unwrap_or_default() as i64
+}
+
+/// The locks of a journey's two people, in a fixed order so that two transactions never
+/// wait on each other crosswise.
+fn person_locks(journey: &NewJourney) -> [i64; 2] {
+    let mut locks = [
+        person_lock(&journey.driver.identity.identity_key),
+        person_lock(&journey.passenger.identity.identity_key),
+    ];
+    locks.sort_unstable();
+    locks
 }
 
 /// The stored status columns and JSON arrays, read back into a [`JourneyState`].
@@ -100,9 +331,6 @@ struct StateColumns {
 
 impl StateColumns {
     fn into_state(self) -> Result<JourneyState, StoreError> {
-        let check = |s: &str| {
-            CheckStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("check status {s:?}")))
-        };
         Ok(JourneyState {
             acquisition: AcquisitionStatus::parse(&self.acquisition_status),
             fraud: check(&self.fraud_status)?,
@@ -115,6 +343,39 @@ impl StateColumns {
             created_at: self.created_at,
         })
     }
+}
+
+/// The columns of one listed journey.
+struct ListedColumns {
+    operator_id: i64,
+    operator_journey_id: String,
+    journey_id: i64,
+    start: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    acquisition_status: String,
+    fraud_status: String,
+    anomaly_status: String,
+}
+
+impl ListedColumns {
+    fn into_listed(self) -> Result<ListedJourney, StoreError> {
+        Ok(ListedJourney {
+            status: JourneyStatus::compute(
+                AcquisitionStatus::parse(&self.acquisition_status),
+                check(&self.fraud_status)?,
+                check(&self.anomaly_status)?,
+            ),
+            operator_id: self.operator_id,
+            operator_journey_id: self.operator_journey_id,
+            journey_id: self.journey_id,
+            start: self.start,
+            created_at: self.created_at,
+        })
+    }
+}
+
+fn check(s: &str) -> Result<CheckStatus, StoreError> {
+    CheckStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("check status {s:?}")))
 }
 
 fn array(value: Value) -> Result<Vec<Value>, StoreError> {
@@ -136,4 +397,32 @@ fn strings(value: Value) -> Result<Vec<String>, StoreError> {
             ))),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_locks_come_from_the_key_prefix_in_a_fixed_order() {
+        let key = |s: &str| IdentityKey::parse(&s.repeat(64)).expect("valid key");
+        assert_eq!(person_lock(&key("0")), 0);
+        assert_eq!(person_lock(&key("f")), -1);
+        assert_eq!(person_lock(&key("1")), 0x1111_1111_1111_1111);
+    }
+
+    #[test]
+    fn listings_filter_on_the_stored_parts_of_a_status() {
+        let sql = sql::list(JourneyStatus::Ok, true)
+            .expect("ok is listable")
+            .0;
+        assert!(sql.contains("operator_id = $1 AND start_datetime >= $2"));
+        assert!(sql.contains("IN (VALUES ('processed', 'passed', 'passed'))"));
+        assert!(sql.ends_with("LIMIT $4 OFFSET $5"));
+        let any = sql::list(JourneyStatus::Canceled, false)
+            .expect("listable")
+            .0;
+        assert!(any.contains("WHERE start_datetime >= $1"));
+        assert!(sql::list(JourneyStatus::ValidationError, true).is_none());
+    }
 }

@@ -1,11 +1,19 @@
-//! [`JourneyStore`] on PostgreSQL: `timestamptz`, `uuid`, `jsonb`.
+//! [`JourneyStore`] on PostgreSQL: `timestamptz`, `uuid`, `jsonb`. Terms checks are
+//! serialised per person with transaction-scoped advisory locks; updates lock their row.
 
-use super::{InsertOutcome, JourneyRow, JourneyStore, StateColumns, StoreError, labels_json};
-use crate::domain::JourneyState;
+use super::{
+    Cancellation, InsertOutcome, JourneyRow, JourneyStore, ListQuery, ListedColumns, ListedJourney,
+    Revise, StateColumns, StoreError, UpdateOutcome, acquisition_after_terms, labels_json,
+    person_locks, sql,
+};
+use crate::domain::{
+    AcquisitionStatus, JourneyState, Neighbours, NewJourney, StoredJourney, TermsLabel,
+    TermsWindows, violations,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 /// Journeys in the service's PostgreSQL schema.
 #[derive(Debug, Clone)]
@@ -20,28 +28,51 @@ impl PgStore {
     }
 }
 
-const INSERT: &str = "INSERT INTO journeys (uuid, operator_id, operator_journey_id, \
-    operator_trip_id, operator_class, start_datetime, start_lat, start_lon, end_datetime, \
-    end_lat, end_lon, distance, driver_identity_key, passenger_identity_key, payload, \
-    created_at, acquisition_status, terms_violation_labels) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-    ON CONFLICT (operator_id, operator_journey_id) DO NOTHING \
-    RETURNING journey_id";
-
-const EXISTING: &str =
-    "SELECT created_at FROM journeys WHERE operator_id = $1 AND operator_journey_id = $2";
-
-const FIND: &str = "SELECT operator_journey_id, journey_id, created_at, acquisition_status, \
-    fraud_status, anomaly_status, terms_violation_labels, fraud_error_labels, \
-    anomaly_error_details \
-    FROM journeys WHERE operator_id = $1 AND operator_journey_id = $2";
+/// Takes the journey's two people's locks until the end of the transaction, then counts its
+/// neighbours and decides its terms labels at `now`.
+async fn terms_labels(
+    conn: &mut PgConnection,
+    operator_id: i64,
+    journey_id: i64,
+    journey: &NewJourney,
+    now: DateTime<Utc>,
+) -> Result<Vec<TermsLabel>, StoreError> {
+    let [first, second] = person_locks(journey);
+    sqlx::query("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)")
+        .bind(first)
+        .bind(second)
+        .execute(&mut *conn)
+        .await?;
+    let w = TermsWindows::of(journey);
+    let (driver, passenger, close): (i64, i64, i64) = sqlx::query_as(sql::NEIGHBOURS.as_str())
+        .bind(operator_id)
+        .bind(journey_id)
+        .bind(journey.operator_trip_id.as_str())
+        .bind(journey.driver.identity.identity_key.as_str())
+        .bind(journey.passenger.identity.identity_key.as_str())
+        .bind(w.day_start)
+        .bind(w.day_end)
+        .bind(w.close_start)
+        .bind(w.close_end)
+        .fetch_one(&mut *conn)
+        .await?;
+    let neighbours = Neighbours {
+        driver_trips_that_day: driver,
+        passenger_trips_that_day: passenger,
+        close_trips: close,
+    };
+    Ok(violations(journey, now, &neighbours))
+}
 
 #[async_trait]
 impl JourneyStore for PgStore {
     async fn insert(&self, row: &JourneyRow<'_>) -> Result<InsertOutcome, StoreError> {
         let j = row.journey;
         let mut tx = self.pool.begin().await?;
-        let inserted: Option<i64> = sqlx::query_scalar(INSERT)
+        let labels = terms_labels(&mut tx, row.operator_id, 0, j, row.created_at).await?;
+        let acquisition = acquisition_after_terms(&labels, AcquisitionStatus::Received);
+        let (driver, passenger) = (&j.driver.identity, &j.passenger.identity);
+        let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT)
             .bind(row.uuid)
             .bind(row.operator_id)
             .bind(j.operator_journey_id.as_str())
@@ -54,20 +85,27 @@ impl JourneyStore for PgStore {
             .bind(j.end.lat)
             .bind(j.end.lon)
             .bind(j.distance)
-            .bind(j.driver.identity.identity_key.as_str())
-            .bind(j.passenger.identity.identity_key.as_str())
+            .bind(driver.identity_key.as_str())
+            .bind(passenger.identity_key.as_str())
             .bind(row.payload)
             .bind(row.created_at)
-            .bind(row.acquisition_status.as_str())
-            .bind(labels_json(row.terms_violation_labels))
+            .bind(acquisition.as_str())
+            .bind(labels_json(&labels))
+            .bind(driver.phone.as_ref().map(|p| p.as_str()))
+            .bind(driver.phone_trunc.as_ref().map(|p| p.as_str()))
+            .bind(passenger.phone.as_ref().map(|p| p.as_str()))
+            .bind(passenger.phone_trunc.as_ref().map(|p| p.as_str()))
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match inserted {
-            Some(journey_id) => InsertOutcome::Created { journey_id },
+            Some(journey_id) => InsertOutcome::Created {
+                journey_id,
+                terms_violation_labels: labels,
+            },
             None => {
                 // The conflicting row is committed (ON CONFLICT waited for it if needed), so
                 // this statement's fresh snapshot sees it.
-                let created_at: DateTime<Utc> = sqlx::query_scalar(EXISTING)
+                let created_at: DateTime<Utc> = sqlx::query_scalar(sql::EXISTING)
                     .bind(row.operator_id)
                     .bind(j.operator_journey_id.as_str())
                     .fetch_one(&mut *tx)
@@ -84,7 +122,7 @@ impl JourneyStore for PgStore {
         operator_id: i64,
         operator_journey_id: &str,
     ) -> Result<Option<JourneyState>, StoreError> {
-        let Some(r) = sqlx::query(FIND)
+        let Some(r) = sqlx::query(sql::FIND)
             .bind(operator_id)
             .bind(operator_journey_id)
             .fetch_optional(&self.pool)
@@ -105,5 +143,124 @@ impl JourneyStore for PgStore {
         }
         .into_state()
         .map(Some)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<ListedJourney>, StoreError> {
+        let Some(text) = sql::list(query.status, query.operator_id.is_some()) else {
+            return Ok(Vec::new());
+        };
+        let mut q = sqlx::query(text);
+        if let Some(operator_id) = query.operator_id {
+            q = q.bind(operator_id);
+        }
+        let rows = q
+            .bind(query.start)
+            .bind(query.end)
+            .bind(query.limit)
+            .bind(query.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                ListedColumns {
+                    operator_id: r.try_get("operator_id")?,
+                    operator_journey_id: r.try_get("operator_journey_id")?,
+                    journey_id: r.try_get("journey_id")?,
+                    start: r.try_get("start_datetime")?,
+                    created_at: r.try_get("created_at")?,
+                    acquisition_status: r.try_get("acquisition_status")?,
+                    fraud_status: r.try_get("fraud_status")?,
+                    anomaly_status: r.try_get("anomaly_status")?,
+                }
+                .into_listed()
+            })
+            .collect()
+    }
+
+    async fn update(
+        &self,
+        operator_id: i64,
+        operator_journey_id: &str,
+        now: DateTime<Utc>,
+        revise: Revise<'_>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(r) = sqlx::query(sql::STORED_FOR_UPDATE)
+            .bind(operator_id)
+            .bind(operator_journey_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(UpdateOutcome::NotFound);
+        };
+        let journey_id: i64 = r.try_get("journey_id")?;
+        let stored = StoredJourney {
+            payload: r.try_get("payload")?,
+            start: r.try_get("start_datetime")?,
+            acquisition: AcquisitionStatus::parse(r.try_get("acquisition_status")?),
+        };
+        let (j, payload) = match revise(&stored) {
+            Ok(revised) => revised,
+            Err(refusal) => return Ok(UpdateOutcome::Refused(refusal)),
+        };
+        let labels = terms_labels(&mut tx, operator_id, journey_id, &j, now).await?;
+        let acquisition = acquisition_after_terms(&labels, AcquisitionStatus::Updated);
+        sqlx::query(sql::UPDATE)
+            .bind(journey_id)
+            .bind(j.operator_trip_id.as_str())
+            .bind(j.operator_class.as_str())
+            .bind(j.start.datetime)
+            .bind(j.start.lat)
+            .bind(j.start.lon)
+            .bind(j.end.datetime)
+            .bind(j.end.lat)
+            .bind(j.end.lon)
+            .bind(j.distance)
+            .bind(&payload)
+            .bind(acquisition.as_str())
+            .bind(labels_json(&labels))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::REVISION)
+            .bind(journey_id)
+            .bind("update")
+            .bind(now)
+            .bind(&stored.payload)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(UpdateOutcome::Updated {
+            terms_violation_labels: labels,
+        })
+    }
+
+    async fn cancel(
+        &self,
+        operator_id: i64,
+        operator_journey_id: &str,
+        cancellation: &Cancellation<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(journey_id): Option<i64> = sqlx::query_scalar(sql::CANCEL)
+            .bind(operator_id)
+            .bind(operator_journey_id)
+            .bind(cancellation.code)
+            .bind(cancellation.message)
+            .bind(cancellation.at)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(false);
+        };
+        sqlx::query(sql::REVISION)
+            .bind(journey_id)
+            .bind("cancel")
+            .bind(cancellation.at)
+            .bind(cancellation.body)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

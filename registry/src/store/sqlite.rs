@@ -1,11 +1,19 @@
 //! [`JourneyStore`] on SQLite: timestamps as INTEGER unix milliseconds, uuid and JSON as TEXT.
+//! Every write transaction starts with `BEGIN IMMEDIATE`, which takes the database's single
+//! write lock up front: terms checks and updates are serialised without further locking.
 
-use super::{InsertOutcome, JourneyRow, JourneyStore, StateColumns, StoreError, labels_json};
-use crate::domain::JourneyState;
+use super::{
+    Cancellation, InsertOutcome, JourneyRow, JourneyStore, ListQuery, ListedColumns, ListedJourney,
+    Revise, StateColumns, StoreError, UpdateOutcome, acquisition_after_terms, labels_json, sql,
+};
+use crate::domain::{
+    AcquisitionStatus, JourneyState, Neighbours, NewJourney, StoredJourney, TermsLabel,
+    TermsWindows, violations,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 /// Journeys in the embedded SQLite database.
 #[derive(Debug, Clone)]
@@ -20,22 +28,6 @@ impl SqliteStore {
     }
 }
 
-const INSERT: &str = "INSERT INTO journeys (uuid, operator_id, operator_journey_id, \
-    operator_trip_id, operator_class, start_datetime, start_lat, start_lon, end_datetime, \
-    end_lat, end_lon, distance, driver_identity_key, passenger_identity_key, payload, \
-    created_at, acquisition_status, terms_violation_labels) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-    ON CONFLICT (operator_id, operator_journey_id) DO NOTHING \
-    RETURNING journey_id";
-
-const EXISTING: &str =
-    "SELECT created_at FROM journeys WHERE operator_id = ? AND operator_journey_id = ?";
-
-const FIND: &str = "SELECT operator_journey_id, journey_id, created_at, acquisition_status, \
-    fraud_status, anomaly_status, terms_violation_labels, fraud_error_labels, \
-    anomaly_error_details \
-    FROM journeys WHERE operator_id = ? AND operator_journey_id = ?";
-
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
@@ -45,14 +37,45 @@ fn parse_json(column: &str, text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
+/// Counts the journey's neighbours and decides its terms labels at `now`; the caller holds
+/// the write lock.
+async fn terms_labels(
+    conn: &mut SqliteConnection,
+    operator_id: i64,
+    journey_id: i64,
+    journey: &NewJourney,
+    now: DateTime<Utc>,
+) -> Result<Vec<TermsLabel>, StoreError> {
+    let w = TermsWindows::of(journey);
+    let (driver, passenger, close): (i64, i64, i64) = sqlx::query_as(sql::NEIGHBOURS.as_str())
+        .bind(operator_id)
+        .bind(journey_id)
+        .bind(journey.operator_trip_id.as_str())
+        .bind(journey.driver.identity.identity_key.as_str())
+        .bind(journey.passenger.identity.identity_key.as_str())
+        .bind(w.day_start.timestamp_millis())
+        .bind(w.day_end.timestamp_millis())
+        .bind(w.close_start.timestamp_millis())
+        .bind(w.close_end.timestamp_millis())
+        .fetch_one(&mut *conn)
+        .await?;
+    let neighbours = Neighbours {
+        driver_trips_that_day: driver,
+        passenger_trips_that_day: passenger,
+        close_trips: close,
+    };
+    Ok(violations(journey, now, &neighbours))
+}
+
 #[async_trait]
 impl JourneyStore for SqliteStore {
     async fn insert(&self, row: &JourneyRow<'_>) -> Result<InsertOutcome, StoreError> {
         let j = row.journey;
-        // IMMEDIATE takes the write lock up front (waiting under busy_timeout), so reads made
-        // in this transaction cannot deadlock with another writer when upgrading.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted: Option<i64> = sqlx::query_scalar(INSERT)
+        let labels = terms_labels(&mut tx, row.operator_id, 0, j, row.created_at).await?;
+        let acquisition = acquisition_after_terms(&labels, AcquisitionStatus::Received);
+        let (driver, passenger) = (&j.driver.identity, &j.passenger.identity);
+        let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT)
             .bind(row.uuid.to_string())
             .bind(row.operator_id)
             .bind(j.operator_journey_id.as_str())
@@ -65,18 +88,25 @@ impl JourneyStore for SqliteStore {
             .bind(j.end.lat)
             .bind(j.end.lon)
             .bind(j.distance)
-            .bind(j.driver.identity.identity_key.as_str())
-            .bind(j.passenger.identity.identity_key.as_str())
+            .bind(driver.identity_key.as_str())
+            .bind(passenger.identity_key.as_str())
             .bind(row.payload.to_string())
             .bind(row.created_at.timestamp_millis())
-            .bind(row.acquisition_status.as_str())
-            .bind(labels_json(row.terms_violation_labels).to_string())
+            .bind(acquisition.as_str())
+            .bind(labels_json(&labels).to_string())
+            .bind(driver.phone.as_ref().map(|p| p.as_str()))
+            .bind(driver.phone_trunc.as_ref().map(|p| p.as_str()))
+            .bind(passenger.phone.as_ref().map(|p| p.as_str()))
+            .bind(passenger.phone_trunc.as_ref().map(|p| p.as_str()))
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match inserted {
-            Some(journey_id) => InsertOutcome::Created { journey_id },
+            Some(journey_id) => InsertOutcome::Created {
+                journey_id,
+                terms_violation_labels: labels,
+            },
             None => {
-                let created_at: i64 = sqlx::query_scalar(EXISTING)
+                let created_at: i64 = sqlx::query_scalar(sql::EXISTING)
                     .bind(row.operator_id)
                     .bind(j.operator_journey_id.as_str())
                     .fetch_one(&mut *tx)
@@ -95,7 +125,7 @@ impl JourneyStore for SqliteStore {
         operator_id: i64,
         operator_journey_id: &str,
     ) -> Result<Option<JourneyState>, StoreError> {
-        let Some(r) = sqlx::query(FIND)
+        let Some(r) = sqlx::query(sql::FIND)
             .bind(operator_id)
             .bind(operator_journey_id)
             .fetch_optional(&self.pool)
@@ -120,5 +150,126 @@ impl JourneyStore for SqliteStore {
         }
         .into_state()
         .map(Some)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<ListedJourney>, StoreError> {
+        let Some(text) = sql::list(query.status, query.operator_id.is_some()) else {
+            return Ok(Vec::new());
+        };
+        let mut q = sqlx::query(text);
+        if let Some(operator_id) = query.operator_id {
+            q = q.bind(operator_id);
+        }
+        let rows = q
+            .bind(query.start.timestamp_millis())
+            .bind(query.end.timestamp_millis())
+            .bind(query.limit)
+            .bind(query.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                ListedColumns {
+                    operator_id: r.try_get("operator_id")?,
+                    operator_journey_id: r.try_get("operator_journey_id")?,
+                    journey_id: r.try_get("journey_id")?,
+                    start: from_millis(r.try_get("start_datetime")?)?,
+                    created_at: from_millis(r.try_get("created_at")?)?,
+                    acquisition_status: r.try_get("acquisition_status")?,
+                    fraud_status: r.try_get("fraud_status")?,
+                    anomaly_status: r.try_get("anomaly_status")?,
+                }
+                .into_listed()
+            })
+            .collect()
+    }
+
+    async fn update(
+        &self,
+        operator_id: i64,
+        operator_journey_id: &str,
+        now: DateTime<Utc>,
+        revise: Revise<'_>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(r) = sqlx::query(sql::STORED)
+            .bind(operator_id)
+            .bind(operator_journey_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(UpdateOutcome::NotFound);
+        };
+        let journey_id: i64 = r.try_get("journey_id")?;
+        let stored_payload: String = r.try_get("payload")?;
+        let stored = StoredJourney {
+            payload: parse_json("payload", &stored_payload)?,
+            start: from_millis(r.try_get("start_datetime")?)?,
+            acquisition: AcquisitionStatus::parse(r.try_get("acquisition_status")?),
+        };
+        let (j, payload) = match revise(&stored) {
+            Ok(revised) => revised,
+            Err(refusal) => return Ok(UpdateOutcome::Refused(refusal)),
+        };
+        let labels = terms_labels(&mut tx, operator_id, journey_id, &j, now).await?;
+        let acquisition = acquisition_after_terms(&labels, AcquisitionStatus::Updated);
+        sqlx::query(sql::UPDATE)
+            .bind(journey_id)
+            .bind(j.operator_trip_id.as_str())
+            .bind(j.operator_class.as_str())
+            .bind(j.start.datetime.timestamp_millis())
+            .bind(j.start.lat)
+            .bind(j.start.lon)
+            .bind(j.end.datetime.timestamp_millis())
+            .bind(j.end.lat)
+            .bind(j.end.lon)
+            .bind(j.distance)
+            .bind(payload.to_string())
+            .bind(acquisition.as_str())
+            .bind(labels_json(&labels).to_string())
+            .bind(now.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::REVISION)
+            .bind(journey_id)
+            .bind("update")
+            .bind(now.timestamp_millis())
+            .bind(stored_payload)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(UpdateOutcome::Updated {
+            terms_violation_labels: labels,
+        })
+    }
+
+    async fn cancel(
+        &self,
+        operator_id: i64,
+        operator_journey_id: &str,
+        cancellation: &Cancellation<'_>,
+    ) -> Result<bool, StoreError> {
+        let at = cancellation.at.timestamp_millis();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(journey_id): Option<i64> = sqlx::query_scalar(sql::CANCEL)
+            .bind(operator_id)
+            .bind(operator_journey_id)
+            .bind(cancellation.code)
+            .bind(cancellation.message)
+            .bind(at)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(false);
+        };
+        sqlx::query(sql::REVISION)
+            .bind(journey_id)
+            .bind("cancel")
+            .bind(at)
+            .bind(cancellation.body.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -1,13 +1,15 @@
 //! `spawn_app` and a `TestApp` with one helper per endpoint.
 
 use auth_token::{ASSERTION_HEADER, Assertion, AssertionKey, CredentialKind, Principal, Role};
-use chrono::{SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use layered_settings::Secret;
+use registry::clock::{Clock, ManualClock, SystemClock};
 use registry::{Application, Settings};
 use reqwest::{Method, RequestBuilder, Response};
 use rpc_service::db::DatabaseSettings;
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -34,6 +36,19 @@ pub struct TestApp {
 
 /// Starts the registry on a fresh database and waits until it listens.
 pub async fn spawn_app(kind: StoreKind) -> TestApp {
+    spawn_app_with_clock(kind, Arc::new(SystemClock)).await
+}
+
+/// [`spawn_app`] on a clock the test controls, set to `at`.
+pub async fn spawn_app_at(kind: StoreKind, at: DateTime<Utc>) -> (TestApp, ManualClock) {
+    let clock = ManualClock::at(at);
+    (
+        spawn_app_with_clock(kind, Arc::new(clock.clone())).await,
+        clock,
+    )
+}
+
+async fn spawn_app_with_clock(kind: StoreKind, clock: Arc<dyn Clock>) -> TestApp {
     let mut pg_schema = None;
     let (database, sqlite_file) = match kind {
         StoreKind::Sqlite => {
@@ -56,7 +71,9 @@ pub async fn spawn_app(kind: StoreKind) -> TestApp {
         assertion_secret: Secret::new(SECRET.to_owned()),
         ..Settings::default()
     };
-    let app = Application::build(settings).await.expect("registry builds");
+    let app = Application::build_with_clock(settings, clock)
+        .await
+        .expect("registry builds");
     let address = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async {
@@ -152,6 +169,31 @@ pub fn journey(operator_journey_id: &str) -> Value {
     })
 }
 
+/// A valid journey of `trip` between `driver` and `passenger` (each a hex digit repeated
+/// into an identity key), from `start` to `end`.
+pub fn journey_between(
+    operator_journey_id: &str,
+    trip: &str,
+    (driver, passenger): (char, char),
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Value {
+    let mut payload = journey(operator_journey_id);
+    payload["operator_trip_id"] = json!(trip);
+    payload["driver"]["identity"]["identity_key"] = json!(driver.to_string().repeat(64));
+    payload["passenger"]["identity"]["identity_key"] = json!(passenger.to_string().repeat(64));
+    payload["start"]["datetime"] = json!(start.to_rfc3339_opts(SecondsFormat::Millis, true));
+    payload["end"]["datetime"] = json!(end.to_rfc3339_opts(SecondsFormat::Millis, true));
+    payload
+}
+
+/// The instant written `s` (RFC 3339).
+pub fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("valid date")
+        .with_timezone(&Utc)
+}
+
 impl TestApp {
     /// A request carrying the gateway's assertion for `principal` (none when `None`).
     pub fn request(
@@ -206,6 +248,29 @@ impl TestApp {
         .send()
         .await
         .expect("request sent")
+    }
+
+    /// `{method} {path}` as `principal`, with `body` as JSON when given.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        principal: &Principal,
+        body: Option<&Value>,
+    ) -> Response {
+        let request = self.request(method, path, Some(principal));
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        request.send().await.expect("request sent")
+    }
+
+    /// The public status of journey `id` of `principal`'s operator.
+    pub async fn status_of(&self, principal: &Principal, id: &str) -> String {
+        let (code, body) = status_and_json(self.journey_status(principal, id, "").await).await;
+        assert_eq!(code, 200, "{body}");
+        body["status"].as_str().expect("status").to_owned()
     }
 
     /// `GET {path}` without assertion (health, metrics).

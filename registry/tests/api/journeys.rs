@@ -5,18 +5,6 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-/// Declares each scenario once per store: `sqlite::<name>` and `postgres::<name>`.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::StoreKind::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::StoreKind::Postgres).await })*
-        }
-    };
-}
-
 on_both_stores!(
     create_returns_201_and_status_is_pending,
     create_returns_409_when_id_already_used,

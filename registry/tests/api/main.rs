@@ -4,5 +4,20 @@
 //! PostgreSQL comes from `REGISTRY_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); every test gets its own schema.
 
+/// Declares each scenario once per store: `<file>::sqlite::<name>` and
+/// `<file>::postgres::<name>`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::StoreKind::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::StoreKind::Postgres).await })*
+        }
+    };
+}
+
 mod helpers;
 mod journeys;
+mod lifecycle;
+mod terms;

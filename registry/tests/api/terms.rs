@@ -1,0 +1,391 @@
+//! The terms of use that look at other stored journeys, at their boundaries, on a controlled
+//! clock: per-person daily trips on Europe/Paris days (a clocks-forward day included),
+//! trips of one couple closer than 30 minutes, and what does not count.
+
+use crate::helpers::{
+    StoreKind, TestApp, at, journey_between, operator, spawn_app_at, status_and_json,
+};
+use auth_token::Principal;
+use chrono::{DateTime, TimeDelta, Utc};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_both_stores!(
+    fifth_trip_of_a_paris_day_is_refused_and_the_next_day_starts_afresh,
+    a_journey_joining_a_counted_trip_is_not_a_new_trip,
+    canceled_and_refused_journeys_do_not_count,
+    trips_of_one_couple_must_be_thirty_minutes_apart,
+    send_deadline_and_distance_boundaries,
+    simultaneous_trips_cannot_slip_under_the_daily_limit,
+);
+
+/// Sends a journey of `trip` between `people`, returning the status code and the labels of a 422.
+async fn send(
+    app: &TestApp,
+    who: &Principal,
+    id: &str,
+    trip: &str,
+    people: (char, char),
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> (u16, Value) {
+    let body = journey_between(id, trip, people, start, end);
+    let (status, body) = status_and_json(app.post_journey(who, &body).await).await;
+    let labels = body["error"]["data"]["terms_violation_labels"].clone();
+    (status, labels)
+}
+
+fn span(start: &str, minutes: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = at(start);
+    (start, start + TimeDelta::minutes(minutes))
+}
+
+async fn fifth_trip_of_a_paris_day_is_refused_and_the_next_day_starts_afresh(kind: StoreKind) {
+    // 31 March 2024: clocks go forward in Paris, the day lasts 23 hours
+    // (2024-03-30T23:00Z .. 2024-03-31T22:00Z). Now is 00:30 on 1 April, Paris time.
+    let (app, _clock) = spawn_app_at(kind, at("2024-03-31T22:30:00Z")).await;
+    let op = operator(1);
+    // 23:55 on 30 March in Paris: another day.
+    let (code, _) = send(
+        &app,
+        &op,
+        "eve",
+        "t0",
+        ('a', '1'),
+        span("2024-03-30T22:55:00Z", 20),
+    )
+    .await;
+    assert_eq!(code, 201);
+    // Four trips on 31 March, the driver once as a passenger.
+    let trips = [
+        ("2024-03-30T23:05:00Z", ('a', '2')),
+        ("2024-03-31T05:00:00Z", ('3', 'a')),
+        ("2024-03-31T10:00:00Z", ('a', '4')),
+        ("2024-03-31T15:00:00Z", ('a', '5')),
+    ];
+    for (n, (start, people)) in trips.into_iter().enumerate() {
+        let (code, labels) = send(
+            &app,
+            &op,
+            &format!("d{n}"),
+            &format!("t{}", n + 1),
+            people,
+            span(start, 20),
+        )
+        .await;
+        assert_eq!(code, 201, "trip {n}: {labels}");
+    }
+    // 23:50 CEST on 31 March: a fifth trip that day.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "fifth",
+        "t5",
+        ('a', '6'),
+        span("2024-03-31T21:50:00Z", 5),
+    )
+    .await;
+    assert_eq!((code, labels), (422, json!(["too_many_trips_by_day"])));
+    assert_eq!(app.status_of(&op, "fifth").await, "terms_violation_error");
+    // The passenger's own count is what matters too: '6' has no trip, but '3' (driver above)
+    // rides with a busy driver.
+    // 00:05 CEST on 1 April (22:05Z, which a fixed UTC+1 offset would put on 31 March).
+    let (code, labels) = send(
+        &app,
+        &op,
+        "next-day",
+        "t6",
+        ('a', '7'),
+        span("2024-03-31T22:05:00Z", 10),
+    )
+    .await;
+    assert_eq!(code, 201, "{labels}");
+    // Another operator's journeys are not counted (that is inter-operator fraud detection).
+    let (code, labels) = send(
+        &app,
+        &operator(2),
+        "other-op",
+        "t5",
+        ('a', '6'),
+        span("2024-03-31T21:00:00Z", 5),
+    )
+    .await;
+    assert_eq!(code, 201, "{labels}");
+}
+
+async fn a_journey_joining_a_counted_trip_is_not_a_new_trip(kind: StoreKind) {
+    let (app, _clock) = spawn_app_at(kind, at("2026-06-10T20:00:00Z")).await;
+    let op = operator(1);
+    for n in 0..4 {
+        let start = format!("2026-06-10T{:02}:00:00Z", 8 + 2 * n);
+        let (code, labels) = send(
+            &app,
+            &op,
+            &format!("j{n}"),
+            &format!("t{n}"),
+            ('a', '1'),
+            span(&start, 30),
+        )
+        .await;
+        assert_eq!(code, 201, "{n}: {labels}");
+    }
+    // A second passenger of trip t3: the driver still has four trips that day.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "j3-bis",
+        "t3",
+        ('a', '2'),
+        span("2026-06-10T14:00:00Z", 30),
+    )
+    .await;
+    assert_eq!(code, 201, "{labels}");
+    // The passenger of the busy driver is checked on their own count: '2' has one trip.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "j5",
+        "t5",
+        ('2', 'b'),
+        span("2026-06-10T17:00:00Z", 30),
+    )
+    .await;
+    assert_eq!(code, 201, "{labels}");
+    // But any fifth trip involving the driver is refused, whichever role it plays.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "j6",
+        "t6",
+        ('c', 'a'),
+        span("2026-06-10T18:00:00Z", 30),
+    )
+    .await;
+    assert_eq!((code, labels), (422, json!(["too_many_trips_by_day"])));
+}
+
+async fn canceled_and_refused_journeys_do_not_count(kind: StoreKind) {
+    let (app, _clock) = spawn_app_at(kind, at("2026-06-10T20:00:00Z")).await;
+    let op = operator(1);
+    for n in 0..4 {
+        let start = format!("2026-06-10T{:02}:00:00Z", 8 + 2 * n);
+        let (code, _) = send(
+            &app,
+            &op,
+            &format!("j{n}"),
+            &format!("t{n}"),
+            ('a', '1'),
+            span(&start, 30),
+        )
+        .await;
+        assert_eq!(code, 201);
+    }
+    let (code, _) = send(
+        &app,
+        &op,
+        "j4",
+        "t4",
+        ('a', '2'),
+        span("2026-06-10T17:00:00Z", 30),
+    )
+    .await;
+    assert_eq!(code, 422, "a fifth trip");
+    // Refused journeys do not count: a sixth attempt is refused for the same four trips only.
+    let cancel = app
+        .call(
+            Method::POST,
+            "/v3/journeys/j0/cancel",
+            &op,
+            Some(&json!({"code": "FRAUD"})),
+        )
+        .await;
+    assert_eq!(cancel.status(), 200);
+    let (code, labels) = send(
+        &app,
+        &op,
+        "j5",
+        "t5",
+        ('a', '3'),
+        span("2026-06-10T18:00:00Z", 30),
+    )
+    .await;
+    assert_eq!(code, 201, "the canceled trip no longer counts: {labels}");
+    let (code, labels) = send(
+        &app,
+        &op,
+        "j6",
+        "t6",
+        ('a', '4'),
+        span("2026-06-10T19:00:00Z", 30),
+    )
+    .await;
+    assert_eq!((code, labels), (422, json!(["too_many_trips_by_day"])));
+}
+
+async fn trips_of_one_couple_must_be_thirty_minutes_apart(kind: StoreKind) {
+    let (app, _clock) = spawn_app_at(kind, at("2026-06-10T20:00:00Z")).await;
+    let op = operator(1);
+    let (code, _) = send(
+        &app,
+        &op,
+        "x",
+        "tx",
+        ('a', 'b'),
+        span("2026-06-10T10:00:00Z", 30),
+    )
+    .await;
+    assert_eq!(code, 201);
+    // Starts exactly 30 minutes after x ends: allowed.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "y",
+        "ty",
+        ('a', 'b'),
+        span("2026-06-10T11:00:00Z", 20),
+    )
+    .await;
+    assert_eq!(code, 201, "{labels}");
+    // Starts 29 minutes after y ends: too close.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "z",
+        "tz",
+        ('a', 'b'),
+        span("2026-06-10T11:49:00Z", 10),
+    )
+    .await;
+    assert_eq!((code, labels), (422, json!(["too_close_trips"])));
+    // Ends 29 minutes before x starts, roles swapped: too close.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "w",
+        "tw",
+        ('b', 'a'),
+        span("2026-06-10T09:01:00Z", 30),
+    )
+    .await;
+    assert_eq!((code, labels), (422, json!(["too_close_trips"])));
+    // Ends exactly 30 minutes before x starts: allowed.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "v",
+        "tv",
+        ('b', 'a'),
+        span("2026-06-10T08:30:00Z", 60),
+    )
+    .await;
+    assert_eq!(code, 201, "{labels}");
+    // Around x entirely: too close.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "u",
+        "tu",
+        ('a', 'b'),
+        span("2026-06-10T09:50:00Z", 50),
+    )
+    .await;
+    assert_eq!((code, labels), (422, json!(["too_close_trips"])));
+    // Same trip as x (another leg the operator splits): not another trip.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "x2",
+        "tx",
+        ('a', 'b'),
+        span("2026-06-10T10:10:00Z", 10),
+    )
+    .await;
+    assert_eq!(code, 201, "{labels}");
+    // Another couple at the same time: not concerned.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "other",
+        "to",
+        ('a', 'c'),
+        span("2026-06-10T10:05:00Z", 10),
+    )
+    .await;
+    assert_eq!(code, 201, "{labels}");
+}
+
+async fn send_deadline_and_distance_boundaries(kind: StoreKind) {
+    let now = at("2026-06-10T20:00:00Z");
+    let (app, _clock) = spawn_app_at(kind, now).await;
+    let op = operator(1);
+    let day = TimeDelta::hours(24);
+    let cases = [
+        ("on-time", now - day, 2_000, 201, json!(null)),
+        (
+            "late",
+            now - day - TimeDelta::milliseconds(1),
+            2_000,
+            422,
+            json!(["expired"]),
+        ),
+        (
+            "short",
+            now - TimeDelta::hours(1),
+            1_999,
+            422,
+            json!(["distance_too_short"]),
+        ),
+        (
+            "late-and-short",
+            now - TimeDelta::hours(30),
+            500,
+            422,
+            json!(["expired", "distance_too_short"]),
+        ),
+    ];
+    for (n, (id, start, distance, expected, labels)) in cases.into_iter().enumerate() {
+        let mut body = journey_between(
+            id,
+            &format!("t{n}"),
+            ('a', char::from(b'1' + n as u8)),
+            start,
+            start + TimeDelta::minutes(10),
+        );
+        body["distance"] = json!(distance);
+        let (code, answer) = status_and_json(app.post_journey(&op, &body).await).await;
+        assert_eq!(code, expected, "{id}: {answer}");
+        assert_eq!(
+            answer["error"]["data"]["terms_violation_labels"], labels,
+            "{id}"
+        );
+    }
+}
+
+async fn simultaneous_trips_cannot_slip_under_the_daily_limit(kind: StoreKind) {
+    let (app, _clock) = spawn_app_at(kind, at("2026-06-10T20:00:00Z")).await;
+    let app = std::sync::Arc::new(app);
+    let sends = (0..8).map(|n| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let start = at("2026-06-10T06:00:00Z") + TimeDelta::hours(n);
+            let passenger = char::from(b'1' + n as u8);
+            send(
+                &app,
+                &operator(1),
+                &format!("j{n}"),
+                &format!("t{n}"),
+                ('a', passenger),
+                (start, start + TimeDelta::minutes(20)),
+            )
+            .await
+        })
+    });
+    let mut accepted = 0;
+    for outcome in futures_util::future::join_all(sends).await {
+        match outcome.expect("task") {
+            (201, _) => accepted += 1,
+            (422, labels) => assert_eq!(labels, json!(["too_many_trips_by_day"])),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 4);
+}
