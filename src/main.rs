@@ -8,6 +8,10 @@
 //! for the standalone binaries; `RPC_BOOTSTRAP_ADMIN_EMAIL` / `RPC_BOOTSTRAP_ADMIN_PASSWORD`
 //! name the first registry admin.
 
+/// mimalloc: fewer cycles per request than glibc malloc under many small allocations.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use blacklist::{Feed, LocalFeed};
 use layered_settings::Secret;

@@ -1,6 +1,10 @@
 //! gateway binary. pingora's own flags apply (`-u` graceful upgrade, `-d` daemon, `-t` test);
 //! `-c/--conf FILE` names the gateway settings file (which nests pingora's under `server`).
 
+/// mimalloc: fewer cycles per request than glibc malloc under many small allocations.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use gateway::Settings;
 use pingora::server::configuration::Opt;

@@ -1,5 +1,9 @@
 //! `registry [--config <file>]`: load settings, start logging, serve until ctrl-c or SIGTERM.
 
+/// mimalloc: fewer cycles per request than glibc malloc under many small allocations.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use registry::{Application, Settings};
 use std::path::PathBuf;
 

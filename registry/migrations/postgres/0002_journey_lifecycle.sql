@@ -10,11 +10,18 @@ ALTER TABLE journeys
     ADD COLUMN cancel_code           TEXT,
     ADD COLUMN cancel_message        TEXT;
 
+DROP INDEX journeys_driver_start_idx;
+DROP INDEX journeys_passenger_start_idx;
+
+-- Identity keys become TEXT: parameters are bound as text, and a CHAR(64) column compared
+-- with text is cast to text, which no index on it can serve.
+ALTER TABLE journeys
+    ALTER COLUMN driver_identity_key TYPE TEXT,
+    ALTER COLUMN passenger_identity_key TYPE TEXT;
+
 -- Terms checks read a person's journeys by start (same Paris day) and by start and end (too
 -- close to another trip): with the end in the index, the closeness test needs no heap fetch
 -- for the journeys it rules out.
-DROP INDEX journeys_driver_start_idx;
-DROP INDEX journeys_passenger_start_idx;
 CREATE INDEX journeys_driver_time_idx ON journeys (driver_identity_key, start_datetime, end_datetime);
 CREATE INDEX journeys_passenger_time_idx ON journeys (passenger_identity_key, start_datetime, end_datetime);
 

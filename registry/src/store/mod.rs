@@ -208,32 +208,89 @@ mod sql {
     /// The same, locking the row until the end of the transaction (PostgreSQL).
     pub const STORED_FOR_UPDATE: &str = concat!(stored!(), " FOR UPDATE");
 
-    /// [`crate::domain::Neighbours`] of a journey: `$1` operator, `$2` the journey's own id
-    /// (0 when new), `$3` its trip, `$4`/`$5` driver/passenger keys, `$6`..`$7` its Paris
-    /// day, `$8`..`$9` its closeness window.
-    pub static NEIGHBOURS: LazyLock<String> = LazyLock::new(|| {
+    /// Where the neighbour counts find their inputs: placeholders or literals.
+    struct Inputs<'a> {
+        operator: &'a str,
+        own_id: &'a str,
+        trip: &'a str,
+        driver: &'a str,
+        passenger: &'a str,
+        day: (&'a str, &'a str),
+        close: (&'a str, &'a str),
+    }
+
+    /// Three scalar subqueries giving [`crate::domain::Neighbours`]: the driver's and the
+    /// passenger's other counting trips that Paris day, and the couple's trips too close.
+    fn neighbour_counts(i: &Inputs<'_>) -> String {
         let counting = format!(
-            "operator_id = $1 AND journey_id <> $2 AND operator_trip_id <> $3 \
+            "operator_id = {} AND journey_id <> {} AND operator_trip_id <> {} \
              AND acquisition_status NOT IN ({})",
+            i.operator,
+            i.own_id,
+            i.trip,
             not_counting()
         );
+        let (day_start, day_end) = i.day;
         let trips_that_day = |key: &str| {
             format!(
                 "(SELECT count(DISTINCT operator_trip_id) FROM journeys WHERE {counting} \
                  AND (driver_identity_key = {key} OR passenger_identity_key = {key}) \
-                 AND start_datetime >= $6 AND start_datetime < $7)"
+                 AND start_datetime >= {day_start} AND start_datetime < {day_end})"
             )
         };
+        let (close_start, close_end) = i.close;
+        let (d, p) = (i.driver, i.passenger);
         format!(
-            "SELECT {}, {}, \
+            "{}, {}, \
              (SELECT count(DISTINCT operator_trip_id) FROM journeys WHERE {counting} \
-              AND ((driver_identity_key = $4 AND passenger_identity_key = $5) \
-                OR (driver_identity_key = $5 AND passenger_identity_key = $4)) \
-              AND start_datetime < $9 AND end_datetime > $8)",
-            trips_that_day("$4"),
-            trips_that_day("$5"),
+              AND ((driver_identity_key = {d} AND passenger_identity_key = {p}) \
+                OR (driver_identity_key = {p} AND passenger_identity_key = {d})) \
+              AND start_datetime < {close_end} AND end_datetime > {close_start})",
+            trips_that_day(d),
+            trips_that_day(p),
+        )
+    }
+
+    /// The neighbour counts of a journey: `$1` operator, `$2` the journey's own id (0 when
+    /// new), `$3` its trip, `$4`/`$5` driver/passenger keys, `$6`..`$7` its Paris day,
+    /// `$8`..`$9` its closeness window.
+    pub static NEIGHBOURS: LazyLock<String> = LazyLock::new(|| {
+        let inputs = Inputs {
+            operator: "$1",
+            own_id: "$2",
+            trip: "$3",
+            driver: "$4",
+            passenger: "$5",
+            day: ("$6", "$7"),
+            close: ("$8", "$9"),
+        };
+        format!("SELECT {}", neighbour_counts(&inputs))
+    });
+
+    /// PostgreSQL: [`INSERT`] and, in the same statement and snapshot, the new journey's
+    /// neighbour counts (`$23`..`$24` its Paris day, `$25`..`$26` its closeness window).
+    /// No row when the journey is a duplicate. The new row is not among its own neighbours:
+    /// a statement does not see what it writes.
+    pub static INSERT_COUNTING: LazyLock<String> = LazyLock::new(|| {
+        let inputs = Inputs {
+            operator: "$2",
+            own_id: "0",
+            trip: "$4",
+            driver: "$13",
+            passenger: "$14",
+            day: ("$23", "$24"),
+            close: ("$25", "$26"),
+        };
+        format!(
+            "WITH inserted AS ({INSERT}) SELECT journey_id, {} FROM inserted",
+            neighbour_counts(&inputs)
         )
     });
+
+    /// Marks a journey just inserted as breaking the terms: `$1` id, `$2` labels.
+    pub const TERMS_VIOLATION: &str = "UPDATE journeys SET \
+        acquisition_status = 'terms_violation_error', terms_violation_labels = $2 \
+        WHERE journey_id = $1";
 
     /// Writes a revised journey: `$1` id, `$2`..`$10` its new fields, `$11` payload, `$12`
     /// acquisition status, `$13` labels, `$14` time. Processing starts again.

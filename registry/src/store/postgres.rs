@@ -13,7 +13,7 @@ use crate::domain::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
 /// Journeys in the service's PostgreSQL schema.
 #[derive(Debug, Clone)]
@@ -67,12 +67,19 @@ async fn terms_labels(
 #[async_trait]
 impl JourneyStore for PgStore {
     async fn insert(&self, row: &JourneyRow<'_>) -> Result<InsertOutcome, StoreError> {
+        // Three round trips: BEGIN with the people's locks, the insert counting the
+        // neighbours in the same snapshot (taken after the locks), COMMIT. A fourth only when
+        // the journey breaks the terms, a different one only for a duplicate.
         let j = row.journey;
-        let mut tx = self.pool.begin().await?;
-        let labels = terms_labels(&mut tx, row.operator_id, 0, j, row.created_at).await?;
-        let acquisition = acquisition_after_terms(&labels, AcquisitionStatus::Received);
+        let [first, second] = person_locks(j);
+        // Audited: two integers.
+        let begin = AssertSqlSafe(format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({first}), pg_advisory_xact_lock({second})"
+        ));
+        let mut tx = self.pool.begin_with(begin).await?;
+        let w = TermsWindows::of(j);
         let (driver, passenger) = (&j.driver.identity, &j.passenger.identity);
-        let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT)
+        let inserted: Option<(i64, i64, i64, i64)> = sqlx::query_as(sql::INSERT_COUNTING.as_str())
             .bind(row.uuid)
             .bind(row.operator_id)
             .bind(j.operator_journey_id.as_str())
@@ -89,19 +96,38 @@ impl JourneyStore for PgStore {
             .bind(passenger.identity_key.as_str())
             .bind(row.payload)
             .bind(row.created_at)
-            .bind(acquisition.as_str())
-            .bind(labels_json(&labels))
+            .bind(AcquisitionStatus::Received.as_str())
+            .bind(labels_json(&[]))
             .bind(driver.phone.as_ref().map(|p| p.as_str()))
             .bind(driver.phone_trunc.as_ref().map(|p| p.as_str()))
             .bind(passenger.phone.as_ref().map(|p| p.as_str()))
             .bind(passenger.phone_trunc.as_ref().map(|p| p.as_str()))
+            .bind(w.day_start)
+            .bind(w.day_end)
+            .bind(w.close_start)
+            .bind(w.close_end)
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match inserted {
-            Some(journey_id) => InsertOutcome::Created {
-                journey_id,
-                terms_violation_labels: labels,
-            },
+            Some((journey_id, driver_trips, passenger_trips, close_trips)) => {
+                let neighbours = Neighbours {
+                    driver_trips_that_day: driver_trips,
+                    passenger_trips_that_day: passenger_trips,
+                    close_trips,
+                };
+                let labels = violations(j, row.created_at, &neighbours);
+                if !labels.is_empty() {
+                    sqlx::query(sql::TERMS_VIOLATION)
+                        .bind(journey_id)
+                        .bind(labels_json(&labels))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                InsertOutcome::Created {
+                    journey_id,
+                    terms_violation_labels: labels,
+                }
+            }
             None => {
                 // The conflicting row is committed (ON CONFLICT waited for it if needed), so
                 // this statement's fresh snapshot sees it.
