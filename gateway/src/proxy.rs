@@ -210,7 +210,11 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let template = ctx.route.as_ref().map_or("unmatched", |r| r.template);
+        let template = match &ctx.route {
+            Some(route) => route.template,
+            None if session.req_header().uri.path() == HEALTH => HEALTH,
+            None => "unmatched",
+        };
         let method = method_label(&session.req_header().method);
         let metrics = &self.shared.metrics;
         metrics

@@ -260,6 +260,8 @@ async fn gateway_refusals_follow_the_pipeline_order() {
     )
     .await;
     // Gateway health and metrics.
+    let public_health = stack.request(Method::GET, "/health").send().await.unwrap();
+    assert_eq!(public_health.status(), 200);
     let health = stack
         .http
         .get(format!("{}/health", stack.admin_url))
@@ -281,6 +283,11 @@ async fn gateway_refusals_follow_the_pipeline_order() {
         metrics.contains(
             "gateway_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1"
         )
+    );
+    assert!(
+        metrics
+            .contains("gateway_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"),
+        "the gateway's own /health is labelled by its path"
     );
     stack.stop().await;
 }
