@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what the build and the tests need is here, installing it when missing.
 #   scripts/prereqs.sh build      cmake (pingora's zlib-ng build needs it)
-#   scripts/prereqs.sh services   + PostgreSQL and Redis on 127.0.0.1, started if stopped
+#   scripts/prereqs.sh services   + PostgreSQL and Redis on 127.0.0.1, started if stopped,
+#                                 and PyJWT (the tests' independent JWT verifier)
 set -euo pipefail
 
 say() { printf '[prereqs] %s\n' "$*" >&2; }
@@ -58,8 +59,19 @@ ensure_redis() {
   redis_up || { say "Redis does not answer on 127.0.0.1:6379"; exit 1; }
 }
 
+# PyJWT checks our tokens against the published JWKS in the tests (an independent verifier).
+ensure_pyjwt() {
+  python3 -c 'import jwt, cryptography' 2>/dev/null && return
+  say "installing PyJWT and cryptography for the JWKS test"
+  python3 -m pip install --user -q 'pyjwt[crypto]>=2.8' 2>/dev/null ||
+    python3 -m pip install --user -q --break-system-packages 'pyjwt[crypto]>=2.8' 2>/dev/null ||
+    apt_install python3-jwt python3-cryptography
+  python3 -c 'import jwt, cryptography' || { say "PyJWT is required by the tests"; exit 1; }
+}
+
 ensure_cmake
 if [ "${1:-build}" = services ]; then
   ensure_postgres
   ensure_redis
+  ensure_pyjwt
 fi

@@ -1,45 +1,173 @@
-//! The signing keys: loaded from the database at start, one created on first start. The
-//! newest active key signs; every active key is published in the JWKS.
+//! The signing keys: loaded from the database at start (one is created on first start),
+//! reloaded every [`RELOAD_EVERY`] and after a rotation, so every replica signs with the
+//! newest key and publishes exactly the keys that still verify.
+//!
+//! Rotation (CONTRACT §3.5): a new key signs at once; the old ones stay in the JWKS for an
+//! overlap period, so tokens they signed keep working until they expire. Application tokens
+//! never expire: an old key stays published while a live application's token was signed
+//! with it, unless the rotation is an emergency one (`keep_for_applications: false`).
 
-use crate::store::Store;
+use crate::store::{Audit, KeyRow, Rotation, Store};
 use anyhow::Context;
 use auth_token::{Claims, SigningKey};
-use jsonwebtoken::jwk::JwkSet;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+/// How often each replica rereads the keys (a rotation made elsewhere, a retirement due).
+pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
+
+/// The keys in use. Cheap to clone.
+#[derive(Clone)]
 pub struct Keyring {
-    signing: Vec<SigningKey>,
-    jwks: JwkSet,
+    store: Store,
+    loaded: Arc<RwLock<Arc<Loaded>>>,
+}
+
+struct Loaded {
+    signing: SigningKey,
+    published: Vec<Published>,
+}
+
+/// A key that verifies now or may after its planned retirement.
+struct Published {
+    jwk: Jwk,
+    /// Its form once retired but kept for live applications' tokens.
+    application_only: Option<Jwk>,
+    /// When it stops verifying every kind of token (none: not planned).
+    until: Option<DateTime<Utc>>,
 }
 
 impl Keyring {
     pub async fn load_or_create(store: &Store) -> anyhow::Result<Self> {
-        let mut rows = store.active_keys().await?;
-        if rows.is_empty() {
-            let (key, der) = SigningKey::generate().context("cannot generate a signing key")?;
-            store.insert_key(key.kid(), &der).await?;
-            tracing::info!(kid = key.kid(), "created the first signing key");
-            rows = store.active_keys().await?;
-        }
-        let signing = rows
-            .iter()
-            .map(|row| SigningKey::from_pkcs8_der(&row.private_der))
-            .collect::<Result<Vec<_>, _>>()
-            .context("a stored signing key is unreadable")?;
-        let jwks = JwkSet {
-            keys: signing.iter().map(SigningKey::jwk).collect(),
+        let keyring = Self {
+            store: store.clone(),
+            loaded: Arc::new(RwLock::new(Arc::new(load(store).await?))),
         };
-        Ok(Self { signing, jwks })
+        Ok(keyring)
+    }
+
+    /// Rereads the keys from the database; on failure the current ones stay.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let loaded = load(&self.store).await?;
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        Ok(())
+    }
+
+    /// Reloads every [`RELOAD_EVERY`], for ever.
+    pub async fn keep_fresh(self) {
+        let mut tick = tokio::time::interval(RELOAD_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "cannot reload signing keys; keeping the current ones");
+            }
+        }
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Signs with the newest key.
     pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
-        match self.signing.first() {
-            Some(key) => key.sign(claims),
-            None => Err(jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey.into()),
-        }
+        self.sign_with_kid(claims).map(|(token, _)| token)
     }
 
-    pub fn jwks(&self) -> &JwkSet {
-        &self.jwks
+    /// Signs with the newest key; returns the token and that key's `kid`.
+    pub fn sign_with_kid(
+        &self,
+        claims: &Claims,
+    ) -> Result<(String, String), jsonwebtoken::errors::Error> {
+        let loaded = self.current();
+        let token = loaded.signing.sign(claims)?;
+        Ok((token, loaded.signing.kid().to_owned()))
     }
+
+    /// The `kid` of the key that signs now.
+    pub fn signing_kid(&self) -> String {
+        self.current().signing.kid().to_owned()
+    }
+
+    /// The public keys that verify now: a retirement takes effect on time, not at the
+    /// next reload. A retired key kept for live applications is published restricted to
+    /// application tokens.
+    pub fn jwks(&self) -> JwkSet {
+        let now = Utc::now();
+        let keys = self
+            .current()
+            .published
+            .iter()
+            .filter_map(|key| match key.until {
+                Some(until) if until <= now => key.application_only.clone(),
+                _ => Some(key.jwk.clone()),
+            })
+            .collect();
+        JwkSet { keys }
+    }
+
+    /// Makes a new signing key; the others verify until `now + overlap` (and beyond while
+    /// kept for live applications).
+    pub async fn rotate(
+        &self,
+        overlap: Duration,
+        keep_for_applications: bool,
+        audit: Audit,
+    ) -> anyhow::Result<Rotation> {
+        let (key, der) = SigningKey::generate().context("cannot generate a signing key")?;
+        let retire_at =
+            Utc::now() + chrono::Duration::from_std(overlap).context("overlap out of range")?;
+        let audit = Audit {
+            target: format!("key:{}", key.kid()),
+            ..audit
+        };
+        let rotation = self
+            .store
+            .rotate_keys(key.kid(), &der, retire_at, keep_for_applications, audit)
+            .await?;
+        self.reload().await?;
+        tracing::info!(
+            kid = key.kid(),
+            retiring = rotation.retiring.len(),
+            "signing key rotated"
+        );
+        Ok(rotation)
+    }
+}
+
+async fn load(store: &Store) -> anyhow::Result<Loaded> {
+    let mut rows = store.published_keys(Utc::now()).await?;
+    if signer(&rows).is_none() {
+        let (key, der) = SigningKey::generate().context("cannot generate a signing key")?;
+        store.insert_key(key.kid(), &der).await?;
+        tracing::info!(kid = key.kid(), "created a signing key");
+        rows = store.published_keys(Utc::now()).await?;
+    }
+    let signer = signer(&rows).context("no signing key after creating one")?;
+    let signing =
+        SigningKey::from_pkcs8_der(&signer.private_der).context("the signing key is unreadable")?;
+    let published = rows
+        .iter()
+        .map(|row| {
+            SigningKey::from_pkcs8_der(&row.private_der).map(|key| Published {
+                jwk: key.jwk(),
+                application_only: row.kept.then(|| key.jwk_application_only()),
+                until: row.retired_at,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .context("a stored signing key is unreadable")?;
+    Ok(Loaded { signing, published })
+}
+
+/// The newest key with no planned retirement.
+fn signer(rows: &[KeyRow]) -> Option<&KeyRow> {
+    rows.iter()
+        .filter(|row| row.retired_at.is_none())
+        .max_by_key(|row| row.created_at)
 }

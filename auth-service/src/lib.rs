@@ -72,6 +72,7 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(self.state.keys().clone().keep_fresh());
         let routes = http::routes(self.state, self.registry, self.metrics);
         rpc_service::http::serve(routes, self.listener, shutdown).await;
     }

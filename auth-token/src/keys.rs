@@ -1,12 +1,12 @@
 //! Ed25519 signing keys (auth-service side) and the JWKS-built [`KeySet`] that verifies
 //! credential tokens (gateway side). The gateway never holds a private key.
 
-use crate::claims::Claims;
+use crate::claims::{Claims, CredentialKind};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, KeyOperations,
     OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -67,6 +67,17 @@ impl SigningKey {
         jsonwebtoken::encode(&header, claims, &self.encoding)
     }
 
+    /// The public half as published after its retirement while live application tokens
+    /// still depend on it: it then verifies application tokens only (see [`APPLICATION_ONLY`]).
+    pub fn jwk_application_only(&self) -> Jwk {
+        let mut jwk = self.jwk();
+        jwk.common.key_operations = Some(vec![
+            KeyOperations::Verify,
+            KeyOperations::Other(APPLICATION_ONLY.to_owned()),
+        ]);
+        jwk
+    }
+
     /// The public half, as published in the JWKS.
     pub fn jwk(&self) -> Jwk {
         Jwk {
@@ -84,6 +95,11 @@ impl SigningKey {
         }
     }
 }
+
+/// A `key_ops` value (RFC 7517 §4.3 allows others than the registered ones) marking a
+/// retired key kept only for the non-expiring application tokens it signed: any other kind
+/// of token signed by it is refused.
+pub const APPLICATION_ONLY: &str = "rpc:application-tokens-only";
 
 /// A stable key id derived from the public key, so every replica names a key the same way.
 fn kid_of(public: &[u8; 32]) -> String {
@@ -105,8 +121,14 @@ pub enum VerifyError {
 /// Public keys by `kid`, built from a JWKS document.
 #[derive(Clone)]
 pub struct KeySet {
-    keys: HashMap<String, DecodingKey>,
+    keys: HashMap<String, Verifier>,
     validation: Validation,
+}
+
+#[derive(Clone)]
+struct Verifier {
+    key: DecodingKey,
+    application_only: bool,
 }
 
 impl KeySet {
@@ -117,7 +139,18 @@ impl KeySet {
             .filter(|jwk| matches!(jwk.common.key_algorithm, Some(KeyAlgorithm::EdDSA)))
             .filter_map(|jwk| {
                 let kid = jwk.common.key_id.clone()?;
-                DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
+                let application_only = jwk.common.key_operations.as_ref().is_some_and(|ops| {
+                    ops.iter()
+                        .any(|op| matches!(op, KeyOperations::Other(o) if o == APPLICATION_ONLY))
+                });
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some((
+                    kid,
+                    Verifier {
+                        key,
+                        application_only,
+                    },
+                ))
             })
             .collect();
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -147,12 +180,15 @@ impl KeySet {
             return Err(VerifyError::Invalid);
         }
         let kid = header.kid.ok_or(VerifyError::Invalid)?;
-        let key = self
+        let verifier = self
             .keys
             .get(&kid)
             .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+        let data = jsonwebtoken::decode::<Claims>(token, &verifier.key, &self.validation)
             .map_err(|_| VerifyError::Invalid)?;
+        if verifier.application_only && data.claims.kind != CredentialKind::Application {
+            return Err(VerifyError::Invalid);
+        }
         match data.claims.exp {
             Some(exp) if exp <= now => Err(VerifyError::Expired),
             _ => Ok(data.claims),
@@ -163,7 +199,6 @@ impl KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::CredentialKind;
     use crate::roles::Role;
 
     fn claims(exp: Option<i64>) -> Claims {
@@ -230,6 +265,25 @@ mod tests {
             set_of(&[&key]).verify("not a jwt", 0),
             Err(VerifyError::Invalid)
         );
+    }
+
+    #[test]
+    fn an_application_only_key_verifies_application_tokens_only() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let json = serde_json::to_string(&JwkSet {
+            keys: vec![key.jwk_application_only()],
+        })
+        .unwrap();
+        let set = KeySet::from_jwks(&serde_json::from_str(&json).unwrap());
+        let app = key.sign(&claims(None)).unwrap();
+        assert!(set.verify(&app, 0).is_ok());
+        let agent = Claims {
+            kind: CredentialKind::Agent,
+            ..claims(Some(5_000))
+        };
+        let agent = key.sign(&agent).unwrap();
+        assert_eq!(set.verify(&agent, 0), Err(VerifyError::Invalid));
+        assert!(set_of(&[&key]).verify(&agent, 0).is_ok());
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub enum Permission {
     UsersManage,
     /// blacklist and audit
     Blacklist,
+    /// signing keys: list, rotate (`/admin/keys`)
+    Keys,
     /// any signed-in identity (profile, sign out)
     SignedIn,
 }
@@ -77,21 +79,30 @@ impl Role {
     }
 
     pub fn grants(self, permission: Permission) -> bool {
-        use Permission::*;
-        use Role::*;
-        match permission {
-            JourneysWrite => matches!(self, OperatorApplication | OperatorAdmin),
-            JourneysRead => true,
-            ApplicationsManage => self == OperatorAdmin,
-            ApplicationsList => matches!(self, OperatorUser | OperatorAdmin),
-            Credentials => matches!(self, OperatorAdmin | RegistryAdmin),
-            OperatorsAdmin => self == RegistryAdmin,
-            UsersManage => matches!(self, RegistryAdmin | OperatorAdmin),
-            Blacklist => matches!(self, RegistrySecurity | RegistryAdmin),
-            SignedIn => true,
-        }
+        PERMISSIONS
+            .iter()
+            .any(|(p, roles)| *p == permission && roles.contains(&self))
     }
 }
+
+/// CONTRACT §4 as data: each permission and the roles that hold it. [`Role::grants`] reads
+/// it; the contract test below compares it row by row with the published table.
+pub const PERMISSIONS: &[(Permission, &[Role])] = {
+    use Permission::*;
+    use Role::*;
+    &[
+        (JourneysWrite, &[OperatorApplication, OperatorAdmin]),
+        (JourneysRead, &Role::ALL),
+        (ApplicationsManage, &[OperatorAdmin]),
+        (ApplicationsList, &[OperatorUser, OperatorAdmin]),
+        (Credentials, &[OperatorAdmin, RegistryAdmin]),
+        (OperatorsAdmin, &[RegistryAdmin]),
+        (UsersManage, &[RegistryAdmin, OperatorAdmin]),
+        (Blacklist, &[RegistrySecurity, RegistryAdmin]),
+        (Keys, &[RegistryAdmin]),
+        (SignedIn, &Role::ALL),
+    ]
+};
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,7 +151,10 @@ mod tests {
             (OperatorsAdmin, &[RegistryAdmin]),
             (UsersManage, &[RegistryAdmin, OperatorAdmin]),
             (Blacklist, &[RegistrySecurity, RegistryAdmin]),
+            (Keys, &[RegistryAdmin]),
+            (SignedIn, &Role::ALL),
         ];
+        assert_eq!(table.len(), PERMISSIONS.len(), "one row per permission");
         for (permission, allowed) in table {
             for role in Role::ALL {
                 assert_eq!(

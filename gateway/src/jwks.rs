@@ -1,24 +1,35 @@
-//! The verification keys, fetched from auth-service's JWKS. Refreshed when a token names an
-//! unknown `kid`, at most once per `min_interval` and one fetch at a time, so bogus tokens
-//! cannot turn the gateway into a load generator against auth-service.
+//! The verification keys, fetched from auth-service's JWKS by one background task
+//! ([`Jwks::run`]): at start (retrying until auth-service answers), every `reload_every` (so
+//! keys retired by a rotation stop verifying), and when a request names an unknown `kid`.
+//!
+//! Requests never fetch themselves. A request with an unknown `kid` asks the task for a
+//! fetch and waits (bounded) for the next completed one, so a burst of such requests makes
+//! one fetch, and fetches asked for by requests run at most once per `min_interval`: bogus
+//! tokens cannot turn the gateway into a load generator against auth-service.
 
 use auth_token::KeySet;
 use jsonwebtoken::jwk::JwkSet;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// How long a request waits for the fetch it asked for, beyond `min_interval`.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Jwks {
     url: String,
     client: reqwest::Client,
     keys: RwLock<Arc<KeySet>>,
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Counts completed fetches (successful or not); requests wait for it to move.
+    fetched: watch::Sender<u64>,
+    wanted: Notify,
     min_interval: Duration,
 }
 
 impl Jwks {
     pub fn new(url: String, min_interval: Duration) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
+            .timeout(FETCH_TIMEOUT)
             // Fetches happen on several runtimes; a pooled connection must not outlive its own.
             .pool_max_idle_per_host(0)
             .build()
@@ -27,7 +38,8 @@ impl Jwks {
             url,
             client,
             keys: RwLock::new(Arc::new(KeySet::from_jwks(&JwkSet { keys: vec![] }))),
-            last_fetch: tokio::sync::Mutex::new(None),
+            fetched: watch::Sender::new(0),
+            wanted: Notify::new(),
             min_interval,
         }
     }
@@ -37,17 +49,50 @@ impl Jwks {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Fetches the JWKS now, unless another fetch ran within `min_interval`; returns whether
-    /// the key set may have changed.
+    /// Asks for a fetch and waits for it to complete (at most `min_interval` plus the fetch
+    /// timeout); returns whether one completed, so the caller may look at the keys again.
     pub async fn refresh(&self) -> bool {
-        let mut last = self.last_fetch.lock().await;
-        if last.is_some_and(|t| t.elapsed() < self.min_interval) {
-            return false;
+        let mut fetched = self.fetched.subscribe();
+        let seen = *fetched.borrow_and_update();
+        self.wanted.notify_one();
+        let wait = self.min_interval + FETCH_TIMEOUT;
+        matches!(
+            tokio::time::timeout(wait, fetched.wait_for(|n| *n > seen)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// The fetching task: until `stopped` resolves.
+    pub async fn run(&self, reload_every: Duration, stopped: impl Future<Output = ()>) {
+        tokio::pin!(stopped);
+        let mut backoff = Duration::from_millis(50);
+        while !self.fetch_once().await {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = &mut stopped => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
-        *last = Some(Instant::now());
-        match self.fetch().await {
+        loop {
+            tokio::select! {
+                _ = self.wanted.notified() => {
+                    self.fetch_once().await;
+                    // The bound on request-driven fetches.
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.min_interval) => {}
+                        _ = &mut stopped => return,
+                    }
+                }
+                _ = tokio::time::sleep(reload_every) => { self.fetch_once().await; }
+                _ = &mut stopped => return,
+            }
+        }
+    }
+
+    async fn fetch_once(&self) -> bool {
+        let ok = match self.fetch().await {
             Ok(set) => {
-                tracing::info!(keys = set.len(), "JWKS loaded");
+                tracing::debug!(keys = set.len(), "JWKS loaded");
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
                 true
             }
@@ -55,7 +100,9 @@ impl Jwks {
                 tracing::warn!(error = %e, "JWKS fetch failed; keeping the previous keys");
                 false
             }
-        }
+        };
+        self.fetched.send_modify(|n| *n += 1);
+        ok
     }
 
     async fn fetch(&self) -> Result<KeySet, reqwest::Error> {

@@ -113,7 +113,14 @@ pub fn build_server(
             set: shared.blacklist.clone(),
         },
     ));
-    server.add_service(background_service("jwks", FirstJwks(shared)));
+    let reload_every = Duration::from_secs(settings.jwks_reload_secs.max(1));
+    server.add_service(background_service(
+        "jwks",
+        JwksUpkeep {
+            shared,
+            reload_every,
+        },
+    ));
     Ok(server)
 }
 
@@ -130,21 +137,19 @@ impl BackgroundService for BlacklistSync {
     }
 }
 
-/// Loads the JWKS at start, retrying until auth-service answers.
-struct FirstJwks(Arc<Shared>);
+/// Runs the JWKS task ([`jwks::Jwks::run`]).
+struct JwksUpkeep {
+    shared: Arc<Shared>,
+    reload_every: Duration,
+}
 
 #[async_trait]
-impl BackgroundService for FirstJwks {
+impl BackgroundService for JwksUpkeep {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut wait = Duration::from_millis(50);
-        while self.0.jwks.current().is_empty() {
-            self.0.jwks.refresh().await;
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
-            }
-            wait = (wait * 2).min(Duration::from_secs(2));
-        }
+        let stopped = async move {
+            let _ = shutdown.changed().await;
+        };
+        self.shared.jwks.run(self.reload_every, stopped).await;
     }
 }
 

@@ -89,6 +89,10 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
             fixed("/admin/blacklist/{id}", AuthService, User, Some(Blacklist))
         }
         ("GET", ["admin", "audit"]) => fixed("/admin/audit", AuthService, User, Some(Blacklist)),
+        ("GET", ["admin", "keys"]) => fixed("/admin/keys", AuthService, User, Some(Keys)),
+        ("POST", ["admin", "keys", "rotate"]) => {
+            fixed("/admin/keys/rotate", AuthService, User, Some(Keys))
+        }
         ("POST", ["applications"]) => {
             fixed("/applications", AuthService, User, Some(ApplicationsManage))
         }

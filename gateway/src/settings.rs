@@ -23,6 +23,8 @@ pub struct Settings {
     pub versions: Vec<String>,
     /// Minimum milliseconds between two JWKS fetches triggered by unknown `kid`s.
     pub jwks_refresh_min_interval_ms: u64,
+    /// Seconds between two scheduled JWKS reloads (drops keys retired by a rotation).
+    pub jwks_reload_secs: u64,
     /// Seconds allowed to connect to an upstream.
     pub upstream_connect_timeout_secs: u64,
     /// Seconds allowed between reads from an upstream before 504.
@@ -83,6 +85,7 @@ impl Default for Settings {
             redis: None,
             versions: vec!["v3.2".into(), "v3.3".into()],
             jwks_refresh_min_interval_ms: 1000,
+            jwks_reload_secs: 60,
             upstream_connect_timeout_secs: 2,
             upstream_read_timeout_secs: 30,
             log_format: "pretty".into(),

@@ -117,6 +117,8 @@ impl Stack {
             assertion_secret: secret,
             ..Default::default()
         };
+        // Keys retired by a rotation leave the gateway within a second.
+        gw.jwks_reload_secs = 1;
         gw.server.threads = 1;
         gw.server.grace_period_seconds = 0;
         gw.server.graceful_shutdown_timeout_seconds = 1;

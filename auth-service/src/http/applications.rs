@@ -74,7 +74,7 @@ async fn create(state: State, p: Principal, req: NewApplication) -> Result<Respo
         client: None,
         uid: None,
     };
-    let token = state.0.keys.sign(&claims).map_err(|e| {
+    let (token, kid) = state.0.keys.sign_with_kid(&claims).map_err(|e| {
         tracing::error!(error = %e, "cannot sign an application token");
         RpcError::internal()
     })?;
@@ -87,7 +87,7 @@ async fn create(state: State, p: Principal, req: NewApplication) -> Result<Respo
     state
         .0
         .store
-        .create_application(&app, creator, record)
+        .create_application(&app, creator, &kid, record)
         .await
         .map_err(internal)?;
     Ok(json(

@@ -73,7 +73,7 @@ fn target(state: &State, kind: &str, value: &str) -> Result<(Kind, String, Strin
     };
     match kind {
         "token" => {
-            let keys = KeySet::from_jwks(state.0.keys.jwks());
+            let keys = KeySet::from_jwks(&state.0.keys.jwks());
             // Any signature this service made, expired or not, may be blacklisted.
             let claims = keys
                 .verify(value, i64::MIN)

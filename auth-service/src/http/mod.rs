@@ -4,6 +4,7 @@
 mod admin;
 mod applications;
 mod blacklist;
+mod keys;
 mod session;
 
 use crate::keyring::Keyring;
@@ -37,6 +38,10 @@ struct Inner {
 }
 
 impl State {
+    pub fn keys(&self) -> &Keyring {
+        &self.0.keys
+    }
+
     pub async fn new(
         store: Store,
         keys: Keyring,
@@ -64,7 +69,12 @@ pub fn routes(
     let jwks_state = state.clone();
     let jwks = warp::path!(".well-known" / "jwks.json")
         .and(warp::get())
-        .map(move || warp::reply::json(jwks_state.0.keys.jwks()).into_response());
+        .map(move || {
+            let jwks = warp::reply::json(&jwks_state.0.keys.jwks());
+            // Gateways and third parties may cache it briefly; rotation keeps old keys
+            // published for far longer than this.
+            warp::reply::with_header(jwks, "cache-control", "public, max-age=60").into_response()
+        });
     let who: Who =
         rpc_service::identity::principal(state.0.assertion.clone(), "auth-service").boxed();
     let api = session::routes(state.clone(), who.clone())
@@ -72,7 +82,9 @@ pub fn routes(
         .unify()
         .or(applications::routes(state.clone(), who.clone()))
         .unify()
-        .or(blacklist::routes(state, who))
+        .or(blacklist::routes(state.clone(), who.clone()))
+        .unify()
+        .or(keys::routes(state, who))
         .unify();
     let all = ops
         .or(jwks)
@@ -148,6 +160,8 @@ fn template(path: &str) -> &'static str {
         ["admin", "blacklist"] => "/admin/blacklist",
         ["admin", "blacklist", _] => "/admin/blacklist/{id}",
         ["admin", "audit"] => "/admin/audit",
+        ["admin", "keys"] => "/admin/keys",
+        ["admin", "keys", "rotate"] => "/admin/keys/rotate",
         _ => "other",
     }
 }

@@ -88,12 +88,6 @@ pub struct AuditRow {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct KeyRow {
-    pub kid: String,
-    pub private_der: Vec<u8>,
-}
-
 const INSERT_AUDIT: &str =
     "INSERT INTO audit (at, actor, role, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)";
 
@@ -130,6 +124,10 @@ macro_rules! insert_blacklist {
         .await
     };
 }
+
+// Submodules come after the macros above, which they use.
+mod keys;
+pub use keys::{KeyInfo, KeyRow, Rotation};
 
 /// auth-service's data.
 #[derive(Debug, Clone)]
@@ -249,19 +247,21 @@ impl Store {
         &self,
         app: &Application,
         created_by: Uuid,
+        kid: &str,
         audit: Audit,
     ) -> Result<(), StoreError> {
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
-                "INSERT INTO applications (uuid, name, operator_id, created_by, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO applications (uuid, name, operator_id, created_by, created_at, kid) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(app.uuid)
             .bind(&app.name)
             .bind(app.operator_id)
             .bind(created_by)
             .bind(app.created_at)
+            .bind(kid)
             .execute(&mut *tx)
             .await?;
             audit_in!(tx, audit)?;
@@ -310,28 +310,6 @@ impl Store {
             tx.commit().await?;
             Ok(true)
         })
-    }
-
-    // ---- signing keys ----
-
-    pub async fn active_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
-        let sql = "SELECT kid, private_der FROM signing_keys WHERE retired_at IS NULL \
-                   ORDER BY created_at DESC";
-        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
-            .fetch_all(pool)
-            .await)?)
-    }
-
-    pub async fn insert_key(&self, kid: &str, der: &[u8]) -> Result<(), StoreError> {
-        let sql = "INSERT INTO signing_keys (kid, private_der, created_at) VALUES ($1, $2, $3)";
-        on_db!(&self.db, |pool| sqlx::query(sql)
-            .bind(kid)
-            .bind(der)
-            .bind(Utc::now())
-            .execute(pool)
-            .await
-            .map(drop))?;
-        Ok(())
     }
 
     // ---- blacklist ----
