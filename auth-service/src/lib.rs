@@ -13,6 +13,7 @@ pub mod keyring;
 pub mod passwords;
 pub mod settings;
 pub mod store;
+pub mod throttle;
 
 use anyhow::Context;
 use auth_token::AssertionKey;

@@ -15,6 +15,8 @@ pub struct RpcError {
     pub code: i32,
     pub message: &'static str,
     pub data: Option<Value>,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl RpcError {
@@ -24,7 +26,14 @@ impl RpcError {
             code,
             message,
             data,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` of `seconds` (at least 1) to the answer.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// 400, -32602: schema errors (`data` lists every violation).
@@ -123,7 +132,14 @@ impl warp::reject::Reject for RpcError {}
 
 impl Reply for RpcError {
     fn into_response(self) -> Response {
-        warp::reply::with_status(warp::reply::json(&self.body()), self.status).into_response()
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&self.body()), self.status).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(warp::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -10,13 +10,16 @@ mod session;
 use crate::keyring::Keyring;
 use crate::passwords;
 use crate::store::{Audit, Store};
+use crate::throttle::Throttle;
 use auth_token::{AssertionKey, Permission, Principal};
 use prometheus::Registry;
 use rpc_service::RpcError;
 use rpc_service::error::{recover, respond};
 use rpc_service::http::{HttpMetrics, observed, operational};
 use serde::Serialize;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -35,6 +38,7 @@ struct Inner {
     assertion: Arc<AssertionKey>,
     /// Verified against when the login is unknown, so both answers take as long.
     dummy_hash: String,
+    throttle: Throttle,
 }
 
 impl State {
@@ -55,6 +59,7 @@ impl State {
             feed,
             assertion,
             dummy_hash,
+            throttle: Throttle::new(),
         })))
     }
 }
@@ -142,6 +147,38 @@ fn audit(
         target,
         detail,
     }
+}
+
+/// The client's address as the gateway saw it. The gateway replaces any client-sent
+/// `x-forwarded-for`, and only the gateway's asserted requests reach the handlers.
+fn client_ip() -> impl Filter<Extract = (Option<IpAddr>,), Error = std::convert::Infallible> + Clone
+{
+    warp::header::optional::<String>("x-forwarded-for")
+        .or(warp::any().map(|| None))
+        .unify()
+        .map(|v: Option<String>| v.and_then(|v| v.split(',').next()?.trim().parse().ok()))
+}
+
+/// One sign-in attempt for `login` from `ip` (CONTRACT §3): refused with 429 while five
+/// failures of the last minute stand, whether or not the login exists; `attempt` says
+/// whether the credentials were right, and its outcome is counted.
+async fn throttled<T>(
+    state: &State,
+    login: &str,
+    ip: Option<IpAddr>,
+    attempt: impl std::future::Future<Output = Result<Option<T>, RpcError>>,
+) -> Result<Option<T>, RpcError> {
+    let throttle = &state.0.throttle;
+    if let Err(locked) = throttle.check(login, ip, Instant::now()) {
+        return Err(RpcError::too_many_requests("too_many_failed_sign_ins")
+            .retry_after(locked.retry_after.as_secs_f64().ceil() as u64));
+    }
+    let outcome = attempt.await?;
+    match outcome {
+        Some(_) => throttle.succeeded(login, ip),
+        None => throttle.failed(login, ip, Instant::now()),
+    }
+    Ok(outcome)
 }
 
 /// Route templates for metrics and logs.

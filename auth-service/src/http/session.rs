@@ -1,13 +1,15 @@
 //! Header-triple agent sign-in (CONTRACT §3.4): `POST /api/v1/auth/sign_in` and
 //! `DELETE /api/v1/auth/sign_out`.
 
-use super::{State, Who, audit, body, json, run};
+use super::{State, Who, audit, body, client_ip, json, run, throttled};
 use crate::passwords;
+use crate::store::User;
 use auth_token::{Claims, CredentialKind, Principal};
 use blacklist::{Change, Entry, Kind};
 use rpc_service::RpcError;
 use serde::Deserialize;
 use serde_json::json as j;
+use std::net::IpAddr;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -30,8 +32,9 @@ pub(super) fn routes(
     let sign_in = warp::path!("api" / "v1" / "auth" / "sign_in")
         .and(warp::post())
         .and(who.clone())
+        .and(client_ip())
         .and(body::<SignIn>())
-        .and_then(move |_anyone: Principal, req: SignIn| run(sign_in(s.clone(), req)));
+        .and_then(move |_anyone: Principal, ip, req: SignIn| run(sign_in(s.clone(), ip, req)));
     let sign_out = warp::path!("api" / "v1" / "auth" / "sign_out")
         .and(warp::delete())
         .and(who)
@@ -39,22 +42,11 @@ pub(super) fn routes(
     sign_in.or(sign_out).unify()
 }
 
-async fn sign_in(state: State, req: SignIn) -> Result<Response, RpcError> {
+async fn sign_in(state: State, ip: Option<IpAddr>, req: SignIn) -> Result<Response, RpcError> {
     let email = req.email.trim().to_lowercase();
-    let user = state
-        .0
-        .store
-        .find_user_by_email(&email)
-        .await
-        .map_err(internal)?;
-    // Verify against a dummy hash for unknown logins: same work, same answer.
-    let phc = user
-        .as_ref()
-        .map_or_else(|| state.0.dummy_hash.clone(), |u| u.password_hash.clone());
-    let password_ok = passwords::verify(req.password, phc).await;
-    let user = match user {
-        Some(user) if password_ok => user,
-        _ => return Err(RpcError::unauthorized("invalid_credentials")),
+    let attempt = check_password(&state, &email, req.password);
+    let Some(user) = throttled(&state, &email, ip, attempt).await? else {
+        return Err(RpcError::unauthorized("invalid_credentials"));
     };
     let role = user.role.parse().map_err(|_| RpcError::internal())?;
     let now = chrono::Utc::now().timestamp();
@@ -98,6 +90,26 @@ async fn sign_in(state: State, req: SignIn) -> Result<Response, RpcError> {
         }
     }
     Ok(response)
+}
+
+/// The user whose login is `email` (lower-cased) and password is `password`, if any. An
+/// unknown login is verified against a dummy hash: same work, same answer.
+pub(super) async fn check_password(
+    state: &State,
+    email: &str,
+    password: String,
+) -> Result<Option<User>, RpcError> {
+    let user = state
+        .0
+        .store
+        .find_user_by_email(email)
+        .await
+        .map_err(internal)?;
+    let phc = user
+        .as_ref()
+        .map_or_else(|| state.0.dummy_hash.clone(), |u| u.password_hash.clone());
+    let password_ok = passwords::verify(password, phc).await;
+    Ok(user.filter(|_| password_ok))
 }
 
 /// Ends this client's token: its `jti` is blacklisted until the token would have expired.
