@@ -8,6 +8,7 @@
 //! Start at [`Application::build`]; routes are in [`http`], SQL in [`store`].
 
 pub mod bootstrap;
+pub mod cli;
 pub mod http;
 pub mod keyring;
 pub mod passwords;

@@ -1,17 +1,30 @@
-//! auth-service binary: settings, logs, Redis feed, serve until SIGTERM/ctrl-c.
+//! auth-service binary: serves the API (settings, logs, Redis feed, until SIGTERM/ctrl-c),
+//! or runs one staff command against the admin API (see [`auth_service::cli`]).
 
 use anyhow::Context;
+use auth_service::cli::{self, Args, Command, Staff};
 use auth_service::{Application, Settings};
+use clap::Parser;
 use layered_settings::Secret;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = std::env::args()
-        .skip_while(|a| a != "--config")
-        .nth(1)
-        .map(std::path::PathBuf::from);
-    let mut settings: Settings = layered_settings::load("auth-service", config.as_deref())?;
+    let args = Args::parse();
+    match &args.command {
+        None | Some(Command::Serve) => serve(args.config.as_deref()).await,
+        Some(command) => {
+            let staff_args = cli::staff_args(command).context("not a staff command")?;
+            let staff = Staff::from_args(staff_args)?;
+            let answer = cli::run(command, &staff).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let mut settings: Settings = layered_settings::load("auth-service", config)?;
     if let Ok(email) = std::env::var("RPC_BOOTSTRAP_ADMIN_EMAIL") {
         settings.bootstrap.email = Some(email);
     }
