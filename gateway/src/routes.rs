@@ -82,6 +82,23 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
             User,
             Some(UsersManage),
         ),
+        ("DELETE", ["admin", "operators", id, "users", user]) if is_id(id) && !user.is_empty() => {
+            fixed(
+                "/admin/operators/{id}/users/{uuid}",
+                AuthService,
+                User,
+                Some(UsersManage),
+            )
+        }
+        ("GET" | "POST", ["admin", "users"]) => {
+            fixed("/admin/users", AuthService, User, Some(OperatorsAdmin))
+        }
+        ("DELETE", ["admin", "users", user]) if !user.is_empty() => fixed(
+            "/admin/users/{uuid}",
+            AuthService,
+            User,
+            Some(OperatorsAdmin),
+        ),
         ("GET" | "POST", ["admin", "blacklist"]) => {
             fixed("/admin/blacklist", AuthService, User, Some(Blacklist))
         }

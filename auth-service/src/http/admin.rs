@@ -21,7 +21,7 @@ struct NewOperator {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(super) struct NewUser {
     email: String,
     password: String,
     role: String,
@@ -104,7 +104,11 @@ async fn list_operators(state: State, p: Principal) -> Result<Response, RpcError
 
 /// Registry admins act on any operator, operator admins on their own; another operator's
 /// users are reported as not found (CONTRACT §4).
-async fn check_operator(state: &State, p: &Principal, operator_id: i64) -> Result<(), RpcError> {
+pub(super) async fn check_operator(
+    state: &State,
+    p: &Principal,
+    operator_id: i64,
+) -> Result<(), RpcError> {
     require(p, Permission::UsersManage)?;
     let own = p.role.is_some_and(Role::is_operator);
     if own && p.operator_id != Some(operator_id) {
@@ -129,6 +133,16 @@ async fn create_user(
     req: NewUser,
 ) -> Result<Response, RpcError> {
     check_operator(&state, &p, operator_id).await?;
+    let user = validated_user(req, Some(operator_id)).await?;
+    insert_user(&state, &p, user).await
+}
+
+/// A new user from `req`: an operator's (operator roles only) or, with no operator, registry
+/// staff (registry roles only). 400 lists every violation.
+pub(super) async fn validated_user(
+    req: NewUser,
+    operator_id: Option<i64>,
+) -> Result<User, RpcError> {
     let email = req.email.trim().to_lowercase();
     let mut errors = Vec::new();
     if !plausible_email(&email) {
@@ -137,9 +151,18 @@ async fn create_user(
     if !(12..=128).contains(&req.password.chars().count()) {
         errors.push("/password: must be 12 to 128 characters".to_string());
     }
-    let role = req.role.parse::<Role>().ok().filter(|r| r.is_operator());
+    let staff = operator_id.is_none();
+    let role = req
+        .role
+        .parse::<Role>()
+        .ok()
+        .filter(|r| r.is_operator() != staff);
     if role.is_none() {
-        errors.push("/role: must be operator.user, operator.admin or operator.application".into());
+        errors.push(if staff {
+            "/role: must be registry.user, registry.admin or registry.security".into()
+        } else {
+            "/role: must be operator.user, operator.admin or operator.application".into()
+        });
     }
     for (field, value) in [
         ("first_name", &req.first_name),
@@ -152,7 +175,7 @@ async fn create_user(
     let Some(role) = role.filter(|_| errors.is_empty()) else {
         return Err(RpcError::invalid_params(errors));
     };
-    let user = User {
+    Ok(User {
         id: uuid::Uuid::new_v4(),
         email,
         password_hash: passwords::hash(req.password).await.map_err(|e| {
@@ -160,16 +183,24 @@ async fn create_user(
             RpcError::internal()
         })?,
         role: role.as_str().into(),
-        operator_id: Some(operator_id),
+        operator_id,
         first_name: req.first_name.trim().into(),
         last_name: req.last_name.trim().into(),
         created_at: chrono::Utc::now(),
-    };
+    })
+}
+
+/// Stores `user` with its audit record: 201, or 409 when the email is taken.
+pub(super) async fn insert_user(
+    state: &State,
+    p: &Principal,
+    user: User,
+) -> Result<Response, RpcError> {
     let record = audit(
-        &p,
+        p,
         "user.create",
         format!("user:{}", user.id),
-        j!({"operator_id": operator_id, "role": user.role}),
+        j!({"operator_id": user.operator_id, "role": user.role}),
     );
     match state.0.store.create_user(&user, record).await {
         Ok(()) => Ok(json(StatusCode::CREATED, &user_json(&user))),
@@ -190,7 +221,7 @@ async fn list_users(state: State, operator_id: i64, p: Principal) -> Result<Resp
     Ok(json(StatusCode::OK, &body))
 }
 
-fn user_json(user: &User) -> serde_json::Value {
+pub(super) fn user_json(user: &User) -> serde_json::Value {
     j!({
         "id": user.id,
         "email": user.email,

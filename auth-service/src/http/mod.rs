@@ -6,6 +6,7 @@ mod applications;
 mod blacklist;
 mod keys;
 mod session;
+mod users;
 
 use crate::keyring::Keyring;
 use crate::passwords;
@@ -89,7 +90,9 @@ pub fn routes(
         .unify()
         .or(blacklist::routes(state.clone(), who.clone()))
         .unify()
-        .or(keys::routes(state, who))
+        .or(keys::routes(state.clone(), who.clone()))
+        .unify()
+        .or(users::routes(state, who))
         .unify();
     let all = ops
         .or(jwks)
@@ -192,6 +195,9 @@ fn template(path: &str) -> &'static str {
         ["api", "v1", "auth", "sign_out"] => "/api/v1/auth/sign_out",
         ["admin", "operators"] => "/admin/operators",
         ["admin", "operators", _, "users"] => "/admin/operators/{id}/users",
+        ["admin", "operators", _, "users", _] => "/admin/operators/{id}/users/{uuid}",
+        ["admin", "users"] => "/admin/users",
+        ["admin", "users", _] => "/admin/users/{uuid}",
         ["applications"] => "/applications",
         ["applications", _] => "/applications/{uuid}",
         ["admin", "blacklist"] => "/admin/blacklist",

@@ -127,6 +127,7 @@ macro_rules! insert_blacklist {
 
 // Submodules come after the macros above, which they use.
 mod keys;
+mod users;
 pub use keys::{KeyInfo, KeyRow, Rotation};
 
 /// auth-service's data.
@@ -217,7 +218,8 @@ impl Store {
     }
 
     pub async fn list_users(&self, operator_id: i64) -> Result<Vec<User>, StoreError> {
-        let sql = "SELECT * FROM users WHERE operator_id = $1 ORDER BY created_at";
+        let sql = "SELECT * FROM users WHERE operator_id = $1 AND disabled_at IS NULL \
+                   ORDER BY created_at";
         Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
             .bind(operator_id)
             .fetch_all(pool)
@@ -225,7 +227,7 @@ impl Store {
     }
 
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let sql = "SELECT * FROM users WHERE email = $1";
+        let sql = "SELECT * FROM users WHERE email = $1 AND disabled_at IS NULL";
         Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
             .bind(email)
             .fetch_optional(pool)
