@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod http;
 pub mod keyring;
 pub mod passwords;
+pub mod refresh;
 pub mod settings;
 pub mod store;
 
