@@ -36,7 +36,9 @@ pub struct Stored {
 pub enum Verdict {
     /// Mint an access token in the token's family; with `rotate`, also the family's next
     /// refresh token, spending this one.
-    Issue { rotate: bool },
+    Issue {
+        rotate: bool,
+    },
     /// A spent token came back: revoke the family, then refuse with [`Refusal::Reused`].
     Reuse,
     Refuse(Refusal),

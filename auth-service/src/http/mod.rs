@@ -4,7 +4,9 @@
 mod admin;
 mod applications;
 mod blacklist;
+mod credentials;
 mod session;
+mod tokens;
 
 use crate::keyring::Keyring;
 use crate::passwords;
@@ -72,7 +74,11 @@ pub fn routes(
         .unify()
         .or(applications::routes(state.clone(), who.clone()))
         .unify()
-        .or(blacklist::routes(state, who))
+        .or(blacklist::routes(state.clone(), who.clone()))
+        .unify()
+        .or(credentials::routes(state.clone(), who.clone()))
+        .unify()
+        .or(tokens::routes(state, who))
         .unify();
     let all = ops
         .or(jwks)
@@ -142,12 +148,17 @@ fn template(path: &str) -> &'static str {
         ["api", "v1", "auth", "sign_in"] => "/api/v1/auth/sign_in",
         ["api", "v1", "auth", "sign_out"] => "/api/v1/auth/sign_out",
         ["admin", "operators"] => "/admin/operators",
+        ["admin", "operators", _] => "/admin/operators/{id}",
         ["admin", "operators", _, "users"] => "/admin/operators/{id}/users",
         ["applications"] => "/applications",
         ["applications", _] => "/applications/{uuid}",
         ["admin", "blacklist"] => "/admin/blacklist",
         ["admin", "blacklist", _] => "/admin/blacklist/{id}",
         ["admin", "audit"] => "/admin/audit",
+        ["api", "v1", "auth", "token"] => "/api/v1/auth/token/",
+        ["api", "v1", "auth", "token", "refresh"] => "/api/v1/auth/token/refresh/",
+        [_, "auth", "credentials"] => "/{version}/auth/credentials",
+        [_, "auth", "access_token"] => "/{version}/auth/access_token",
         _ => "other",
     }
 }

@@ -166,14 +166,15 @@ impl Store {
         operator_id: i64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let rows: Vec<(Option<DateTime<Utc>>,)> = on_db!(&self.db, |pool| sqlx::query_as(
-            LIVE_ENTRIES
-        )
-        .bind(access_key.to_string())
-        .bind(operator_id.to_string())
-        .fetch_all(pool)
-        .await)?;
-        Ok(rows.iter().any(|(expires,)| expires.is_none_or(|t| t > now)))
+        let rows: Vec<(Option<DateTime<Utc>>,)> =
+            on_db!(&self.db, |pool| sqlx::query_as(LIVE_ENTRIES)
+                .bind(access_key.to_string())
+                .bind(operator_id.to_string())
+                .fetch_all(pool)
+                .await)?;
+        Ok(rows
+            .iter()
+            .any(|(expires,)| expires.is_none_or(|t| t > now)))
     }
 
     /// Marks the operator's live credential revoked and blacklists it, in one transaction.
