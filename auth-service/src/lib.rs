@@ -12,6 +12,7 @@ pub mod cli;
 pub mod http;
 pub mod keyring;
 pub mod passwords;
+pub mod refresh;
 pub mod settings;
 pub mod store;
 pub mod throttle;

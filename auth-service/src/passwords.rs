@@ -42,3 +42,29 @@ pub fn random_secret(len: usize) -> String {
         .map(char::from)
         .collect()
 }
+
+/// `bytes` random bytes in unpadded base64url: secret keys and refresh tokens. The alphabet
+/// has no `.`, so such a value can be joined to another with one.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut raw = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_tokens_are_base64url_without_dots_and_differ() {
+        let (a, b) = (random_token(32), random_token(32));
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+    }
+}

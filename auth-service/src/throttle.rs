@@ -30,6 +30,13 @@ pub struct Locked {
     pub retry_after: Duration,
 }
 
+impl Locked {
+    /// Whole seconds for a `Retry-After` header, rounded up.
+    pub fn seconds(self) -> u64 {
+        self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0)
+    }
+}
+
 impl Default for Throttle {
     fn default() -> Self {
         Self::new()

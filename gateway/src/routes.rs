@@ -73,9 +73,23 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
         ("DELETE", ["api", "v1", "auth", "sign_out"]) => {
             fixed("/api/v1/auth/sign_out", AuthService, User, Some(SignedIn))
         }
+        ("POST", ["api", "v1", "auth", "token"] | ["api", "v1", "auth", "token", ""]) => {
+            fixed("/api/v1/auth/token/", AuthService, Public, None)
+        }
+        (
+            "POST",
+            ["api", "v1", "auth", "token", "refresh"]
+            | ["api", "v1", "auth", "token", "refresh", ""],
+        ) => fixed("/api/v1/auth/token/refresh/", AuthService, Public, None),
         ("GET" | "POST", ["admin", "operators"]) => {
             fixed("/admin/operators", AuthService, User, Some(OperatorsAdmin))
         }
+        ("PATCH", ["admin", "operators", id]) if is_id(id) => fixed(
+            "/admin/operators/{id}",
+            AuthService,
+            User,
+            Some(OperatorsAdmin),
+        ),
         ("GET" | "POST", ["admin", "operators", id, "users"]) if is_id(id) => fixed(
             "/admin/operators/{id}/users",
             AuthService,
@@ -130,33 +144,77 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
     }
 }
 
-/// Operator API routes under `/{version}/`.
+/// Routes under `/{version}/`: the operator API (registry) and API credentials
+/// (auth-service).
 fn versioned(method: &str, version: &str, rest: &[&str]) -> Option<Route> {
+    use Access::*;
     use Permission::*;
-    let (template, permission) = match (method, rest) {
-        ("POST", ["journeys"]) => ("/{version}/journeys", JourneysWrite),
-        ("GET", ["journeys"]) => ("/{version}/journeys", JourneysRead),
-        ("GET", ["journeys", id]) if !id.is_empty() => ("/{version}/journeys/{id}", JourneysRead),
-        ("PATCH" | "POST", ["journeys", id]) if !id.is_empty() => {
-            ("/{version}/journeys/{id}", JourneysWrite)
-        }
-        ("POST", ["journeys", id, "cancel"]) if !id.is_empty() => {
-            ("/{version}/journeys/{id}/cancel", JourneysWrite)
-        }
-        ("POST", ["policies", "cee"]) => ("/{version}/policies/cee", JourneysWrite),
-        ("POST", ["policies", "cee", "simulate"]) => {
-            ("/{version}/policies/cee/simulate", JourneysWrite)
-        }
-        ("GET" | "DELETE", ["policies", "cee", id]) if !id.is_empty() => {
-            ("/{version}/policies/cee/{uuid}", JourneysWrite)
+    use Upstream::*;
+    let (template, upstream, access, permission) = match (method, rest) {
+        ("POST", ["journeys"]) => (
+            "/{version}/journeys",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        ("GET", ["journeys"]) => (
+            "/{version}/journeys",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        ("GET", ["journeys", id]) if !id.is_empty() => (
+            "/{version}/journeys/{id}",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        ("PATCH" | "POST", ["journeys", id]) if !id.is_empty() => (
+            "/{version}/journeys/{id}",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        ("POST", ["journeys", id, "cancel"]) if !id.is_empty() => (
+            "/{version}/journeys/{id}/cancel",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        ("POST", ["policies", "cee"]) => (
+            "/{version}/policies/cee",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        ("POST", ["policies", "cee", "simulate"]) => (
+            "/{version}/policies/cee/simulate",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        ("GET" | "DELETE", ["policies", "cee", id]) if !id.is_empty() => (
+            "/{version}/policies/cee/{uuid}",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        ("GET" | "POST" | "DELETE", ["auth", "credentials"]) => (
+            "/{version}/auth/credentials",
+            AuthService,
+            User,
+            Some(Credentials),
+        ),
+        ("POST", ["auth", "access_token"]) => {
+            ("/{version}/auth/access_token", AuthService, Public, None)
         }
         _ => return None,
     };
     Some(Route {
         template,
-        upstream: Upstream::Registry,
-        access: Access::OperatorApi,
-        permission: Some(permission),
+        upstream,
+        access,
+        permission,
         version: Some(version.to_owned()),
     })
 }
@@ -277,6 +335,81 @@ mod tests {
                 )),
             ),
             ("POST", "/admin/operators/x/users", None),
+            (
+                "PATCH",
+                "/admin/operators/12",
+                Some(("/admin/operators/{id}", Upstream::AuthService, Access::User)),
+            ),
+            ("PATCH", "/admin/operators/x", None),
+            ("DELETE", "/admin/operators/12", None),
+            (
+                "GET",
+                "/v3/auth/credentials",
+                Some((
+                    "/{version}/auth/credentials",
+                    Upstream::AuthService,
+                    Access::User,
+                )),
+            ),
+            (
+                "POST",
+                "/v3.2/auth/credentials",
+                Some((
+                    "/{version}/auth/credentials",
+                    Upstream::AuthService,
+                    Access::User,
+                )),
+            ),
+            (
+                "DELETE",
+                "/v3/auth/credentials",
+                Some((
+                    "/{version}/auth/credentials",
+                    Upstream::AuthService,
+                    Access::User,
+                )),
+            ),
+            ("PATCH", "/v3/auth/credentials", None),
+            (
+                "POST",
+                "/v3/auth/access_token",
+                Some((
+                    "/{version}/auth/access_token",
+                    Upstream::AuthService,
+                    Access::Public,
+                )),
+            ),
+            ("GET", "/v3/auth/access_token", None),
+            (
+                "POST",
+                "/api/v1/auth/token/",
+                Some(("/api/v1/auth/token/", Upstream::AuthService, Access::Public)),
+            ),
+            (
+                "POST",
+                "/api/v1/auth/token",
+                Some(("/api/v1/auth/token/", Upstream::AuthService, Access::Public)),
+            ),
+            (
+                "POST",
+                "/api/v1/auth/token/refresh/",
+                Some((
+                    "/api/v1/auth/token/refresh/",
+                    Upstream::AuthService,
+                    Access::Public,
+                )),
+            ),
+            (
+                "POST",
+                "/api/v1/auth/token/refresh",
+                Some((
+                    "/api/v1/auth/token/refresh/",
+                    Upstream::AuthService,
+                    Access::Public,
+                )),
+            ),
+            ("GET", "/api/v1/auth/token/", None),
+            ("POST", "/api/v1/auth/token/other", None),
             ("DELETE", "/v3/journeys", None),
             ("GET", "/nope", None),
             ("GET", "/vx/journeys", None),
@@ -286,6 +419,35 @@ mod tests {
             let got =
                 route(&method.parse().unwrap(), path).map(|r| (r.template, r.upstream, r.access));
             assert_eq!(got, *expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn credential_routes_carry_their_permission_and_version() {
+        use Permission::*;
+        let cases: &[(&str, &str, Option<Permission>, Option<&str>)] = &[
+            (
+                "POST",
+                "/v3/auth/credentials",
+                Some(Credentials),
+                Some("v3"),
+            ),
+            (
+                "DELETE",
+                "/v3.3/auth/credentials",
+                Some(Credentials),
+                Some("v3.3"),
+            ),
+            ("POST", "/v3/auth/access_token", None, Some("v3")),
+            ("POST", "/api/v1/auth/token/", None, None),
+            ("POST", "/api/v1/auth/token/refresh", None, None),
+            ("PATCH", "/admin/operators/3", Some(OperatorsAdmin), None),
+            ("POST", "/v3/journeys", Some(JourneysWrite), Some("v3")),
+        ];
+        for (method, path, permission, version) in cases {
+            let r = route(&method.parse().unwrap(), path).unwrap();
+            assert_eq!(r.permission, *permission, "{method} {path}");
+            assert_eq!(r.version.as_deref(), *version, "{method} {path}");
         }
     }
 

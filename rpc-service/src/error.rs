@@ -170,6 +170,13 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         )
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         RpcError::payload_too_large()
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        RpcError::new(
+            StatusCode::LENGTH_REQUIRED,
+            -32600,
+            "Invalid Request",
+            Some("content-length required".into()),
+        )
     } else if rejection
         .find::<warp::reject::UnsupportedMediaType>()
         .is_some()

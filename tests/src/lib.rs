@@ -290,3 +290,63 @@ pub fn journey(operator_journey_id: &str) -> Value {
         "passenger": {"identity": identity('b', "+33601020305"), "contribution": 300, "seats": 1}
     })
 }
+
+impl Stack {
+    /// Creates a user of `role` in `operator_id` (as `admin`) and signs it in.
+    pub async fn user_with_role(
+        &self,
+        admin: &HeaderMap,
+        operator_id: i64,
+        role: &str,
+    ) -> anyhow::Result<HeaderMap> {
+        let email = format!("user-{}@operator.test", uuid::Uuid::new_v4().simple());
+        self.request(
+            reqwest::Method::POST,
+            &format!("/admin/operators/{operator_id}/users"),
+        )
+        .headers(admin.clone())
+        .json(
+            &json!({"email": email, "password": ADMIN_PASSWORD, "role": role,
+                      "first_name": "Grace", "last_name": "Hopper"}),
+        )
+        .send()
+        .await?
+        .error_for_status()?;
+        self.sign_in(&email, ADMIN_PASSWORD).await
+    }
+
+    /// A new API credential (`{"access_key","secret_key","api_key"}`) created by `by`, of
+    /// `operator_id` when given.
+    pub async fn credential(
+        &self,
+        by: &HeaderMap,
+        operator_id: Option<i64>,
+    ) -> anyhow::Result<Value> {
+        let body = match operator_id {
+            Some(id) => json!({"operator_id": id}),
+            None => json!({}),
+        };
+        Ok(self
+            .request(reqwest::Method::POST, "/v3/auth/credentials")
+            .headers(by.clone())
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// Trades an API key for a token pair; returns the answer's `data`.
+    pub async fn token_pair(&self, api_key: &str) -> anyhow::Result<Value> {
+        let answer: Value = self
+            .request(reqwest::Method::POST, "/api/v1/auth/token/")
+            .json(&json!({"apiKey": api_key}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(answer["data"].clone())
+    }
+}

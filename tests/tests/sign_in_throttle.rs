@@ -62,3 +62,47 @@ async fn sign_in_is_throttled_embedded() {
 async fn sign_in_is_throttled_production() {
     throttled_after_five_failures(Mode::Production).await;
 }
+
+async fn api_keys_are_throttled_too(mode: Mode) {
+    let stack = Stack::start(mode).await.unwrap();
+    let key = uuid::Uuid::new_v4();
+    for _ in 0..5 {
+        let response = stack
+            .request(Method::POST, "/api/v1/auth/token/")
+            .json(&json!({"apiKey": format!("{key}.wrong-secret")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let response = stack
+        .request(Method::POST, "/api/v1/auth/token/")
+        .json(&json!({"apiKey": format!("{key}.wrong-secret")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_failed_attempts");
+    assert!(body["meta"]["timestamp"].is_string());
+    // The reference flow counts against the same (key, address).
+    let response = stack
+        .request(Method::POST, "/v3/auth/access_token")
+        .json(&json!({"access_key": key.to_string(), "secret_key": "wrong-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_are_throttled_embedded() {
+    api_keys_are_throttled_too(Mode::Embedded).await;
+}
+
+#[tokio::test]
+async fn api_keys_are_throttled_production() {
+    api_keys_are_throttled_too(Mode::Production).await;
+}

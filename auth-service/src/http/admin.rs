@@ -1,4 +1,5 @@
-//! Operators and their users (CONTRACT §4): `/admin/operators`, `/admin/operators/{id}/users`.
+//! Operators and their users (CONTRACT §4): `/admin/operators`, `/admin/operators/{id}` (its
+//! options), `/admin/operators/{id}/users`.
 
 use super::session::internal;
 use super::{State, Who, audit, body, json, require, run};
@@ -19,6 +20,13 @@ struct NewOperator {
     siret: String,
 }
 
+/// The operator options a registry admin may change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorChange {
+    refresh_rotation: bool,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewUser {
@@ -33,7 +41,7 @@ pub(super) fn routes(
     state: State,
     who: Who,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
+    let (s1, s2, s3, s4) = (state.clone(), state.clone(), state.clone(), state.clone());
     let create_operator = warp::path!("admin" / "operators")
         .and(warp::post())
         .and(who.clone())
@@ -43,6 +51,11 @@ pub(super) fn routes(
         .and(warp::get())
         .and(who.clone())
         .and_then(move |p| run(list_operators(s2.clone(), p)));
+    let update_operator = warp::path!("admin" / "operators" / i64)
+        .and(warp::patch())
+        .and(who.clone())
+        .and(body::<OperatorChange>())
+        .and_then(move |id, p, req| run(update_operator(s4.clone(), id, p, req)));
     let create_user = warp::path!("admin" / "operators" / i64 / "users")
         .and(warp::post())
         .and(who.clone())
@@ -54,6 +67,8 @@ pub(super) fn routes(
         .and_then(move |id, p| run(list_users(state.clone(), id, p)));
     create_operator
         .or(list_operators)
+        .unify()
+        .or(update_operator)
         .unify()
         .or(create_user)
         .unify()
@@ -100,6 +115,29 @@ async fn list_operators(state: State, p: Principal) -> Result<Response, RpcError
     require(&p, Permission::OperatorsAdmin)?;
     let ops = state.0.store.list_operators().await.map_err(internal)?;
     Ok(json(StatusCode::OK, &ops))
+}
+
+async fn update_operator(
+    state: State,
+    id: i64,
+    p: Principal,
+    req: OperatorChange,
+) -> Result<Response, RpcError> {
+    require(&p, Permission::OperatorsAdmin)?;
+    let record = audit(
+        &p,
+        "operator.update",
+        format!("operator:{id}"),
+        j!({"refresh_rotation": req.refresh_rotation}),
+    );
+    let op = state
+        .0
+        .store
+        .update_operator(id, req.refresh_rotation, record)
+        .await
+        .map_err(internal)?
+        .ok_or_else(RpcError::not_found)?;
+    Ok(json(StatusCode::OK, &op))
 }
 
 /// Registry admins act on any operator, operator admins on their own; another operator's

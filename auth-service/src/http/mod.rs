@@ -4,14 +4,16 @@
 mod admin;
 mod applications;
 mod blacklist;
+mod credentials;
 mod keys;
 mod session;
+mod tokens;
 mod users;
 
 use crate::keyring::Keyring;
 use crate::passwords;
 use crate::store::{Audit, Store};
-use crate::throttle::Throttle;
+use crate::throttle::{Locked, Throttle};
 use auth_token::{AssertionKey, Permission, Principal};
 use prometheus::Registry;
 use rpc_service::RpcError;
@@ -92,7 +94,11 @@ pub fn routes(
         .unify()
         .or(keys::routes(state.clone(), who.clone()))
         .unify()
-        .or(users::routes(state, who))
+        .or(users::routes(state.clone(), who.clone()))
+        .unify()
+        .or(credentials::routes(state.clone(), who.clone()))
+        .unify()
+        .or(tokens::routes(state, who))
         .unify();
     let all = ops
         .or(jwks)
@@ -165,23 +171,26 @@ fn client_ip() -> impl Filter<Extract = (Option<IpAddr>,), Error = std::convert:
 /// One sign-in attempt for `login` from `ip` (CONTRACT §3): refused with 429 while five
 /// failures of the last minute stand, whether or not the login exists; `attempt` says
 /// whether the credentials were right, and its outcome is counted.
-async fn throttled<T>(
+async fn throttled<T, E: From<Locked>>(
     state: &State,
     login: &str,
     ip: Option<IpAddr>,
-    attempt: impl std::future::Future<Output = Result<Option<T>, RpcError>>,
-) -> Result<Option<T>, RpcError> {
+    attempt: impl std::future::Future<Output = Result<Option<T>, E>>,
+) -> Result<Option<T>, E> {
     let throttle = &state.0.throttle;
-    if let Err(locked) = throttle.check(login, ip, Instant::now()) {
-        return Err(RpcError::too_many_requests("too_many_failed_sign_ins")
-            .retry_after(locked.retry_after.as_secs_f64().ceil() as u64));
-    }
+    throttle.check(login, ip, Instant::now())?;
     let outcome = attempt.await?;
     match outcome {
         Some(_) => throttle.succeeded(login, ip),
         None => throttle.failed(login, ip, Instant::now()),
     }
     Ok(outcome)
+}
+
+impl From<Locked> for RpcError {
+    fn from(locked: Locked) -> Self {
+        RpcError::too_many_requests("too_many_failed_sign_ins").retry_after(locked.seconds())
+    }
 }
 
 /// Route templates for metrics and logs.
@@ -194,6 +203,7 @@ fn template(path: &str) -> &'static str {
         ["api", "v1", "auth", "sign_in"] => "/api/v1/auth/sign_in",
         ["api", "v1", "auth", "sign_out"] => "/api/v1/auth/sign_out",
         ["admin", "operators"] => "/admin/operators",
+        ["admin", "operators", _] => "/admin/operators/{id}",
         ["admin", "operators", _, "users"] => "/admin/operators/{id}/users",
         ["admin", "operators", _, "users", _] => "/admin/operators/{id}/users/{uuid}",
         ["admin", "users"] => "/admin/users",
@@ -205,6 +215,10 @@ fn template(path: &str) -> &'static str {
         ["admin", "audit"] => "/admin/audit",
         ["admin", "keys"] => "/admin/keys",
         ["admin", "keys", "rotate"] => "/admin/keys/rotate",
+        ["api", "v1", "auth", "token"] => "/api/v1/auth/token/",
+        ["api", "v1", "auth", "token", "refresh"] => "/api/v1/auth/token/refresh/",
+        [_, "auth", "credentials"] => "/{version}/auth/credentials",
+        [_, "auth", "access_token"] => "/{version}/auth/access_token",
         _ => "other",
     }
 }

@@ -1,6 +1,9 @@
 //! The only code that knows auth-service's SQL. Every query is written once, in the subset
 //! PostgreSQL and SQLite share, and run on either pool through [`rpc_service::on_db`].
 //! Every admin change is written in the same transaction as its audit record.
+//!
+//! One `impl Store` block per concern: operators, users, applications, keys and the blacklist
+//! here; API credentials and their token families in `credentials.rs`.
 
 use chrono::{DateTime, Utc};
 use rpc_service::db::{Database, is_unique_violation};
@@ -40,6 +43,8 @@ pub struct Operator {
     pub name: String,
     pub siret: String,
     pub created_at: DateTime<Utc>,
+    /// Refresh tokens of its API credentials are single-use, with reuse detection.
+    pub refresh_rotation: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -126,8 +131,10 @@ macro_rules! insert_blacklist {
 }
 
 // Submodules come after the macros above, which they use.
+mod credentials;
 mod keys;
 mod users;
+pub use credentials::{Credential, CredentialSecret, Issued, Minted, NewRefresh, RefreshRow};
 pub use keys::{KeyInfo, KeyRow, Rotation};
 
 /// auth-service's data.
@@ -157,7 +164,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let op: Operator = sqlx::query_as(
                 "INSERT INTO operators (name, siret, created_at) VALUES ($1, $2, $3) \
-                 RETURNING id, name, siret, created_at",
+                 RETURNING id, name, siret, created_at, refresh_rotation",
             )
             .bind(name)
             .bind(siret)
@@ -176,10 +183,35 @@ impl Store {
     }
 
     pub async fn list_operators(&self) -> Result<Vec<Operator>, StoreError> {
-        let sql = "SELECT id, name, siret, created_at FROM operators ORDER BY id";
+        let sql = "SELECT id, name, siret, created_at, refresh_rotation FROM operators ORDER BY id";
         Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
             .fetch_all(pool)
             .await)?)
+    }
+
+    /// Sets the operator's options; `None` when there is no such operator.
+    pub async fn update_operator(
+        &self,
+        id: i64,
+        refresh_rotation: bool,
+        audit: Audit,
+    ) -> Result<Option<Operator>, StoreError> {
+        on_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let op: Option<Operator> = sqlx::query_as(
+                "UPDATE operators SET refresh_rotation = $1 WHERE id = $2 \
+                 RETURNING id, name, siret, created_at, refresh_rotation",
+            )
+            .bind(refresh_rotation)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if op.is_some() {
+                audit_in!(tx, audit)?;
+                tx.commit().await?;
+            }
+            Ok(op)
+        })
     }
 
     pub async fn operator_exists(&self, id: i64) -> Result<bool, StoreError> {

@@ -1,0 +1,385 @@
+//! API credentials (CONTRACT §3.2): `POST`, `GET` and `DELETE /{v}/auth/credentials`, and
+//! the reference's token flow `POST /{v}/auth/access_token`. The token-pair flows built on the
+//! same credentials are in `tokens.rs`.
+//!
+//! A credential is an access key (a UUIDv4, its public id) and a secret key shown once; only
+//! the secret's argon2 hash is kept. Operator admins manage their own operator's credentials,
+//! registry admins any operator's; another operator's credential is not found (§4).
+
+use super::session::{internal, publish};
+use super::{State, Who, audit, body, client_ip, json, no_content, require, run, throttled};
+use crate::passwords;
+use crate::refresh::REFERENCE_ACCESS_TTL_SECS;
+use crate::store::{BlacklistRow, Credential, CredentialSecret, Minted, StoreError};
+use auth_token::{Claims, CredentialKind, Permission, Principal, Role};
+use blacklist::{Change, Entry, Kind};
+use chrono::{DateTime, Utc};
+use rpc_service::RpcError;
+use serde::Deserialize;
+use serde_json::json as j;
+use std::net::IpAddr;
+use uuid::Uuid;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+/// Random bytes in a secret key.
+const SECRET_BYTES: usize = 32;
+
+/// The answer of the reference flow to bad credentials (its published `data`).
+const INVALID_KEYS: &str = "Invalid access key or secret key";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCredential {
+    #[serde(default)]
+    operator_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    operator_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeQuery {
+    operator_id: Option<i64>,
+    token_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyPair {
+    access_key: String,
+    secret_key: String,
+}
+
+pub(super) fn routes(
+    state: State,
+    who: Who,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
+    let create = warp::path!(String / "auth" / "credentials")
+        .and(warp::post())
+        .and(who.clone())
+        .and(body::<NewCredential>())
+        .and_then(move |_v: String, p, req| run(create(s1.clone(), p, req)));
+    let list = warp::path!(String / "auth" / "credentials")
+        .and(warp::get())
+        .and(who.clone())
+        .and(warp::query::<ListQuery>())
+        .and_then(move |_v: String, p, q| run(list(s2.clone(), p, q)));
+    let revoke = warp::path!(String / "auth" / "credentials")
+        .and(warp::delete())
+        .and(who.clone())
+        .and(warp::query::<RevokeQuery>())
+        .and_then(move |_v: String, p, q| run(revoke(s3.clone(), p, q)));
+    let access_token = warp::path!(String / "auth" / "access_token")
+        .and(warp::post())
+        .and(who)
+        .and(client_ip())
+        .and(body::<KeyPair>())
+        .and_then(move |_v: String, _anyone: Principal, ip, req| {
+            run(access_token(state.clone(), ip, req))
+        });
+    create
+        .or(list)
+        .unify()
+        .or(revoke)
+        .unify()
+        .or(access_token)
+        .unify()
+}
+
+/// Which operators a credentials request acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Operator(i64),
+    /// Every operator (a registry admin's unfiltered list).
+    All,
+}
+
+/// Why a request has no scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoScope {
+    /// Another operator's, or no operator of the caller's: 404, never 403 (§4).
+    NotFound,
+    /// A registry admin must name the operator: 400.
+    Missing,
+}
+
+/// The operator a caller of `role` (of operator `own`) acts on when asking for `asked`.
+/// Operator roles act on their own operator only; registry roles on the one they name, or on
+/// all when `all_allowed` (listing).
+fn scope(
+    role: Role,
+    own: Option<i64>,
+    asked: Option<i64>,
+    all_allowed: bool,
+) -> Result<Scope, NoScope> {
+    if role.is_operator() {
+        return match (own, asked) {
+            (Some(own), None) => Ok(Scope::Operator(own)),
+            (Some(own), Some(asked)) if own == asked => Ok(Scope::Operator(own)),
+            _ => Err(NoScope::NotFound),
+        };
+    }
+    match asked {
+        Some(id) => Ok(Scope::Operator(id)),
+        None if all_allowed => Ok(Scope::All),
+        None => Err(NoScope::Missing),
+    }
+}
+
+/// [`scope`] for `p`, checked against the store: a named operator must exist.
+async fn scope_of(
+    state: &State,
+    p: &Principal,
+    asked: Option<i64>,
+    all_allowed: bool,
+) -> Result<Scope, RpcError> {
+    let role = p
+        .role
+        .ok_or_else(|| RpcError::forbidden("insufficient_permissions"))?;
+    match scope(role, p.operator_id, asked, all_allowed) {
+        Ok(Scope::Operator(id)) => {
+            let exists = state.0.store.operator_exists(id).await.map_err(internal)?;
+            if exists {
+                Ok(Scope::Operator(id))
+            } else {
+                Err(RpcError::not_found())
+            }
+        }
+        Ok(Scope::All) => Ok(Scope::All),
+        Err(NoScope::NotFound) => Err(RpcError::not_found()),
+        Err(NoScope::Missing) => Err(RpcError::invalid_params(vec![
+            "/operator_id: required for registry roles".to_string(),
+        ])),
+    }
+}
+
+async fn operator_scope(state: &State, p: &Principal, asked: Option<i64>) -> Result<i64, RpcError> {
+    match scope_of(state, p, asked, false).await? {
+        Scope::Operator(id) => Ok(id),
+        Scope::All => Err(RpcError::not_found()),
+    }
+}
+
+async fn create(state: State, p: Principal, req: NewCredential) -> Result<Response, RpcError> {
+    require(&p, Permission::Credentials)?;
+    let operator_id = operator_scope(&state, &p, req.operator_id).await?;
+    let secret_key = passwords::random_token(SECRET_BYTES);
+    let secret_hash = passwords::hash(secret_key.clone()).await.map_err(|e| {
+        tracing::error!(error = %e, "secret hashing failed");
+        RpcError::internal()
+    })?;
+    let credential = Credential {
+        access_key: Uuid::new_v4(),
+        operator_id,
+        role: Role::OperatorApplication.as_str().into(),
+        created_at: Utc::now(),
+    };
+    let record = audit(
+        &p,
+        "credential.create",
+        format!("credential:{}", credential.access_key),
+        j!({"operator_id": operator_id}),
+    );
+    state
+        .0
+        .store
+        .create_credential(&credential, &secret_hash, &p.id, record)
+        .await
+        .map_err(internal)?;
+    let access_key = credential.access_key.to_string();
+    let api_key = format!("{access_key}.{secret_key}");
+    Ok(json(
+        StatusCode::CREATED,
+        &j!({"access_key": access_key, "secret_key": secret_key, "api_key": api_key}),
+    ))
+}
+
+async fn list(state: State, p: Principal, q: ListQuery) -> Result<Response, RpcError> {
+    require(&p, Permission::Credentials)?;
+    let filter = match scope_of(&state, &p, q.operator_id, true).await? {
+        Scope::Operator(id) => Some(id),
+        Scope::All => None,
+    };
+    let credentials = state
+        .0
+        .store
+        .list_credentials(filter)
+        .await
+        .map_err(internal)?;
+    Ok(json(StatusCode::OK, &credentials))
+}
+
+/// Revokes the credential: recorded and blacklisted in one transaction, then published, so
+/// every gateway refuses the access tokens minted from it; its refresh tokens die with it.
+async fn revoke(state: State, p: Principal, q: RevokeQuery) -> Result<Response, RpcError> {
+    require(&p, Permission::Credentials)?;
+    let operator_id = operator_scope(&state, &p, q.operator_id).await?;
+    let Some(token_id) = q.token_id else {
+        return Err(RpcError::invalid_params(vec![
+            "/token_id: required".to_string(),
+        ]));
+    };
+    let access_key = Uuid::parse_str(&token_id).map_err(|_| RpcError::not_found())?;
+    let row = BlacklistRow {
+        id: Uuid::new_v4(),
+        kind: "credential".into(),
+        value: access_key.to_string(),
+        target_kind: "credential".into(),
+        target_value: access_key.to_string(),
+        reason: "revoked by its operator".into(),
+        created_by: p.id.clone(),
+        created_at: Utc::now(),
+        expires_at: None,
+    };
+    let record = audit(
+        &p,
+        "credential.revoke",
+        format!("credential:{access_key}"),
+        j!({"operator_id": operator_id}),
+    );
+    let revoked = state
+        .0
+        .store
+        .revoke_credential(access_key, operator_id, &row, record)
+        .await
+        .map_err(internal)?;
+    if !revoked {
+        return Err(RpcError::not_found());
+    }
+    publish(
+        &state,
+        Change::Add(Entry::new(Kind::Credential, access_key.to_string())),
+    )
+    .await?;
+    Ok(no_content())
+}
+
+/// The reference flow: a key pair for a five-minute access token, no refresh token.
+async fn access_token(
+    state: State,
+    ip: Option<IpAddr>,
+    req: KeyPair,
+) -> Result<Response, RpcError> {
+    let now = Utc::now();
+    let attempt = async {
+        let found = authenticate(&state, &req.access_key, req.secret_key, now).await;
+        found.map_err(internal)
+    };
+    let credential = throttled(&state, &req.access_key, ip, attempt)
+        .await?
+        .ok_or_else(|| RpcError::unauthorized(INVALID_KEYS))?;
+    let (token, _) = mint_access(
+        &state,
+        credential.access_key,
+        credential.operator_id,
+        &credential.role,
+        now,
+        REFERENCE_ACCESS_TTL_SECS,
+    )?;
+    Ok(json(StatusCode::CREATED, &j!({"access_token": token})))
+}
+
+/// The live, unblacklisted credential of `access_key` if `secret` is its secret. An unknown
+/// or malformed key is verified against a dummy hash: same work, same answer.
+pub(super) async fn authenticate(
+    state: &State,
+    access_key: &str,
+    secret: String,
+    now: DateTime<Utc>,
+) -> Result<Option<CredentialSecret>, StoreError> {
+    let credential = match Uuid::parse_str(access_key) {
+        Ok(key) => state.0.store.live_credential(key).await?,
+        Err(_) => None,
+    };
+    let phc = credential
+        .as_ref()
+        .map_or_else(|| state.0.dummy_hash.clone(), |c| c.secret_hash.clone());
+    let secret_ok = passwords::verify(secret, phc).await;
+    let Some(credential) = credential.filter(|_| secret_ok) else {
+        return Ok(None);
+    };
+    let blacklisted = state
+        .0
+        .store
+        .credential_blacklisted(credential.access_key, credential.operator_id, now)
+        .await?;
+    Ok((!blacklisted).then_some(credential))
+}
+
+/// Signs an access token of the credential `access_key` (of `operator_id`, holding `role`)
+/// living `ttl_secs` from `now`; returns it with the record of its `jti` and expiry.
+pub(super) fn mint_access(
+    state: &State,
+    access_key: Uuid,
+    operator_id: i64,
+    role: &str,
+    now: DateTime<Utc>,
+    ttl_secs: i64,
+) -> Result<(String, Minted), RpcError> {
+    let role = role.parse().map_err(|_| {
+        tracing::error!("a stored credential has an unknown role");
+        RpcError::internal()
+    })?;
+    let expires_at = now + chrono::Duration::seconds(ttl_secs);
+    let claims = Claims {
+        jti: Uuid::new_v4().to_string(),
+        kind: CredentialKind::Access,
+        sub: access_key.to_string(),
+        op: Some(operator_id),
+        role,
+        iat: now.timestamp(),
+        exp: Some(expires_at.timestamp()),
+        client: None,
+        uid: None,
+    };
+    let token = state.0.keys.sign(&claims).map_err(|e| {
+        tracing::error!(error = %e, "cannot sign an access token");
+        RpcError::internal()
+    })?;
+    Ok((
+        token,
+        Minted {
+            jti: claims.jti,
+            expires_at,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_keeps_operator_roles_on_their_own_operator() {
+        use NoScope::*;
+        use Role::*;
+        use Scope::*;
+        type Case = (Role, Option<i64>, Option<i64>, bool, Result<Scope, NoScope>);
+        let cases: &[Case] = &[
+            (OperatorAdmin, Some(7), None, false, Ok(Operator(7))),
+            (OperatorAdmin, Some(7), Some(7), false, Ok(Operator(7))),
+            (OperatorAdmin, Some(7), Some(8), false, Err(NotFound)),
+            (OperatorAdmin, Some(7), None, true, Ok(Operator(7))),
+            (OperatorAdmin, Some(7), Some(8), true, Err(NotFound)),
+            (OperatorAdmin, None, None, true, Err(NotFound)),
+            (RegistryAdmin, None, Some(8), false, Ok(Operator(8))),
+            (RegistryAdmin, None, None, false, Err(Missing)),
+            (RegistryAdmin, None, None, true, Ok(All)),
+            (RegistryAdmin, None, Some(8), true, Ok(Operator(8))),
+        ];
+        for (role, own, asked, all_allowed, expected) in cases {
+            assert_eq!(
+                scope(*role, *own, *asked, *all_allowed),
+                *expected,
+                "{role} of {own:?} asking {asked:?} (all allowed: {all_allowed})"
+            );
+        }
+    }
+}
