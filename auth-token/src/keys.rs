@@ -177,6 +177,8 @@ mod tests {
             exp,
             client: None,
             uid: None,
+            sid: None,
+            csrf: None,
         }
     }
 

@@ -69,6 +69,8 @@ async fn sign_in(state: State, req: SignIn) -> Result<Response, RpcError> {
         exp: Some(now + AGENT_TTL_SECS),
         client: Some(client.clone()),
         uid: Some(user.email.clone()),
+        sid: None,
+        csrf: None,
     };
     let token = state.0.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "cannot sign an agent token");
