@@ -4,6 +4,7 @@
 mod admin;
 mod applications;
 mod blacklist;
+mod profile;
 mod session;
 
 use crate::keyring::Keyring;
@@ -34,6 +35,8 @@ struct Inner {
     assertion: Arc<AssertionKey>,
     /// Verified against when the login is unknown, so both answers take as long.
     dummy_hash: String,
+    /// Whether the `sessauth` cookie is marked `Secure`.
+    cookie_secure: bool,
 }
 
 impl State {
@@ -42,6 +45,7 @@ impl State {
         keys: Keyring,
         feed: Arc<dyn ::blacklist::Feed>,
         assertion: Arc<AssertionKey>,
+        cookie_secure: bool,
     ) -> anyhow::Result<Self> {
         let dummy_hash = passwords::hash(passwords::random_secret(24)).await?;
         Ok(Self(Arc::new(Inner {
@@ -50,6 +54,7 @@ impl State {
             feed,
             assertion,
             dummy_hash,
+            cookie_secure,
         })))
     }
 }
@@ -68,6 +73,8 @@ pub fn routes(
     let who: Who =
         rpc_service::identity::principal(state.0.assertion.clone(), "auth-service").boxed();
     let api = session::routes(state.clone(), who.clone())
+        .or(profile::routes(state.clone(), who.clone()))
+        .unify()
         .or(admin::routes(state.clone(), who.clone()))
         .unify()
         .or(applications::routes(state.clone(), who.clone()))
@@ -141,6 +148,9 @@ fn template(path: &str) -> &'static str {
         [".well-known", "jwks.json"] => "/.well-known/jwks.json",
         ["api", "v1", "auth", "sign_in"] => "/api/v1/auth/sign_in",
         ["api", "v1", "auth", "sign_out"] => "/api/v1/auth/sign_out",
+        ["profile"] => "/profile",
+        ["profile", "signin"] => "/profile/signin",
+        ["profile", "signout"] => "/profile/signout",
         ["admin", "operators"] => "/admin/operators",
         ["admin", "operators", _, "users"] => "/admin/operators/{id}/users",
         ["applications"] => "/applications",

@@ -3,6 +3,7 @@
 
 use super::{State, Who, audit, body, json, run};
 use crate::passwords;
+use crate::store::User;
 use auth_token::{Claims, CredentialKind, Principal};
 use blacklist::{Change, Entry, Kind};
 use rpc_service::RpcError;
@@ -39,23 +40,33 @@ pub(super) fn routes(
     sign_in.or(sign_out).unify()
 }
 
-async fn sign_in(state: State, req: SignIn) -> Result<Response, RpcError> {
-    let email = req.email.trim().to_lowercase();
+/// The user whose login (email) and password these are, or 401 `invalid_credentials`. Every
+/// person's sign-in goes through here: unknown logins are verified against a dummy hash, so
+/// they cost the same work and get the same answer as a wrong password.
+pub(super) async fn authenticate(
+    state: &State,
+    login: &str,
+    password: String,
+) -> Result<User, RpcError> {
+    let email = login.trim().to_lowercase();
     let user = state
         .0
         .store
         .find_user_by_email(&email)
         .await
         .map_err(internal)?;
-    // Verify against a dummy hash for unknown logins: same work, same answer.
     let phc = user
         .as_ref()
         .map_or_else(|| state.0.dummy_hash.clone(), |u| u.password_hash.clone());
-    let password_ok = passwords::verify(req.password, phc).await;
-    let user = match user {
-        Some(user) if password_ok => user,
-        _ => return Err(RpcError::unauthorized("invalid_credentials")),
-    };
+    let password_ok = passwords::verify(password, phc).await;
+    match user {
+        Some(user) if password_ok => Ok(user),
+        _ => Err(RpcError::unauthorized("invalid_credentials")),
+    }
+}
+
+async fn sign_in(state: State, req: SignIn) -> Result<Response, RpcError> {
+    let user = authenticate(&state, &req.email, req.password).await?;
     let role = user.role.parse().map_err(|_| RpcError::internal())?;
     let now = chrono::Utc::now().timestamp();
     let client = uuid::Uuid::new_v4().simple().to_string();
@@ -102,10 +113,23 @@ async fn sign_in(state: State, req: SignIn) -> Result<Response, RpcError> {
     Ok(response)
 }
 
-/// Ends this client's token: its `jti` is blacklisted until the token would have expired.
+/// Ends this client's token.
 async fn sign_out(state: State, principal: Principal) -> Result<Response, RpcError> {
-    let (Some(CredentialKind::Agent), Some(jti)) = (principal.kind, principal.token_id.clone())
-    else {
+    if principal.kind != Some(CredentialKind::Agent) {
+        return Err(RpcError::unauthorized("token_not_accepted_here"));
+    }
+    revoke_presented(&state, &principal, "session.sign_out").await?;
+    Ok(json(StatusCode::OK, &j!({"success": true})))
+}
+
+/// Blacklists the `jti` of the token the caller presented until it would have expired: the
+/// record and its audit row (`action`) in one transaction, then published. Every sign-out.
+pub(super) async fn revoke_presented(
+    state: &State,
+    principal: &Principal,
+    action: &'static str,
+) -> Result<(), RpcError> {
+    let Some(jti) = principal.token_id.clone() else {
         return Err(RpcError::unauthorized("token_not_accepted_here"));
     };
     let expires_at = principal.token_exp;
@@ -125,15 +149,14 @@ async fn sign_out(state: State, principal: Principal) -> Result<Response, RpcErr
         created_at: chrono::Utc::now(),
         expires_at: expires_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
     };
-    let record = audit(&principal, "session.sign_out", format!("jti:{jti}"), j!({}));
+    let record = audit(principal, action, format!("jti:{jti}"), j!({}));
     state
         .0
         .store
         .add_blacklist(&row, record)
         .await
         .map_err(internal)?;
-    publish(&state, Change::Add(entry)).await?;
-    Ok(json(StatusCode::OK, &j!({"success": true})))
+    publish(state, Change::Add(entry)).await
 }
 
 /// Announces a blacklist change. The record is already committed: if the feed is down the
