@@ -58,7 +58,14 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let state = http::State::new(store, keys, feed, Arc::new(assertion)).await?;
+        let state = http::State::new(
+            store,
+            keys,
+            feed,
+            Arc::new(assertion),
+            settings.cookie_secure,
+        )
+        .await?;
         Ok(Self {
             listener,
             state,

@@ -18,6 +18,9 @@ pub struct Settings {
     pub redis: Option<RedisSettings>,
     /// Secret shared with the gateway to verify its identity assertions (>= 32 bytes).
     pub assertion_secret: Secret<String>,
+    /// Marks the `sessauth` cookie `Secure` (browsers then send it only over TLS). Set it
+    /// whenever clients reach the gateway over HTTPS.
+    pub cookie_secure: bool,
     /// `pretty` or `json`.
     pub log_format: String,
     /// The first registry admin (CONTRACT §1).
@@ -66,6 +69,7 @@ impl Default for Settings {
             database: DatabaseSettings::new("sqlite://data/auth.db", Some("auth")),
             redis: None,
             assertion_secret: Secret::default(),
+            cookie_secure: false,
             log_format: "pretty".into(),
             bootstrap: BootstrapSettings::default(),
         }

@@ -38,6 +38,13 @@ pub struct Principal {
     /// Expiry of the credential presented (unix seconds), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_exp: Option<i64>,
+    /// The browser session this request belongs to, as [`crate::session::sid_of`] its
+    /// `sessid` cookie (never the cookie itself). Set on every request, signed in or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Session tokens: their CSRF token, so the profile can hand it back to the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
 }
 
 impl Principal {
@@ -50,6 +57,8 @@ impl Principal {
             token_id: None,
             client: None,
             token_exp: None,
+            session: None,
+            csrf: None,
         }
     }
 
@@ -159,6 +168,8 @@ mod tests {
                 token_id: Some("jti".into()),
                 client: None,
                 token_exp: None,
+                session: Some("sid".into()),
+                csrf: None,
             },
             aud: "registry".into(),
             method: "POST".into(),

@@ -15,6 +15,9 @@ pub enum CredentialKind {
     Refresh,
     /// Header-triple agent token (§3.4). `sub` = user id; `client` and `uid` must match headers.
     Agent,
+    /// Browser session token (§3.3), sent as the `sessauth` cookie. `sub` = user id; `sid`
+    /// must be the hash of the `sessid` cookie sent with it; `csrf` guards unsafe methods.
+    Session,
 }
 
 /// The payload of a credential JWT.
@@ -39,4 +42,10 @@ pub struct Claims {
     /// Agent tokens: the login the token was issued to (the `uid` header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
+    /// Session tokens: [`crate::session::sid_of`] the `sessid` cookie the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Session tokens: the value the `x-csrf-token` header must carry on unsafe methods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
 }

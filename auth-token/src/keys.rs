@@ -212,6 +212,8 @@ mod tests {
             exp,
             client: None,
             uid: None,
+            sid: None,
+            csrf: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`keys`]: Ed25519 signing keys, their JWKS form, and a verifier built from a JWKS.
 //! - [`assertion`]: the short-lived, HMAC-signed identity assertion the gateway puts on every
 //!   request it forwards; upstreams refuse requests without a valid one.
+//! - [`session`]: browser sessions: the `sessid` id, its hash, the cookie and header names.
 //!
 //! Nothing here does I/O; fetching a JWKS or storing keys is the caller's business.
 
@@ -13,6 +14,7 @@ pub mod assertion;
 pub mod claims;
 pub mod keys;
 pub mod roles;
+pub mod session;
 
 pub use assertion::{ASSERTION_HEADER, Assertion, AssertionError, AssertionKey, Principal};
 pub use claims::{Claims, CredentialKind};

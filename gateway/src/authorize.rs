@@ -1,8 +1,10 @@
 //! The credential and permission steps of the pipeline (CONTRACT §2), as one plain function:
 //! headers in, a [`Principal`] or a [`Reason`] out. No I/O: keys and blacklist are passed in.
+//! Also the browser's cross-site refusal ([`cross_site_refused`]), which guards sessions.
 
 use crate::reason::Reason;
 use crate::routes::{Access, Route};
+use auth_token::session::{same_secret, sid_of};
 use auth_token::{Claims, CredentialKind, KeySet, Principal, VerifyError};
 use blacklist::{BlacklistSet, Kind};
 
@@ -17,6 +19,15 @@ pub enum Presented<'a> {
         token: &'a str,
         client: &'a str,
         uid: &'a str,
+    },
+    /// The browser session: the `sessauth` cookie, the `sessid` cookie it must be bound to
+    /// (`None` when the request carried no well-formed one) and the `x-csrf-token` header,
+    /// required when the method is unsafe.
+    Session {
+        sessid: Option<&'a str>,
+        token: &'a str,
+        csrf_header: Option<&'a str>,
+        unsafe_method: bool,
     },
 }
 
@@ -42,12 +53,39 @@ impl<'a> Presented<'a> {
         }
     }
 
+    /// Falls back to the session cookies when no header credential was sent: a header
+    /// credential is deliberate, cookies come with every request.
+    pub fn or_session(
+        self,
+        sessid: Option<&'a str>,
+        sessauth: Option<&'a str>,
+        csrf_header: Option<&'a str>,
+        unsafe_method: bool,
+    ) -> Self {
+        match (self, sessauth) {
+            (Presented::None, Some(token)) => Presented::Session {
+                sessid,
+                token,
+                csrf_header,
+                unsafe_method,
+            },
+            _ => self,
+        }
+    }
+
     fn token(self) -> Option<&'a str> {
         match self {
             Presented::None => None,
-            Presented::Bearer(t) | Presented::Triple { token: t, .. } => Some(t),
+            Presented::Bearer(t)
+            | Presented::Triple { token: t, .. }
+            | Presented::Session { token: t, .. } => Some(t),
         }
     }
+}
+
+/// Methods that change state; a session needs its CSRF token for them.
+pub fn is_unsafe_method(method: &str) -> bool {
+    !matches!(method, "GET" | "HEAD" | "OPTIONS")
 }
 
 /// Verifies `presented` for `route` at `now` (unix seconds). `Err(Some(kid))` is never
@@ -81,6 +119,9 @@ pub fn authorize(
     if !accepted(route.access, claims.kind) {
         return Outcome::Denied(Reason::TokenNotAcceptedHere);
     }
+    if !csrf_ok(&claims, presented) {
+        return Outcome::Denied(Reason::CsrfFailed);
+    }
     if let Some(permission) = route.permission
         && !claims.role.grants(permission)
     {
@@ -94,6 +135,10 @@ pub fn authorize(
         token_id: Some(claims.jti),
         client: claims.client,
         token_exp: claims.exp,
+        session: None,
+        csrf: claims
+            .csrf
+            .filter(|_| claims.kind == CredentialKind::Session),
     })
 }
 
@@ -107,21 +152,91 @@ pub enum Outcome {
 }
 
 /// Agent tokens travel only in the header triple, whose `client` and `uid` must be the
-/// token's; the other kinds only as a bearer token.
+/// token's; session tokens only in the `sessauth` cookie, beside the `sessid` whose hash is
+/// their `sid`; the other kinds only as a bearer token.
 fn check_form(claims: &Claims, presented: Presented<'_>) -> Result<(), Reason> {
-    match (claims.kind, presented) {
+    let same = match (claims.kind, presented) {
         (CredentialKind::Agent, Presented::Triple { client, uid, .. }) => {
-            let same =
-                claims.client.as_deref() == Some(client) && claims.uid.as_deref() == Some(uid);
-            if same {
-                Ok(())
-            } else {
-                Err(Reason::InvalidToken)
+            claims.client.as_deref() == Some(client) && claims.uid.as_deref() == Some(uid)
+        }
+        (CredentialKind::Session, Presented::Session { sessid, .. }) => {
+            match (sessid, claims.sid.as_deref()) {
+                (Some(sessid), Some(sid)) => same_secret(&sid_of(sessid), sid),
+                _ => false,
             }
         }
-        (CredentialKind::Agent, _) | (_, Presented::Triple { .. }) => Err(Reason::InvalidToken),
-        _ => Ok(()),
+        (CredentialKind::Agent | CredentialKind::Session, _)
+        | (_, Presented::Triple { .. } | Presented::Session { .. }) => false,
+        _ => true,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(Reason::InvalidToken)
     }
+}
+
+/// A session's unsafe request must repeat the token's CSRF secret in `x-csrf-token`: another
+/// site can make the browser send the cookies, not read the secret.
+fn csrf_ok(claims: &Claims, presented: Presented<'_>) -> bool {
+    match presented {
+        Presented::Session {
+            unsafe_method: true,
+            csrf_header,
+            ..
+        } => match (csrf_header, claims.csrf.as_deref()) {
+            (Some(sent), Some(expected)) => same_secret(sent, expected),
+            _ => false,
+        },
+        _ => true,
+    }
+}
+
+/// Browser-sent hints of where a request comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Provenance<'a> {
+    /// `Sec-Fetch-Site`.
+    pub fetch_site: Option<&'a str>,
+    /// `Origin`.
+    pub origin: Option<&'a str>,
+    /// `Host` (or the request's authority).
+    pub host: Option<&'a str>,
+}
+
+/// Refuses (403 `csrf_failed`) an unsafe request from another site when it carries cookies
+/// or signs in (login CSRF): `Sec-Fetch-Site: cross-site`, or an `Origin` that is not this
+/// host. Requests without cookies (servers, CORS clients with bearer tokens) are left alone.
+pub fn cross_site_refused(unsafe_method: bool, ambient: bool, from: Provenance<'_>) -> bool {
+    unsafe_method && ambient && is_cross_site(from)
+}
+
+fn is_cross_site(from: Provenance<'_>) -> bool {
+    let fetch_cross = from
+        .fetch_site
+        .is_some_and(|s| s.trim().eq_ignore_ascii_case("cross-site"));
+    fetch_cross || from.origin.is_some_and(|o| !same_authority(o, from.host))
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names `host` (`host[:port]`); a default port
+/// may be written or not. An opaque origin (`null`) names nothing.
+fn same_authority(origin: &str, host: Option<&str>) -> bool {
+    let (Some((scheme, authority)), Some(host)) = (origin.trim().split_once("://"), host) else {
+        return false;
+    };
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else if scheme.eq_ignore_ascii_case("http") {
+        ":80"
+    } else {
+        return false;
+    };
+    let bare = |a: &str| {
+        let a = a.trim().trim_end_matches('/');
+        a.strip_suffix(default_port)
+            .unwrap_or(a)
+            .to_ascii_lowercase()
+    };
+    !authority.is_empty() && bare(authority) == bare(host)
 }
 
 /// Every blacklist entry that can name this token: itself, what it was minted from, its
@@ -130,7 +245,7 @@ fn revoked(claims: &Claims, blacklist: &BlacklistSet, now: i64) -> bool {
     let by_origin = match claims.kind {
         CredentialKind::Application => Some(Kind::Application),
         CredentialKind::Access | CredentialKind::Refresh => Some(Kind::Credential),
-        CredentialKind::Agent => Some(Kind::User),
+        CredentialKind::Agent | CredentialKind::Session => Some(Kind::User),
     };
     blacklist.contains(Kind::Jti, &claims.jti, now)
         || by_origin.is_some_and(|kind| blacklist.contains(kind, &claims.sub, now))
@@ -144,8 +259,278 @@ fn accepted(access: Access, kind: CredentialKind) -> bool {
         Access::Public => true,
         Access::OperatorApi => matches!(
             kind,
-            CredentialKind::Application | CredentialKind::Access | CredentialKind::Agent
+            CredentialKind::Application
+                | CredentialKind::Access
+                | CredentialKind::Agent
+                | CredentialKind::Session
         ),
-        Access::User => kind == CredentialKind::Agent,
+        Access::User => matches!(kind, CredentialKind::Agent | CredentialKind::Session),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::route;
+    use auth_token::session::SESSION_TTL_SECS;
+    use auth_token::{Role, SigningKey};
+    use blacklist::Entry;
+    use jsonwebtoken::jwk::JwkSet;
+
+    const NOW: i64 = 1_000_000;
+    const SESSID: &str = "sessid-of-the-browser-under-test-0123456789";
+    const CSRF: &str = "csrf-secret-of-the-session-0123456789abcdef";
+    const USER: &str = "9b2f2a3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c";
+
+    fn session_claims(role: Role) -> Claims {
+        Claims {
+            jti: "jti-1".into(),
+            kind: CredentialKind::Session,
+            sub: USER.into(),
+            op: Some(7),
+            role,
+            iat: NOW,
+            exp: Some(NOW + SESSION_TTL_SECS),
+            client: None,
+            uid: None,
+            sid: Some(sid_of(SESSID)),
+            csrf: Some(CSRF.into()),
+        }
+    }
+
+    fn keys() -> (SigningKey, KeySet) {
+        let (key, _) = SigningKey::generate().unwrap();
+        let set = KeySet::from_jwks(&JwkSet {
+            keys: vec![key.jwk()],
+        });
+        (key, set)
+    }
+
+    fn session<'a>(
+        sessid: Option<&'a str>,
+        token: &'a str,
+        csrf: Option<&'a str>,
+        method: &str,
+    ) -> Presented<'a> {
+        Presented::None.or_session(sessid, Some(token), csrf, is_unsafe_method(method))
+    }
+
+    #[test]
+    fn sessions_need_their_sessid_and_csrf_token_on_unsafe_methods() {
+        let (key, set) = keys();
+        let admin = key.sign(&session_claims(Role::OperatorAdmin)).unwrap();
+        let blacklist = BlacklistSet::new();
+        let id = Some(SESSID);
+        let other = "another-browser-sessid-0123456789abcdefghij";
+        type Case<'a> = (&'a str, &'a str, &'a str, Presented<'a>, Option<Reason>);
+        let cases: &[Case] = &[
+            (
+                "valid, GET",
+                "GET",
+                "/profile",
+                session(id, &admin, None, "GET"),
+                None,
+            ),
+            (
+                "valid, POST with csrf",
+                "POST",
+                "/applications",
+                session(id, &admin, Some(CSRF), "POST"),
+                None,
+            ),
+            (
+                "operator API route",
+                "GET",
+                "/v3/journeys",
+                session(id, &admin, None, "GET"),
+                None,
+            ),
+            (
+                "wrong sid",
+                "GET",
+                "/profile",
+                session(Some(other), &admin, None, "GET"),
+                Some(Reason::InvalidToken),
+            ),
+            (
+                "no sessid",
+                "GET",
+                "/profile",
+                session(None, &admin, None, "GET"),
+                Some(Reason::InvalidToken),
+            ),
+            (
+                "POST without csrf",
+                "POST",
+                "/applications",
+                session(id, &admin, None, "POST"),
+                Some(Reason::CsrfFailed),
+            ),
+            (
+                "POST with wrong csrf",
+                "POST",
+                "/applications",
+                session(id, &admin, Some("guess"), "POST"),
+                Some(Reason::CsrfFailed),
+            ),
+            (
+                "DELETE without csrf",
+                "DELETE",
+                "/applications/x",
+                session(id, &admin, None, "DELETE"),
+                Some(Reason::CsrfFailed),
+            ),
+            (
+                "session token as Bearer",
+                "GET",
+                "/profile",
+                Presented::Bearer(&admin),
+                Some(Reason::InvalidToken),
+            ),
+            (
+                "role still applies",
+                "GET",
+                "/admin/operators",
+                session(id, &admin, None, "GET"),
+                Some(Reason::InsufficientPermissions),
+            ),
+        ];
+        for (name, method, path, presented, expected) in cases {
+            let route = route(&method.parse().unwrap(), path).unwrap();
+            let got = authorize(&route, *presented, &set, &blacklist, NOW);
+            match expected {
+                None => {
+                    let Outcome::Allowed(p) = got else {
+                        panic!("{name}: {got:?}")
+                    };
+                    assert_eq!(p.kind, Some(CredentialKind::Session), "{name}");
+                    assert_eq!(p.id, USER, "{name}");
+                    assert_eq!(p.csrf.as_deref(), Some(CSRF), "{name}");
+                }
+                Some(reason) => assert_eq!(got, Outcome::Denied(*reason), "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn other_tokens_cannot_pose_as_sessions() {
+        let (key, set) = keys();
+        let mut agent = session_claims(Role::OperatorAdmin);
+        agent.kind = CredentialKind::Agent;
+        agent.client = Some("device".into());
+        agent.uid = Some("a@b.test".into());
+        let agent = key.sign(&agent).unwrap();
+        let profile = route(&http::Method::GET, "/profile").unwrap();
+        let got = authorize(
+            &profile,
+            session(Some(SESSID), &agent, Some(CSRF), "GET"),
+            &set,
+            &BlacklistSet::new(),
+            NOW,
+        );
+        assert_eq!(got, Outcome::Denied(Reason::InvalidToken));
+        // A header credential is used before the cookies.
+        let triple = Presented::from_headers(None, Some(&agent), Some("device"), Some("a@b.test"))
+            .or_session(Some(SESSID), Some("cookie"), None, false);
+        assert!(matches!(triple, Presented::Triple { .. }));
+    }
+
+    #[test]
+    fn blacklisting_the_token_user_or_operator_ends_the_session() {
+        let (key, set) = keys();
+        let token = key.sign(&session_claims(Role::OperatorAdmin)).unwrap();
+        let profile = route(&http::Method::GET, "/profile").unwrap();
+        for entry in [
+            Entry::new(Kind::Jti, "jti-1"),
+            Entry::new(Kind::User, USER),
+            Entry::new(Kind::Operator, "7"),
+        ] {
+            let blacklist = BlacklistSet::new();
+            blacklist.insert(entry.clone());
+            let got = authorize(
+                &profile,
+                session(Some(SESSID), &token, None, "GET"),
+                &set,
+                &blacklist,
+                NOW,
+            );
+            assert_eq!(got, Outcome::Denied(Reason::RevokedToken), "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn cross_site_unsafe_requests_with_cookies_are_refused() {
+        let from = |fetch_site, origin, host| Provenance {
+            fetch_site,
+            origin,
+            host,
+        };
+        let host = Some("gw.test:8080");
+        let cases = [
+            (true, true, from(None, None, host), false),
+            (
+                true,
+                true,
+                from(None, Some("http://gw.test:8080"), host),
+                false,
+            ),
+            (
+                true,
+                true,
+                from(None, Some("HTTP://GW.test:8080/"), host),
+                false,
+            ),
+            (true, true, from(None, Some("http://evil.test"), host), true),
+            (
+                true,
+                true,
+                from(None, Some("http://gw.test:9090"), host),
+                true,
+            ),
+            (true, true, from(None, Some("null"), host), true),
+            (true, true, from(Some("cross-site"), None, host), true),
+            (true, true, from(Some("same-origin"), None, host), false),
+            (true, true, from(Some("same-site"), None, host), false),
+            // Default ports may be left out on either side.
+            (
+                true,
+                true,
+                from(None, Some("https://gw.test"), Some("gw.test:443")),
+                false,
+            ),
+            (
+                true,
+                true,
+                from(None, Some("http://gw.test:80"), Some("gw.test")),
+                false,
+            ),
+            (
+                true,
+                true,
+                from(None, Some("https://gw.test"), Some("gw.test:80")),
+                true,
+            ),
+            (true, true, from(None, Some("http://gw.test"), None), true),
+            // Safe methods and requests without cookies are not at stake.
+            (
+                false,
+                true,
+                from(Some("cross-site"), Some("http://evil.test"), host),
+                false,
+            ),
+            (
+                true,
+                false,
+                from(Some("cross-site"), Some("http://evil.test"), host),
+                false,
+            ),
+        ];
+        for (unsafe_method, ambient, provenance, refused) in cases {
+            assert_eq!(
+                cross_site_refused(unsafe_method, ambient, provenance),
+                refused,
+                "{unsafe_method} {ambient} {provenance:?}"
+            );
+        }
     }
 }

@@ -6,13 +6,14 @@
 //! in-memory blacklist kept current by a change feed; nothing on the request path waits for
 //! Redis or a database.
 //!
-//! - [`routes`], [`authorize`], [`reason`]: the decisions, plain functions.
+//! - [`routes`], [`authorize`], [`reason`], [`cookies`]: the decisions, plain functions.
 //! - [`proxy`]: the pingora `ProxyHttp` glue.
 //! - [`jwks`], [`admin`], [`metrics`]: keys, the admin port, metrics.
 //! - [`spawn`] / [`build_server`]: start it (in a thread for tests and the all-in-one runner).
 
 pub mod admin;
 pub mod authorize;
+pub mod cookies;
 pub mod jwks;
 pub mod metrics;
 pub mod proxy;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub registry: SocketAddr,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Whether the `sessid` cookie is marked `Secure`.
+    pub cookie_secure: bool,
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -74,6 +77,7 @@ pub fn build_server(
         registry: settings.registry,
         connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),
         read_timeout: Duration::from_secs(settings.upstream_read_timeout_secs),
+        cookie_secure: settings.cookie_secure,
     });
 
     let s = &settings.server;

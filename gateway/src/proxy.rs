@@ -2,11 +2,17 @@
 //! the identity assertion. Decisions are made by [`crate::routes`] and [`crate::authorize`];
 //! this file only reads headers, answers and records.
 
-use crate::authorize::{Outcome, Presented, authorize};
+use crate::authorize::{
+    Outcome, Presented, Provenance, authorize, cross_site_refused, is_unsafe_method,
+};
+use crate::cookies;
 use crate::reason::Reason;
-use crate::routes::{HEALTH, Route, Upstream, Versions, route};
+use crate::routes::{HEALTH, PROFILE_SIGNIN, Route, Upstream, Versions, route};
 use crate::{Shared, unix_now};
 use async_trait::async_trait;
+use auth_token::session::{
+    CSRF_HEADER, SESSAUTH_COOKIE, SESSID_COOKIE, is_well_formed_sessid, new_sessid, sid_of,
+};
 use auth_token::{ASSERTION_HEADER, Assertion, Principal};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -42,6 +48,10 @@ pub struct Ctx {
     route: Option<Route>,
     principal: Option<Principal>,
     version: Option<String>,
+    /// The browser session id: the client's when well-formed, else a new one.
+    sessid: String,
+    /// The session id is new: every response sets its cookie.
+    new_sessid: bool,
 }
 
 #[async_trait]
@@ -55,6 +65,8 @@ impl ProxyHttp for Gateway {
             route: None,
             principal: None,
             version: None,
+            sessid: String::new(),
+            new_sessid: false,
         }
     }
 
@@ -65,6 +77,15 @@ impl ProxyHttp for Gateway {
                 .and_then(|v| v.to_str().ok()),
         );
         let req = session.req_header();
+        match cookies::values(cookie_headers(&req.headers), SESSID_COOKIE)
+            .find(|id| is_well_formed_sessid(id))
+        {
+            Some(sent) => ctx.sessid = sent.to_owned(),
+            None => {
+                ctx.sessid = new_sessid();
+                ctx.new_sessid = true;
+            }
+        }
         let too_large = req
             .headers
             .get("content-length")
@@ -79,7 +100,12 @@ impl ProxyHttp for Gateway {
         let Some(matched) = route(&req.method, req.uri.path()) else {
             return self.answer(session, ctx, Reason::RouteNotFound).await;
         };
-        let principal = match self.authorize(session, &matched).await {
+        if cross_site(session, &matched) {
+            ctx.route = Some(matched);
+            return self.answer(session, ctx, Reason::CsrfFailed).await;
+        }
+        let sent_sessid = (!ctx.new_sessid).then_some(ctx.sessid.as_str());
+        let principal = match self.authorize(session, &matched, sent_sessid).await {
             Ok(principal) => principal,
             Err(reason) => {
                 ctx.route = Some(matched);
@@ -101,7 +127,10 @@ impl ProxyHttp for Gateway {
             }
         }
         ctx.route = Some(matched);
-        ctx.principal = Some(principal);
+        ctx.principal = Some(Principal {
+            session: Some(sid_of(&ctx.sessid)),
+            ..principal
+        });
         Ok(false)
     }
 
@@ -129,6 +158,11 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         for name in STRIPPED {
             upstream_request.remove_header(name);
+        }
+        let kept = cookies::forwarded(cookie_headers(&upstream_request.headers));
+        upstream_request.remove_header("cookie");
+        if let Some(kept) = kept {
+            upstream_request.insert_header("cookie", kept)?;
         }
         upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(ip) = session
@@ -163,7 +197,7 @@ impl ProxyHttp for Gateway {
         if let Some(version) = &ctx.version {
             response.insert_header("x-api-version", version.as_str())?;
         }
-        Ok(())
+        self.set_session_cookie(response, ctx)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -239,17 +273,27 @@ impl ProxyHttp for Gateway {
 
 impl Gateway {
     /// The credential and permission steps, refreshing the JWKS once for an unknown key.
+    /// `sessid` is the client's session id, if it sent a well-formed one.
     async fn authorize(
         &self,
         session: &Session,
         matched: &Route,
+        sessid: Option<&str>,
     ) -> std::result::Result<Principal, Reason> {
+        let req = session.req_header();
         let header = |name: &str| session.get_header(name).and_then(|v| v.to_str().ok());
+        let sessauth = cookies::values(cookie_headers(&req.headers), SESSAUTH_COOKIE).next();
         let presented = Presented::from_headers(
             header("authorization"),
             header("access-token"),
             header("client"),
             header("uid"),
+        )
+        .or_session(
+            sessid,
+            sessauth,
+            header(CSRF_HEADER),
+            is_unsafe_method(req.method.as_str()),
         );
         let shared = &self.shared;
         let mut outcome = authorize(
@@ -316,6 +360,7 @@ impl Gateway {
         if reason.status() == 401 {
             header.insert_header("www-authenticate", "Bearer")?;
         }
+        self.set_session_cookie(&mut header, ctx)?;
         session
             .write_response_header(Box::new(header), false)
             .await?;
@@ -328,12 +373,43 @@ impl Gateway {
         header.insert_header("content-type", "application/json")?;
         header.insert_header("content-length", body.len().to_string())?;
         header.insert_header("x-request-id", ctx.request_id.as_str())?;
+        self.set_session_cookie(&mut header, ctx)?;
         session
             .write_response_header(Box::new(header), false)
             .await?;
         session.write_response_body(Some(body), true).await?;
         Ok(true)
     }
+
+    /// Hands a new session id to the browser, whatever the answer.
+    fn set_session_cookie(&self, response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+        if ctx.new_sessid {
+            let cookie = cookies::set_sessid(&ctx.sessid, self.shared.cookie_secure);
+            response.append_header("set-cookie", cookie)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `Cookie` header values that are text.
+fn cookie_headers(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+}
+
+/// An unsafe request from another site that carries cookies, or signs in (login CSRF).
+fn cross_site(session: &Session, matched: &Route) -> bool {
+    let req = session.req_header();
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let ambient = req.headers.contains_key("cookie") || matched.template == PROFILE_SIGNIN;
+    let from = Provenance {
+        fetch_site: header("sec-fetch-site"),
+        origin: header("origin"),
+        host: header("host").or_else(|| req.uri.authority().map(|a| a.as_str())),
+    };
+    cross_site_refused(is_unsafe_method(req.method.as_str()), ambient, from)
 }
 
 /// The client's request id when it is sane (1 to 128 visible ASCII characters), else a new one.

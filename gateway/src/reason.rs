@@ -12,6 +12,8 @@ pub enum Reason {
     RevokedToken,
     TokenNotAcceptedHere,
     InsufficientPermissions,
+    /// A session's unsafe request without its CSRF token, or a cross-site one with cookies.
+    CsrfFailed,
     UnsupportedApiVersion,
     RateLimited,
     PayloadTooLarge,
@@ -21,7 +23,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::RouteNotFound,
         Reason::MissingToken,
         Reason::InvalidToken,
@@ -29,6 +31,7 @@ impl Reason {
         Reason::RevokedToken,
         Reason::TokenNotAcceptedHere,
         Reason::InsufficientPermissions,
+        Reason::CsrfFailed,
         Reason::UnsupportedApiVersion,
         Reason::RateLimited,
         Reason::PayloadTooLarge,
@@ -46,6 +49,7 @@ impl Reason {
             Reason::RevokedToken => "revoked_token",
             Reason::TokenNotAcceptedHere => "token_not_accepted_here",
             Reason::InsufficientPermissions => "insufficient_permissions",
+            Reason::CsrfFailed => "csrf_failed",
             Reason::UnsupportedApiVersion => "unsupported_api_version",
             Reason::RateLimited => "rate_limited",
             Reason::PayloadTooLarge => "payload_too_large",
@@ -63,7 +67,7 @@ impl Reason {
             | Reason::ExpiredToken
             | Reason::RevokedToken
             | Reason::TokenNotAcceptedHere => 401,
-            Reason::InsufficientPermissions => 403,
+            Reason::InsufficientPermissions | Reason::CsrfFailed => 403,
             Reason::UnsupportedApiVersion => 422,
             Reason::RateLimited => 429,
             Reason::PayloadTooLarge => 413,
@@ -112,5 +116,9 @@ mod tests {
         let b: serde_json::Value =
             serde_json::from_slice(&Reason::UnsupportedApiVersion.body()).unwrap();
         assert_eq!(b["error"]["code"], -32422);
+        let b: serde_json::Value = serde_json::from_slice(&Reason::CsrfFailed.body()).unwrap();
+        assert_eq!(b["error"]["code"], -32503);
+        assert_eq!(b["error"]["data"], "csrf_failed");
+        assert_eq!(Reason::CsrfFailed.status(), 403);
     }
 }

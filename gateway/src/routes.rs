@@ -26,9 +26,10 @@ impl Upstream {
 pub enum Access {
     /// Anyone; a credential, if sent, is ignored.
     Public,
-    /// Operator API routes: application tokens, API access tokens and signed-in agents.
+    /// Operator API routes: application tokens, API access tokens, signed-in agents and
+    /// browser sessions.
     OperatorApi,
-    /// People: signed-in agents (and, later, browser sessions).
+    /// People: signed-in agents and browser sessions.
     User,
 }
 
@@ -46,6 +47,9 @@ pub struct Route {
 
 /// The gateway answers `GET /health` itself.
 pub const HEALTH: &str = "/health";
+
+/// Browser sign-in: public, but it sets cookies, so cross-site attempts are refused.
+pub const PROFILE_SIGNIN: &str = "/profile/signin";
 
 /// Matches `method` + `path` against the route table; `None` is a 404 `route_not_found`.
 pub fn route(method: &Method, path: &str) -> Option<Route> {
@@ -81,6 +85,11 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
             ["api", "v1", "auth", "token", "refresh"]
             | ["api", "v1", "auth", "token", "refresh", ""],
         ) => fixed("/api/v1/auth/token/refresh/", AuthService, Public, None),
+        ("POST", ["profile", "signin"]) => fixed(PROFILE_SIGNIN, AuthService, Public, None),
+        ("POST", ["profile", "signout"]) => {
+            fixed("/profile/signout", AuthService, User, Some(SignedIn))
+        }
+        ("GET", ["profile"]) => fixed("/profile", AuthService, User, Some(SignedIn)),
         ("GET" | "POST", ["admin", "operators"]) => {
             fixed("/admin/operators", AuthService, User, Some(OperatorsAdmin))
         }
@@ -334,6 +343,22 @@ mod tests {
                     Access::User,
                 )),
             ),
+            (
+                "POST",
+                "/profile/signin",
+                Some(("/profile/signin", Upstream::AuthService, Access::Public)),
+            ),
+            (
+                "POST",
+                "/profile/signout",
+                Some(("/profile/signout", Upstream::AuthService, Access::User)),
+            ),
+            (
+                "GET",
+                "/profile",
+                Some(("/profile", Upstream::AuthService, Access::User)),
+            ),
+            ("GET", "/profile/signin", None),
             ("POST", "/admin/operators/x/users", None),
             (
                 "PATCH",

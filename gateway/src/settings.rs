@@ -29,6 +29,9 @@ pub struct Settings {
     pub upstream_connect_timeout_secs: u64,
     /// Seconds allowed between reads from an upstream before 504.
     pub upstream_read_timeout_secs: u64,
+    /// Marks the `sessid` cookie `Secure` (browsers then send it only over TLS). Set it
+    /// whenever clients reach the gateway over HTTPS.
+    pub cookie_secure: bool,
     /// `pretty` or `json`.
     pub log_format: String,
     /// pingora's server settings.
@@ -88,6 +91,7 @@ impl Default for Settings {
             jwks_reload_secs: 60,
             upstream_connect_timeout_secs: 2,
             upstream_read_timeout_secs: 30,
+            cookie_secure: false,
             log_format: "pretty".into(),
             server: ServerSettings::default(),
         }

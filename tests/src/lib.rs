@@ -350,3 +350,74 @@ impl Stack {
         Ok(answer["data"].clone())
     }
 }
+
+/// A browser without a cookie jar: the cookies it holds are sent by hand, so a test sees
+/// exactly what goes out.
+#[derive(Debug, Clone, Default)]
+pub struct Browser {
+    pub sessid: String,
+    pub sessauth: Option<String>,
+    pub csrf: Option<String>,
+}
+
+impl Browser {
+    /// The `Cookie` header this browser sends.
+    pub fn cookie(&self) -> String {
+        match &self.sessauth {
+            Some(token) => format!("sessid={}; sessauth={token}", self.sessid),
+            None => format!("sessid={}", self.sessid),
+        }
+    }
+}
+
+/// The `Set-Cookie` line of `response` for cookie `name`, if it sets one.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|line| line.split_once('=').is_some_and(|(n, _)| n.trim() == name))
+        .map(str::to_owned)
+}
+
+/// The value a `Set-Cookie` line sets.
+pub fn cookie_value(set_cookie_line: &str) -> String {
+    let pair = set_cookie_line.split(';').next().unwrap_or_default();
+    pair.split_once('=')
+        .map_or_else(String::new, |(_, v)| v.trim().to_owned())
+}
+
+impl Stack {
+    /// A browser that has been handed its `sessid` by a first request.
+    pub async fn browser(&self) -> anyhow::Result<Browser> {
+        let response = self.request(reqwest::Method::GET, "/health").send().await?;
+        let line = set_cookie(&response, "sessid").context("a first request gets a sessid")?;
+        Ok(Browser {
+            sessid: cookie_value(&line),
+            ..Browser::default()
+        })
+    }
+
+    /// Signs `browser` in with `POST /profile/signin`; keeps the `sessauth` cookie and the
+    /// CSRF token and returns the response body.
+    pub async fn browser_sign_in(
+        &self,
+        browser: &mut Browser,
+        login: &str,
+        password: &str,
+    ) -> anyhow::Result<Value> {
+        let response = self
+            .request(reqwest::Method::POST, "/profile/signin")
+            .header("cookie", browser.cookie())
+            .json(&json!({"login": login, "password": password}))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 200, "signin: {}", response.status());
+        let line = set_cookie(&response, "sessauth").context("signin sets sessauth")?;
+        browser.sessauth = Some(cookie_value(&line));
+        let body: Value = response.json().await?;
+        browser.csrf = body["csrf_token"].as_str().map(str::to_owned);
+        Ok(body)
+    }
+}

@@ -73,6 +73,8 @@ async fn create(state: State, p: Principal, req: NewApplication) -> Result<Respo
         exp: None,
         client: None,
         uid: None,
+        sid: None,
+        csrf: None,
     };
     let (token, kid) = state.0.keys.sign_with_kid(&claims).map_err(|e| {
         tracing::error!(error = %e, "cannot sign an application token");

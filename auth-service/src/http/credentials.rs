@@ -338,6 +338,8 @@ pub(super) fn mint_access(
         exp: Some(expires_at.timestamp()),
         client: None,
         uid: None,
+        sid: None,
+        csrf: None,
     };
     let token = state.0.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "cannot sign an access token");

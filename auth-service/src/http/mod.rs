@@ -6,6 +6,7 @@ mod applications;
 mod blacklist;
 mod credentials;
 mod keys;
+mod profile;
 mod session;
 mod tokens;
 mod users;
@@ -42,6 +43,8 @@ struct Inner {
     /// Verified against when the login is unknown, so both answers take as long.
     dummy_hash: String,
     throttle: Throttle,
+    /// Whether the `sessauth` cookie is marked `Secure`.
+    cookie_secure: bool,
 }
 
 impl State {
@@ -54,6 +57,7 @@ impl State {
         keys: Keyring,
         feed: Arc<dyn ::blacklist::Feed>,
         assertion: Arc<AssertionKey>,
+        cookie_secure: bool,
     ) -> anyhow::Result<Self> {
         let dummy_hash = passwords::hash(passwords::random_secret(24)).await?;
         Ok(Self(Arc::new(Inner {
@@ -63,6 +67,7 @@ impl State {
             assertion,
             dummy_hash,
             throttle: Throttle::new(),
+            cookie_secure,
         })))
     }
 }
@@ -86,6 +91,8 @@ pub fn routes(
     let who: Who =
         rpc_service::identity::principal(state.0.assertion.clone(), "auth-service").boxed();
     let api = session::routes(state.clone(), who.clone())
+        .or(profile::routes(state.clone(), who.clone()))
+        .unify()
         .or(admin::routes(state.clone(), who.clone()))
         .unify()
         .or(applications::routes(state.clone(), who.clone()))
@@ -202,6 +209,9 @@ fn template(path: &str) -> &'static str {
         [".well-known", "jwks.json"] => "/.well-known/jwks.json",
         ["api", "v1", "auth", "sign_in"] => "/api/v1/auth/sign_in",
         ["api", "v1", "auth", "sign_out"] => "/api/v1/auth/sign_out",
+        ["profile"] => "/profile",
+        ["profile", "signin"] => "/profile/signin",
+        ["profile", "signout"] => "/profile/signout",
         ["admin", "operators"] => "/admin/operators",
         ["admin", "operators", _] => "/admin/operators/{id}",
         ["admin", "operators", _, "users"] => "/admin/operators/{id}/users",

@@ -42,12 +42,37 @@ pub(super) fn routes(
     sign_in.or(sign_out).unify()
 }
 
-async fn sign_in(state: State, ip: Option<IpAddr>, req: SignIn) -> Result<Response, RpcError> {
-    let email = req.email.trim().to_lowercase();
-    let attempt = check_password(&state, &email, req.password);
-    let Some(user) = throttled(&state, &email, ip, attempt).await? else {
-        return Err(RpcError::unauthorized("invalid_credentials"));
+/// The user whose login (email) and password these are, or 401 `invalid_credentials`. Every
+/// person's sign-in goes through here: unknown logins are verified against a dummy hash, so
+/// they cost the same work and get the same answer as a wrong password; attempts are
+/// throttled per (login, client address) whether or not the login exists.
+pub(super) async fn authenticate(
+    state: &State,
+    login: &str,
+    password: String,
+    ip: Option<IpAddr>,
+) -> Result<User, RpcError> {
+    let email = login.trim().to_lowercase();
+    let attempt = async {
+        let user = state
+            .0
+            .store
+            .find_user_by_email(&email)
+            .await
+            .map_err(internal)?;
+        let phc = user
+            .as_ref()
+            .map_or_else(|| state.0.dummy_hash.clone(), |u| u.password_hash.clone());
+        let password_ok = passwords::verify(password, phc).await;
+        Ok::<_, RpcError>(user.filter(|_| password_ok))
     };
+    throttled(state, &email, ip, attempt)
+        .await?
+        .ok_or_else(|| RpcError::unauthorized("invalid_credentials"))
+}
+
+async fn sign_in(state: State, ip: Option<IpAddr>, req: SignIn) -> Result<Response, RpcError> {
+    let user = authenticate(&state, &req.email, req.password, ip).await?;
     let role = user.role.parse().map_err(|_| RpcError::internal())?;
     let now = chrono::Utc::now().timestamp();
     let client = uuid::Uuid::new_v4().simple().to_string();
@@ -61,6 +86,8 @@ async fn sign_in(state: State, ip: Option<IpAddr>, req: SignIn) -> Result<Respon
         exp: Some(now + AGENT_TTL_SECS),
         client: Some(client.clone()),
         uid: Some(user.email.clone()),
+        sid: None,
+        csrf: None,
     };
     let token = state.0.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "cannot sign an agent token");
@@ -92,30 +119,23 @@ async fn sign_in(state: State, ip: Option<IpAddr>, req: SignIn) -> Result<Respon
     Ok(response)
 }
 
-/// The user whose login is `email` (lower-cased) and password is `password`, if any. An
-/// unknown login is verified against a dummy hash: same work, same answer.
-pub(super) async fn check_password(
-    state: &State,
-    email: &str,
-    password: String,
-) -> Result<Option<User>, RpcError> {
-    let user = state
-        .0
-        .store
-        .find_user_by_email(email)
-        .await
-        .map_err(internal)?;
-    let phc = user
-        .as_ref()
-        .map_or_else(|| state.0.dummy_hash.clone(), |u| u.password_hash.clone());
-    let password_ok = passwords::verify(password, phc).await;
-    Ok(user.filter(|_| password_ok))
+/// Ends this client's token.
+async fn sign_out(state: State, principal: Principal) -> Result<Response, RpcError> {
+    if principal.kind != Some(CredentialKind::Agent) {
+        return Err(RpcError::unauthorized("token_not_accepted_here"));
+    }
+    revoke_presented(&state, &principal, "session.sign_out").await?;
+    Ok(json(StatusCode::OK, &j!({"success": true})))
 }
 
-/// Ends this client's token: its `jti` is blacklisted until the token would have expired.
-async fn sign_out(state: State, principal: Principal) -> Result<Response, RpcError> {
-    let (Some(CredentialKind::Agent), Some(jti)) = (principal.kind, principal.token_id.clone())
-    else {
+/// Blacklists the `jti` of the token the caller presented until it would have expired: the
+/// record and its audit row (`action`) in one transaction, then published. Every sign-out.
+pub(super) async fn revoke_presented(
+    state: &State,
+    principal: &Principal,
+    action: &'static str,
+) -> Result<(), RpcError> {
+    let Some(jti) = principal.token_id.clone() else {
         return Err(RpcError::unauthorized("token_not_accepted_here"));
     };
     let expires_at = principal.token_exp;
@@ -135,15 +155,14 @@ async fn sign_out(state: State, principal: Principal) -> Result<Response, RpcErr
         created_at: chrono::Utc::now(),
         expires_at: expires_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
     };
-    let record = audit(&principal, "session.sign_out", format!("jti:{jti}"), j!({}));
+    let record = audit(principal, action, format!("jti:{jti}"), j!({}));
     state
         .0
         .store
         .add_blacklist(&row, record)
         .await
         .map_err(internal)?;
-    publish(&state, Change::Add(entry)).await?;
-    Ok(json(StatusCode::OK, &j!({"success": true})))
+    publish(state, Change::Add(entry)).await
 }
 
 /// Announces a blacklist change. The record is already committed: if the feed is down the

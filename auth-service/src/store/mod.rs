@@ -266,6 +266,14 @@ impl Store {
             .await)?)
     }
 
+    pub async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let sql = "SELECT * FROM users WHERE id = $1";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
     pub async fn count_users_with_role(&self, role: &str) -> Result<i64, StoreError> {
         let sql = "SELECT COUNT(*) FROM users WHERE role = $1";
         let (n,): (i64,) = on_db!(&self.db, |pool| sqlx::query_as(sql)

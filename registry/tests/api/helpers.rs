@@ -128,6 +128,7 @@ pub fn operator(operator_id: i64) -> Principal {
         token_id: Some(Uuid::new_v4().to_string()),
         client: None,
         token_exp: None,
+        ..Principal::anonymous()
     }
 }
 
@@ -141,6 +142,7 @@ pub fn registry_user() -> Principal {
         token_id: Some(Uuid::new_v4().to_string()),
         client: Some("device".into()),
         token_exp: None,
+        ..Principal::anonymous()
     }
 }
 
