@@ -74,6 +74,12 @@ impl Application {
         })
     }
 
+    /// The signing keys this service uses (for tests that need a token the service would
+    /// sign, such as one already expired).
+    pub fn keyring(&self) -> keyring::Keyring {
+        self.state.keys().clone()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()

@@ -44,6 +44,8 @@ pub struct Stack {
     pub registry_addr: SocketAddr,
     pub auth_addr: SocketAddr,
     pub http: reqwest::Client,
+    /// auth-service's signing keys: tests sign tokens it could have signed (expired ones).
+    pub keys: auth_service::keyring::Keyring,
     gateway: Option<gateway::Running>,
     stop: tokio::sync::watch::Sender<bool>,
     dir: PathBuf,
@@ -130,6 +132,7 @@ impl Stack {
             let _ = rx.wait_for(|s| *s).await;
         };
         let (auth_addr, registry_addr) = (auth_app.local_addr(), registry_app.local_addr());
+        let keys = auth_app.keyring();
         tokio::spawn(auth_app.run_until_stopped(stopped(rx.clone())));
         tokio::spawn(registry_app.run_until_stopped(stopped(rx)));
         let gateway = gateway::spawn(&gw, feed)?;
@@ -141,6 +144,7 @@ impl Stack {
             registry_addr,
             auth_addr,
             http: reqwest::Client::new(),
+            keys,
             gateway: Some(gateway),
             stop,
             dir,

@@ -84,8 +84,25 @@ async fn tokens_verify_with_pyjwt(mode: Mode) {
         "public Ed25519 keys only: {published}"
     );
 
-    let (ok, results) = pyjwt(&published, &[&app, &agent]);
+    let credential = stack.credential(&op_admin, None).await.unwrap();
+    let pair = stack
+        .token_pair(credential["api_key"].as_str().unwrap())
+        .await
+        .unwrap();
+    let access = pair["access"].as_str().unwrap();
+    let mut browser = stack.browser().await.unwrap();
+    stack
+        .browser_sign_in(&mut browser, ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    let session = browser.sessauth.clone().unwrap();
+
+    let (ok, results) = pyjwt(&published, &[&app, &agent, access, &session]);
     assert!(ok, "{results:?}");
+    assert_eq!(results[2]["claims"]["kind"], "access");
+    assert_eq!(results[2]["claims"]["sub"], credential["access_key"]);
+    assert_eq!(results[3]["claims"]["kind"], "session");
+    assert!(results[3]["claims"]["exp"].as_i64().unwrap() > chrono::Utc::now().timestamp());
     assert_eq!(results[0]["claims"]["kind"], "application");
     assert_eq!(results[0]["claims"]["op"], operator_id);
     assert_eq!(results[0]["claims"]["role"], "operator.application");
