@@ -79,6 +79,12 @@ const INVALID_API_KEY: TokenError = TokenError::new(
     "Invalid API key",
 );
 
+const TOO_LARGE: TokenError = TokenError::new(
+    StatusCode::PAYLOAD_TOO_LARGE,
+    "payload_too_large",
+    "The body must be at most 64 KiB",
+);
+
 const INTERNAL: TokenError = TokenError::new(
     StatusCode::INTERNAL_SERVER_ERROR,
     "internal_error",
@@ -164,12 +170,14 @@ fn raw_body() -> impl Filter<Extract = (Result<Bytes, TokenError>,), Error = Inf
                 ))
             }
         })
-        .or(warp::any().map(|| {
-            Err(TokenError::bad_request(
-                "the body must be JSON with a content-length of at most 64 KiB",
-            ))
-        }))
-        .unify()
+        .or_else(|rejection: Rejection| async move {
+            let error = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                TOO_LARGE
+            } else {
+                TokenError::bad_request("the body must be JSON with a content-length")
+            };
+            Ok::<_, Infallible>((Err(error),))
+        })
 }
 
 fn parse<T: DeserializeOwned>(body: Result<Bytes, TokenError>) -> Result<T, TokenError> {
