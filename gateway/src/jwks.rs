@@ -20,6 +20,9 @@ pub struct Jwks {
     url: String,
     client: reqwest::Client,
     keys: RwLock<Arc<KeySet>>,
+    /// The JWKS document the keys were built from: an identical one keeps the same `Arc`, so
+    /// the verified-token cache survives scheduled reloads.
+    last_document: std::sync::Mutex<Vec<u8>>,
     /// Counts completed fetches (successful or not); requests wait for it to move.
     fetched: watch::Sender<u64>,
     wanted: Notify,
@@ -38,6 +41,7 @@ impl Jwks {
             url,
             client,
             keys: RwLock::new(Arc::new(KeySet::from_jwks(&JwkSet { keys: vec![] }))),
+            last_document: std::sync::Mutex::new(Vec::new()),
             fetched: watch::Sender::new(0),
             wanted: Notify::new(),
             min_interval,
@@ -91,9 +95,13 @@ impl Jwks {
 
     async fn fetch_once(&self) -> bool {
         let ok = match self.fetch().await {
-            Ok(set) => {
-                tracing::debug!(keys = set.len(), "JWKS loaded");
-                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+            Ok((document, set)) => {
+                let mut last = self.last_document.lock().unwrap_or_else(|e| e.into_inner());
+                if *last != document {
+                    tracing::debug!(keys = set.len(), "JWKS loaded");
+                    *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+                    *last = document;
+                }
                 true
             }
             Err(e) => {
@@ -105,15 +113,24 @@ impl Jwks {
         ok
     }
 
-    async fn fetch(&self) -> Result<KeySet, reqwest::Error> {
-        let set: JwkSet = self
+    async fn fetch(&self) -> Result<(Vec<u8>, KeySet), FetchError> {
+        let document = self
             .client
             .get(&self.url)
             .send()
             .await?
             .error_for_status()?
-            .json()
+            .bytes()
             .await?;
-        Ok(KeySet::from_jwks(&set))
+        let set: JwkSet = serde_json::from_slice(&document)?;
+        Ok((document.to_vec(), KeySet::from_jwks(&set)))
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("not a JWKS: {0}")]
+    Json(#[from] serde_json::Error),
 }

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod reason;
 pub mod routes;
 pub mod settings;
+pub mod token_cache;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -39,6 +40,8 @@ pub struct Shared {
     pub assertion: AssertionKey,
     pub jwks: jwks::Jwks,
     pub blacklist: Arc<BlacklistSet>,
+    /// Tokens whose signature already verified under the current keys.
+    pub tokens: token_cache::TokenCache,
     pub metrics: metrics::Metrics,
     pub auth_service: SocketAddr,
     pub registry: SocketAddr,
@@ -72,6 +75,7 @@ pub fn build_server(
             Duration::from_millis(settings.jwks_refresh_min_interval_ms),
         ),
         blacklist: Arc::new(BlacklistSet::new()),
+        tokens: token_cache::TokenCache::new(settings.token_cache_capacity),
         metrics: metrics::Metrics::new().context("metrics")?,
         auth_service: settings.auth_service,
         registry: settings.registry,

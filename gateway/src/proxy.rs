@@ -8,6 +8,7 @@ use crate::authorize::{
 use crate::cookies;
 use crate::reason::Reason;
 use crate::routes::{HEALTH, PROFILE_SIGNIN, Route, Upstream, Versions, route};
+use crate::token_cache::Cached;
 use crate::{Shared, unix_now};
 use async_trait::async_trait;
 use auth_token::session::{
@@ -296,21 +297,13 @@ impl Gateway {
             is_unsafe_method(req.method.as_str()),
         );
         let shared = &self.shared;
-        let mut outcome = authorize(
-            matched,
-            presented,
-            &shared.jwks.current(),
-            &shared.blacklist,
-            unix_now(),
-        );
+        let keys = || Cached {
+            cache: &shared.tokens,
+            keys: shared.jwks.current(),
+        };
+        let mut outcome = authorize(matched, presented, &keys(), &shared.blacklist, unix_now());
         if outcome == Outcome::UnknownKey && shared.jwks.refresh().await {
-            outcome = authorize(
-                matched,
-                presented,
-                &shared.jwks.current(),
-                &shared.blacklist,
-                unix_now(),
-            );
+            outcome = authorize(matched, presented, &keys(), &shared.blacklist, unix_now());
         }
         let result = match outcome {
             Outcome::Allowed(principal) => Ok(principal),

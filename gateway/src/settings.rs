@@ -25,6 +25,8 @@ pub struct Settings {
     pub jwks_refresh_min_interval_ms: u64,
     /// Seconds between two scheduled JWKS reloads (drops keys retired by a rotation).
     pub jwks_reload_secs: u64,
+    /// Verified tokens kept so they are not verified again (0: no cache).
+    pub token_cache_capacity: usize,
     /// Seconds allowed to connect to an upstream.
     pub upstream_connect_timeout_secs: u64,
     /// Seconds allowed between reads from an upstream before 504.
@@ -89,6 +91,7 @@ impl Default for Settings {
             versions: vec!["v3.2".into(), "v3.3".into()],
             jwks_refresh_min_interval_ms: 1000,
             jwks_reload_secs: 60,
+            token_cache_capacity: 100_000,
             upstream_connect_timeout_secs: 2,
             upstream_read_timeout_secs: 30,
             cookie_secure: false,
