@@ -97,17 +97,22 @@ impl Application {
 /// Rewrites the feed's fast copy from the database, the system of record: after a Redis
 /// flush or restart, the blacklist comes back with the next auth-service start.
 async fn republish_blacklist(store: &store::Store, feed: &dyn Feed) -> anyhow::Result<()> {
-    let entries: Vec<Entry> = store
-        .active_blacklist()
-        .await?
-        .into_iter()
-        .filter_map(|row| {
-            Some(Entry {
-                kind: row.target_kind.parse::<Kind>().ok()?,
-                value: row.target_value,
-                expires_at: row.expires_at.map(|t| t.timestamp()),
-            })
-        })
+    let mut by_target: std::collections::HashMap<String, Vec<Entry>> = Default::default();
+    for row in store.active_blacklist().await? {
+        let Ok(kind) = row.target_kind.parse::<Kind>() else {
+            continue;
+        };
+        let entry = Entry {
+            kind,
+            value: row.target_value,
+            expires_at: row.expires_at.map(|t| t.timestamp()),
+        };
+        by_target.entry(entry.key()).or_default().push(entry);
+    }
+    // Several entries may name one target; the strongest holds.
+    let entries: Vec<Entry> = by_target
+        .into_values()
+        .filter_map(Entry::strongest)
         .collect();
     feed.reset(&entries)
         .await

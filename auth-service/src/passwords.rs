@@ -1,12 +1,31 @@
-//! argon2id password and secret hashing, off the async threads.
+//! argon2id password and secret hashing, off the async threads, and never more at once
+//! than the machine has cores: each hash takes 19 MiB and tens of milliseconds, and the
+//! sign-in routes are public, so unbounded parallel hashing would be a way to exhaust memory.
+//! Extra requests wait their turn.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::rngs::OsRng;
+use std::sync::LazyLock;
+use tokio::sync::Semaphore;
+
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Semaphore::new(cores)
+});
+
+/// Runs one argon2 computation when a core is free.
+async fn bounded<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    // The semaphore is never closed, so acquiring only waits.
+    let _turn = HASHING.acquire().await;
+    tokio::task::spawn_blocking(work).await
+}
 
 /// Hashes `secret` into a PHC string.
 pub async fn hash(secret: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(secret.as_bytes(), &salt)
@@ -19,7 +38,7 @@ pub async fn hash(secret: String) -> anyhow::Result<String> {
 /// Verifies `secret` against a PHC string (constant time inside argon2). A malformed hash
 /// verifies nothing.
 pub async fn verify(secret: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         PasswordHash::new(&phc)
             .map(|parsed| {
                 Argon2::default()

@@ -21,7 +21,16 @@ pub const MAX_KEYS: usize = 100_000;
 /// The (login, IP) attempt counter.
 pub struct Throttle {
     salt: [u8; 16],
-    failures: Mutex<HashMap<[u8; 32], VecDeque<Instant>>>,
+    keys: Mutex<HashMap<[u8; 32], Attempts>>,
+}
+
+#[derive(Default)]
+struct Attempts {
+    /// Failures of the last window, oldest first (the last [`MAX_FAILURES`] at most).
+    failures: VecDeque<Instant>,
+    /// Attempts begun and not yet settled: they count as failures until they are, so
+    /// parallel guesses cannot all pass one check.
+    pending: usize,
 }
 
 /// Attempts are refused for this long.
@@ -37,6 +46,14 @@ impl Locked {
     }
 }
 
+/// One attempt in progress. Settle it with [`Attempt::failed`] or [`Attempt::succeeded`];
+/// dropped unsettled (an internal error), it counts for nothing.
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    key: [u8; 32],
+    settled: bool,
+}
+
 impl Default for Throttle {
     fn default() -> Self {
         Self::new()
@@ -47,7 +64,7 @@ impl Throttle {
     pub fn new() -> Self {
         Self {
             salt: rand::random(),
-            failures: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
         }
     }
 
@@ -56,60 +73,115 @@ impl Throttle {
         hash.update(self.salt);
         hash.update(login.trim().to_lowercase().as_bytes());
         hash.update([0]);
-        hash.update(ip.map(|ip| ip.to_string()).unwrap_or_default().as_bytes());
+        hash.update(ip.map(network_of).unwrap_or_default().as_bytes());
         hash.finalize().into()
     }
 
-    /// `Err` while (login, ip) has too many recent failures. Call before checking the password.
-    pub fn check(&self, login: &str, ip: Option<IpAddr>, now: Instant) -> Result<(), Locked> {
+    /// Begins an attempt for (login, ip), or refuses it while the failures of the last
+    /// window and the attempts in flight reach [`MAX_FAILURES`]. Call before checking the
+    /// password.
+    pub fn begin(
+        &self,
+        login: &str,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Attempt<'_>, Locked> {
         let key = self.key(login, ip);
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(recent) = failures.get_mut(&key) else {
-            return Ok(());
-        };
-        forget_old(recent, now);
-        if recent.len() < MAX_FAILURES {
-            return Ok(());
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= MAX_KEYS && !keys.contains_key(&key) {
+            make_room(&mut keys, now);
         }
-        let oldest = recent[recent.len() - MAX_FAILURES];
-        Err(Locked {
-            retry_after: (oldest + WINDOW).saturating_duration_since(now),
+        let attempts = keys.entry(key).or_default();
+        forget_old(&mut attempts.failures, now);
+        if attempts.failures.len() + attempts.pending >= MAX_FAILURES {
+            let retry_after = match attempts.failures.len().checked_sub(MAX_FAILURES) {
+                Some(i) => (attempts.failures[i] + WINDOW).saturating_duration_since(now),
+                // Locked by attempts in flight: they settle within seconds.
+                None => Duration::from_secs(1),
+            };
+            return Err(Locked { retry_after });
+        }
+        attempts.pending += 1;
+        Ok(Attempt {
+            throttle: self,
+            key,
+            settled: false,
         })
     }
 
-    /// Records a failed attempt.
-    pub fn failed(&self, login: &str, ip: Option<IpAddr>, now: Instant) {
-        let key = self.key(login, ip);
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= MAX_KEYS && !failures.contains_key(&key) {
-            failures.retain(|_, recent| {
-                forget_old(recent, now);
-                !recent.is_empty()
-            });
-            if failures.len() >= MAX_KEYS {
-                let oldest = failures
-                    .iter()
-                    .min_by_key(|(_, recent)| recent.back().copied())
-                    .map(|(k, _)| *k);
-                if let Some(oldest) = oldest {
-                    failures.remove(&oldest);
-                }
+    fn settle(&self, key: &[u8; 32], failed_at: Option<Instant>, success: bool) {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(attempts) = keys.get_mut(key) else {
+            return;
+        };
+        attempts.pending = attempts.pending.saturating_sub(1);
+        if success {
+            attempts.failures.clear();
+        }
+        if let Some(at) = failed_at {
+            attempts.failures.push_back(at);
+            while attempts.failures.len() > MAX_FAILURES {
+                attempts.failures.pop_front();
             }
         }
-        let recent = failures.entry(key).or_default();
-        forget_old(recent, now);
-        recent.push_back(now);
-        // Only the last MAX_FAILURES matter for the decision.
-        while recent.len() > MAX_FAILURES {
-            recent.pop_front();
+        if attempts.pending == 0 && attempts.failures.is_empty() {
+            keys.remove(key);
         }
     }
+}
 
-    /// A successful sign-in clears the counter.
-    pub fn succeeded(&self, login: &str, ip: Option<IpAddr>) {
-        let key = self.key(login, ip);
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.remove(&key);
+impl Attempt<'_> {
+    /// The credentials were wrong.
+    pub fn failed(mut self, now: Instant) {
+        self.settled = true;
+        self.throttle.settle(&self.key, Some(now), false);
+    }
+
+    /// The credentials were right: the failures are forgiven.
+    pub fn succeeded(mut self) {
+        self.settled = true;
+        self.throttle.settle(&self.key, None, true);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.throttle.settle(&self.key, None, false);
+        }
+    }
+}
+
+/// The address an attacker cannot vary cheaply: an IPv4 address (IPv4-mapped IPv6 included),
+/// or an IPv6 /64, which one subscriber usually holds whole.
+fn network_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Drops keys with nothing recent and nothing in flight; if none, the stalest key.
+fn make_room(keys: &mut HashMap<[u8; 32], Attempts>, now: Instant) {
+    keys.retain(|_, a| {
+        forget_old(&mut a.failures, now);
+        a.pending > 0 || !a.failures.is_empty()
+    });
+    if keys.len() >= MAX_KEYS {
+        let stalest = keys
+            .iter()
+            .filter(|(_, a)| a.pending == 0)
+            .min_by_key(|(_, a)| a.failures.back().copied())
+            .map(|(k, _)| *k);
+        if let Some(stalest) = stalest {
+            keys.remove(&stalest);
+        }
     }
 }
 
@@ -130,24 +202,27 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
+    fn fail(t: &Throttle, login: &str, addr: Option<IpAddr>, at: Instant) {
+        t.begin(login, addr, at).unwrap().failed(at);
+    }
+
     #[test]
     fn five_failures_within_a_minute_lock_until_the_first_is_a_minute_old() {
         let t = Throttle::new();
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
         for s in 0..5 {
-            assert_eq!(t.check("a@x.fr", ip("10.0.0.1"), at(s)), Ok(()));
-            t.failed("a@x.fr", ip("10.0.0.1"), at(s));
+            fail(&t, "a@x.fr", ip("10.0.0.1"), at(s));
         }
-        let locked = t.check("a@x.fr", ip("10.0.0.1"), at(10)).unwrap_err();
+        let locked = t.begin("a@x.fr", ip("10.0.0.1"), at(10)).err().unwrap();
         assert_eq!(locked.retry_after, Duration::from_secs(50));
         // Same login, any case and spacing; other IPs and other logins are not locked.
-        assert!(t.check(" A@X.fr ", ip("10.0.0.1"), at(10)).is_err());
-        assert_eq!(t.check("a@x.fr", ip("10.0.0.2"), at(10)), Ok(()));
-        assert_eq!(t.check("b@x.fr", ip("10.0.0.1"), at(10)), Ok(()));
+        assert!(t.begin(" A@X.fr ", ip("10.0.0.1"), at(10)).is_err());
+        assert!(t.begin("a@x.fr", ip("10.0.0.2"), at(10)).is_ok());
+        assert!(t.begin("b@x.fr", ip("10.0.0.1"), at(10)).is_ok());
         // Still locked one second before the minute; open at the minute.
-        assert!(t.check("a@x.fr", ip("10.0.0.1"), at(59)).is_err());
-        assert_eq!(t.check("a@x.fr", ip("10.0.0.1"), at(60)), Ok(()));
+        assert!(t.begin("a@x.fr", ip("10.0.0.1"), at(59)).is_err());
+        assert!(t.begin("a@x.fr", ip("10.0.0.1"), at(60)).is_ok());
     }
 
     #[test]
@@ -155,12 +230,13 @@ mod tests {
         let t = Throttle::new();
         let now = Instant::now();
         for _ in 0..4 {
-            t.failed("a", None, now);
+            fail(&t, "a", None, now);
         }
-        assert_eq!(t.check("a", None, now), Ok(()));
-        t.succeeded("a", None);
-        t.failed("a", None, now);
-        assert_eq!(t.check("a", None, now), Ok(()));
+        t.begin("a", None, now).unwrap().succeeded();
+        for _ in 0..4 {
+            fail(&t, "a", None, now);
+        }
+        assert!(t.begin("a", None, now).is_ok());
     }
 
     #[test]
@@ -168,8 +244,45 @@ mod tests {
         let t = Throttle::new();
         let start = Instant::now();
         for s in [0, 20, 40, 61, 62] {
-            t.failed("a", None, start + Duration::from_secs(s));
+            fail(&t, "a", None, start + Duration::from_secs(s));
         }
-        assert_eq!(t.check("a", None, start + Duration::from_secs(62)), Ok(()));
+        assert!(t.begin("a", None, start + Duration::from_secs(62)).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_so_parallel_guesses_cannot_pass_one_check() {
+        let t = Throttle::new();
+        let now = Instant::now();
+        let in_flight: Vec<_> = (0..5).map(|_| t.begin("a", None, now).unwrap()).collect();
+        assert!(
+            t.begin("a", None, now).is_err(),
+            "a sixth parallel guess waits"
+        );
+        drop(in_flight); // unsettled (internal errors): they count for nothing
+        assert!(t.begin("a", None, now).is_ok());
+    }
+
+    #[test]
+    fn addresses_group_by_what_an_attacker_cannot_vary_cheaply() {
+        let t = Throttle::new();
+        let now = Instant::now();
+        for i in 0..5 {
+            fail(&t, "a", ip(&format!("2001:db8:1:2::{i}")), now);
+        }
+        assert!(
+            t.begin("a", ip("2001:db8:1:2:ffff::1"), now).is_err(),
+            "same /64"
+        );
+        assert!(
+            t.begin("a", ip("2001:db8:1:3::1"), now).is_ok(),
+            "another /64"
+        );
+        for _ in 0..5 {
+            fail(&t, "b", ip("::ffff:192.0.2.1"), now);
+        }
+        assert!(
+            t.begin("b", ip("192.0.2.1"), now).is_err(),
+            "IPv4-mapped is IPv4"
+        );
     }
 }

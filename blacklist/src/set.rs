@@ -76,6 +76,14 @@ impl Entry {
     }
 
     /// The key under which the entry is stored in a feed (`kind:value`).
+    /// The entry that holds when several name the same target: one without expiry wins,
+    /// else the one that expires last. `None` when there are none.
+    pub fn strongest(entries: impl IntoIterator<Item = Entry>) -> Option<Entry> {
+        entries
+            .into_iter()
+            .max_by_key(|e| e.expires_at.map_or((1, 0), |at| (0, at)))
+    }
+
     pub fn key(&self) -> String {
         format!("{}:{}", self.kind, self.value)
     }
@@ -147,6 +155,24 @@ impl BlacklistSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_strongest_of_several_entries_holds() {
+        let at = |kind, exp| Entry {
+            kind,
+            value: "v".into(),
+            expires_at: exp,
+        };
+        let strongest = Entry::strongest([at(Kind::User, Some(5)), at(Kind::User, Some(9))]);
+        assert_eq!(strongest.unwrap().expires_at, Some(9));
+        let strongest = Entry::strongest([
+            at(Kind::User, Some(5)),
+            at(Kind::User, None),
+            at(Kind::User, Some(9)),
+        ]);
+        assert_eq!(strongest.unwrap().expires_at, None);
+        assert!(Entry::strongest([]).is_none());
+    }
 
     #[test]
     fn membership_is_exact_per_kind_and_honours_expiry() {

@@ -39,7 +39,7 @@ impl<'a> Presented<'a> {
         client: Option<&'a str>,
         uid: Option<&'a str>,
     ) -> Self {
-        if let Some(token) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+        if let Some(token) = authorization.and_then(bearer) {
             return Presented::Bearer(token.trim());
         }
         match (access_token, client, uid) {
@@ -86,6 +86,13 @@ impl<'a> Presented<'a> {
 /// Methods that change state; a session needs its CSRF token for them.
 pub fn is_unsafe_method(method: &str) -> bool {
     !matches!(method, "GET" | "HEAD" | "OPTIONS")
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 7235 §2.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// Verifies `presented` for `route` at `now` (unix seconds). `Err(Some(kid))` is never
@@ -325,6 +332,15 @@ mod tests {
         method: &str,
     ) -> Presented<'a> {
         Presented::None.or_session(sessid, Some(token), csrf, is_unsafe_method(method))
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
     }
 
     #[test]

@@ -100,6 +100,16 @@ impl RpcError {
         )
     }
 
+    /// 415: a body that is not JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            -32600,
+            "Invalid Request",
+            Some("content-type must be application/json".into()),
+        )
+    }
+
     pub fn too_many_requests(data: impl Into<Value>) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -181,12 +191,9 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         .find::<warp::reject::UnsupportedMediaType>()
         .is_some()
     {
-        RpcError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            -32600,
-            "Invalid Request",
-            Some("content-type must be application/json".into()),
-        )
+        RpcError::unsupported_media_type()
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        RpcError::invalid_params(vec!["query: invalid query string".to_string()])
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         RpcError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -194,8 +201,6 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             "Method not found",
             None,
         )
-    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
-        RpcError::invalid_params(vec!["query: invalid query string".to_string()])
     } else {
         tracing::error!(?rejection, "unhandled rejection");
         RpcError::internal()

@@ -150,6 +150,13 @@ async fn matrix(mode: Mode) {
     );
 
     // ---- API access tokens ----
+    let bodyless = stack
+        .request(Method::POST, "/v3/auth/credentials")
+        .headers(op_admin.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bodyless.status(), 201, "the published request has no body");
     let credential = stack.credential(&op_admin, None).await.unwrap();
     let pair = stack
         .token_pair(credential["api_key"].as_str().unwrap())

@@ -2,11 +2,11 @@
 //! `/admin/blacklist/{id}`, `/admin/audit`. The database is the record; every change is then
 //! published to the feed the gateways follow.
 
-use super::session::{internal, publish};
+use super::session::{internal, publish_target};
 use super::{State, Who, audit, body, json, no_content, require, run};
 use crate::store::BlacklistRow;
 use auth_token::{KeySet, Permission, Principal};
-use blacklist::{Change, Entry, Kind};
+use blacklist::Kind;
 use chrono::{DateTime, Utc};
 use rpc_service::RpcError;
 use serde::Deserialize;
@@ -90,15 +90,12 @@ fn target(state: &State, kind: &str, value: &str) -> Result<(Kind, String, Strin
             .filter(|id| *id > 0)
             .map(|id| (Kind::Operator, id.to_string(), id.to_string()))
             .ok_or_else(|| "/value: must be an operator id".to_string()),
-        "jti" | "credential" if value.len() <= 256 => {
-            let k = if kind == "jti" {
-                Kind::Jti
-            } else {
-                Kind::Credential
-            };
-            Ok((k, value.to_owned(), value.to_owned()))
-        }
-        "jti" | "credential" => Err("/value: at most 256 characters".into()),
+        // Access keys are uuids: any spelling of one names the same credential.
+        "credential" => uuid(Kind::Credential),
+        // Every jti this service issues is a uuid; normalise those, keep others as given.
+        "jti" if uuid::Uuid::parse_str(value).is_ok() => uuid(Kind::Jti),
+        "jti" if value.len() <= 256 => Ok((Kind::Jti, value.to_owned(), value.to_owned())),
+        "jti" => Err("/value: at most 256 characters".into()),
         _ => {
             Err("/kind: must be one of token, jti, application, credential, user, operator".into())
         }
@@ -144,12 +141,7 @@ async fn add(state: State, p: Principal, req: NewEntry) -> Result<Response, RpcE
         .add_blacklist(&row, record)
         .await
         .map_err(internal)?;
-    let entry = Entry {
-        kind,
-        value: checked,
-        expires_at: row.expires_at.map(|t| t.timestamp()),
-    };
-    publish(&state, Change::Add(entry)).await?;
+    publish_target(&state, kind, &checked).await?;
     Ok(json(StatusCode::CREATED, &row))
 }
 
@@ -170,7 +162,7 @@ async fn lift(state: State, id: uuid::Uuid, p: Principal) -> Result<Response, Rp
         .map_err(internal)?
         .ok_or_else(RpcError::not_found)?;
     if let Ok(kind) = row.target_kind.parse::<Kind>() {
-        publish(&state, Change::Remove(Entry::new(kind, row.target_value))).await?;
+        publish_target(&state, kind, &row.target_value).await?;
     }
     Ok(no_content())
 }

@@ -7,7 +7,9 @@
 //! registry admins any operator's; another operator's credential is not found (§4).
 
 use super::session::{internal, publish};
-use super::{State, Who, audit, body, client_ip, json, no_content, require, run, throttled};
+use super::{
+    State, Who, audit, body, client_ip, json, no_content, optional_body, require, run, throttled,
+};
 use crate::passwords;
 use crate::refresh::REFERENCE_ACCESS_TTL_SECS;
 use crate::store::{BlacklistRow, Credential, CredentialSecret, Minted, StoreError};
@@ -29,7 +31,7 @@ const SECRET_BYTES: usize = 32;
 /// The answer of the reference flow to bad credentials (its published `data`).
 const INVALID_KEYS: &str = "Invalid access key or secret key";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct NewCredential {
     #[serde(default)]
@@ -64,7 +66,7 @@ pub(super) fn routes(
     let create = warp::path!(String / "auth" / "credentials")
         .and(warp::post())
         .and(who.clone())
-        .and(body::<NewCredential>())
+        .and(optional_body::<NewCredential>())
         .and_then(move |_v: String, p, req| run(create(s1.clone(), p, req)));
     let list = warp::path!(String / "auth" / "credentials")
         .and(warp::get())
@@ -272,7 +274,7 @@ async fn access_token(
         let found = authenticate(&state, &req.access_key, req.secret_key, now).await;
         found.map_err(internal)
     };
-    let credential = throttled(&state, &req.access_key, ip, attempt)
+    let credential = throttled(&state, &key_login(&req.access_key), ip, attempt)
         .await?
         .ok_or_else(|| RpcError::unauthorized(INVALID_KEYS))?;
     let (token, _) = mint_access(
@@ -284,6 +286,11 @@ async fn access_token(
         REFERENCE_ACCESS_TTL_SECS,
     )?;
     Ok(json(StatusCode::CREATED, &j!({"access_token": token})))
+}
+
+/// The throttle's login for an access key: every spelling of one uuid is one login.
+pub(super) fn key_login(access_key: &str) -> String {
+    Uuid::parse_str(access_key).map_or_else(|_| access_key.to_owned(), |u| u.to_string())
 }
 
 /// The live, unblacklisted credential of `access_key` if `secret` is its secret. An unknown

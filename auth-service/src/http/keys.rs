@@ -3,7 +3,7 @@
 //! retirement after an overlap.
 
 use super::session::internal;
-use super::{State, Who, audit, body, json, require, run};
+use super::{State, Who, audit, json, optional_body, require, run};
 use auth_token::{Permission, Principal};
 use rpc_service::RpcError;
 use serde::Deserialize;
@@ -38,7 +38,7 @@ pub(super) fn routes(
     let rotate = warp::path!("admin" / "keys" / "rotate")
         .and(warp::post())
         .and(who)
-        .and(body::<Rotate>())
+        .and(optional_body::<Rotate>())
         .and_then(move |p, req| run(rotate(state.clone(), p, req)));
     list.or(rotate).unify()
 }
@@ -55,16 +55,20 @@ async fn list(state: State, p: Principal) -> Result<Response, RpcError> {
 
 async fn rotate(state: State, p: Principal, req: Rotate) -> Result<Response, RpcError> {
     require(&p, Permission::Keys)?;
-    let overlap = req
-        .overlap_seconds
-        .map_or(DEFAULT_OVERLAP, Duration::from_secs);
+    let keep = req.keep_for_applications.unwrap_or(true);
+    // Not keeping applications' keys means a leak: the old keys go now unless told otherwise.
+    let default = if keep {
+        DEFAULT_OVERLAP
+    } else {
+        Duration::ZERO
+    };
+    let overlap = req.overlap_seconds.map_or(default, Duration::from_secs);
     if overlap > MAX_OVERLAP {
         return Err(RpcError::invalid_params(vec![format!(
             "/overlap_seconds: must be at most {}",
             MAX_OVERLAP.as_secs()
         )]));
     }
-    let keep = req.keep_for_applications.unwrap_or(true);
     let record = audit(
         &p,
         "key.rotate",

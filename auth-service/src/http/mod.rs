@@ -136,6 +136,37 @@ fn body<T: serde::de::DeserializeOwned + Send>()
     warp::body::content_length_limit(BODY_LIMIT).and(warp::body::json())
 }
 
+/// A JSON body that may be absent or empty (then `T::default()`), for routes whose
+/// published form has no body but that take optional fields. At most [`BODY_LIMIT`] bytes.
+fn optional_body<T: serde::de::DeserializeOwned + Default + Send>()
+-> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("content-length")
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::bytes())
+        .and_then(
+            |length: Option<String>, kind: Option<String>, bytes: bytes::Bytes| async move {
+                let declared = length.and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
+                if declared > BODY_LIMIT || bytes.len() as u64 > BODY_LIMIT {
+                    return Err(warp::reject::custom(RpcError::payload_too_large()));
+                }
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(T::default());
+                }
+                let json = kind.as_deref().is_none_or(|k| {
+                    k.split(';')
+                        .next()
+                        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+                });
+                if !json {
+                    return Err(warp::reject::custom(RpcError::unsupported_media_type()));
+                }
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    warp::reject::custom(RpcError::invalid_params(vec![format!("body: {e}")]))
+                })
+            },
+        )
+}
+
 /// 403 unless the caller's role grants `permission`. The gateway checked already; this is
 /// the second lock on the same door.
 fn require(principal: &Principal, permission: Permission) -> Result<(), RpcError> {
@@ -184,12 +215,11 @@ async fn throttled<T, E: From<Locked>>(
     ip: Option<IpAddr>,
     attempt: impl std::future::Future<Output = Result<Option<T>, E>>,
 ) -> Result<Option<T>, E> {
-    let throttle = &state.0.throttle;
-    throttle.check(login, ip, Instant::now())?;
+    let attempt_slot = state.0.throttle.begin(login, ip, Instant::now())?;
     let outcome = attempt.await?;
     match outcome {
-        Some(_) => throttle.succeeded(login, ip),
-        None => throttle.failed(login, ip, Instant::now()),
+        Some(_) => attempt_slot.succeeded(),
+        None => attempt_slot.failed(Instant::now()),
     }
     Ok(outcome)
 }

@@ -174,6 +174,29 @@ pub(super) async fn publish(state: &State, change: Change) -> Result<(), RpcErro
     })
 }
 
+/// Publishes what now holds for one target: the strongest of its active entries (several
+/// may name it: a revocation and a staff entry, say), or its removal when none is left. A
+/// lift or a shorter entry must never undo a stronger one.
+pub(super) async fn publish_target(state: &State, kind: Kind, value: &str) -> Result<(), RpcError> {
+    let entries = state
+        .0
+        .store
+        .active_expiries(kind.as_str(), value)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|expires_at| Entry {
+            kind,
+            value: value.to_owned(),
+            expires_at: expires_at.map(|t| t.timestamp()),
+        });
+    let change = match Entry::strongest(entries) {
+        Some(entry) => Change::Add(entry),
+        None => Change::Remove(Entry::new(kind, value)),
+    };
+    publish(state, change).await
+}
+
 pub(super) fn internal(e: crate::store::StoreError) -> RpcError {
     tracing::error!(error = %e, "store error");
     RpcError::internal()

@@ -9,7 +9,7 @@
 //! `{"error":{"code","message"},"meta":{...}}`, bad bodies included. What to answer for a
 //! stored refresh token is decided by [`crate::refresh::decide`].
 
-use super::credentials::{authenticate, mint_access};
+use super::credentials::{authenticate, key_login, mint_access};
 use super::session::publish;
 use super::{BODY_LIMIT, State, Who, client_ip, json, throttled};
 use crate::refresh::{self, ACCESS_TTL_SECS, REFRESH_TTL_SECS, Refusal, Stored, Verdict};
@@ -232,7 +232,7 @@ async fn issue(
         let found = authenticate(&state, access_key, secret.to_owned(), now).await;
         found.map_err(TokenError::from)
     };
-    let credential = throttled(&state, access_key, ip, attempt)
+    let credential = throttled(&state, &key_login(access_key), ip, attempt)
         .await?
         .ok_or(INVALID_API_KEY)?;
     let (access, minted) = mint_access(

@@ -375,6 +375,22 @@ impl Store {
             .await)?)
     }
 
+    /// The expiries of every active entry naming `target_kind:target_value`.
+    pub async fn active_expiries(
+        &self,
+        target_kind: &str,
+        target_value: &str,
+    ) -> Result<Vec<Option<DateTime<Utc>>>, StoreError> {
+        let sql = "SELECT expires_at FROM blacklist WHERE target_kind = $1 AND target_value = $2 \
+                   AND lifted_at IS NULL";
+        let rows: Vec<(Option<DateTime<Utc>>,)> = on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(target_kind)
+            .bind(target_value)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows.into_iter().map(|(at,)| at).collect())
+    }
+
     /// Lifts an active entry; returns it, or `None` when there is no such active entry.
     pub async fn lift_blacklist(
         &self,
