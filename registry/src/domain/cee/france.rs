@@ -31,9 +31,7 @@ impl France {
     /// Reads a GeoJSON `FeatureCollection` of `Polygon` features.
     fn parse(text: &str) -> Result<Self, String> {
         let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let features = doc["features"]
-            .as_array()
-            .ok_or("no \"features\" array")?;
+        let features = doc["features"].as_array().ok_or("no \"features\" array")?;
         let polygons = features
             .iter()
             .map(|f| polygon(&f["geometry"]["coordinates"]))

@@ -63,7 +63,10 @@ impl DrivingLicence {
     /// (`^[A-Z0-9]{1,15}[0-9]{4}$` or `^[A-Z0-9]{1,15}$`), or a foreign one prefixed `99-`
     /// (`^99-.*$`, 4 to 64 characters).
     pub fn parse(s: &str) -> Option<Self> {
-        let french = |s: &str| s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        let french = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        };
         let older_with_year = |s: &str| {
             (5..=19).contains(&s.len())
                 && s.len() - 4 <= 15
@@ -190,16 +193,19 @@ pub fn validate_registration(payload: &Value) -> Result<Registration, Vec<String
     let datetime = c.datetime(&root.field("datetime"));
     c.finish()?;
     let kind = match journey_type {
-        Some(JourneyType::Short) => operator_journey_id
-            .map(|operator_journey_id| RegistrationKind::Short {
+        Some(JourneyType::Short) => {
+            operator_journey_id.map(|operator_journey_id| RegistrationKind::Short {
                 operator_journey_id,
-            }),
-        Some(JourneyType::Long) => phone_trunc
-            .zip(datetime)
-            .map(|(phone_trunc, datetime)| RegistrationKind::Long {
-                phone_trunc,
-                datetime,
-            }),
+            })
+        }
+        Some(JourneyType::Long) => {
+            phone_trunc
+                .zip(datetime)
+                .map(|(phone_trunc, datetime)| RegistrationKind::Long {
+                    phone_trunc,
+                    datetime,
+                })
+        }
         None => None,
     };
     (|| {
@@ -271,9 +277,11 @@ fn driving_licence(c: &mut Checker, root: &Obj<'_>) -> Option<DrivingLicence> {
 }
 
 fn last_name_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<LastNameTrunc> {
-    c.pattern(&root.field("last_name_trunc"), LAST_NAME_TRUNC_PATTERN, |s| {
-        LastNameTrunc::parse(s).is_some()
-    })
+    c.pattern(
+        &root.field("last_name_trunc"),
+        LAST_NAME_TRUNC_PATTERN,
+        |s| LastNameTrunc::parse(s).is_some(),
+    )
     .and_then(|s| LastNameTrunc::parse(&s))
 }
 

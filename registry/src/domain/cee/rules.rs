@@ -5,6 +5,7 @@
 use super::france::France;
 use super::request::{JourneyType, Person};
 use crate::domain::journey::{OperatorClass, TimeGeoPoint};
+use crate::domain::phone::PhoneTrunc;
 use crate::domain::status::JourneyStatus;
 use chrono::{DateTime, Months, TimeDelta, Utc};
 use uuid::Uuid;
@@ -54,6 +55,8 @@ pub struct ClaimedJourney {
     pub start: TimeGeoPoint,
     pub end: TimeGeoPoint,
     pub status: JourneyStatus,
+    /// The driver's phone without its last two digits: the claimant's `phone_trunc`.
+    pub driver_phone_trunc: PhoneTrunc,
 }
 
 /// Why a journey cannot be claimed for short distance (all answered 404).

@@ -1,9 +1,9 @@
 //! Eligibility, dates and cool-downs, each at its boundary.
 
 use super::*;
+use crate::domain::cee::{DrivingLicence, LastNameTrunc};
 use crate::domain::journey::IdentityKey;
 use crate::domain::phone::PhoneTrunc;
-use crate::domain::cee::{DrivingLicence, LastNameTrunc};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -38,6 +38,7 @@ fn journey() -> ClaimedJourney {
         start: point("2024-03-01T08:00:00Z", PARIS),
         end: point("2024-03-01T09:00:00Z", PARIS),
         status: JourneyStatus::Pending,
+        driver_phone_trunc: PhoneTrunc::parse("+336010203").unwrap(),
     }
 }
 
@@ -238,18 +239,102 @@ fn cool_downs_at_each_boundary_and_for_each_person_key() {
     };
     use JourneyType::{Long, Short};
     let cases = [
-        ("short, exactly 5 years", Short, "2019-03-01T09:00:00Z", &alice, "2024-03-01T09:00:00Z", true),
-        ("short, 5 years and a millisecond", Short, "2019-03-01T08:59:59.999Z", &alice, "2024-03-01T09:00:00Z", false),
-        ("long, exactly 12 years", Long, "2012-03-01T09:00:00Z", &alice, "2024-03-01T09:00:00Z", true),
-        ("long, 12 years and a millisecond", Long, "2012-03-01T08:59:59.999Z", &alice, "2024-03-01T09:00:00Z", false),
-        ("long, 6 years (short would not block)", Long, "2018-03-01T09:00:00Z", &alice, "2024-03-01T09:00:00Z", true),
-        ("a later application blocks too", Short, "2025-03-01T09:00:00Z", &alice, "2024-03-01T09:00:00Z", true),
-        ("same identity key", Short, "2024-01-01T00:00:00Z", &same_key, "2024-03-01T09:00:00Z", true),
-        ("same driving licence", Short, "2024-01-01T00:00:00Z", &same_licence, "2024-03-01T09:00:00Z", true),
-        ("same name and phone", Short, "2024-01-01T00:00:00Z", &same_name_and_phone, "2024-03-01T09:00:00Z", true),
-        ("same name, other phone", Short, "2024-01-01T00:00:00Z", &same_name_only, "2024-03-01T09:00:00Z", false),
-        ("another person", Short, "2024-01-01T00:00:00Z", &stranger, "2024-03-01T09:00:00Z", false),
-        ("simulation by name and phone", Short, "2024-01-01T00:00:00Z", &anonymous_simulation, "2024-03-01T09:00:00Z", true),
+        (
+            "short, exactly 5 years",
+            Short,
+            "2019-03-01T09:00:00Z",
+            &alice,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "short, 5 years and a millisecond",
+            Short,
+            "2019-03-01T08:59:59.999Z",
+            &alice,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "long, exactly 12 years",
+            Long,
+            "2012-03-01T09:00:00Z",
+            &alice,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "long, 12 years and a millisecond",
+            Long,
+            "2012-03-01T08:59:59.999Z",
+            &alice,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "long, 6 years (short would not block)",
+            Long,
+            "2018-03-01T09:00:00Z",
+            &alice,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "a later application blocks too",
+            Short,
+            "2025-03-01T09:00:00Z",
+            &alice,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "same identity key",
+            Short,
+            "2024-01-01T00:00:00Z",
+            &same_key,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "same driving licence",
+            Short,
+            "2024-01-01T00:00:00Z",
+            &same_licence,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "same name and phone",
+            Short,
+            "2024-01-01T00:00:00Z",
+            &same_name_and_phone,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "same name, other phone",
+            Short,
+            "2024-01-01T00:00:00Z",
+            &same_name_only,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "another person",
+            Short,
+            "2024-01-01T00:00:00Z",
+            &stranger,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "simulation by name and phone",
+            Short,
+            "2024-01-01T00:00:00Z",
+            &anonymous_simulation,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
     ];
     for (name, journey_type, existing, who, reference, blocks) in cases {
         let existing = [stored(journey_type, existing, alice.clone())];
@@ -262,7 +347,11 @@ fn cool_downs_at_each_boundary_and_for_each_person_key() {
 fn other_types_and_deleted_applications_do_not_block_and_the_latest_is_reported() {
     let alice = person('a', "051227308989", "DUP", "+336010203");
     let reference = at("2024-03-01T09:00:00Z");
-    let long = [stored(JourneyType::Long, "2024-01-01T00:00:00Z", alice.clone())];
+    let long = [stored(
+        JourneyType::Long,
+        "2024-01-01T00:00:00Z",
+        alice.clone(),
+    )];
     assert!(first_conflict(&long, JourneyType::Short, &alice, reference).is_none());
 
     let mut deleted = stored(JourneyType::Short, "2024-01-01T00:00:00Z", alice.clone());
