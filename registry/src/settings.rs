@@ -105,6 +105,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_file_loads() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/registry.yaml");
+        let s: Settings =
+            layered_settings::load("registry-config-test", Some(std::path::Path::new(file)))
+                .expect("config/registry.yaml is valid");
+        assert_eq!(s.cee.campaign_end.to_rfc3339(), "2027-12-31T23:59:59+00:00");
+        assert_eq!(s.cee.delay_days, 7);
+    }
+
+    #[test]
     fn cee_settings_read_rfc3339_dates() {
         let s: Settings = serde_json::from_str(
             r#"{"cee":{"campaign_start":"2023-01-01T00:00:00+01:00","delay_days":3}}"#,

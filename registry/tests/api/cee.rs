@@ -140,7 +140,8 @@ async fn ineligible_or_unknown_journeys_are_not_found(kind: StoreKind) {
     let (app, clock) = app(kind).await;
     let brussels = json!({"datetime": JOURNEY_END, "lat": 50.8503, "lon": 4.3517});
     let geneva = json!({"datetime": JOURNEY_START, "lat": 46.2044, "lon": 6.1432});
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, u16)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change, u16)> = vec![
         ("d80000", Box::new(|j| j["distance"] = json!(80_000)), 201),
         ("d80001", Box::new(|j| j["distance"] = json!(80_001)), 404),
         (
