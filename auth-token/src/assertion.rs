@@ -27,6 +27,9 @@ pub struct Principal {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_id: Option<i64>,
+    /// The SIRET of that operator, when the credential carries it (CEE tokens sign it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_siret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     /// The `jti` of the credential token presented, if any.
@@ -53,6 +56,7 @@ impl Principal {
             kind: None,
             id: String::new(),
             operator_id: None,
+            operator_siret: None,
             role: None,
             token_id: None,
             client: None,
@@ -164,6 +168,7 @@ mod tests {
                 kind: Some(CredentialKind::Application),
                 id: "app-1".into(),
                 operator_id: Some(3),
+                operator_siret: Some("13002526500013".into()),
                 role: Some(Role::OperatorApplication),
                 token_id: Some("jti".into()),
                 client: None,

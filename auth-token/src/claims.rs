@@ -48,4 +48,8 @@ pub struct Claims {
     /// Session tokens: the value the `x-csrf-token` header must carry on unsafe methods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf: Option<String>,
+    /// The SIRET of the operator in `op`, for the registry's CEE tokens. Absent from tokens
+    /// minted before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub siret: Option<String>,
 }

@@ -214,6 +214,7 @@ mod tests {
             uid: None,
             sid: None,
             csrf: None,
+            siret: None,
         }
     }
 

@@ -138,6 +138,7 @@ pub fn authorize(
         kind: Some(claims.kind),
         id: claims.sub,
         operator_id: claims.op,
+        operator_siret: claims.siret,
         role: Some(claims.role),
         token_id: Some(claims.jti),
         client: claims.client,
@@ -314,6 +315,7 @@ mod tests {
             uid: None,
             sid: Some(sid_of(SESSID)),
             csrf: Some(CSRF.into()),
+            siret: Some("13002526500013".into()),
         }
     }
 
@@ -434,6 +436,7 @@ mod tests {
                     assert_eq!(p.kind, Some(CredentialKind::Session), "{name}");
                     assert_eq!(p.id, USER, "{name}");
                     assert_eq!(p.csrf.as_deref(), Some(CSRF), "{name}");
+                    assert_eq!(p.operator_siret.as_deref(), Some("13002526500013"));
                 }
                 Some(reason) => assert_eq!(got, Outcome::Denied(*reason), "{name}"),
             }

@@ -202,6 +202,9 @@ fn versioned(method: &str, version: &str, rest: &[&str]) -> Option<Route> {
             OperatorApi,
             Some(JourneysWrite),
         ),
+        ("GET", ["policies", "cee", "public-key"]) => {
+            ("/{version}/policies/cee/public-key", Registry, Public, None)
+        }
         ("GET" | "DELETE", ["policies", "cee", id]) if !id.is_empty() => (
             "/{version}/policies/cee/{uuid}",
             Registry,
@@ -431,6 +434,24 @@ mod tests {
                     "/api/v1/auth/token/refresh/",
                     Upstream::AuthService,
                     Access::Public,
+                )),
+            ),
+            (
+                "GET",
+                "/v3/policies/cee/public-key",
+                Some((
+                    "/{version}/policies/cee/public-key",
+                    Upstream::Registry,
+                    Access::Public,
+                )),
+            ),
+            (
+                "DELETE",
+                "/v3/policies/cee/public-key",
+                Some((
+                    "/{version}/policies/cee/{uuid}",
+                    Upstream::Registry,
+                    Access::OperatorApi,
                 )),
             ),
             ("GET", "/api/v1/auth/token/", None),

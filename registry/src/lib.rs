@@ -9,13 +9,14 @@
 //!
 //! Start at [`Application::build`]; `main.rs` only loads [`Settings`] and runs it.
 
+mod cee_key;
 pub mod clock;
 pub mod domain;
 pub mod http;
 mod settings;
 pub mod store;
 
-pub use settings::Settings;
+pub use settings::{CeeSettings, Settings};
 
 use anyhow::Context;
 use auth_token::AssertionKey;
@@ -66,10 +67,12 @@ impl Application {
             .context("cannot open the registry database")?;
         let registry = prometheus::Registry::new();
         let metrics = http::Metrics::register(&registry).context("cannot register metrics")?;
+        let cee = cee_state(&settings.cee, &db)?;
         let state = Arc::new(http::State {
             store: store::for_database(&db),
             metrics: metrics.clone(),
             clock,
+            cee,
         });
         let routes = operational(db, registry)
             .or(http::api(state, Arc::new(key)))
@@ -98,4 +101,24 @@ impl Application {
         let routes = observed(routes, self.metrics.http, http::route_template);
         serve(routes, self.listener, shutdown).await;
     }
+}
+
+/// The CEE handlers' state: store, campaign, France boundary, signing key.
+fn cee_state(settings: &settings::CeeSettings, db: &Database) -> anyhow::Result<http::Cee> {
+    anyhow::ensure!(
+        settings.campaign_start < settings.campaign_end,
+        "cee.campaign_start must be before cee.campaign_end"
+    );
+    let france = domain::cee::France::load()
+        .map_err(|e| anyhow::anyhow!("registry/data/france.geojson is broken: {e}"))?;
+    Ok(http::Cee {
+        store: store::cee_for_database(db),
+        campaign: domain::cee::Campaign {
+            start: settings.campaign_start,
+            end: settings.campaign_end,
+            delay: chrono::TimeDelta::days(i64::from(settings.delay_days)),
+        },
+        france,
+        signer: cee_key::signer(settings)?,
+    })
 }

@@ -3,10 +3,12 @@
 //! so files may be partial; the assertion secret has no usable one.
 
 use anyhow::bail;
+use chrono::{DateTime, TimeDelta, Utc};
 use layered_settings::Secret;
 use rpc_service::db::DatabaseSettings;
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 /// Everything the registry needs to start.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +23,41 @@ pub struct Settings {
     pub assertion_secret: Secret<String>,
     /// Log line format: `pretty` (default) or `json`.
     pub log_format: String,
+    /// CEE applications: campaign, delay, signing key.
+    pub cee: CeeSettings,
+}
+
+/// The CEE campaign and the key that signs application tokens (CONTRACT §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CeeSettings {
+    /// First instant of the campaign (RFC 3339), inclusive: short-distance journeys must
+    /// start, long-distance costs be shared, from then. Default `2024-01-01T00:00:00Z`.
+    pub campaign_start: DateTime<Utc>,
+    /// Last instant of the campaign (RFC 3339), inclusive. Default `2027-12-31T23:59:59Z`.
+    pub campaign_end: DateTime<Utc>,
+    /// Days to wait after the operation (journey end, cost sharing) before claiming it.
+    /// Default 7.
+    pub delay_days: u32,
+    /// The RSA private key signing tokens, PEM (PKCS#8 or PKCS#1), at least 2048 bits.
+    /// When empty, the key in `generated_key_file` is used, generated there on first start.
+    pub private_key_pem: Secret<String>,
+    /// Where the embedded default keeps its generated key (mode 0600). Default
+    /// `data/cee-signing-key.pem`.
+    pub generated_key_file: PathBuf,
+}
+
+impl Default for CeeSettings {
+    fn default() -> Self {
+        Self {
+            // 2024-01-01T00:00:00Z and 2027-12-31T23:59:59Z (checked by a test).
+            campaign_start: DateTime::UNIX_EPOCH + TimeDelta::seconds(1_704_067_200),
+            campaign_end: DateTime::UNIX_EPOCH + TimeDelta::seconds(1_830_297_599),
+            delay_days: 7,
+            private_key_pem: Secret::new(String::new()),
+            generated_key_file: PathBuf::from("data/cee-signing-key.pem"),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -30,6 +67,7 @@ impl Default for Settings {
             database: DatabaseSettings::new("sqlite://data/registry.db", Some("registry")),
             assertion_secret: Secret::new(String::new()),
             log_format: "pretty".to_owned(),
+            cee: CeeSettings::default(),
         }
     }
 }
@@ -57,6 +95,37 @@ mod tests {
         assert_eq!(s.database.schema.as_deref(), Some("registry"));
         assert!(s.assertion_secret.expose().is_empty());
         assert_eq!(s.telemetry_format().ok(), Some(telemetry::Format::Pretty));
+        assert_eq!(
+            s.cee.campaign_start.to_rfc3339(),
+            "2024-01-01T00:00:00+00:00"
+        );
+        assert_eq!(s.cee.campaign_end.to_rfc3339(), "2027-12-31T23:59:59+00:00");
+        assert_eq!(s.cee.delay_days, 7);
+        assert!(s.cee.private_key_pem.expose().is_empty());
+    }
+
+    #[test]
+    fn the_shipped_config_file_loads() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/registry.yaml");
+        let s: Settings =
+            layered_settings::load("registry-config-test", Some(std::path::Path::new(file)))
+                .expect("config/registry.yaml is valid");
+        assert_eq!(s.cee.campaign_end.to_rfc3339(), "2027-12-31T23:59:59+00:00");
+        assert_eq!(s.cee.delay_days, 7);
+    }
+
+    #[test]
+    fn cee_settings_read_rfc3339_dates() {
+        let s: Settings = serde_json::from_str(
+            r#"{"cee":{"campaign_start":"2023-01-01T00:00:00+01:00","delay_days":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.cee.campaign_start.to_rfc3339(),
+            "2022-12-31T23:00:00+00:00"
+        );
+        assert_eq!(s.cee.delay_days, 3);
+        assert!(serde_json::from_str::<Settings>(r#"{"cee":{"start":"x"}}"#).is_err());
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const ADMIN_EMAIL: &str = "admin@registry.test";
+/// The registry's CEE signing key in these tests (a test-only key committed in the repo).
+pub const CEE_TEST_KEY: &str = include_str!("../../registry/tests/cee-signing-key.test-only.pem");
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,10 @@ impl Stack {
             listen: any_port,
             database: registry_db,
             assertion_secret: secret.clone(),
+            cee: registry::CeeSettings {
+                private_key_pem: Secret::new(CEE_TEST_KEY.into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let registry_app = registry::Application::build(registry).await?;

@@ -44,6 +44,7 @@ fn expired(kind: CredentialKind, sub: &str, op: Option<i64>, role: Role) -> Clai
         uid: None,
         sid: None,
         csrf: None,
+        siret: None,
     }
 }
 

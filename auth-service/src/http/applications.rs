@@ -63,6 +63,7 @@ async fn create(state: State, p: Principal, req: NewApplication) -> Result<Respo
         operator_id,
         created_at: chrono::Utc::now(),
     };
+    let siret = super::operator_siret(&state, Some(operator_id)).await?;
     let claims = Claims {
         jti: app.uuid.to_string(),
         kind: CredentialKind::Application,
@@ -75,6 +76,7 @@ async fn create(state: State, p: Principal, req: NewApplication) -> Result<Respo
         uid: None,
         sid: None,
         csrf: None,
+        siret,
     };
     let (token, kid) = state.0.keys.sign_with_kid(&claims).map_err(|e| {
         tracing::error!(error = %e, "cannot sign an application token");

@@ -284,7 +284,8 @@ async fn access_token(
         &credential.role,
         now,
         REFERENCE_ACCESS_TTL_SECS,
-    )?;
+    )
+    .await?;
     Ok(json(StatusCode::CREATED, &j!({"access_token": token})))
 }
 
@@ -322,7 +323,7 @@ pub(super) async fn authenticate(
 
 /// Signs an access token of the credential `access_key` (of `operator_id`, holding `role`)
 /// living `ttl_secs` from `now`; returns it with the record of its `jti` and expiry.
-pub(super) fn mint_access(
+pub(super) async fn mint_access(
     state: &State,
     access_key: Uuid,
     operator_id: i64,
@@ -335,6 +336,7 @@ pub(super) fn mint_access(
         RpcError::internal()
     })?;
     let expires_at = now + chrono::Duration::seconds(ttl_secs);
+    let siret = super::operator_siret(state, Some(operator_id)).await?;
     let claims = Claims {
         jti: Uuid::new_v4().to_string(),
         kind: CredentialKind::Access,
@@ -347,6 +349,7 @@ pub(super) fn mint_access(
         uid: None,
         sid: None,
         csrf: None,
+        siret,
     };
     let token = state.0.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "cannot sign an access token");

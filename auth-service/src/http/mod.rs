@@ -176,6 +176,23 @@ fn require(principal: &Principal, permission: Permission) -> Result<(), RpcError
     }
 }
 
+/// The SIRET of `operator_id`, for the `siret` claim of tokens bound to an operator (the
+/// registry signs it into CEE tokens).
+async fn operator_siret(
+    state: &State,
+    operator_id: Option<i64>,
+) -> Result<Option<String>, RpcError> {
+    let Some(id) = operator_id else {
+        return Ok(None);
+    };
+    state
+        .0
+        .store
+        .operator_siret(id)
+        .await
+        .map_err(session::internal)
+}
+
 /// The audit record of an action by `principal`.
 fn audit(
     principal: &Principal,

@@ -62,6 +62,7 @@ async fn sign_in(
     let role = user.role.parse().map_err(|_| RpcError::internal())?;
     let now = chrono::Utc::now().timestamp();
     let csrf = new_csrf_token();
+    let siret = super::operator_siret(&state, user.operator_id).await?;
     let claims = Claims {
         jti: uuid::Uuid::new_v4().to_string(),
         kind: CredentialKind::Session,
@@ -74,6 +75,7 @@ async fn sign_in(
         uid: None,
         sid: Some(sid),
         csrf: Some(csrf.clone()),
+        siret,
     };
     let token = state.0.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "cannot sign a session token");

@@ -76,6 +76,7 @@ async fn sign_in(state: State, ip: Option<IpAddr>, req: SignIn) -> Result<Respon
     let role = user.role.parse().map_err(|_| RpcError::internal())?;
     let now = chrono::Utc::now().timestamp();
     let client = uuid::Uuid::new_v4().simple().to_string();
+    let siret = super::operator_siret(&state, user.operator_id).await?;
     let claims = Claims {
         jti: uuid::Uuid::new_v4().to_string(),
         kind: CredentialKind::Agent,
@@ -88,6 +89,7 @@ async fn sign_in(state: State, ip: Option<IpAddr>, req: SignIn) -> Result<Respon
         uid: Some(user.email.clone()),
         sid: None,
         csrf: None,
+        siret,
     };
     let token = state.0.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "cannot sign an agent token");

@@ -242,7 +242,8 @@ async fn issue(
         &credential.role,
         now,
         ACCESS_TTL_SECS,
-    )?;
+    )
+    .await?;
     let (refresh, stored) = new_refresh(now);
     state
         .0
@@ -280,7 +281,8 @@ async fn refresh(state: State, body: Result<Bytes, TokenError>) -> Result<Value,
         &row.role,
         now,
         ACCESS_TTL_SECS,
-    )?;
+    )
+    .await?;
     let next = rotate.then(|| new_refresh(now));
     let issued = state
         .0

@@ -214,6 +214,16 @@ impl Store {
         })
     }
 
+    /// The SIRET of operator `id`, if it exists.
+    pub async fn operator_siret(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT siret FROM operators WHERE id = $1";
+        let row: Option<(String,)> = on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(|(siret,)| siret))
+    }
+
     pub async fn operator_exists(&self, id: i64) -> Result<bool, StoreError> {
         let sql = "SELECT id FROM operators WHERE id = $1";
         let row: Option<(i64,)> = on_db!(&self.db, |pool| sqlx::query_as(sql)

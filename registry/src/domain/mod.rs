@@ -2,8 +2,9 @@
 //!
 //! Start at [`validate_journey`] (payload → [`NewJourney`] or every violation), then
 //! [`standalone_violations`] (terms of use) and [`JourneyStatus::compute`] (public status).
-//! Every rule that depends on time takes `now` as a parameter.
+//! Every rule that depends on time takes `now` as a parameter. CEE applications are in [`cee`].
 
+pub mod cee;
 mod journey;
 mod phone;
 mod revise;

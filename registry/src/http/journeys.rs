@@ -25,7 +25,7 @@ use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-/// What the journey handlers share.
+/// What the handlers share.
 pub struct State {
     /// Where journeys are kept.
     pub store: Arc<dyn JourneyStore>,
@@ -33,6 +33,8 @@ pub struct State {
     pub metrics: Metrics,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// CEE applications: their store, campaign, France and signing key.
+    pub cee: super::cee::Cee,
 }
 
 impl State {

@@ -4,15 +4,18 @@
 //! [`crate::Application`] adds `/health` and `/metrics`, the one `recover` and request metrics
 //! (labelled by [`route_template`]).
 
+mod cee;
 mod journeys;
 mod metrics;
 
+pub use cee::Cee;
 pub use journeys::State;
 pub use metrics::{Metrics, Outcome};
 
 use auth_token::AssertionKey;
 use rpc_service::RpcError;
 use std::sync::Arc;
+use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -25,7 +28,8 @@ pub const BODY_LIMIT: u64 = 2 * 1024 * 1024;
 /// The audience the gateway's assertions name for this service.
 pub const AUDIENCE: &str = "registry";
 
-/// The journey routes, each behind the identity assertion. Rejections are left to `recover`.
+/// The journey and CEE routes, each behind the identity assertion. Rejections are left to
+/// `recover`.
 pub fn api(
     state: Arc<State>,
     key: Arc<AssertionKey>,
@@ -79,10 +83,12 @@ pub fn api(
         .and(warp::path("cancel"))
         .and(warp::path::end())
         .and(warp::post())
-        .and(with_state)
-        .and(principal)
+        .and(with_state.clone())
+        .and(principal.clone())
         .and(json_body())
         .then(journeys::cancel);
+
+    let cee = cee_routes(with_state.boxed(), principal.boxed(), json_body().boxed());
 
     create
         .or(list)
@@ -92,6 +98,63 @@ pub fn api(
         .or(update)
         .unify()
         .or(cancel)
+        .unify()
+        .or(cee)
+        .unify()
+}
+
+/// `/{version}/policies/cee...`; the public key is matched before `{uuid}`.
+fn cee_routes(
+    with_state: BoxedFilter<(Arc<State>,)>,
+    principal: BoxedFilter<(auth_token::Principal,)>,
+    json_body: BoxedFilter<(serde_json::Value,)>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let cee = || version().and(warp::path("policies")).and(warp::path("cee"));
+    let register = cee()
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(json_body.clone())
+        .then(cee::register);
+    let simulate = cee()
+        .and(warp::path("simulate"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(json_body)
+        .then(cee::simulate);
+    let public_key = cee()
+        .and(warp::path("public-key"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .then(cee::public_key);
+    let one = || {
+        cee()
+            .and(warp::path::param::<String>().and_then(decoded_segment))
+            .and(warp::path::end())
+    };
+    let find = one()
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .then(cee::find);
+    let delete = one()
+        .and(warp::delete())
+        .and(with_state)
+        .and(principal)
+        .then(cee::delete);
+    register
+        .or(simulate)
+        .unify()
+        .or(public_key)
+        .unify()
+        .or(find)
+        .unify()
+        .or(delete)
         .unify()
 }
 
@@ -156,6 +219,10 @@ pub fn route_template(path: &str) -> &'static str {
         [_, "journeys"] if versioned => "/{version}/journeys",
         [_, "journeys", _] if versioned => "/{version}/journeys/{id}",
         [_, "journeys", _, "cancel"] if versioned => "/{version}/journeys/{id}/cancel",
+        [_, "policies", "cee"] if versioned => "/{version}/policies/cee",
+        [_, "policies", "cee", "simulate"] if versioned => "/{version}/policies/cee/simulate",
+        [_, "policies", "cee", "public-key"] if versioned => "/{version}/policies/cee/public-key",
+        [_, "policies", "cee", _] if versioned => "/{version}/policies/cee/{uuid}",
         _ => "unmatched",
     }
 }
@@ -176,6 +243,16 @@ mod tests {
                 "/v3.2/journeys/abc/cancel",
                 "/{version}/journeys/{id}/cancel",
             ),
+            ("/v3/policies/cee", "/{version}/policies/cee"),
+            (
+                "/v3.3/policies/cee/simulate",
+                "/{version}/policies/cee/simulate",
+            ),
+            (
+                "/v3/policies/cee/public-key",
+                "/{version}/policies/cee/public-key",
+            ),
+            ("/v3/policies/cee/0b7c", "/{version}/policies/cee/{uuid}"),
             ("/v3/unknown", "unmatched"),
             ("/journeys/abc", "unmatched"),
             ("/", "unmatched"),

@@ -5,13 +5,17 @@
 //! [`for_database`]. The SQL text is shared ([`sql`]); the two differ in how they bind
 //! timestamps and JSON and in how a write transaction excludes its competitors.
 //!
+//! CEE applications are behind [`CeeStore`], implemented by the same two stores (`cee/`).
+//!
 //! Writes that apply the terms of use (create, update) count the neighbours of the journey
 //! and write it in one transaction, serialised per person, so that two journeys sent at once
 //! cannot both slip under a limit.
 
+mod cee;
 mod postgres;
 mod sqlite;
 
+pub use cee::{CeeStore, NewApplication, RegisterOutcome};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -157,6 +161,14 @@ pub trait JourneyStore: Send + Sync + 'static {
 
 /// The store over whichever database `db` is.
 pub fn for_database(db: &Database) -> Arc<dyn JourneyStore> {
+    match db {
+        Database::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
+        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+    }
+}
+
+/// The CEE applications over whichever database `db` is.
+pub fn cee_for_database(db: &Database) -> Arc<dyn CeeStore> {
     match db {
         Database::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
         Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),

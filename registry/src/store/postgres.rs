@@ -18,7 +18,7 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 /// Journeys in the service's PostgreSQL schema.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(in crate::store) pool: PgPool,
 }
 
 impl PgStore {

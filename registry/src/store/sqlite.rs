@@ -18,7 +18,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 /// Journeys in the embedded SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(in crate::store) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -28,7 +28,7 @@ impl SqliteStore {
     }
 }
 
-fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+pub(in crate::store) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }

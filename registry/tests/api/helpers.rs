@@ -4,7 +4,7 @@ use auth_token::{ASSERTION_HEADER, Assertion, AssertionKey, CredentialKind, Prin
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use layered_settings::Secret;
 use registry::clock::{Clock, ManualClock, SystemClock};
-use registry::{Application, Settings};
+use registry::{Application, CeeSettings, Settings};
 use reqwest::{Method, RequestBuilder, Response};
 use rpc_service::db::DatabaseSettings;
 use serde_json::{Value, json};
@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 const SECRET: &str = "registry-tests-assertion-secret-0123456789";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// A 2048-bit RSA key for tests only: it signs CEE tokens in these tests and nowhere else.
+pub const CEE_TEST_KEY: &str = include_str!("../cee-signing-key.test-only.pem");
 
 /// Which database the registry under test uses.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +71,10 @@ async fn spawn_app_with_clock(kind: StoreKind, clock: Arc<dyn Clock>) -> TestApp
         listen: "127.0.0.1:0".parse().unwrap(),
         database,
         assertion_secret: Secret::new(SECRET.to_owned()),
+        cee: CeeSettings {
+            private_key_pem: Secret::new(CEE_TEST_KEY.to_owned()),
+            ..CeeSettings::default()
+        },
         ..Settings::default()
     };
     let app = Application::build_with_clock(settings, clock)
@@ -124,12 +130,18 @@ pub fn operator(operator_id: i64) -> Principal {
         kind: Some(CredentialKind::Application),
         id: format!("app-{operator_id}"),
         operator_id: Some(operator_id),
+        operator_siret: Some(siret_of(operator_id)),
         role: Some(Role::OperatorApplication),
         token_id: Some(Uuid::new_v4().to_string()),
         client: None,
         token_exp: None,
         ..Principal::anonymous()
     }
+}
+
+/// The SIRET the test operators have: `operator_id` on 14 digits.
+pub fn siret_of(operator_id: i64) -> String {
+    format!("{operator_id:014}")
 }
 
 /// A registry staff member.

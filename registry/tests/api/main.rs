@@ -17,6 +17,7 @@ macro_rules! on_both_stores {
     };
 }
 
+mod cee;
 mod helpers;
 mod journeys;
 mod lifecycle;

@@ -1,0 +1,219 @@
+//! What may be claimed and when: short-distance eligibility of a journey, the dates of a
+//! long-distance claim, and the cool-down between two applications of one person
+//! (rpc-behaviour §9.3, §9.5; CONTRACT §8). Every rule takes `now` as a parameter.
+
+use super::france::France;
+use super::request::{JourneyType, Person};
+use crate::domain::journey::{OperatorClass, TimeGeoPoint};
+use crate::domain::phone::PhoneTrunc;
+use crate::domain::status::JourneyStatus;
+use chrono::{DateTime, Months, TimeDelta, Utc};
+use uuid::Uuid;
+
+/// Longest journey eligible for a short-distance claim, in metres (inclusive).
+pub const MAX_SHORT_DISTANCE_METRES: i64 = 80_000;
+
+/// A person cannot claim short distance again within this many years of a previous claim.
+pub const SHORT_COOLDOWN_YEARS: u32 = 5;
+
+/// A person cannot claim long distance again within this many years of a previous claim.
+pub const LONG_COOLDOWN_YEARS: u32 = 12;
+
+/// How far in the future an `application_timestamp` may be, for clock skew.
+const CLOCK_SKEW: TimeDelta = crate::domain::CLOCK_SKEW;
+
+/// The configured campaign: which operation dates may be claimed, and how long after the
+/// operation a claim may be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Campaign {
+    /// First instant inside the campaign (inclusive).
+    pub start: DateTime<Utc>,
+    /// Last instant inside the campaign (inclusive).
+    pub end: DateTime<Utc>,
+    /// Time to wait after the operation (journey end, cost sharing) before claiming it.
+    pub delay: TimeDelta,
+}
+
+impl Campaign {
+    /// Whether `at` falls inside the campaign, both ends included.
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.start <= at && at <= self.end
+    }
+
+    /// Whether an operation at `at` may be claimed at `now`: exactly the delay later is enough.
+    pub fn delay_passed(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        at + self.delay <= now
+    }
+}
+
+/// A journey of the caller, as the short-distance rule sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJourney {
+    pub journey_id: i64,
+    pub operator_class: OperatorClass,
+    pub distance: i64,
+    pub start: TimeGeoPoint,
+    pub end: TimeGeoPoint,
+    pub status: JourneyStatus,
+    /// The driver's phone without its last two digits: the claimant's `phone_trunc`.
+    pub driver_phone_trunc: PhoneTrunc,
+}
+
+/// Why a journey cannot be claimed for short distance (all answered 404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ineligibility {
+    NotClassC,
+    TooLong,
+    Abroad,
+    OutsideCampaign,
+    TooRecent,
+}
+
+/// Whether `journey` may be claimed for short distance at `now`: class C, at most 80 km, one
+/// end in France, started inside the campaign, ended at least the campaign's delay ago.
+pub fn short_eligibility(
+    journey: &ClaimedJourney,
+    campaign: &Campaign,
+    france: &France,
+    now: DateTime<Utc>,
+) -> Result<(), Ineligibility> {
+    let in_france = |p: &TimeGeoPoint| france.contains(p.lat, p.lon);
+    if journey.operator_class != OperatorClass::C {
+        Err(Ineligibility::NotClassC)
+    } else if journey.distance > MAX_SHORT_DISTANCE_METRES {
+        Err(Ineligibility::TooLong)
+    } else if !in_france(&journey.start) && !in_france(&journey.end) {
+        Err(Ineligibility::Abroad)
+    } else if !campaign.contains(journey.start.datetime) {
+        Err(Ineligibility::OutsideCampaign)
+    } else if !campaign.delay_passed(journey.end.datetime, now) {
+        Err(Ineligibility::TooRecent)
+    } else {
+        Ok(())
+    }
+}
+
+/// Why the dates of a request are refused (answered 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DateRefusal {
+    /// `application_timestamp` is in the future.
+    ApplicationInFuture,
+    /// The operation is more recent than the campaign's delay.
+    TooRecent { delay_days: i64 },
+    /// The operation is outside the campaign.
+    OutsideCampaign {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+}
+
+impl DateRefusal {
+    /// The violation as listed in a 400 (`"<json path>: <message>"`).
+    pub fn message(&self) -> String {
+        match self {
+            DateRefusal::ApplicationInFuture => {
+                "/application_timestamp: Date should be before 0 days from now".to_owned()
+            }
+            DateRefusal::TooRecent { delay_days } => {
+                format!("/datetime: Date should be before {delay_days} days from now")
+            }
+            DateRefusal::OutsideCampaign { start, end } => format!(
+                "/datetime: Date should be between {} and {}",
+                super::token::iso_millis(*start),
+                super::token::iso_millis(*end)
+            ),
+        }
+    }
+}
+
+/// The commitment must have been signed by now (give or take the clock skew).
+pub fn application_timestamp(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), DateRefusal> {
+    if at > now + CLOCK_SKEW {
+        Err(DateRefusal::ApplicationInFuture)
+    } else {
+        Ok(())
+    }
+}
+
+/// The cost-sharing date of a long-distance claim made at `now`: at least the campaign's
+/// delay ago, inside the campaign.
+pub fn long_dates(
+    datetime: DateTime<Utc>,
+    campaign: &Campaign,
+    now: DateTime<Utc>,
+) -> Result<(), DateRefusal> {
+    if !campaign.delay_passed(datetime, now) {
+        Err(DateRefusal::TooRecent {
+            delay_days: campaign.delay.num_days(),
+        })
+    } else if !campaign.contains(datetime) {
+        Err(DateRefusal::OutsideCampaign {
+            start: campaign.start,
+            end: campaign.end,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// An application as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredApplication {
+    pub uuid: Uuid,
+    pub operator_id: i64,
+    pub journey_type: JourneyType,
+    pub person: Person,
+    /// The operation: journey end (short) or cost sharing (long).
+    pub datetime: DateTime<Utc>,
+    /// Short distance: the journey claimed and its public status.
+    pub journey: Option<(i64, JourneyStatus)>,
+    pub token: String,
+    /// Deleted by its operator: kept for audit, blocks nobody.
+    pub deleted: bool,
+}
+
+/// The earliest operation date that still blocks a new claim of `journey_type` whose
+/// operation is at `reference`: 5 years before it for short distance, 12 for long.
+pub fn cooldown_start(journey_type: JourneyType, reference: DateTime<Utc>) -> DateTime<Utc> {
+    let years = match journey_type {
+        JourneyType::Short => SHORT_COOLDOWN_YEARS,
+        JourneyType::Long => LONG_COOLDOWN_YEARS,
+    };
+    reference
+        .checked_sub_months(Months::new(12 * years))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Whether two applications are the same person's: same identity key, or same driving
+/// licence, or same last name (truncated) and phone (truncated).
+fn same_person(a: &Person, b: &Person) -> bool {
+    let both = |x: Option<&str>, y: Option<&str>| x.is_some() && x == y;
+    both(
+        a.identity_key.as_ref().map(|k| k.as_str()),
+        b.identity_key.as_ref().map(|k| k.as_str()),
+    ) || both(
+        a.driving_licence.as_ref().map(|l| l.as_str()),
+        b.driving_licence.as_ref().map(|l| l.as_str()),
+    ) || (a.last_name_trunc == b.last_name_trunc && a.phone_trunc == b.phone_trunc)
+}
+
+/// The stored application that stops `person` from claiming `journey_type` for an operation
+/// at `reference`: not deleted, same type, same person, operation on or after
+/// [`cooldown_start`] (later ones block too). The most recent when several do.
+pub fn first_conflict<'a>(
+    stored: &'a [StoredApplication],
+    journey_type: JourneyType,
+    person: &Person,
+    reference: DateTime<Utc>,
+) -> Option<&'a StoredApplication> {
+    let since = cooldown_start(journey_type, reference);
+    stored
+        .iter()
+        .filter(|a| !a.deleted && a.journey_type == journey_type)
+        .filter(|a| a.datetime >= since)
+        .filter(|a| same_person(&a.person, person))
+        .max_by_key(|a| a.datetime)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+//! [`CeeStore`] on SQLite: registrations take the database's write lock up front
+//! (`BEGIN IMMEDIATE`); timestamps are unix milliseconds, uuids text.
+
+use super::{ApplicationColumns, CeeStore, JourneyColumns, NewApplication, RegisterOutcome, sql};
+use crate::domain::TimeGeoPoint;
+use crate::domain::cee::{ClaimedJourney, JourneyType, Person, StoredApplication, first_conflict};
+use crate::store::sqlite::from_millis;
+use crate::store::{SqliteStore, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+use uuid::Uuid;
+
+fn application(r: &SqliteRow) -> Result<StoredApplication, StoreError> {
+    let acquisition: Option<String> = r.try_get("acquisition_status")?;
+    let statuses = match acquisition {
+        Some(a) => Some((a, r.try_get("fraud_status")?, r.try_get("anomaly_status")?)),
+        None => None,
+    };
+    let uuid: String = r.try_get("uuid")?;
+    ApplicationColumns {
+        uuid: Uuid::parse_str(&uuid)
+            .map_err(|_| StoreError::Corrupt(format!("cee application uuid {uuid:?}")))?,
+        operator_id: r.try_get("operator_id")?,
+        journey_type: r.try_get("journey_type")?,
+        journey_id: r.try_get("journey_id")?,
+        identity_key: r.try_get("identity_key")?,
+        driving_license: r.try_get("driving_license")?,
+        last_name_trunc: r.try_get("last_name_trunc")?,
+        phone_trunc: r.try_get("phone_trunc")?,
+        datetime: from_millis(r.try_get("datetime")?)?,
+        token: r.try_get("token")?,
+        deleted: r.try_get::<Option<i64>, _>("deleted_at")?.is_some(),
+        statuses,
+    }
+    .into_application()
+}
+
+async fn same_person(
+    conn: &mut SqliteConnection,
+    journey_type: JourneyType,
+    person: &Person,
+) -> Result<Vec<StoredApplication>, StoreError> {
+    let rows = sqlx::query(sql::SAME_PERSON)
+        .bind(journey_type.as_str())
+        .bind(person.identity_key.as_ref().map(|k| k.as_str()))
+        .bind(person.driving_licence.as_ref().map(|l| l.as_str()))
+        .bind(person.last_name_trunc.as_str())
+        .bind(person.phone_trunc.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(application).collect()
+}
+
+#[async_trait]
+impl CeeStore for SqliteStore {
+    async fn claimable_journey(
+        &self,
+        operator_id: i64,
+        operator_journey_id: &str,
+    ) -> Result<Option<ClaimedJourney>, StoreError> {
+        let Some(r) = sqlx::query(sql::JOURNEY)
+            .bind(operator_id)
+            .bind(operator_journey_id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let point = |at: &str, lat: &str, lon: &str| -> Result<TimeGeoPoint, StoreError> {
+            Ok(TimeGeoPoint {
+                datetime: from_millis(r.try_get(at)?)?,
+                lat: r.try_get(lat)?,
+                lon: r.try_get(lon)?,
+            })
+        };
+        JourneyColumns {
+            journey_id: r.try_get("journey_id")?,
+            operator_class: r.try_get("operator_class")?,
+            distance: r.try_get("distance")?,
+            start: point("start_datetime", "start_lat", "start_lon")?,
+            end: point("end_datetime", "end_lat", "end_lon")?,
+            driver_phone: r.try_get("driver_phone")?,
+            driver_phone_trunc: r.try_get("driver_phone_trunc")?,
+            statuses: (
+                r.try_get("acquisition_status")?,
+                r.try_get("fraud_status")?,
+                r.try_get("anomaly_status")?,
+            ),
+        }
+        .into_journey()
+        .map(Some)
+    }
+
+    async fn register(&self, app: &NewApplication<'_>) -> Result<RegisterOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(journey_id) = app.journey_id
+            && let Some(r) = sqlx::query(sql::CLAIMING)
+                .bind(journey_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        {
+            return Ok(RegisterOutcome::JourneyClaimed(application(&r)?));
+        }
+        let earlier = same_person(&mut tx, app.journey_type, app.person).await?;
+        if let Some(conflict) = first_conflict(&earlier, app.journey_type, app.person, app.datetime)
+        {
+            return Ok(RegisterOutcome::Conflict(conflict.clone()));
+        }
+        let p = app.person;
+        sqlx::query(sql::INSERT)
+            .bind(app.uuid.to_string())
+            .bind(app.operator_id)
+            .bind(app.journey_type.as_str())
+            .bind(app.journey_id)
+            .bind(p.identity_key.as_ref().map(|k| k.as_str()))
+            .bind(p.driving_licence.as_ref().map(|l| l.as_str()))
+            .bind(p.last_name_trunc.as_str())
+            .bind(p.phone_trunc.as_str())
+            .bind(app.datetime.timestamp_millis())
+            .bind(app.application_timestamp.timestamp_millis())
+            .bind(app.token)
+            .bind(app.created_at.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RegisterOutcome::Created)
+    }
+
+    async fn applications_of(
+        &self,
+        journey_type: JourneyType,
+        person: &Person,
+    ) -> Result<Vec<StoredApplication>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        same_person(&mut conn, journey_type, person).await
+    }
+
+    async fn find_application(
+        &self,
+        operator_id: i64,
+        uuid: Uuid,
+    ) -> Result<Option<StoredApplication>, StoreError> {
+        sqlx::query(sql::FIND)
+            .bind(uuid.to_string())
+            .bind(operator_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(application)
+            .transpose()
+    }
+
+    async fn delete_application(
+        &self,
+        operator_id: i64,
+        uuid: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query(sql::DELETE)
+            .bind(uuid.to_string())
+            .bind(operator_id)
+            .bind(at.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
