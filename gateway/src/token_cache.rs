@@ -119,6 +119,7 @@ mod tests {
             uid: None,
             sid: None,
             csrf: None,
+            siret: None,
         }
     }
 
