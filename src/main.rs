@@ -7,6 +7,9 @@
 //! Settings come from `config/<service>.yaml` and `<SERVICE>__...` environment variables, as
 //! for the standalone binaries; `RPC_BOOTSTRAP_ADMIN_EMAIL` / `RPC_BOOTSTRAP_ADMIN_PASSWORD`
 //! name the first registry admin.
+//!
+//! With a staff command instead (`cargo run --release -- blacklist list`, `... keys rotate`),
+//! it runs auth-service's staff command line against the running stack.
 
 /// mimalloc: fewer cycles per request than glibc malloc under many small allocations.
 #[global_allocator]
@@ -21,6 +24,16 @@ use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args =
+        auth_service::cli::Args::parse_argv(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if let Some(command) = &args.command
+        && let Some(staff) = auth_service::cli::staff_args(command)
+    {
+        let staff = auth_service::cli::Staff::from_args(staff)?;
+        let answer = auth_service::cli::run(command, &staff).await?;
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
     let mut auth: auth_service::Settings = layered_settings::load("auth-service", None)?;
     let mut registry: registry::Settings = layered_settings::load("registry", None)?;
     let mut gateway: gateway::Settings = layered_settings::load("gateway", None)?;
