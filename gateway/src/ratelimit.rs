@@ -431,7 +431,10 @@ impl Counter {
                 degraded: false,
             });
         }
-        if s.exhausted || limit == 0 || (s.was_degraded && s.taken >= share) {
+        // A capped counter still reports its local units once the store is back, so the
+        // other replicas see them.
+        let capped = s.was_degraded && s.taken >= share && (store_down || s.unreported == 0);
+        if s.exhausted || limit == 0 || capped {
             return Some(Spent::refused(store_down));
         }
         if !store_down {
@@ -896,10 +899,18 @@ mod tests {
         store.failing.store(false, Ordering::Relaxed);
         let later = T0 + 1 + Limits::default().store_retry_secs;
         assert!(!a.degraded(later));
-        // Each replica allowed its share: its cap until the window ends.
+        // Each replica allowed its share: its cap until the window ends. Each reports its
+        // units once, then refuses locally.
         assert_eq!(allowed(&a, &subject, later, 5).await, 0);
         assert_eq!(allowed(&b, &subject, later, 5).await, 0);
         assert!(!a.degraded(later) && !b.degraded(later));
+        assert_eq!(store.calls.load(Ordering::Relaxed), calls + 2);
+        let c = Limiter::new(limits(10), store.clone());
+        assert_eq!(
+            allowed(&c, &subject, later, 5).await,
+            0,
+            "sees the reported units"
+        );
 
         // Next window: the shared limit again, not degraded.
         let next = T0 + 300;
