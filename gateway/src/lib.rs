@@ -7,6 +7,7 @@
 //! Redis or a database.
 //!
 //! - [`routes`], [`authorize`], [`reason`], [`cookies`]: the decisions, plain functions.
+//! - [`ratelimit`]: per (class, subject) limits, leased from Redis across replicas.
 //! - [`proxy`]: the pingora `ProxyHttp` glue.
 //! - [`jwks`], [`admin`], [`metrics`]: keys, the admin port, metrics.
 //! - [`spawn`] / [`build_server`]: start it (in a thread for tests and the all-in-one runner).
@@ -17,6 +18,7 @@ pub mod cookies;
 pub mod jwks;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reason;
 pub mod routes;
 pub mod settings;
