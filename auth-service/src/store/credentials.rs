@@ -186,25 +186,14 @@ impl Store {
         entry: &BlacklistRow,
         audit: Audit,
     ) -> Result<bool, StoreError> {
-        on_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE credentials SET revoked_at = $1 \
-                 WHERE access_key = $2 AND operator_id = $3 AND revoked_at IS NULL",
-            )
-            .bind(Utc::now())
-            .bind(access_key)
-            .bind(operator_id)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            insert_blacklist!(tx, entry)?;
-            audit_in!(tx, audit)?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        revoke_and_blacklist!(
+            &self.db,
+            "UPDATE credentials SET revoked_at = $1 \
+             WHERE access_key = $2 AND operator_id = $3 AND revoked_at IS NULL",
+            [access_key, operator_id],
+            entry,
+            audit
+        )
     }
 
     /// Starts a family of `access_key` with its first refresh and access tokens.

@@ -130,6 +130,29 @@ macro_rules! insert_blacklist {
     };
 }
 
+/// Marks one live row revoked (`$sql` takes the time as `$1`, then `$binds`) and, when it
+/// was live, blacklists it with its audit record, in one transaction: a revocation must never
+/// outlive a crash half done. `Ok(false)` when there was no such live row.
+macro_rules! revoke_and_blacklist {
+    ($db:expr, $sql:expr, [$($bind:expr),*], $entry:expr, $audit:expr) => {
+        on_db!($db, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query($sql)
+                .bind(Utc::now())
+                $(.bind($bind))*
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_blacklist!(tx, $entry)?;
+            audit_in!(tx, $audit)?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    };
+}
+
 // Submodules come after the macros above, which they use.
 mod credentials;
 mod keys;
@@ -343,25 +366,14 @@ impl Store {
         entry: &BlacklistRow,
         audit: Audit,
     ) -> Result<bool, StoreError> {
-        on_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE applications SET revoked_at = $1 \
-                 WHERE uuid = $2 AND operator_id = $3 AND revoked_at IS NULL",
-            )
-            .bind(Utc::now())
-            .bind(uuid)
-            .bind(operator_id)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            insert_blacklist!(tx, entry)?;
-            audit_in!(tx, audit)?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        revoke_and_blacklist!(
+            &self.db,
+            "UPDATE applications SET revoked_at = $1 \
+             WHERE uuid = $2 AND operator_id = $3 AND revoked_at IS NULL",
+            [uuid, operator_id],
+            entry,
+            audit
+        )
     }
 
     // ---- blacklist ----

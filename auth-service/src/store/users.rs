@@ -24,24 +24,13 @@ impl Store {
         entry: &BlacklistRow,
         audit: Audit,
     ) -> Result<bool, StoreError> {
-        on_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL \
-                 AND ($3 IS NULL OR operator_id = $3)",
-            )
-            .bind(Utc::now())
-            .bind(id)
-            .bind(operator_id)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            insert_blacklist!(tx, entry)?;
-            audit_in!(tx, audit)?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        revoke_and_blacklist!(
+            &self.db,
+            "UPDATE users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL \
+             AND ($3 IS NULL OR operator_id = $3)",
+            [id, operator_id],
+            entry,
+            audit
+        )
     }
 }
