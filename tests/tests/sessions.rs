@@ -185,6 +185,14 @@ async fn sessions(mode: Mode) {
         "missing_token",
     )
     .await;
+    // The revocation reaches the gateway through the blacklist feed: within a second.
+    let revoked = stack
+        .eventually(Duration::from_secs(1), || async {
+            let r = get(&stack, "/profile", &old).send().await.unwrap();
+            r.status() == 401
+        })
+        .await;
+    assert!(revoked, "the signed-out session token is refused");
     refused(
         get(&stack, "/profile", &old).send().await.unwrap(),
         401,
