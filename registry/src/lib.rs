@@ -13,10 +13,11 @@ mod cee_key;
 pub mod clock;
 pub mod domain;
 pub mod http;
+pub mod jobs;
 mod settings;
 pub mod store;
 
-pub use settings::{CeeSettings, Settings};
+pub use settings::{CeeSettings, JobsSettings, Settings};
 
 use anyhow::Context;
 use auth_token::AssertionKey;
@@ -40,6 +41,8 @@ pub struct Application {
     local_addr: SocketAddr,
     routes: BoxedFilter<(Response,)>,
     metrics: http::Metrics,
+    runner: jobs::Runner,
+    poll_interval: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -68,8 +71,18 @@ impl Application {
         let registry = prometheus::Registry::new();
         let metrics = http::Metrics::register(&registry).context("cannot register metrics")?;
         let cee = cee_state(&settings.cee, &db)?;
+        let lifecycle = store::lifecycle_for_database(&db);
+        let runner = jobs::Runner::new(
+            lifecycle.clone(),
+            clock.clone(),
+            metrics.clone(),
+            Arc::new(cee.france.clone()),
+            chrono::TimeDelta::seconds(i64::try_from(settings.jobs.lease_secs).unwrap_or(300)),
+            i64::from(settings.jobs.batch.max(1)),
+        );
         let state = Arc::new(http::State {
             store: store::for_database(&db),
+            lifecycle,
             metrics: metrics.clone(),
             clock,
             cee,
@@ -82,12 +95,22 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr().context("no local address")?;
+        let poll_interval = (settings.jobs.poll_interval_ms > 0)
+            .then(|| std::time::Duration::from_millis(settings.jobs.poll_interval_ms));
         Ok(Self {
             listener,
             local_addr,
             routes,
             metrics,
+            runner,
+            poll_interval,
         })
+    }
+
+    /// The lifecycle job runner of this registry (tests run it by hand, or start others on
+    /// the same database with [`jobs::Runner::another`]).
+    pub fn runner(&self) -> jobs::Runner {
+        self.runner.clone()
     }
 
     /// The address actually bound.
@@ -95,11 +118,19 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves, and runs the lifecycle jobs unless `jobs.poll_interval_ms` is 0, until
+    /// `shutdown` resolves, then lets in-flight requests finish. The runner stops at once: a
+    /// job cut short rolls back and is done again later.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let runner = self
+            .poll_interval
+            .map(|interval| tokio::spawn(self.runner.run(interval)));
         let routes = self.routes.recover(rpc_service::error::recover).unify();
         let routes = observed(routes, self.metrics.http, http::route_template);
         serve(routes, self.listener, shutdown).await;
+        if let Some(runner) = runner {
+            runner.abort();
+        }
     }
 }
 

@@ -25,6 +25,32 @@ pub struct Settings {
     pub log_format: String,
     /// CEE applications: campaign, delay, signing key.
     pub cee: CeeSettings,
+    /// The lifecycle job runner.
+    pub jobs: JobsSettings,
+}
+
+/// The lifecycle job runner (docs/lifecycle.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSettings {
+    /// How often the runner looks for due jobs, in milliseconds; 0 runs no runner in this
+    /// process (another replica does the work). Default 1000.
+    pub poll_interval_ms: u64,
+    /// How long a claimed job stays this runner's, in seconds: a runner that dies gives its
+    /// jobs back after this. Default 300.
+    pub lease_secs: u64,
+    /// Jobs claimed at a time. Default 50.
+    pub batch: u32,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1_000,
+            lease_secs: 300,
+            batch: 50,
+        }
+    }
 }
 
 /// The CEE campaign and the key that signs application tokens (CONTRACT §8).
@@ -68,6 +94,7 @@ impl Default for Settings {
             assertion_secret: Secret::new(String::new()),
             log_format: "pretty".to_owned(),
             cee: CeeSettings::default(),
+            jobs: JobsSettings::default(),
         }
     }
 }
@@ -102,6 +129,8 @@ mod tests {
         assert_eq!(s.cee.campaign_end.to_rfc3339(), "2027-12-31T23:59:59+00:00");
         assert_eq!(s.cee.delay_days, 7);
         assert!(s.cee.private_key_pem.expose().is_empty());
+        assert_eq!(s.jobs.poll_interval_ms, 1_000);
+        assert_eq!(s.jobs.lease_secs, 300);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! Start at [`validate_journey`] (payload → [`NewJourney`] or every violation), then
 //! [`standalone_violations`] (terms of use) and [`JourneyStatus::compute`] (public status).
-//! Every rule that depends on time takes `now` as a parameter. CEE applications are in [`cee`].
+//! Every rule that depends on time takes `now` as a parameter. CEE applications are in [`cee`];
+//! what happens after acquisition (checks, campaigns, funding calls) in [`lifecycle`].
 
 pub mod cee;
 mod journey;
+pub mod lifecycle;
 mod phone;
 mod revise;
 mod schema;

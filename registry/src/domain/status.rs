@@ -17,6 +17,8 @@ pub enum AcquisitionStatus {
     /// Deprecated by the reference; read as a terms violation.
     Expired,
     TermsViolationError,
+    /// The 24 h checks could not normalise it (geography, coordinates, time).
+    NormalizationError,
 }
 
 /// Outcome of an asynchronous check (fraud or anomaly).
@@ -43,7 +45,7 @@ pub enum JourneyStatus {
 }
 
 impl AcquisitionStatus {
-    const ALL: [AcquisitionStatus; 7] = [
+    const ALL: [AcquisitionStatus; 8] = [
         AcquisitionStatus::Received,
         AcquisitionStatus::Updated,
         AcquisitionStatus::Processed,
@@ -51,6 +53,7 @@ impl AcquisitionStatus {
         AcquisitionStatus::Canceled,
         AcquisitionStatus::Expired,
         AcquisitionStatus::TermsViolationError,
+        AcquisitionStatus::NormalizationError,
     ];
 
     /// The storage spelling.
@@ -63,6 +66,7 @@ impl AcquisitionStatus {
             AcquisitionStatus::Canceled => "canceled",
             AcquisitionStatus::Expired => "expired",
             AcquisitionStatus::TermsViolationError => "terms_violation_error",
+            AcquisitionStatus::NormalizationError => "normalization_error",
         }
     }
 
@@ -133,7 +137,7 @@ impl JourneyStatus {
     /// Every stored (acquisition, fraud, anomaly) triple whose public status is `self`: the
     /// exact inverse of [`JourneyStatus::compute`], so a listing filtered on a status finds
     /// the journeys the status route reports with it. Empty for statuses never computed from
-    /// stored parts (`validation_error`, `normalization_error`, `unknown`).
+    /// stored parts (`validation_error`, `unknown`).
     pub fn stored_parts(self) -> Vec<(AcquisitionStatus, CheckStatus, CheckStatus)> {
         let checks = [
             CheckStatus::Pending,
@@ -165,6 +169,7 @@ impl JourneyStatus {
             Some(A::Canceled) => JourneyStatus::Canceled,
             Some(A::Expired | A::TermsViolationError) => JourneyStatus::TermsViolationError,
             Some(A::Failed) => JourneyStatus::AcquisitionError,
+            Some(A::NormalizationError) => JourneyStatus::NormalizationError,
             Some(A::Processed)
                 if fraud == CheckStatus::Passed && anomaly == CheckStatus::Passed =>
             {
@@ -248,6 +253,12 @@ mod tests {
             (Some(A::Processed), P, F, JourneyStatus::AnomalyError),
             (Some(A::Received), P, P, JourneyStatus::Pending),
             (Some(A::Received), W, W, JourneyStatus::Pending),
+            (
+                Some(A::NormalizationError),
+                F,
+                F,
+                JourneyStatus::NormalizationError,
+            ),
             (Some(A::Updated), W, P, JourneyStatus::Pending),
             (Some(A::Processed), P, W, JourneyStatus::Pending),
         ];
@@ -273,6 +284,7 @@ mod tests {
         assert_eq!(seen, AcquisitionStatus::ALL.len() * 3 * 3);
         assert_eq!(JourneyStatus::Ok.stored_parts(), vec![(A::Processed, P, P)]);
         assert!(JourneyStatus::ValidationError.stored_parts().is_empty());
+        assert_eq!(JourneyStatus::NormalizationError.stored_parts().len(), 9);
         assert!(JourneyStatus::Unknown.stored_parts().is_empty());
     }
 
@@ -283,7 +295,13 @@ mod tests {
             not_counting,
             vec![A::Canceled, A::Expired, A::TermsViolationError]
         );
-        for a in [A::Received, A::Updated, A::Processed, A::Failed] {
+        for a in [
+            A::Received,
+            A::Updated,
+            A::Processed,
+            A::Failed,
+            A::NormalizationError,
+        ] {
             assert!(a.counts_toward_terms(), "{a:?}");
         }
     }

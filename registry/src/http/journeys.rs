@@ -11,9 +11,10 @@ use crate::domain::{
     JourneyState, JourneyStatus, NewJourney, TermsLabel, UpdateRefusal, revise, validate_cancel,
     validate_journey, validate_patch,
 };
+use crate::store::lifecycle::JourneyIncentive;
 use crate::store::{
-    Cancellation, InsertOutcome, JourneyRow, JourneyStore, ListQuery, ListedJourney, StoreError,
-    UpdateOutcome,
+    Cancellation, InsertOutcome, JourneyRow, JourneyStore, LifecycleStore, ListQuery,
+    ListedJourney, StoreError, UpdateOutcome,
 };
 use auth_token::Principal;
 use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
@@ -29,6 +30,8 @@ use warp::reply::Response;
 pub struct State {
     /// Where journeys are kept.
     pub store: Arc<dyn JourneyStore>,
+    /// Jobs, campaigns, incentives, funding calls.
+    pub lifecycle: Arc<dyn LifecycleStore>,
     /// Request and journey counters.
     pub metrics: Metrics,
     /// Where "now" comes from.
@@ -146,18 +149,38 @@ async fn journey_status(
         .await
         .map_err(internal)?;
     let journey = found.ok_or_else(RpcError::not_found)?;
-    Ok(warp::reply::json(&status_body(&journey)).into_response())
+    let incentives = state
+        .lifecycle
+        .incentives_of(journey.journey_id)
+        .await
+        .map_err(internal)?;
+    Ok(warp::reply::json(&status_body(&journey, &incentives)).into_response())
 }
 
-fn status_body(journey: &JourneyState) -> Value {
+/// The reference's status object. `fraud_error_labels` are `{"label"}` objects as the
+/// published v3.3 spec says; `incentives` (an addition) lists what the registry's campaigns
+/// pay for the journey once its status is final.
+fn status_body(journey: &JourneyState, incentives: &[JourneyIncentive]) -> Value {
+    let fraud: Vec<Value> = journey
+        .fraud_error_labels
+        .iter()
+        .map(|label| json!({ "label": label }))
+        .collect();
+    let incentives: Vec<Value> = incentives
+        .iter()
+        .map(|i| {
+            json!({"campaign_id": i.campaign_id, "campaign_name": i.campaign_name, "amount": i.amount})
+        })
+        .collect();
     json!({
         "operator_journey_id": journey.operator_journey_id,
         "status": journey.status().as_str(),
         "created_at": iso(journey.created_at),
         "journey_id": journey.journey_id.to_string(),
-        "fraud_error_labels": journey.fraud_error_labels,
+        "fraud_error_labels": fraud,
         "anomaly_error_details": journey.anomaly_error_details,
         "terms_violation_details": journey.terms_violation_labels,
+        "incentives": incentives,
     })
 }
 
@@ -433,11 +456,11 @@ fn terms_violation(labels: &[TermsLabel]) -> RpcError {
 }
 
 /// ISO 8601 UTC with milliseconds: `2026-11-22T14:00:00.123Z`.
-fn iso(at: DateTime<Utc>) -> String {
+pub(super) fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn internal(e: StoreError) -> RpcError {
+pub(super) fn internal(e: StoreError) -> RpcError {
     tracing::error!(error = %e, "journey store failed");
     RpcError::internal()
 }

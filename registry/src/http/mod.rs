@@ -6,6 +6,7 @@
 
 mod cee;
 mod journeys;
+mod lifecycle;
 mod metrics;
 
 pub use cee::Cee;
@@ -88,6 +89,11 @@ pub fn api(
         .and(json_body())
         .then(journeys::cancel);
 
+    let lifecycle = lifecycle_routes(
+        with_state.clone().boxed(),
+        principal.clone().boxed(),
+        json_body().boxed(),
+    );
     let cee = cee_routes(with_state.boxed(), principal.boxed(), json_body().boxed());
 
     create
@@ -100,6 +106,52 @@ pub fn api(
         .or(cancel)
         .unify()
         .or(cee)
+        .unify()
+        .or(lifecycle)
+        .unify()
+}
+
+/// `/admin/campaigns`, `/{version}/exports/journeys`, `/{version}/funding-calls`.
+fn lifecycle_routes(
+    with_state: BoxedFilter<(Arc<State>,)>,
+    principal: BoxedFilter<(auth_token::Principal,)>,
+    json_body: BoxedFilter<(serde_json::Value,)>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let campaigns = || warp::path!("admin" / "campaigns");
+    let create_campaign = campaigns()
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(json_body)
+        .then(lifecycle::create_campaign);
+    let list_campaigns = campaigns()
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .then(lifecycle::list_campaigns);
+    let export = version()
+        .and(warp::path("exports"))
+        .and(warp::path("journeys"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(warp::query::<Vec<(String, String)>>())
+        .then(lifecycle::export);
+    let funding_calls = version()
+        .and(warp::path("funding-calls"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state)
+        .and(principal)
+        .and(warp::query::<Vec<(String, String)>>())
+        .then(lifecycle::funding_calls);
+    create_campaign
+        .or(list_campaigns)
+        .unify()
+        .or(export)
+        .unify()
+        .or(funding_calls)
         .unify()
 }
 
@@ -216,6 +268,9 @@ pub fn route_template(path: &str) -> &'static str {
         ["health"] => "/health",
         ["metrics"] => "/metrics",
         ["journeys", "push"] => "/journeys/push",
+        ["admin", "campaigns"] => "/admin/campaigns",
+        [_, "exports", "journeys"] if versioned => "/{version}/exports/journeys",
+        [_, "funding-calls"] if versioned => "/{version}/funding-calls",
         [_, "journeys"] if versioned => "/{version}/journeys",
         [_, "journeys", _] if versioned => "/{version}/journeys/{id}",
         [_, "journeys", _, "cancel"] if versioned => "/{version}/journeys/{id}/cancel",
@@ -253,6 +308,9 @@ mod tests {
                 "/{version}/policies/cee/public-key",
             ),
             ("/v3/policies/cee/0b7c", "/{version}/policies/cee/{uuid}"),
+            ("/admin/campaigns", "/admin/campaigns"),
+            ("/v3/exports/journeys", "/{version}/exports/journeys"),
+            ("/v3.3/funding-calls", "/{version}/funding-calls"),
             ("/v3/unknown", "unmatched"),
             ("/journeys/abc", "unmatched"),
             ("/", "unmatched"),

@@ -5,17 +5,21 @@
 //! [`for_database`]. The SQL text is shared ([`sql`]); the two differ in how they bind
 //! timestamps and JSON and in how a write transaction excludes its competitors.
 //!
-//! CEE applications are behind [`CeeStore`], implemented by the same two stores (`cee/`).
+//! CEE applications are behind [`CeeStore`], implemented by the same two stores (`cee/`), and
+//! so is the lifecycle after acquisition (jobs, checks, campaigns, funding calls) behind
+//! [`LifecycleStore`] (`lifecycle/`).
 //!
 //! Writes that apply the terms of use (create, update) count the neighbours of the journey
 //! and write it in one transaction, serialised per person, so that two journeys sent at once
 //! cannot both slip under a limit.
 
 mod cee;
+pub mod lifecycle;
 mod postgres;
 mod sqlite;
 
 pub use cee::{CeeStore, NewApplication, RegisterOutcome};
+pub use lifecycle::LifecycleStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -175,6 +179,14 @@ pub fn cee_for_database(db: &Database) -> Arc<dyn CeeStore> {
     }
 }
 
+/// Jobs, checks, campaigns, incentives and funding calls over whichever database `db` is.
+pub fn lifecycle_for_database(db: &Database) -> Arc<dyn LifecycleStore> {
+    match db {
+        Database::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
+        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+    }
+}
+
 /// SQL shared by both stores: `$n` placeholders, which SQLite also reads by number.
 mod sql {
     use crate::domain::{AcquisitionStatus, JourneyStatus};
@@ -280,7 +292,8 @@ mod sql {
     });
 
     /// PostgreSQL: [`INSERT`] and, in the same statement and snapshot, the new journey's
-    /// neighbour counts (`$23`..`$24` its Paris day, `$25`..`$26` its closeness window).
+    /// neighbour counts (`$23`..`$24` its Paris day, `$25`..`$26` its closeness window) and
+    /// its checks job (due at `$27`).
     /// No row when the journey is a duplicate. The new row is not among its own neighbours:
     /// a statement does not see what it writes.
     pub static INSERT_COUNTING: LazyLock<String> = LazyLock::new(|| {
@@ -294,10 +307,26 @@ mod sql {
             close: ("$25", "$26"),
         };
         format!(
-            "WITH inserted AS ({INSERT}) SELECT journey_id, {} FROM inserted",
+            "WITH inserted AS ({INSERT}), checks AS ({ENQUEUE_NEW}) \
+             SELECT journey_id, {} FROM inserted",
             neighbour_counts(&inputs)
         )
     });
+
+    /// PostgreSQL, inside [`INSERT_COUNTING`]: the new journey's checks, due at `$27`.
+    const ENQUEUE_NEW: &str = "INSERT INTO jobs (kind, subject, run_at, created_at) \
+        SELECT 'journey_checks', CAST(journey_id AS TEXT), $27, $16 FROM inserted";
+
+    /// A journey's checks (`$1` its id as text) due at `$2`, `$3` now; an update moves them
+    /// and starts them over.
+    pub const ENQUEUE_CHECKS: &str = "INSERT INTO jobs (kind, subject, run_at, created_at) \
+        VALUES ('journey_checks', $1, $2, $3) ON CONFLICT (kind, subject) DO UPDATE SET \
+        run_at = excluded.run_at, attempts = 0, locked_by = NULL, locked_until = NULL, \
+        last_error = NULL, done_at = NULL";
+
+    /// An updated journey's final pass goes: its checks schedule it again.
+    pub const DROP_FINAL: &str =
+        "DELETE FROM jobs WHERE kind = 'journey_final' AND subject = $1 AND done_at IS NULL";
 
     /// Marks a journey just inserted as breaking the terms: `$1` id, `$2` labels.
     pub const TERMS_VIOLATION: &str = "UPDATE journeys SET \

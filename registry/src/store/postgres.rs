@@ -6,6 +6,7 @@ use super::{
     Revise, StateColumns, StoreError, UpdateOutcome, acquisition_after_terms, labels_json,
     person_locks, sql,
 };
+use crate::domain::lifecycle::CHECKS_AFTER;
 use crate::domain::{
     AcquisitionStatus, JourneyState, Neighbours, NewJourney, StoredJourney, TermsLabel,
     TermsWindows, violations,
@@ -64,6 +65,26 @@ async fn terms_labels(
     Ok(violations(journey, now, &neighbours))
 }
 
+/// Moves an updated journey's checks to 24 h after its (new) start.
+async fn reschedule_checks(
+    conn: &mut PgConnection,
+    journey_id: i64,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(sql::ENQUEUE_CHECKS)
+        .bind(journey_id.to_string())
+        .bind(start + CHECKS_AFTER)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(sql::DROP_FINAL)
+        .bind(journey_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl JourneyStore for PgStore {
     async fn insert(&self, row: &JourneyRow<'_>) -> Result<InsertOutcome, StoreError> {
@@ -106,6 +127,7 @@ impl JourneyStore for PgStore {
             .bind(w.day_end)
             .bind(w.close_start)
             .bind(w.close_end)
+            .bind(j.start.datetime + CHECKS_AFTER)
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match inserted {
@@ -248,6 +270,7 @@ impl JourneyStore for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        reschedule_checks(&mut tx, journey_id, j.start.datetime, now).await?;
         sqlx::query(sql::REVISION)
             .bind(journey_id)
             .bind("update")

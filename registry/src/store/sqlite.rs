@@ -6,6 +6,7 @@ use super::{
     Cancellation, InsertOutcome, JourneyRow, JourneyStore, ListQuery, ListedColumns, ListedJourney,
     Revise, StateColumns, StoreError, UpdateOutcome, acquisition_after_terms, labels_json, sql,
 };
+use crate::domain::lifecycle::CHECKS_AFTER;
 use crate::domain::{
     AcquisitionStatus, JourneyState, Neighbours, NewJourney, StoredJourney, TermsLabel,
     TermsWindows, violations,
@@ -67,6 +68,26 @@ async fn terms_labels(
     Ok(violations(journey, now, &neighbours))
 }
 
+/// Schedules (or moves) a journey's checks to 24 h after its start.
+async fn reschedule_checks(
+    conn: &mut SqliteConnection,
+    journey_id: i64,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(sql::ENQUEUE_CHECKS)
+        .bind(journey_id.to_string())
+        .bind((start + CHECKS_AFTER).timestamp_millis())
+        .bind(now.timestamp_millis())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(sql::DROP_FINAL)
+        .bind(journey_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl JourneyStore for SqliteStore {
     async fn insert(&self, row: &JourneyRow<'_>) -> Result<InsertOutcome, StoreError> {
@@ -101,10 +122,16 @@ impl JourneyStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match inserted {
-            Some(journey_id) => InsertOutcome::Created {
-                journey_id,
-                terms_violation_labels: labels,
-            },
+            Some(journey_id) => {
+                if labels.is_empty() {
+                    reschedule_checks(&mut tx, journey_id, j.start.datetime, row.created_at)
+                        .await?;
+                }
+                InsertOutcome::Created {
+                    journey_id,
+                    terms_violation_labels: labels,
+                }
+            }
             None => {
                 let created_at: i64 = sqlx::query_scalar(sql::EXISTING)
                     .bind(row.operator_id)
@@ -230,6 +257,7 @@ impl JourneyStore for SqliteStore {
             .bind(now.timestamp_millis())
             .execute(&mut *tx)
             .await?;
+        reschedule_checks(&mut tx, journey_id, j.start.datetime, now).await?;
         sqlx::query(sql::REVISION)
             .bind(journey_id)
             .bind("update")

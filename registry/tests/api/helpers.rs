@@ -4,7 +4,8 @@ use auth_token::{ASSERTION_HEADER, Assertion, AssertionKey, CredentialKind, Prin
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use layered_settings::Secret;
 use registry::clock::{Clock, ManualClock, SystemClock};
-use registry::{Application, CeeSettings, Settings};
+use registry::jobs::Runner;
+use registry::{Application, CeeSettings, JobsSettings, Settings};
 use reqwest::{Method, RequestBuilder, Response};
 use rpc_service::db::DatabaseSettings;
 use serde_json::{Value, json};
@@ -28,6 +29,10 @@ pub enum StoreKind {
 /// A running registry.
 pub struct TestApp {
     pub address: String,
+    /// The lifecycle job runner, which only runs when a test says so.
+    pub runner: Runner,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
     client: reqwest::Client,
     key: AssertionKey,
     stop: Option<oneshot::Sender<()>>,
@@ -75,11 +80,26 @@ async fn spawn_app_with_clock(kind: StoreKind, clock: Arc<dyn Clock>) -> TestApp
             private_key_pem: Secret::new(CEE_TEST_KEY.to_owned()),
             ..CeeSettings::default()
         },
+        // Tests run the jobs by hand, after moving their clock.
+        jobs: JobsSettings {
+            poll_interval_ms: 0,
+            ..JobsSettings::default()
+        },
         ..Settings::default()
     };
-    let app = Application::build_with_clock(settings, clock)
+    start(settings, clock, sqlite_file, pg_schema).await
+}
+
+async fn start(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    sqlite_file: Option<PathBuf>,
+    pg_schema: Option<(String, String)>,
+) -> TestApp {
+    let app = Application::build_with_clock(settings.clone(), clock.clone())
         .await
         .expect("registry builds");
+    let runner = app.runner();
     let address = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async {
@@ -87,11 +107,22 @@ async fn spawn_app_with_clock(kind: StoreKind, clock: Arc<dyn Clock>) -> TestApp
     }));
     TestApp {
         address,
+        runner,
+        settings,
+        clock,
         client: reqwest::Client::new(),
         key: AssertionKey::new(SECRET.as_bytes()).unwrap(),
         stop: Some(stop),
         sqlite_file,
         pg_schema,
+    }
+}
+
+impl TestApp {
+    /// Another registry process on the same database and clock (a replica); the database
+    /// stays until `self` is dropped.
+    pub async fn replica(&self) -> TestApp {
+        start(self.settings.clone(), self.clock.clone(), None, None).await
     }
 }
 
@@ -155,6 +186,14 @@ pub fn registry_user() -> Principal {
         client: Some("device".into()),
         token_exp: None,
         ..Principal::anonymous()
+    }
+}
+
+/// A registry admin (campaigns).
+pub fn registry_admin() -> Principal {
+    Principal {
+        role: Some(Role::RegistryAdmin),
+        ..registry_user()
     }
 }
 

@@ -54,7 +54,7 @@ async fn create_returns_201_and_status_is_pending(kind: StoreKind) {
         body,
         json!({"operator_journey_id": id, "status": "pending", "created_at": created_at,
                "journey_id": body["journey_id"], "fraud_error_labels": [],
-               "anomaly_error_details": [], "terms_violation_details": []})
+               "anomaly_error_details": [], "terms_violation_details": [], "incentives": []})
     );
 }
 

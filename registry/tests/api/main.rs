@@ -19,6 +19,8 @@ macro_rules! on_both_stores {
 
 mod cee;
 mod helpers;
+mod jobs;
 mod journeys;
 mod lifecycle;
+mod lifecycle_money;
 mod terms;

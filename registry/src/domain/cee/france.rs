@@ -44,14 +44,51 @@ impl France {
 
     /// Whether (`lat`, `lon`) in degrees is inside one of the polygons (and none of its holes).
     pub fn contains(&self, lat: f64, lon: f64) -> bool {
-        self.polygons.iter().any(|p| {
-            let (x0, y0, x1, y1) = p.bbox;
-            (x0..=x1).contains(&lon)
-                && (y0..=y1).contains(&lat)
-                && p.rings.first().is_some_and(|outer| inside(outer, lon, lat))
-                && !p.rings[1..].iter().any(|hole| inside(hole, lon, lat))
-        })
+        in_polygons(&self.polygons, lat, lon)
     }
+}
+
+/// A region drawn by a GeoJSON `Polygon` or `MultiPolygon` geometry (an incentive
+/// campaign's area), with the same point-in-polygon test as [`France`].
+#[derive(Debug, Clone)]
+pub struct Area {
+    polygons: Vec<Polygon>,
+}
+
+impl Area {
+    /// Reads `{"type":"Polygon"|"MultiPolygon","coordinates":...}` (lon, lat order).
+    pub fn from_geometry(geometry: &Value) -> Result<Self, String> {
+        let coordinates = &geometry["coordinates"];
+        let polygons = match geometry["type"].as_str() {
+            Some("Polygon") => vec![polygon(coordinates)?],
+            Some("MultiPolygon") => coordinates
+                .as_array()
+                .ok_or("MultiPolygon without coordinates")?
+                .iter()
+                .map(polygon)
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err("must be a GeoJSON Polygon or MultiPolygon".to_owned()),
+        };
+        if polygons.is_empty() {
+            return Err("no polygon".to_owned());
+        }
+        Ok(Self { polygons })
+    }
+
+    /// Whether (`lat`, `lon`) in degrees is inside the area.
+    pub fn contains(&self, lat: f64, lon: f64) -> bool {
+        in_polygons(&self.polygons, lat, lon)
+    }
+}
+
+fn in_polygons(polygons: &[Polygon], lat: f64, lon: f64) -> bool {
+    polygons.iter().any(|p| {
+        let (x0, y0, x1, y1) = p.bbox;
+        (x0..=x1).contains(&lon)
+            && (y0..=y1).contains(&lat)
+            && p.rings.first().is_some_and(|outer| inside(outer, lon, lat))
+            && !p.rings[1..].iter().any(|hole| inside(hole, lon, lat))
+    })
 }
 
 fn polygon(coordinates: &Value) -> Result<Polygon, String> {
@@ -140,5 +177,39 @@ mod tests {
         assert!(!square.contains(5.0, 5.0));
         assert!(!square.contains(11.0, 5.0));
         assert!(France::parse(r#"{"features":[]}"#).is_err());
+    }
+
+    #[test]
+    fn areas_read_polygons_and_multipolygons() {
+        let square = |x: i32| {
+            format!(
+                "[[[{x},0],[{},0],[{},10],[{x},10],[{x},0]]]",
+                x + 10,
+                x + 10
+            )
+        };
+        let polygon: Value = serde_json::from_str(&format!(
+            r#"{{"type":"Polygon","coordinates":{}}}"#,
+            square(0)
+        ))
+        .unwrap();
+        let area = Area::from_geometry(&polygon).expect("polygon");
+        assert!(area.contains(5.0, 5.0) && !area.contains(5.0, 25.0));
+        let multi: Value = serde_json::from_str(&format!(
+            r#"{{"type":"MultiPolygon","coordinates":[{},{}]}}"#,
+            square(0),
+            square(20)
+        ))
+        .unwrap();
+        let area = Area::from_geometry(&multi).expect("multipolygon");
+        assert!(area.contains(5.0, 5.0) && area.contains(5.0, 25.0) && !area.contains(5.0, 15.0));
+        for bad in [
+            r#"{"type":"Point","coordinates":[1,2]}"#,
+            r#"{"type":"Polygon","coordinates":[[[0,0],[1,1]]]}"#,
+            r#"{"type":"MultiPolygon","coordinates":[]}"#,
+        ] {
+            let geometry: Value = serde_json::from_str(bad).unwrap();
+            assert!(Area::from_geometry(&geometry).is_err(), "{bad}");
+        }
     }
 }

@@ -12,7 +12,7 @@ mod request;
 mod rules;
 mod token;
 
-pub use france::France;
+pub use france::{Area, France};
 pub use request::{
     DrivingLicence, JourneyType, LastNameTrunc, Person, Registration, RegistrationKind, Simulation,
     validate_registration, validate_simulation,
