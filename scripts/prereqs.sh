@@ -2,8 +2,10 @@
 # Makes sure what the build and the tests need is here, installing it when missing.
 #   scripts/prereqs.sh build      cmake (pingora's zlib-ng build needs it)
 #   scripts/prereqs.sh services   + PostgreSQL and Redis on 127.0.0.1, started if stopped,
-#                                 and PyJWT (the tests' independent JWT verifier)
+#                                 PyJWT (the tests' independent JWT verifier), and Chromium,
+#                                 Node >= 20 and playwright-core (the console's browser tests)
 set -euo pipefail
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 say() { printf '[prereqs] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
@@ -69,9 +71,25 @@ ensure_pyjwt() {
   python3 -c 'import jwt, cryptography' || { say "PyJWT is required by the tests"; exit 1; }
 }
 
+# The console's tests drive Debian's Chromium with playwright-core (pinned in
+# tests/browser/package-lock.json; it downloads no browser of its own).
+ensure_browser() {
+  command -v chromium >/dev/null || apt_install chromium ||
+    { say "chromium is required by the console tests"; exit 1; }
+  command -v npm >/dev/null || apt_install nodejs npm ||
+    { say "node and npm are required by the console tests"; exit 1; }
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  [ "$major" -ge 20 ] || { say "the console tests need Node >= 20 (found $(node --version 2>/dev/null))"; exit 1; }
+  [ -d "$repo_root/tests/browser/node_modules/playwright-core" ] && return
+  say "installing playwright-core for the console tests (npm ci in tests/browser)"
+  (cd "$repo_root/tests/browser" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+}
+
 ensure_cmake
 if [ "${1:-build}" = services ]; then
   ensure_postgres
   ensure_redis
   ensure_pyjwt
+  ensure_browser
 fi

@@ -45,6 +45,8 @@ pub enum Permission {
     Blacklist,
     /// signing keys: list, rotate (`/admin/keys`)
     Keys,
+    /// incentive campaigns (`/admin/campaigns`)
+    Campaigns,
     /// any signed-in identity (profile, sign out)
     SignedIn,
 }
@@ -85,6 +87,36 @@ impl Role {
     }
 }
 
+impl Permission {
+    /// The stable name of a permission, as `GET /profile` lists the caller's (the console
+    /// shows a page only when the role holds its permission).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::JourneysWrite => "journeys.write",
+            Permission::JourneysRead => "journeys.read",
+            Permission::ApplicationsManage => "applications.manage",
+            Permission::ApplicationsList => "applications.list",
+            Permission::Credentials => "credentials",
+            Permission::OperatorsAdmin => "operators.admin",
+            Permission::UsersManage => "users.manage",
+            Permission::Blacklist => "blacklist",
+            Permission::Keys => "keys",
+            Permission::Campaigns => "campaigns",
+            Permission::SignedIn => "signed_in",
+        }
+    }
+}
+
+impl Role {
+    /// The permissions this role holds, in the order of [`PERMISSIONS`].
+    pub fn permissions(self) -> impl Iterator<Item = Permission> {
+        PERMISSIONS
+            .iter()
+            .filter(move |(_, roles)| roles.contains(&self))
+            .map(|(permission, _)| *permission)
+    }
+}
+
 /// CONTRACT §4 as data: each permission and the roles that hold it. [`Role::grants`] reads
 /// it; the contract test below compares it row by row with the published table.
 pub const PERMISSIONS: &[(Permission, &[Role])] = {
@@ -100,6 +132,7 @@ pub const PERMISSIONS: &[(Permission, &[Role])] = {
         (UsersManage, &[RegistryAdmin, OperatorAdmin]),
         (Blacklist, &[RegistrySecurity, RegistryAdmin]),
         (Keys, &[RegistryAdmin]),
+        (Campaigns, &[RegistryAdmin]),
         (SignedIn, &Role::ALL),
     ]
 };
@@ -152,6 +185,7 @@ mod tests {
             (UsersManage, &[RegistryAdmin, OperatorAdmin]),
             (Blacklist, &[RegistrySecurity, RegistryAdmin]),
             (Keys, &[RegistryAdmin]),
+            (Campaigns, &[RegistryAdmin]),
             (SignedIn, &Role::ALL),
         ];
         assert_eq!(table.len(), PERMISSIONS.len(), "one row per permission");
@@ -160,6 +194,27 @@ mod tests {
                 assert_eq!(
                     role.grants(*permission),
                     allowed.contains(&role),
+                    "{role} / {permission:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn permission_names_are_distinct_and_roles_list_what_they_are_granted() {
+        let names: std::collections::HashSet<&str> =
+            PERMISSIONS.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names.len(), PERMISSIONS.len());
+        let security: Vec<&str> = Role::RegistrySecurity
+            .permissions()
+            .map(Permission::as_str)
+            .collect();
+        assert_eq!(security, ["journeys.read", "blacklist", "signed_in"]);
+        for role in Role::ALL {
+            for (permission, _) in PERMISSIONS {
+                assert_eq!(
+                    role.permissions().any(|p| p == *permission),
+                    role.grants(*permission),
                     "{role} / {permission:?}"
                 );
             }

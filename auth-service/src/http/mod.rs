@@ -4,6 +4,7 @@
 mod admin;
 mod applications;
 mod blacklist;
+mod console;
 mod credentials;
 mod keys;
 mod profile;
@@ -38,7 +39,7 @@ pub struct State(Arc<Inner>);
 struct Inner {
     store: Store,
     keys: Keyring,
-    feed: Arc<dyn ::blacklist::Feed>,
+    publisher: Arc<crate::publisher::Publisher>,
     assertion: Arc<AssertionKey>,
     /// Verified against when the login is unknown, so both answers take as long.
     dummy_hash: String,
@@ -55,7 +56,7 @@ impl State {
     pub async fn new(
         store: Store,
         keys: Keyring,
-        feed: Arc<dyn ::blacklist::Feed>,
+        publisher: Arc<crate::publisher::Publisher>,
         assertion: Arc<AssertionKey>,
         cookie_secure: bool,
     ) -> anyhow::Result<Self> {
@@ -63,7 +64,7 @@ impl State {
         Ok(Self(Arc::new(Inner {
             store,
             keys,
-            feed,
+            publisher,
             assertion,
             dummy_hash,
             throttle: Throttle::new(),
@@ -105,7 +106,9 @@ pub fn routes(
         .unify()
         .or(credentials::routes(state.clone(), who.clone()))
         .unify()
-        .or(tokens::routes(state, who))
+        .or(tokens::routes(state, who.clone()))
+        .unify()
+        .or(console::routes(who))
         .unify();
     let all = ops
         .or(jwks)
@@ -256,6 +259,8 @@ fn template(path: &str) -> &'static str {
         [".well-known", "jwks.json"] => "/.well-known/jwks.json",
         ["api", "v1", "auth", "sign_in"] => "/api/v1/auth/sign_in",
         ["api", "v1", "auth", "sign_out"] => "/api/v1/auth/sign_out",
+        ["console"] => "/console/",
+        ["console", ..] => "/console/{file}",
         ["profile"] => "/profile",
         ["profile", "signin"] => "/profile/signin",
         ["profile", "signout"] => "/profile/signout",

@@ -81,7 +81,8 @@ async fn sign_in(
         tracing::error!(error = %e, "cannot sign a session token");
         RpcError::internal()
     })?;
-    let body = j!({"user": user_json(&user), "csrf_token": csrf});
+    let body =
+        j!({"user": user_json(&user), "permissions": permissions(&user), "csrf_token": csrf});
     let cookie = sessauth_cookie(&token, SESSION_TTL_SECS, state.0.cookie_secure);
     with_cookie(json(StatusCode::OK, &body), &cookie)
 }
@@ -96,7 +97,8 @@ async fn sign_out(state: State, p: Principal) -> Result<Response, RpcError> {
     with_cookie(json(StatusCode::OK, &j!({"success": true})), &cookie)
 }
 
-/// The signed-in person; a session also gets its CSRF token back (a reloaded page has lost it).
+/// The signed-in person and what their role may do; a session also gets its CSRF token back
+/// (a reloaded page has lost it).
 async fn profile(state: State, p: Principal) -> Result<Response, RpcError> {
     let signed_in = matches!(
         p.kind,
@@ -109,11 +111,20 @@ async fn profile(state: State, p: Principal) -> Result<Response, RpcError> {
     let Some(user) = state.0.store.find_user_by_id(id).await.map_err(internal)? else {
         return Err(RpcError::unauthorized("invalid_token"));
     };
-    let mut body = j!({"user": user_json(&user)});
+    let mut body = j!({"user": user_json(&user), "permissions": permissions(&user)});
     if p.kind == Some(CredentialKind::Session) {
         body["csrf_token"] = p.csrf.map_or(Value::Null, Value::String);
     }
     Ok(json(StatusCode::OK, &body))
+}
+
+/// The names of the permissions the user's role holds (CONTRACT §4): what the console shows.
+/// The gateway still decides every request.
+fn permissions(user: &User) -> Vec<&'static str> {
+    user.role
+        .parse::<auth_token::Role>()
+        .map(|role| role.permissions().map(|p| p.as_str()).collect())
+        .unwrap_or_default()
 }
 
 fn user_json(user: &User) -> Value {

@@ -168,9 +168,11 @@ pub(super) async fn revoke_presented(
 }
 
 /// Announces a blacklist change. The record is already committed: if the feed is down the
-/// change reaches gateways on the next republish, so report it rather than hide it.
+/// change reaches gateways with the rewrite that follows once it answers
+/// ([`crate::publisher`]), but until then gateways do not refuse it, so report it rather
+/// than hide it.
 pub(super) async fn publish(state: &State, change: Change) -> Result<(), RpcError> {
-    state.0.feed.publish(&change).await.map_err(|e| {
+    state.0.publisher.publish(&change).await.map_err(|e| {
         tracing::error!(error = %e, "blacklist feed publish failed");
         RpcError::internal()
     })
