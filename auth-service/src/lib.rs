@@ -12,6 +12,7 @@ pub mod cli;
 pub mod http;
 pub mod keyring;
 pub mod passwords;
+pub mod publisher;
 pub mod refresh;
 pub mod settings;
 pub mod store;
@@ -19,13 +20,14 @@ pub mod throttle;
 
 use anyhow::Context;
 use auth_token::AssertionKey;
-use blacklist::{Entry, Feed, Kind};
+use blacklist::Feed;
 use prometheus::Registry;
 use rpc_service::db::Database;
 use rpc_service::http::HttpMetrics;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use settings::Settings;
@@ -39,11 +41,15 @@ pub struct Application {
     state: http::State,
     metrics: HttpMetrics,
     registry: Registry,
+    publisher: Arc<publisher::Publisher>,
+    republish_every: Duration,
 }
 
 impl Application {
     /// Connects the database (running migrations), loads keys, creates the bootstrap admin
-    /// if needed, republishes the blacklist to `feed`, and binds the listener.
+    /// if needed, rewrites the blacklist's fast copy in `feed` from the database, and binds
+    /// the listener. A feed that does not answer is not fatal: the copy is rewritten once it
+    /// does (see [`publisher`]).
     pub async fn build(settings: Settings, feed: Arc<dyn Feed>) -> anyhow::Result<Self> {
         let assertion = AssertionKey::new(settings.assertion_secret.expose().as_bytes())
             .context("assertion_secret")?;
@@ -51,7 +57,13 @@ impl Application {
         let store = store::Store::new(db);
         let keys = keyring::Keyring::load_or_create(&store).await?;
         bootstrap::ensure_admin(&store, &settings.bootstrap).await?;
-        republish_blacklist(&store, feed.as_ref()).await?;
+        let publisher = Arc::new(publisher::Publisher::new(store.clone(), feed));
+        match publisher.republish().await {
+            Ok(entries) => tracing::info!(entries, "blacklist published"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "blacklist not published yet; will retry")
+            }
+        }
 
         let registry = Registry::new();
         let metrics = HttpMetrics::register(&registry, "auth").context("metrics")?;
@@ -61,7 +73,7 @@ impl Application {
         let state = http::State::new(
             store,
             keys,
-            feed,
+            publisher.clone(),
             Arc::new(assertion),
             settings.cookie_secure,
         )
@@ -71,6 +83,8 @@ impl Application {
             state,
             metrics,
             registry,
+            publisher,
+            republish_every: Duration::from_secs(settings.blacklist.republish_check_secs.max(1)),
         })
     }
 
@@ -87,35 +101,16 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// The blacklist's fast copy stays equal to the database while it serves.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         tokio::spawn(self.state.keys().clone().keep_fresh());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(self.publisher.run(self.republish_every, stopped));
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
         let routes = http::routes(self.state, self.registry, self.metrics);
         rpc_service::http::serve(routes, self.listener, shutdown).await;
     }
-}
-
-/// Rewrites the feed's fast copy from the database, the system of record: after a Redis
-/// flush or restart, the blacklist comes back with the next auth-service start.
-async fn republish_blacklist(store: &store::Store, feed: &dyn Feed) -> anyhow::Result<()> {
-    let mut by_target: std::collections::HashMap<String, Vec<Entry>> = Default::default();
-    for row in store.active_blacklist().await? {
-        let Ok(kind) = row.target_kind.parse::<Kind>() else {
-            continue;
-        };
-        let entry = Entry {
-            kind,
-            value: row.target_value,
-            expires_at: row.expires_at.map(|t| t.timestamp()),
-        };
-        by_target.entry(entry.key()).or_default().push(entry);
-    }
-    // Several entries may name one target; the strongest holds.
-    let entries: Vec<Entry> = by_target
-        .into_values()
-        .filter_map(Entry::strongest)
-        .collect();
-    feed.reset(&entries)
-        .await
-        .context("cannot publish the blacklist to the feed")?;
-    Ok(())
 }

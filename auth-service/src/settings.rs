@@ -25,6 +25,25 @@ pub struct Settings {
     pub log_format: String,
     /// The first registry admin (CONTRACT §1).
     pub bootstrap: BootstrapSettings,
+    /// Upkeep of the blacklist's fast copy in the feed.
+    pub blacklist: BlacklistSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlacklistSettings {
+    /// Seconds between two checks that the feed's fast copy is whole (its loaded marker is
+    /// there and no publish failed since the last rewrite); when not, it is rewritten from
+    /// the database. Bounds how long a Redis restart or flush leaves gateways behind.
+    pub republish_check_secs: u64,
+}
+
+impl Default for BlacklistSettings {
+    fn default() -> Self {
+        Self {
+            republish_check_secs: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +91,7 @@ impl Default for Settings {
             cookie_secure: false,
             log_format: "pretty".into(),
             bootstrap: BootstrapSettings::default(),
+            blacklist: BlacklistSettings::default(),
         }
     }
 }

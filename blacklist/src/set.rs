@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 /// What an entry names. A raw `token` entry is turned into a `jti` entry by auth-service when
 /// it is added, so gateways never need the raw token.
@@ -91,12 +91,18 @@ impl Entry {
 
 type Maps = [HashMap<String, Option<i64>>; Kind::ALL.len()];
 
-/// The exact set a gateway checks. Lookups take a read lock and allocate nothing.
+/// The exact set a gateway checks, and how fresh it is. Lookups take a read lock and allocate
+/// nothing; the freshness flags are atomics, cheap enough for every request.
 #[derive(Default)]
 pub struct BlacklistSet {
     maps: RwLock<Maps>,
-    /// Unix seconds of the last full load or change applied; 0 before the first load.
+    /// Unix seconds of the last full load or change applied while the feed was current; 0
+    /// before the first load.
     synced_at: AtomicI64,
+    /// A full copy was loaded once: until then the set says nothing about what is revoked.
+    loaded: AtomicBool,
+    /// The feed is followed and its fast copy is whole (see [`crate::run_sync`]).
+    feed_up: AtomicBool,
 }
 
 impl BlacklistSet {
@@ -124,13 +130,30 @@ impl BlacklistSet {
         maps[kind.index()].remove(value);
     }
 
-    /// Replaces the whole content (a full load from the feed).
+    /// Replaces the whole content (a full load from the feed); the set is loaded from then on.
     pub fn replace(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut fresh: Maps = Default::default();
         for entry in entries {
             fresh[entry.kind.index()].insert(entry.value, entry.expires_at);
         }
         *self.maps.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Whether a full copy was ever loaded. Before that, an absent entry proves nothing, so a
+    /// gateway must not accept credentials on the strength of this set.
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Records whether the feed is followed with a whole fast copy behind it.
+    pub fn set_feed_up(&self, up: bool) {
+        self.feed_up.store(up, Ordering::Relaxed);
+    }
+
+    /// Whether the feed is followed with a whole fast copy behind it.
+    pub fn feed_up(&self) -> bool {
+        self.feed_up.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -193,5 +216,15 @@ mod tests {
         set.replace([Entry::new(Kind::Operator, "7")]);
         assert_eq!(set.len(), 1);
         assert!(!set.contains(Kind::Jti, "j1", 0));
+    }
+
+    #[test]
+    fn only_a_full_load_makes_the_set_loaded() {
+        let set = BlacklistSet::new();
+        assert!(!set.loaded());
+        set.insert(Entry::new(Kind::Jti, "j1"));
+        assert!(!set.loaded(), "a single change is not a copy");
+        set.replace([]);
+        assert!(set.loaded(), "an empty copy is still a copy");
     }
 }

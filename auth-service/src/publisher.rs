@@ -1,0 +1,161 @@
+//! Keeps the blacklist feed's fast copy equal to the database, the record (CONTRACT §5).
+//!
+//! Every change is committed first, then published ([`Publisher::publish`]). The fast copy
+//! can still fall behind: a publish fails while Redis is down (the change is in the database
+//! only), or Redis comes back empty (it keeps nothing on disk) or its keys are deleted. So a
+//! background task ([`Publisher::run`]) looks every `republish_check_secs` and rewrites the
+//! whole copy from the database ([`Publisher::republish`]) when a publish failed since the
+//! last rewrite or the copy's loaded marker is gone. The rewrite announces itself on the
+//! change channel, so gateways reload at once.
+//!
+//! Ordering: publishes share a lock that a rewrite takes alone. A change committed while the
+//! rewrite reads the database is either in what it read or published after the rewrite, so a
+//! rewrite never erases a newer change. (This holds within one auth-service process, the
+//! deployment this system has.)
+
+use crate::store::Store;
+use anyhow::Context;
+use blacklist::{Change, Entry, Feed, FeedError, Kind};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, RwLock};
+
+pub struct Publisher {
+    store: Store,
+    feed: Arc<dyn Feed>,
+    /// Shared by publishes, taken alone by a rewrite (see the module).
+    order: RwLock<()>,
+    /// A publish failed, or found the copy missing, since the last rewrite.
+    behind: AtomicBool,
+    /// Wakes the task early when `behind` is set.
+    wake: Notify,
+}
+
+impl Publisher {
+    pub fn new(store: Store, feed: Arc<dyn Feed>) -> Self {
+        Self {
+            store,
+            feed,
+            order: RwLock::new(()),
+            behind: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Publishes a committed change. When the feed fails, the copy is marked behind (the
+    /// task rewrites it once Redis answers) and the error returned. When the copy turns
+    /// out to be missing, the change still reached the gateways that follow the feed and
+    /// the rewrite is already due: that is not an error.
+    pub async fn publish(&self, change: &Change) -> Result<(), FeedError> {
+        let result = {
+            let _shared = self.order.read().await;
+            self.feed.publish(change).await
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.mark_behind();
+                match e {
+                    FeedError::NotLoaded => Ok(()),
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Marks the copy behind and wakes the task.
+    pub fn mark_behind(&self) {
+        self.behind.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Rewrites the whole fast copy from the database; returns how many entries it holds.
+    pub async fn republish(&self) -> anyhow::Result<usize> {
+        let _alone = self.order.write().await;
+        // Cleared before reading, so a publish failing from now on asks for another rewrite.
+        self.behind.store(false, Ordering::Release);
+        let result = async {
+            let entries = self.current_entries().await?;
+            self.feed
+                .reset(&entries)
+                .await
+                .context("cannot publish the blacklist to the feed")?;
+            Ok(entries.len())
+        }
+        .await;
+        if result.is_err() {
+            self.behind.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// What holds now per target: the strongest of its active, unexpired entries.
+    async fn current_entries(&self) -> anyhow::Result<Vec<Entry>> {
+        let now = chrono::Utc::now();
+        let mut by_target: HashMap<String, Vec<Entry>> = HashMap::new();
+        for row in self.store.active_blacklist().await? {
+            if row.expires_at.is_some_and(|at| at <= now) {
+                continue;
+            }
+            let Ok(kind) = row.target_kind.parse::<Kind>() else {
+                continue;
+            };
+            let entry = Entry {
+                kind,
+                value: row.target_value,
+                expires_at: row.expires_at.map(|t| t.timestamp()),
+            };
+            by_target.entry(entry.key()).or_default().push(entry);
+        }
+        Ok(by_target
+            .into_values()
+            .filter_map(Entry::strongest)
+            .collect())
+    }
+
+    /// Whether the copy needs a rewrite now: a publish failed, or the marker is gone.
+    async fn due(&self) -> Result<bool, FeedError> {
+        if self.behind.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        Ok(!self.feed.loaded().await?)
+    }
+
+    /// Checks every `every` (and at once after a failed publish) until `stop` is set; rewrites
+    /// the copy when it is due. Logs once per outage, not once per check.
+    pub async fn run(
+        self: Arc<Self>,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.wake.notified() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            let outcome = match self.due().await {
+                Ok(false) => Ok(None),
+                Ok(true) => self.republish().await.map(Some),
+                Err(e) => Err(anyhow::Error::new(e)),
+            };
+            match outcome {
+                Ok(Some(entries)) => {
+                    tracing::info!(entries, "blacklist fast copy rewritten from the database");
+                    failing = false;
+                }
+                Ok(None) => failing = false,
+                Err(e) if !failing => {
+                    tracing::warn!(error = %format!("{e:#}"), "blacklist feed unavailable; will rewrite it once it answers");
+                    failing = true;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %format!("{e:#}"), "blacklist feed still unavailable")
+                }
+            }
+        }
+    }
+}
