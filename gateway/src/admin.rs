@@ -11,6 +11,20 @@ use std::sync::Arc;
 /// The blacklist copy is called stale when not confirmed for this long.
 const STALE_AFTER_SECS: i64 = 30;
 
+/// `/health`'s status code and word. Never loaded: 503 `unavailable` (credentialed requests
+/// get 503, so take this replica out of rotation). Loaded but the feed is down, its copy
+/// missing or stale, or the rate limits counted per replica because Redis is unreachable: 200
+/// `degraded` (it serves from its last copy; keep it in rotation, alert on it). Else 200 `ok`.
+fn health(loaded: bool, feed_up: bool, stale: bool, limits_degraded: bool) -> (u16, &'static str) {
+    if !loaded {
+        (503, "unavailable")
+    } else if !feed_up || stale || limits_degraded {
+        (200, "degraded")
+    } else {
+        (200, "ok")
+    }
+}
+
 pub struct Admin(Arc<Shared>);
 
 pub fn service(shared: Arc<Shared>) -> Service<HttpServer<Admin>> {
@@ -27,25 +41,36 @@ impl ServeHttp for Admin {
         } else {
             unix_now() - synced_at
         };
-        shared
-            .metrics
-            .blacklist_entries
-            .set(shared.blacklist.len() as i64);
-        shared.metrics.blacklist_sync_age.set(age as f64);
+        let blacklist = &shared.blacklist;
+        let (loaded, feed_up) = (blacklist.loaded(), blacklist.feed_up());
+        let metrics = &shared.metrics;
+        metrics.blacklist_entries.set(blacklist.len() as i64);
+        metrics.blacklist_sync_age.set(age as f64);
+        metrics.blacklist_feed_up.set(i64::from(feed_up));
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        let limits_degraded = shared.limiter.degraded(now);
+        metrics.ratelimit_degraded.set(i64::from(limits_degraded));
+        metrics
+            .ratelimit_counters
+            .set(shared.limiter.counters() as i64);
         let (status, content_type, body) = match session.req_header().uri.path() {
-            "/metrics" => (200, "text/plain; version=0.0.4", shared.metrics.render()),
+            "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
             "/health" => {
                 let stale = !(0..=STALE_AFTER_SECS).contains(&age);
+                let (status, state) = health(loaded, feed_up, stale, limits_degraded);
                 let body = serde_json::json!({
-                    "status": if stale { "degraded" } else { "ok" },
+                    "status": state,
                     "blacklist": {
-                        "entries": shared.blacklist.len(),
+                        "loaded": loaded,
+                        "feed_up": feed_up,
+                        "entries": blacklist.len(),
                         "last_sync_age_seconds": age,
                         "stale": stale,
                     },
                     "jwks_keys": shared.jwks.current().len(),
+                    "rate_limits": { "degraded": limits_degraded },
                 });
-                (200, "application/json", body.to_string().into_bytes())
+                (status, "application/json", body.to_string().into_bytes())
             }
             _ => (404, "text/plain", b"not found".to_vec()),
         };
@@ -55,5 +80,20 @@ impl ServeHttp for Admin {
             .header("content-length", body.len())
             .body(body)
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::health;
+
+    #[test]
+    fn health_says_unavailable_before_a_load_and_degraded_when_behind() {
+        assert_eq!(health(false, false, true, false), (503, "unavailable"));
+        assert_eq!(health(false, true, false, false), (503, "unavailable"));
+        assert_eq!(health(true, false, false, false), (200, "degraded"));
+        assert_eq!(health(true, true, true, false), (200, "degraded"));
+        assert_eq!(health(true, true, false, true), (200, "degraded"));
+        assert_eq!(health(true, true, false, false), (200, "ok"));
     }
 }

@@ -120,6 +120,11 @@ pub fn authorize(
     if let Err(reason) = check_form(&claims, presented) {
         return Outcome::Denied(reason);
     }
+    // A gateway that never loaded the blacklist cannot tell a revoked credential from a
+    // good one: it refuses for now (503), never with a 401 that would blame the credential.
+    if !blacklist.loaded() {
+        return Outcome::Denied(Reason::BlacklistUnavailable);
+    }
     if revoked(&claims, blacklist, now) {
         return Outcome::Denied(Reason::RevokedToken);
     }
@@ -350,6 +355,7 @@ mod tests {
         let (key, set) = keys();
         let admin = key.sign(&session_claims(Role::OperatorAdmin)).unwrap();
         let blacklist = BlacklistSet::new();
+        blacklist.replace([]);
         let id = Some(SESSID);
         let other = "another-browser-sessid-0123456789abcdefghij";
         type Case<'a> = (&'a str, &'a str, &'a str, Presented<'a>, Option<Reason>);
@@ -477,7 +483,7 @@ mod tests {
             Entry::new(Kind::Operator, "7"),
         ] {
             let blacklist = BlacklistSet::new();
-            blacklist.insert(entry.clone());
+            blacklist.replace([entry.clone()]);
             let got = authorize(
                 &profile,
                 session(Some(SESSID), &token, None, "GET"),
@@ -487,6 +493,41 @@ mod tests {
             );
             assert_eq!(got, Outcome::Denied(Reason::RevokedToken), "{entry:?}");
         }
+    }
+
+    #[test]
+    fn until_the_blacklist_is_loaded_valid_credentials_get_503_and_bad_ones_401() {
+        let (key, set) = keys();
+        let token = key.sign(&session_claims(Role::OperatorAdmin)).unwrap();
+        let profile = route(&http::Method::GET, "/profile").unwrap();
+        let signin = route(&http::Method::POST, "/profile/signin").unwrap();
+        let never_loaded = BlacklistSet::new();
+        let check =
+            |route: &Route, presented| authorize(route, presented, &set, &never_loaded, NOW);
+        assert_eq!(
+            check(&profile, session(Some(SESSID), &token, None, "GET")),
+            Outcome::Denied(Reason::BlacklistUnavailable)
+        );
+        assert_eq!(Reason::BlacklistUnavailable.status(), 503);
+        // What is wrong whatever the blacklist says is still said.
+        assert_eq!(
+            check(&profile, Presented::None),
+            Outcome::Denied(Reason::MissingToken)
+        );
+        assert_eq!(
+            check(&profile, session(Some(SESSID), "not.a.token", None, "GET")),
+            Outcome::Denied(Reason::InvalidToken)
+        );
+        // Public routes (signing in) do not depend on it.
+        assert!(matches!(
+            check(&signin, Presented::None),
+            Outcome::Allowed(_)
+        ));
+        never_loaded.replace([]);
+        assert!(matches!(
+            check(&profile, session(Some(SESSID), &token, None, "GET")),
+            Outcome::Allowed(_)
+        ));
     }
 
     #[test]

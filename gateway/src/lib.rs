@@ -44,6 +44,7 @@ pub struct Shared {
     pub blacklist: Arc<BlacklistSet>,
     /// Tokens whose signature already verified under the current keys.
     pub tokens: token_cache::TokenCache,
+    pub limiter: ratelimit::Limiter,
     pub metrics: metrics::Metrics,
     pub auth_service: SocketAddr,
     pub registry: SocketAddr,
@@ -70,6 +71,17 @@ pub fn build_server(
         .context("assertion_secret")?;
     let versions = routes::Versions::new(&settings.versions)
         .context("versions must name at least one version like v3.3")?;
+    let metrics = metrics::Metrics::new().context("metrics")?;
+    let counters: Arc<dyn ratelimit::SharedCounter> = match &settings.redis {
+        Some(redis) => Arc::new(metrics::ObservedCounter::new(
+            Arc::new(
+                ratelimit::RedisCounter::new(redis.url.expose(), &redis.prefix)
+                    .context("redis.url")?,
+            ),
+            &metrics,
+        )),
+        None => Arc::new(ratelimit::MemoryCounter::default()),
+    };
     let shared = Arc::new(Shared {
         assertion,
         jwks: jwks::Jwks::new(
@@ -78,7 +90,8 @@ pub fn build_server(
         ),
         blacklist: Arc::new(BlacklistSet::new()),
         tokens: token_cache::TokenCache::new(settings.token_cache_capacity),
-        metrics: metrics::Metrics::new().context("metrics")?,
+        limiter: ratelimit::Limiter::new(settings.rate_limits.clone(), counters),
+        metrics,
         auth_service: settings.auth_service,
         registry: settings.registry,
         connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),
@@ -120,7 +133,12 @@ pub fn build_server(
         "blacklist sync",
         BlacklistSync {
             feed,
-            set: shared.blacklist.clone(),
+            shared: shared.clone(),
+            options: blacklist::SyncOptions {
+                reconcile_every: Duration::from_secs(settings.blacklist_reconcile_secs.max(1)),
+                now: unix_now,
+                ..Default::default()
+            },
         },
     ));
     let reload_every = Duration::from_secs(settings.jwks_reload_secs.max(1));
@@ -134,16 +152,43 @@ pub fn build_server(
     Ok(server)
 }
 
-/// Keeps the blacklist set equal to the feed.
+/// Keeps the blacklist set equal to the feed ([`blacklist::run_sync`]), into the metrics.
 struct BlacklistSync {
     feed: Arc<dyn Feed>,
-    set: Arc<BlacklistSet>,
+    shared: Arc<Shared>,
+    options: blacklist::SyncOptions,
 }
 
 #[async_trait]
 impl BackgroundService for BlacklistSync {
     async fn start(&self, shutdown: ShutdownWatch) {
-        blacklist::run_sync(self.feed.clone(), self.set.clone(), unix_now, shutdown).await;
+        let set = self.shared.blacklist.clone();
+        let observer = Arc::new(SyncMetrics(self.shared.clone()));
+        blacklist::run_sync(self.feed.clone(), set, observer, self.options, shutdown).await;
+    }
+}
+
+/// Turns what the blacklist sync reports into metrics.
+struct SyncMetrics(Arc<Shared>);
+
+impl blacklist::SyncObserver for SyncMetrics {
+    fn change_applied(&self, published_ms: Option<i64>) {
+        if let Some(published_ms) = published_ms {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            // Clocks of two machines may disagree by a little; a negative lag is zero.
+            let lag = (now_ms - published_ms).max(0) as f64 / 1000.0;
+            self.0.metrics.blacklist_propagation.observe(lag);
+        }
+    }
+
+    fn feed_failed(&self, error: &blacklist::FeedError) {
+        let metrics = &self.0.metrics;
+        metrics
+            .blacklist_feed_errors
+            .with_label_values(&[error.kind()])
+            .inc();
     }
 }
 

@@ -19,16 +19,10 @@ fn main() -> anyhow::Result<()> {
         .redis
         .clone()
         .context("redis.url is required (GATEWAY__REDIS__URL); the blacklist feed needs it")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let feed = runtime
-        .block_on(blacklist::RedisFeed::connect(
-            redis.url.expose(),
-            &redis.prefix,
-        ))
-        .context("cannot reach Redis")?;
-    drop(runtime);
+    // Connected on first use: the gateway starts (and refuses credentials with 503) while
+    // Redis is down, and loads the blacklist once it is back.
+    let feed = blacklist::RedisFeed::new(redis.url.expose(), &redis.prefix)
+        .context("redis.url is not a Redis URL")?;
     let server = gateway::build_server(&settings, Arc::new(feed), Some(opt))?;
     tracing::info!(listen = %settings.listen, admin = %settings.admin_listen, "gateway starting");
     server.run_forever()

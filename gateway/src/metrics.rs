@@ -1,10 +1,19 @@
 //! The gateway's metrics (CONTRACT §9), in its own registry, served on the admin port.
 
+use crate::ratelimit::{RouteClass, SharedCounter, StoreError};
 use crate::reason::Reason;
+use async_trait::async_trait;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Distinct operator ids given their own label value; later ones share `other`, so a flood
+/// of ids cannot grow the series without bound.
+const OPERATOR_LABELS: usize = 500;
 
 pub struct Metrics {
     registry: Registry,
@@ -14,6 +23,24 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub blacklist_entries: IntGauge,
     pub blacklist_sync_age: Gauge,
+    /// Rate-limit decisions by route class and outcome (`allowed`, `limited`).
+    pub ratelimit_decisions: IntCounterVec,
+    /// Refusals by operator (bounded, see [`Metrics::operator_label`]) and class.
+    pub ratelimit_limited: IntCounterVec,
+    /// 1 while the shared counters are unreachable and each replica counts its share.
+    pub ratelimit_degraded: IntGauge,
+    /// Counters held in memory.
+    pub ratelimit_counters: IntGauge,
+    /// Redis calls made by the gateway, by operation.
+    pub redis_duration: HistogramVec,
+    pub redis_errors: IntCounterVec,
+    operators: Mutex<HashSet<i64>>,
+    /// 1 while the feed is followed with a whole fast copy behind it, else 0.
+    pub blacklist_feed_up: IntGauge,
+    /// Feed failures by kind (`redis`, `closed`, `not_loaded`).
+    pub blacklist_feed_errors: IntCounterVec,
+    /// From auth-service publishing a change to this gateway applying it.
+    pub blacklist_propagation: Histogram,
 }
 
 impl Metrics {
@@ -59,17 +86,96 @@ impl Metrics {
             "gateway_blacklist_last_sync_age_seconds",
             "Seconds since the blacklist copy was last confirmed current",
         )?;
+        let ratelimit_decisions = IntCounterVec::new(
+            Opts::new(
+                "gateway_ratelimit_decisions_total",
+                "Rate-limit decisions by route class and outcome (allowed, limited)",
+            ),
+            &["class", "outcome"],
+        )?;
+        let ratelimit_limited = IntCounterVec::new(
+            Opts::new(
+                "gateway_ratelimit_limited_total",
+                "Requests refused with 429, by operator (none: not an operator's credential; \
+                 other: past the label bound) and route class",
+            ),
+            &["operator", "class"],
+        )?;
+        let ratelimit_degraded = IntGauge::new(
+            "gateway_ratelimit_degraded",
+            "1 while the shared rate-limit counters are unreachable (per-replica shares)",
+        )?;
+        let ratelimit_counters = IntGauge::new(
+            "gateway_ratelimit_counters",
+            "Rate-limit counters held in memory",
+        )?;
+        let redis_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_redis_duration_seconds",
+                "Redis calls made by the gateway, by operation",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["op"],
+        )?;
+        let redis_errors = IntCounterVec::new(
+            Opts::new(
+                "gateway_redis_errors_total",
+                "Failed or timed-out Redis calls, by operation",
+            ),
+            &["op"],
+        )?;
+        let blacklist_feed_up = IntGauge::new(
+            "gateway_blacklist_feed_up",
+            "1 while the blacklist feed is followed and its fast copy is whole, else 0",
+        )?;
+        let blacklist_feed_errors = IntCounterVec::new(
+            Opts::new(
+                "gateway_blacklist_feed_errors_total",
+                "Blacklist feed failures by kind (redis, closed, not_loaded)",
+            ),
+            &["kind"],
+        )?;
+        let blacklist_propagation = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_blacklist_propagation_seconds",
+                "Time from auth-service publishing a blacklist change to this gateway applying it",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(auth.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(blacklist_entries.clone()))?;
         registry.register(Box::new(blacklist_sync_age.clone()))?;
+        registry.register(Box::new(ratelimit_decisions.clone()))?;
+        registry.register(Box::new(ratelimit_limited.clone()))?;
+        registry.register(Box::new(ratelimit_degraded.clone()))?;
+        registry.register(Box::new(ratelimit_counters.clone()))?;
+        registry.register(Box::new(redis_duration.clone()))?;
+        registry.register(Box::new(redis_errors.clone()))?;
+        registry.register(Box::new(blacklist_feed_up.clone()))?;
+        registry.register(Box::new(blacklist_feed_errors.clone()))?;
+        registry.register(Box::new(blacklist_propagation.clone()))?;
+        for kind in ["redis", "closed", "not_loaded"] {
+            blacklist_feed_errors.with_label_values(&[kind]);
+        }
         // Pre-create the bounded label sets so dashboards see zeros, not gaps.
         auth.with_label_values(&["ok"]);
         for reason in Reason::ALL {
             auth.with_label_values(&[reason.code()]);
         }
+        for class in RouteClass::ALL {
+            for outcome in ["allowed", "limited"] {
+                ratelimit_decisions.with_label_values(&[class.as_str(), outcome]);
+            }
+        }
+        redis_duration.with_label_values(&[RATELIMIT_LEASE]);
+        redis_errors.with_label_values(&[RATELIMIT_LEASE]);
         Ok(Self {
             registry,
             requests,
@@ -78,12 +184,89 @@ impl Metrics {
             upstream_errors,
             blacklist_entries,
             blacklist_sync_age,
+            ratelimit_decisions,
+            ratelimit_limited,
+            ratelimit_degraded,
+            ratelimit_counters,
+            redis_duration,
+            redis_errors,
+            operators: Mutex::new(HashSet::new()),
+            blacklist_feed_up,
+            blacklist_feed_errors,
+            blacklist_propagation,
         })
+    }
+
+    /// The `operator` label of an operator id: its id for the first [`OPERATOR_LABELS`]
+    /// operators seen, then `other`; `none` without an operator.
+    pub fn operator_label(&self, operator: Option<i64>) -> String {
+        let Some(id) = operator else {
+            return "none".into();
+        };
+        let mut seen = self.operators.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(&id) || (seen.len() < OPERATOR_LABELS && seen.insert(id)) {
+            id.to_string()
+        } else {
+            "other".into()
+        }
     }
 
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// The `op` label of the rate limiter's leases.
+pub const RATELIMIT_LEASE: &str = "ratelimit_lease";
+
+/// A [`SharedCounter`] whose calls are timed and counted: an abandoned call (the limiter
+/// gave up waiting) counts as an error like a failed one.
+pub struct ObservedCounter {
+    inner: Arc<dyn SharedCounter>,
+    duration: Histogram,
+    errors: IntCounter,
+}
+
+impl ObservedCounter {
+    pub fn new(inner: Arc<dyn SharedCounter>, metrics: &Metrics) -> Self {
+        Self {
+            inner,
+            duration: metrics.redis_duration.with_label_values(&[RATELIMIT_LEASE]),
+            errors: metrics.redis_errors.with_label_values(&[RATELIMIT_LEASE]),
+        }
+    }
+}
+
+/// Records one call when dropped: its duration, and an error unless it succeeded.
+struct CallRecord<'a> {
+    start: Instant,
+    ok: bool,
+    counter: &'a ObservedCounter,
+}
+
+impl Drop for CallRecord<'_> {
+    fn drop(&mut self) {
+        self.counter
+            .duration
+            .observe(self.start.elapsed().as_secs_f64());
+        if !self.ok {
+            self.counter.errors.inc();
+        }
+    }
+}
+
+#[async_trait]
+impl SharedCounter for ObservedCounter {
+    async fn take(&self, key: &str, units: u64, ttl: Duration) -> Result<u64, StoreError> {
+        let mut record = CallRecord {
+            start: Instant::now(),
+            ok: false,
+            counter: self,
+        };
+        let result = self.inner.take(key, units, ttl).await;
+        record.ok = result.is_ok();
+        result
     }
 }

@@ -6,6 +6,7 @@ use crate::authorize::{
     Outcome, Presented, Provenance, authorize, cross_site_refused, is_unsafe_method,
 };
 use crate::cookies;
+use crate::ratelimit::{Decision, RouteClass, Subject};
 use crate::reason::Reason;
 use crate::routes::{HEALTH, PROFILE_SIGNIN, Route, Upstream, Versions, route};
 use crate::token_cache::Cached;
@@ -21,11 +22,15 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Request lines plus headers above this are refused with 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Headers the client may not choose: they would let it speak for the gateway.
 const STRIPPED: [&str; 6] = [
@@ -49,10 +54,15 @@ pub struct Ctx {
     route: Option<Route>,
     principal: Option<Principal>,
     version: Option<String>,
+    /// The rate limiter's decision, for the `RateLimit-*` headers of the response.
+    rate: Option<Decision>,
     /// The browser session id: the client's when well-formed, else a new one.
     sessid: String,
     /// The session id is new: every response sets its cookie.
     new_sessid: bool,
+    /// Request body bytes read so far (a body without `Content-Length` is counted as it
+    /// streams).
+    body_bytes: u64,
 }
 
 #[async_trait]
@@ -66,8 +76,10 @@ impl ProxyHttp for Gateway {
             route: None,
             principal: None,
             version: None,
+            rate: None,
             sessid: String::new(),
             new_sessid: false,
+            body_bytes: 0,
         }
     }
 
@@ -94,6 +106,9 @@ impl ProxyHttp for Gateway {
             .is_some_and(|n| n > MAX_BODY_BYTES);
         if too_large {
             return self.answer(session, ctx, Reason::PayloadTooLarge).await;
+        }
+        if header_bytes(req) > MAX_HEADER_BYTES {
+            return self.answer(session, ctx, Reason::HeadersTooLarge).await;
         }
         if req.method == http::Method::GET && req.uri.path() == HEALTH {
             return self.answer_health(session, ctx).await;
@@ -128,11 +143,32 @@ impl ProxyHttp for Gateway {
             }
         }
         ctx.route = Some(matched);
+        if !self.rate_limit(session, ctx, &principal).await {
+            return self.answer(session, ctx, Reason::RateLimited).await;
+        }
         ctx.principal = Some(Principal {
             session: Some(sid_of(&ctx.sessid)),
             ..principal
         });
         Ok(false)
+    }
+
+    /// Counts a streamed body (one without `Content-Length`) and stops it past the limit.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if ctx.body_bytes > MAX_BODY_BYTES {
+            return Error::e_explain(
+                ErrorType::Custom(Reason::PayloadTooLarge.code()),
+                "request body over the limit",
+            );
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -147,7 +183,7 @@ impl ProxyHttp for Gateway {
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(self.shared.connect_timeout);
         peer.options.read_timeout = Some(self.shared.read_timeout);
-        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))
     }
 
@@ -198,11 +234,15 @@ impl ProxyHttp for Gateway {
         if let Some(version) = &ctx.version {
             response.insert_header("x-api-version", version.as_str())?;
         }
+        rate_limit_headers(response, ctx)?;
         self.set_session_cookie(response, ctx)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let reason = match (e.esource(), e.etype()) {
+            (_, ErrorType::Custom(code)) if *code == Reason::PayloadTooLarge.code() => {
+                Some(Reason::PayloadTooLarge)
+            }
             (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
                 Some(Reason::UpstreamTimeout)
             }
@@ -219,13 +259,18 @@ impl ProxyHttp for Gateway {
         let upstream = ctx.route.as_ref().map_or("none", |r| r.upstream.audience());
         let code = match reason {
             Some(reason) => {
-                self.shared
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&[upstream, reason.code()])
-                    .inc();
+                if reason.status() >= 500 {
+                    self.shared
+                        .metrics
+                        .upstream_errors
+                        .with_label_values(&[upstream, reason.code()])
+                        .inc();
+                }
                 if session.response_written().is_none() {
                     let _ = self.write_error(session, ctx, reason).await;
+                }
+                if reason == Reason::PayloadTooLarge {
+                    linger(session).await;
                 }
                 reason.status()
             }
@@ -317,6 +362,44 @@ impl Gateway {
         result
     }
 
+    /// The rate-limit step: counts the request against its (route class, subject) and keeps
+    /// the decision for the response's headers. False when refused.
+    async fn rate_limit(&self, session: &Session, ctx: &mut Ctx, principal: &Principal) -> bool {
+        let method = session.req_header().method.as_str();
+        let Some(class) = ctx
+            .route
+            .as_ref()
+            .and_then(|r| RouteClass::of(r.template, method))
+        else {
+            return true;
+        };
+        let ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let subject = Subject::of(class, principal.operator_id, Some(&principal.id), ip);
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        let decision = self.shared.limiter.check(class, &subject, now).await;
+        let metrics = &self.shared.metrics;
+        let outcome = if decision.allowed {
+            "allowed"
+        } else {
+            let operator = metrics.operator_label(principal.operator_id);
+            metrics
+                .ratelimit_limited
+                .with_label_values(&[operator.as_str(), class.as_str()])
+                .inc();
+            "limited"
+        };
+        metrics
+            .ratelimit_decisions
+            .with_label_values(&[class.as_str(), outcome])
+            .inc();
+        let allowed = decision.allowed;
+        ctx.rate = Some(decision);
+        allowed
+    }
+
     /// The path's version resolved to a served one; the optional header must agree.
     fn served_version(&self, named: &str, header: Option<&str>) -> Option<&str> {
         let served = self.versions.resolve(named)?;
@@ -328,14 +411,20 @@ impl Gateway {
     }
 
     /// Answers with a gateway error; the request body is drained first so the connection
-    /// can be reused (except for an oversized body, which closes it).
+    /// can be reused. An oversized body is not read: the answer goes first and the
+    /// connection closes after a bounded [`linger`].
     async fn answer(&self, session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<bool> {
-        let drained = reason != Reason::PayloadTooLarge
-            && session
-                .as_downstream_mut()
-                .drain_request_body()
-                .await
-                .is_ok();
+        if reason == Reason::PayloadTooLarge {
+            session.set_keepalive(None);
+            self.write_error(session, ctx, reason).await?;
+            linger(session).await;
+            return Ok(true);
+        }
+        let drained = session
+            .as_downstream_mut()
+            .drain_request_body()
+            .await
+            .is_ok();
         if !drained {
             session.set_keepalive(None);
         }
@@ -353,6 +442,7 @@ impl Gateway {
         if reason.status() == 401 {
             header.insert_header("www-authenticate", "Bearer")?;
         }
+        rate_limit_headers(&mut header, ctx)?;
         self.set_session_cookie(&mut header, ctx)?;
         session
             .write_response_header(Box::new(header), false)
@@ -382,6 +472,36 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// How long a connection refused with 413 keeps reading (and discarding) what the client
+/// is still sending before it closes.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Reads and discards the rest of a refused body for at most [`LINGER`] (a "lingering
+/// close", as nginx does). Closing with unread bytes makes the kernel send a reset, and a
+/// client still writing its body then loses the 413 it was sent; after the linger the
+/// close is a clean one. A client that keeps sending past it gets the reset.
+async fn linger(session: &mut Session) {
+    let _ = tokio::time::timeout(LINGER, session.as_downstream_mut().drain_request_body()).await;
+}
+
+/// The size of the request line and headers as sent (near enough: separators counted).
+fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
+    let line = req.method.as_str().len() + req.raw_path().len() + 12;
+    req.headers.iter().fold(line, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 4
+    })
+}
+
+/// `RateLimit-*` (and `Retry-After` when refused) on responses of limited routes.
+fn rate_limit_headers(response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+    if let Some(decision) = &ctx.rate {
+        for (name, value) in decision.headers() {
+            response.insert_header(name, value)?;
+        }
+    }
+    Ok(())
 }
 
 /// The `Cookie` header values that are text.

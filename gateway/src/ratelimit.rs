@@ -76,10 +76,15 @@ impl RouteClass {
         RouteClass::Default,
     ];
 
-    /// The class of a route, from its template (`routes::Route::template`) and method.
-    pub fn of(template: &str, method: &str) -> RouteClass {
+    /// The class of a route, from its template (`routes::Route::template`) and method;
+    /// `None` for routes that are not limited: key discovery (gateways and clients fetch it
+    /// to verify tokens) and the console's static assets.
+    pub fn of(template: &str, method: &str) -> Option<RouteClass> {
         use RouteClass::*;
-        match (method, template) {
+        if template == "/.well-known/jwks.json" || template.starts_with("/console") {
+            return None;
+        }
+        Some(match (method, template) {
             (
                 "POST",
                 "/{version}/journeys" | "/journeys/push" | "/{version}/journeys/{id}/cancel",
@@ -89,7 +94,7 @@ impl RouteClass {
             (_, t) if t.starts_with("/{version}/policies/cee") => Cee,
             (_, "/{version}/auth/access_token") => AccessToken,
             _ => Default,
-        }
+        })
     }
 
     /// The reference's limit for this class.
@@ -308,26 +313,35 @@ impl SharedCounter for MemoryCounter {
 
 /// Counters in Redis, one key per (class, subject, window): `<prefix>ratelimit:<class>:
 /// <subject>:<window start>`, expiring two windows after its last lease.
-#[derive(Clone)]
 pub struct RedisCounter {
-    conn: redis::aio::ConnectionManager,
+    client: redis::Client,
+    /// Made by the first lease, inside the runtime that serves requests: the connection's
+    /// task must live there, and Redis may be down when the gateway starts.
+    conn: std::sync::OnceLock<redis::aio::ConnectionManager>,
     prefix: String,
 }
 
 impl RedisCounter {
-    /// Connects lazily (Redis may be down at start). Call it inside the tokio runtime that
-    /// lives as long as the limiter: the connection's task runs there.
+    /// Checks the URL; connects at the first lease.
     pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            conn: std::sync::OnceLock::new(),
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn connection(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1);
-        let conn = redis::aio::ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self {
-            conn,
-            prefix: prefix.to_owned(),
-        })
+        let conn =
+            redis::aio::ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
+        Ok(self.conn.get_or_init(|| conn).clone())
     }
 }
 
@@ -344,7 +358,7 @@ impl SharedCounter for RedisCounter {
             .arg(&key)
             .arg(ttl.as_secs().max(1))
             .ignore();
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection()?;
         let (total,): (u64,) = pipe.query_async(&mut conn).await?;
         Ok(total)
     }
@@ -713,14 +727,16 @@ mod tests {
             ("POST", "/{version}/auth/credentials", Default),
             ("POST", "/api/v1/auth/sign_in", Default),
             ("GET", "/admin/operators", Default),
-            ("GET", "/.well-known/jwks.json", Default),
         ];
         for (method, template, class) in cases {
             assert_eq!(
                 RouteClass::of(template, method),
-                class,
+                Some(class),
                 "{method} {template}"
             );
+        }
+        for unlimited in ["/.well-known/jwks.json", "/console/{asset}"] {
+            assert_eq!(RouteClass::of(unlimited, "GET"), None, "{unlimited}");
         }
         let policies: Vec<(u64, u64)> = RouteClass::ALL
             .iter()

@@ -20,10 +20,13 @@ pub enum Reason {
     HeadersTooLarge,
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// This gateway has not loaded the blacklist yet (it started while Redis was down or
+    /// empty), so it cannot vouch for any credential: 503, never 401.
+    BlacklistUnavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::RouteNotFound,
         Reason::MissingToken,
         Reason::InvalidToken,
@@ -38,6 +41,7 @@ impl Reason {
         Reason::HeadersTooLarge,
         Reason::UpstreamUnavailable,
         Reason::UpstreamTimeout,
+        Reason::BlacklistUnavailable,
     ];
 
     pub fn code(self) -> &'static str {
@@ -56,6 +60,7 @@ impl Reason {
             Reason::HeadersTooLarge => "headers_too_large",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::BlacklistUnavailable => "blacklist_unavailable",
         }
     }
 
@@ -74,6 +79,7 @@ impl Reason {
             Reason::HeadersTooLarge => 431,
             Reason::UpstreamUnavailable => 502,
             Reason::UpstreamTimeout => 504,
+            Reason::BlacklistUnavailable => 503,
         }
     }
 
@@ -120,5 +126,9 @@ mod tests {
         assert_eq!(b["error"]["code"], -32503);
         assert_eq!(b["error"]["data"], "csrf_failed");
         assert_eq!(Reason::CsrfFailed.status(), 403);
+        let b: serde_json::Value =
+            serde_json::from_slice(&Reason::BlacklistUnavailable.body()).unwrap();
+        assert_eq!(b["error"]["code"], -32603);
+        assert_eq!(b["error"]["data"], "blacklist_unavailable");
     }
 }

@@ -86,6 +86,11 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
             | ["api", "v1", "auth", "token", "refresh", ""],
         ) => fixed("/api/v1/auth/token/refresh/", AuthService, Public, None),
         ("POST", ["profile", "signin"]) => fixed(PROFILE_SIGNIN, AuthService, Public, None),
+        // The console's static files: public, the pages call the API with the session.
+        ("GET", ["console"] | ["console", ""]) => fixed("/console/", AuthService, Public, None),
+        ("GET", ["console", file]) if !file.is_empty() => {
+            fixed("/console/{file}", AuthService, Public, None)
+        }
         ("POST", ["profile", "signout"]) => {
             fixed("/profile/signout", AuthService, User, Some(SignedIn))
         }
@@ -145,6 +150,9 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
             User,
             Some(ApplicationsManage),
         ),
+        ("GET" | "POST", ["admin", "campaigns"]) => {
+            fixed("/admin/campaigns", Registry, User, Some(Campaigns))
+        }
         ("POST", ["journeys", "push"]) => {
             fixed("/journeys/push", Registry, OperatorApi, Some(JourneysWrite))
         }
@@ -211,6 +219,18 @@ fn versioned(method: &str, version: &str, rest: &[&str]) -> Option<Route> {
             OperatorApi,
             Some(JourneysWrite),
         ),
+        ("GET", ["exports", "journeys"]) => (
+            "/{version}/exports/journeys",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        ("GET", ["funding-calls"]) => (
+            "/{version}/funding-calls",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
         ("GET" | "POST" | "DELETE", ["auth", "credentials"]) => (
             "/{version}/auth/credentials",
             AuthService,
@@ -264,15 +284,24 @@ impl Versions {
     }
 
     /// The served version a path or header names, resolving `v3` to the newest `v3.x`.
+    /// The served version `named` designates: itself, or the newest `vX.y` for a major
+    /// `vX`. The leading `v` may be left out (`X-API-Version: 3.3`).
     pub fn resolve(&self, named: &str) -> Option<&str> {
-        if self.served.iter().any(|v| v == named) {
-            return Some(self.served.iter().find(|v| *v == named)?.as_str());
+        fn bare(v: &str) -> &str {
+            v.strip_prefix('v').unwrap_or(v)
         }
-        let prefix = format!("{named}.");
+        let named = bare(named);
+        if let Some(exact) = self.served.iter().find(|v| bare(v) == named) {
+            return Some(exact.as_str());
+        }
         self.served
             .iter()
             .rev()
-            .find(|v| v.starts_with(&prefix))
+            .find(|v| {
+                bare(v)
+                    .strip_prefix(named)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
             .map(String::as_str)
     }
 
@@ -362,6 +391,24 @@ mod tests {
                 Some(("/profile", Upstream::AuthService, Access::User)),
             ),
             ("GET", "/profile/signin", None),
+            (
+                "GET",
+                "/console",
+                Some(("/console/", Upstream::AuthService, Access::Public)),
+            ),
+            (
+                "GET",
+                "/console/",
+                Some(("/console/", Upstream::AuthService, Access::Public)),
+            ),
+            (
+                "GET",
+                "/console/app.js",
+                Some(("/console/{file}", Upstream::AuthService, Access::Public)),
+            ),
+            ("POST", "/console/", None),
+            ("DELETE", "/console/app.js", None),
+            ("GET", "/console/a/b.js", None),
             ("POST", "/admin/operators/x/users", None),
             (
                 "PATCH",
@@ -454,6 +501,31 @@ mod tests {
                     Access::OperatorApi,
                 )),
             ),
+            (
+                "GET",
+                "/admin/campaigns",
+                Some(("/admin/campaigns", Upstream::Registry, Access::User)),
+            ),
+            ("DELETE", "/admin/campaigns", None),
+            (
+                "GET",
+                "/v3/exports/journeys",
+                Some((
+                    "/{version}/exports/journeys",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            ("POST", "/v3/exports/journeys", None),
+            (
+                "GET",
+                "/v3/funding-calls",
+                Some((
+                    "/{version}/funding-calls",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
             ("GET", "/api/v1/auth/token/", None),
             ("POST", "/api/v1/auth/token/other", None),
             ("DELETE", "/v3/journeys", None),
@@ -489,6 +561,15 @@ mod tests {
             ("POST", "/api/v1/auth/token/refresh", None, None),
             ("PATCH", "/admin/operators/3", Some(OperatorsAdmin), None),
             ("POST", "/v3/journeys", Some(JourneysWrite), Some("v3")),
+            ("POST", "/admin/campaigns", Some(Campaigns), None),
+            ("GET", "/admin/campaigns", Some(Campaigns), None),
+            (
+                "GET",
+                "/v3.2/exports/journeys",
+                Some(JourneysRead),
+                Some("v3.2"),
+            ),
+            ("GET", "/v3/funding-calls", Some(JourneysRead), Some("v3")),
         ];
         for (method, path, permission, version) in cases {
             let r = route(&method.parse().unwrap(), path).unwrap();
@@ -506,6 +587,10 @@ mod tests {
         assert_eq!(v.resolve("v3.1"), None);
         assert_eq!(v.resolve("v2"), None);
         assert_eq!(v.resolve("v4"), None);
+        // As the `X-API-Version` header may name them.
+        assert_eq!(v.resolve("3.2"), Some("v3.2"));
+        assert_eq!(v.resolve("3"), Some("v3.3"));
+        assert_eq!(v.resolve("3.1"), None);
         assert!(is_version("v3.3.0") && !is_version("v") && !is_version("3") && !is_version("v3."));
     }
 }

@@ -27,6 +27,9 @@ pub struct Settings {
     pub jwks_reload_secs: u64,
     /// Verified tokens kept so they are not verified again (0: no cache).
     pub token_cache_capacity: usize,
+    /// Seconds between two full reads of the blacklist's fast copy, on top of the change feed
+    /// (heals a missed message; notices a copy lost without a lost connection).
+    pub blacklist_reconcile_secs: u64,
     /// Seconds allowed to connect to an upstream.
     pub upstream_connect_timeout_secs: u64,
     /// Seconds allowed between reads from an upstream before 504.
@@ -34,6 +37,9 @@ pub struct Settings {
     /// Marks the `sessid` cookie `Secure` (browsers then send it only over TLS). Set it
     /// whenever clients reach the gateway over HTTPS.
     pub cookie_secure: bool,
+    /// Rate limits (CONTRACT §6): the reference's by default. Counted in Redis across
+    /// replicas when `redis` is set, in this process otherwise.
+    pub rate_limits: crate::ratelimit::Limits,
     /// `pretty` or `json`.
     pub log_format: String,
     /// pingora's server settings.
@@ -58,9 +64,12 @@ fn default_prefix() -> String {
 pub struct ServerSettings {
     /// Worker threads of the proxy service.
     pub threads: usize,
-    /// Seconds to keep serving after SIGTERM before shutting down.
+    /// Seconds requests in flight get to finish after SIGTERM (or after handing the
+    /// listeners over on SIGQUIT); no new connection is accepted meanwhile. Longer than the
+    /// slowest answer expected (`upstream_read_timeout_secs` bounds each read).
     pub grace_period_seconds: u64,
-    /// Seconds to wait for in-flight requests at shutdown.
+    /// Seconds then given to the runtimes' blocking work to stop (what is still running
+    /// after the grace period is dropped).
     pub graceful_shutdown_timeout_seconds: u64,
     /// Per-instance paths, so replicas on one machine do not collide.
     pub pid_file: String,
@@ -92,11 +101,58 @@ impl Default for Settings {
             jwks_refresh_min_interval_ms: 1000,
             jwks_reload_secs: 60,
             token_cache_capacity: 100_000,
+            blacklist_reconcile_secs: 10,
             upstream_connect_timeout_secs: 2,
             upstream_read_timeout_secs: 30,
             cookie_secure: false,
+            rate_limits: crate::ratelimit::Limits::default(),
             log_format: "pretty".into(),
             server: ServerSettings::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::{RouteClass, Subject};
+
+    #[test]
+    fn rate_limit_classes_and_operator_overrides_load_from_a_settings_file() {
+        let dir = std::env::temp_dir().join(format!("gw-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gateway.yaml");
+        std::fs::write(
+            &file,
+            "rate_limits:\n  classes: { default: 300 }\n  overrides: { 42: { journeys_write: 40000 } }\n",
+        )
+        .unwrap();
+        let settings: Settings = layered_settings::load("gateway-test", Some(&file)).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let limits = &settings.rate_limits;
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let operator = |id| Subject::of(RouteClass::JourneysWrite, Some(id), None, ip);
+        assert_eq!(
+            limits
+                .policy(RouteClass::JourneysWrite, &operator(42))
+                .limit,
+            40_000
+        );
+        assert_eq!(
+            limits.policy(RouteClass::JourneysWrite, &operator(7)).limit,
+            20_000
+        );
+        assert_eq!(limits.policy(RouteClass::Default, &operator(7)).limit, 300);
+    }
+
+    #[test]
+    fn an_unknown_route_class_is_refused_at_start() {
+        let dir = std::env::temp_dir().join(format!("gw-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gateway.yaml");
+        std::fs::write(&file, "rate_limits:\n  classes: { journeys: 5 }\n").unwrap();
+        let error = layered_settings::load::<Settings>("gateway-test", Some(&file)).unwrap_err();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(format!("{error:#}").contains("journeys"), "{error:#}");
     }
 }

@@ -40,18 +40,61 @@ fn redis_url() -> String {
 /// A running stack.
 pub struct Stack {
     pub mode: Mode,
-    /// `http://127.0.0.1:<port>` of the gateway.
+    /// `http://127.0.0.1:<port>` of the (first) gateway.
     pub url: String,
     pub admin_url: String,
+    /// Every gateway replica's public URL, `gateways[0] == url`.
+    pub gateways: Vec<String>,
+    /// Every gateway replica's admin URL (`/metrics`, `/health`), `gateway_admins[0] == admin_url`.
+    pub gateway_admins: Vec<String>,
+    /// The Redis URL and key prefix of this stack's feed (production mode).
+    pub redis: Option<(String, String)>,
     pub registry_addr: SocketAddr,
     pub auth_addr: SocketAddr,
     pub http: reqwest::Client,
     /// auth-service's signing keys: tests sign tokens it could have signed (expired ones).
     pub keys: auth_service::keyring::Keyring,
-    gateway: Option<gateway::Running>,
+    replicas: Vec<Replica>,
+    /// The in-process feed every replica shares in the embedded mode.
+    local_feed: Option<Arc<dyn Feed>>,
     stop: tokio::sync::watch::Sender<bool>,
     dir: PathBuf,
     schemas: Vec<String>,
+}
+
+/// How to start a [`Stack`] beyond its mode. `Options::default()` is what [`Stack::start`]
+/// does.
+#[derive(Clone)]
+pub struct Options {
+    /// The Redis of the production mode (default: `RPC_TEST_REDIS_URL` or the machine's);
+    /// a test that stops Redis gives its own ([`RedisServer`]).
+    pub redis_url: Option<String>,
+    /// Gateway replicas sharing the feed (and Redis); at least one.
+    pub gateways: usize,
+    /// Adjusts every replica's settings after the harness set them.
+    pub gateway_settings: Option<fn(&mut gateway::Settings)>,
+    /// Adjusts auth-service's settings after the harness set them.
+    pub auth_settings: Option<fn(&mut auth_service::Settings)>,
+    /// The registry's clock (lifecycle tests move it); the system clock when `None`.
+    pub registry_clock: Option<Arc<dyn registry::clock::Clock>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            gateways: 1,
+            gateway_settings: None,
+            auth_settings: None,
+            registry_clock: None,
+        }
+    }
+}
+
+/// One gateway replica: how to start it again, and the running one.
+struct Replica {
+    settings: gateway::Settings,
+    running: Option<gateway::Running>,
 }
 
 /// A port free right now (the gateway cannot report the port it bound).
@@ -62,7 +105,28 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 
 impl Stack {
     pub async fn start(mode: Mode) -> anyhow::Result<Self> {
+        Self::start_with(mode, Options::default()).await
+    }
+
+    /// [`Stack::start`] with the registry on `registry_clock` (its job runner then polls
+    /// every 20 ms, so moving the clock takes effect at once).
+    pub async fn start_at(
+        mode: Mode,
+        registry_clock: Option<Arc<dyn registry::clock::Clock>>,
+    ) -> anyhow::Result<Self> {
+        let options = Options {
+            registry_clock,
+            ..Options::default()
+        };
+        Self::start_with(mode, options).await
+    }
+
+    /// Starts a stack with `options`; returns once every gateway replica has loaded the
+    /// blacklist.
+    pub async fn start_with(mode: Mode, options: Options) -> anyhow::Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let redis = options.redis_url.clone().unwrap_or_else(redis_url);
+        let prefix = format!("test:{id}:");
         let dir = std::env::temp_dir().join(format!("rpc-e2e-{id}"));
         std::fs::create_dir_all(&dir)?;
         let secret = Secret::new(format!("{id}{id}"));
@@ -80,7 +144,7 @@ impl Stack {
             Mode::Production => {
                 let (a, r) = (format!("t{id}_auth"), format!("t{id}_registry"));
                 let feed: Arc<dyn Feed> = Arc::new(
-                    RedisFeed::connect(&redis_url(), &format!("test:{id}:"))
+                    RedisFeed::connect(&redis, &prefix)
                         .await
                         .context("Redis must run on this machine for the production-mode tests")?,
                 );
@@ -103,6 +167,9 @@ impl Stack {
         auth.bootstrap.email = Some(ADMIN_EMAIL.into());
         auth.bootstrap.password = Some(Secret::new(ADMIN_PASSWORD.into()));
         auth.bootstrap.password_file = dir.join("bootstrap-admin.txt");
+        if let Some(adjust) = options.auth_settings {
+            adjust(&mut auth);
+        }
         let auth_app = auth_service::Application::build(auth, feed.clone()).await?;
 
         let registry = registry::Settings {
@@ -115,23 +182,14 @@ impl Stack {
             },
             ..Default::default()
         };
-        let registry_app = registry::Application::build(registry).await?;
-
-        let mut gw = gateway::Settings {
-            listen: free_port()?,
-            admin_listen: free_port()?,
-            auth_service: auth_app.local_addr(),
-            registry: registry_app.local_addr(),
-            assertion_secret: secret,
-            ..Default::default()
+        let registry_app = match options.registry_clock.clone() {
+            None => registry::Application::build(registry).await?,
+            Some(clock) => {
+                let mut registry = registry;
+                registry.jobs.poll_interval_ms = 20;
+                registry::Application::build_with_clock(registry, clock).await?
+            }
         };
-        // Keys retired by a rotation leave the gateway within a second.
-        gw.jwks_reload_secs = 1;
-        gw.server.threads = 1;
-        gw.server.grace_period_seconds = 0;
-        gw.server.graceful_shutdown_timeout_seconds = 1;
-        gw.server.pid_file = dir.join("gateway.pid").display().to_string();
-        gw.server.upgrade_sock = dir.join("upgrade.sock").display().to_string();
 
         let (stop, rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -141,27 +199,135 @@ impl Stack {
         let keys = auth_app.keyring();
         tokio::spawn(auth_app.run_until_stopped(stopped(rx.clone())));
         tokio::spawn(registry_app.run_until_stopped(stopped(rx)));
-        let gateway = gateway::spawn(&gw, feed)?;
-        wait_until_listening(gw.listen).await?;
-        Ok(Self {
+
+        let mut replicas = Vec::new();
+        for n in 0..options.gateways.max(1) {
+            let mut gw = gateway::Settings {
+                listen: free_port()?,
+                admin_listen: free_port()?,
+                auth_service: auth_addr,
+                registry: registry_addr,
+                assertion_secret: secret.clone(),
+                ..Default::default()
+            };
+            // Keys retired by a rotation leave the gateway within a second.
+            gw.jwks_reload_secs = 1;
+            // Scenarios make more requests than the reference's limits allow; the limits
+            // themselves are tested with their real values (gateway/tests/edge.rs,
+            // tests/tests/rate_limits.rs).
+            for class in gateway::ratelimit::RouteClass::ALL {
+                gw.rate_limits.classes.insert(class, 1_000_000);
+            }
+            if mode == Mode::Production {
+                gw.redis = Some(gateway::settings::RedisSettings {
+                    url: Secret::new(redis.clone()),
+                    prefix: prefix.clone(),
+                });
+            }
+            gw.server.threads = 1;
+            gw.server.grace_period_seconds = 0;
+            gw.server.graceful_shutdown_timeout_seconds = 1;
+            gw.server.pid_file = dir.join(format!("gateway{n}.pid")).display().to_string();
+            gw.server.upgrade_sock = dir.join(format!("upgrade{n}.sock")).display().to_string();
+            if let Some(adjust) = options.gateway_settings {
+                adjust(&mut gw);
+            }
+            replicas.push(Replica {
+                settings: gw,
+                running: None,
+            });
+        }
+        let mut stack = Self {
             mode,
-            url: format!("http://{}", gw.listen),
-            admin_url: format!("http://{}", gw.admin_listen),
+            url: format!("http://{}", replicas[0].settings.listen),
+            admin_url: format!("http://{}", replicas[0].settings.admin_listen),
+            gateways: (replicas.iter())
+                .map(|r| format!("http://{}", r.settings.listen))
+                .collect(),
+            gateway_admins: (replicas.iter())
+                .map(|r| format!("http://{}", r.settings.admin_listen))
+                .collect(),
+            redis: (mode == Mode::Production).then_some((redis, prefix)),
             registry_addr,
             auth_addr,
             http: reqwest::Client::new(),
             keys,
-            gateway: Some(gateway),
+            replicas,
+            local_feed: (mode == Mode::Embedded).then_some(feed),
             stop,
             dir,
             schemas,
-        })
+        };
+        for n in 0..stack.replicas.len() {
+            stack.start_gateway(n).await?;
+            stack.wait_gateway_ready(n).await?;
+        }
+        Ok(stack)
+    }
+
+    /// Starts gateway replica `n` (again, on the same ports); returns once it listens, not
+    /// once it loaded the blacklist ([`Stack::wait_gateway_ready`]).
+    pub async fn start_gateway(&mut self, n: usize) -> anyhow::Result<()> {
+        // In production each replica follows Redis on its own connections, made anew at each
+        // start, as a restarted process does.
+        let feed: Arc<dyn Feed> = match (&self.local_feed, &self.redis) {
+            (Some(local), _) => local.clone(),
+            (None, Some((url, prefix))) => Arc::new(RedisFeed::new(url, prefix)?),
+            (None, None) => anyhow::bail!("a stack has a feed"),
+        };
+        let replica = &mut self.replicas[n];
+        anyhow::ensure!(replica.running.is_none(), "gateway {n} already runs");
+        replica.running = Some(gateway::spawn(&replica.settings, feed)?);
+        wait_until_listening(replica.settings.listen).await
+    }
+
+    /// Stops gateway replica `n` (its in-memory blacklist goes with it).
+    pub async fn stop_gateway(&mut self, n: usize) {
+        if let Some(running) = self.replicas[n].running.take() {
+            let _ = tokio::task::spawn_blocking(move || running.stop()).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until replica `n`'s `/health` is 200: it has loaded the blacklist.
+    pub async fn wait_gateway_ready(&self, n: usize) -> anyhow::Result<()> {
+        let health = format!("{}/health", self.gateway_admins[n]);
+        let ready = self
+            .eventually(Duration::from_secs(10), || async {
+                let response = self.http.get(&health).send().await;
+                response.is_ok_and(|r| r.status() == 200)
+            })
+            .await;
+        anyhow::ensure!(ready, "gateway {n} did not load the blacklist");
+        Ok(())
+    }
+
+    /// A request through gateway replica `n`.
+    pub fn request_to(
+        &self,
+        n: usize,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.gateways[n]))
+    }
+
+    /// Replica `n`'s `/health` body.
+    pub async fn gateway_health(&self, n: usize) -> anyhow::Result<Value> {
+        let url = format!("{}/health", self.gateway_admins[n]);
+        Ok(self.http.get(url).send().await?.json().await?)
+    }
+
+    /// Replica `n`'s `/metrics` text.
+    pub async fn gateway_metrics(&self, n: usize) -> anyhow::Result<String> {
+        let url = format!("{}/metrics", self.gateway_admins[n]);
+        Ok(self.http.get(url).send().await?.text().await?)
     }
 
     /// Stops everything and removes what the test created.
     pub async fn stop(mut self) {
-        if let Some(gateway) = self.gateway.take() {
-            let _ = tokio::task::spawn_blocking(move || gateway.stop()).await;
+        for n in 0..self.replicas.len() {
+            self.stop_gateway(n).await;
         }
         let _ = self.stop.send(true);
         if !self.schemas.is_empty()
@@ -429,5 +595,69 @@ impl Stack {
         let body: Value = response.json().await?;
         browser.csrf = body["csrf_token"].as_str().map(str::to_owned);
         Ok(body)
+    }
+}
+
+/// A private `redis-server` for tests that stop and restart Redis (never the machine's
+/// shared one). It keeps nothing on disk, so it comes back empty, as this machine's does.
+/// Killed when dropped, also on a panic.
+pub struct RedisServer {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port; returns once it accepts connections.
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = free_port()?.port();
+        let mut server = Self { port, child: None };
+        server.resume().await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL: an outage, not a shutdown) and waits until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "redis-server already runs");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("redis-server must be installed for the Redis failure tests")?;
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("redis-server did not start on {addr}")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -1,0 +1,238 @@
+//! The gateway's edge behaviour against upstreams this test controls: a dead upstream (502,
+//! then recovery), a slow one (504), oversized headers (431) and bodies (413, with and
+//! without `Content-Length`), and rate limits (429 with the `RateLimit-*` headers).
+//!
+//! The routes used are public ones forwarded to auth-service, so no token is needed; the
+//! "auth-service" here is a small HTTP/1.1 server whose behaviour the test switches.
+
+mod support;
+
+use blacklist::LocalFeed;
+use gateway::Settings;
+use gateway::ratelimit::RouteClass;
+use layered_settings::Secret;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use support::{SIGN_IN, Upstream, free_port, reason};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Gateway {
+    url: String,
+    _running: gateway::Running,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// A gateway whose auth-service is `auth` (which may not be listening).
+async fn gateway(auth: SocketAddr, tune: impl FnOnce(&mut Settings)) -> Gateway {
+    let dir = std::env::temp_dir().join(format!("gw-edge-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings = Settings {
+        listen: free_port(),
+        admin_listen: free_port(),
+        auth_service: auth,
+        registry: free_port(),
+        assertion_secret: Secret::new("an assertion secret of at least 32 bytes".into()),
+        upstream_read_timeout_secs: 1,
+        ..Default::default()
+    };
+    settings.server.threads = 1;
+    settings.server.grace_period_seconds = 0;
+    settings.server.graceful_shutdown_timeout_seconds = 1;
+    settings.server.pid_file = dir.join("gateway.pid").display().to_string();
+    settings.server.upgrade_sock = dir.join("upgrade.sock").display().to_string();
+    tune(&mut settings);
+    let running = gateway::spawn(&settings, Arc::new(LocalFeed::new())).unwrap();
+    for _ in 0..200 {
+        if TcpStream::connect(settings.listen).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Gateway {
+        url: format!("http://{}", settings.listen),
+        _running: running,
+        dir,
+    }
+}
+
+async fn sign_in(gw: &Gateway) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{SIGN_IN}", gw.url))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upstream_gives_502_and_the_gateway_recovers_when_it_is_back() {
+    let auth = free_port();
+    let gw = gateway(auth, |_| {}).await;
+    let down = sign_in(&gw).await;
+    assert_eq!(reason(down, 502, -32603).await, "upstream_unavailable");
+
+    let _upstream = Upstream::start(auth).await;
+    let back = sign_in(&gw).await;
+    assert_eq!(back.status(), 200);
+    assert!(back.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_gives_504_after_the_read_timeout() {
+    let auth = free_port();
+    let upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |_| {}).await;
+    assert_eq!(sign_in(&gw).await.status(), 200);
+
+    upstream.slow.store(true, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let slow = sign_in(&gw).await;
+    assert_eq!(reason(slow, 504, -32603).await, "upstream_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered before the upstream did"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_over_16_kib_get_431_and_headers_under_it_pass() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |_| {}).await;
+    let client = reqwest::Client::new();
+    let with_header = |bytes: usize| {
+        client
+            .post(format!("{}{SIGN_IN}", gw.url))
+            .header("x-padding", "a".repeat(bytes))
+            .json(&serde_json::json!({}))
+            .send()
+    };
+    assert_eq!(with_header(15 * 1024).await.unwrap().status(), 200);
+    let refused = with_header(17 * 1024).await.unwrap();
+    assert_eq!(reason(refused, 431, -32600).await, "headers_too_large");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_2_mib_get_413_with_or_without_content_length() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |_| {}).await;
+    let client = reqwest::Client::new();
+    let post = |bytes: usize| {
+        client
+            .post(format!("{}{SIGN_IN}", gw.url))
+            .header("content-type", "application/json")
+            .body(vec![b' '; bytes])
+            .send()
+    };
+    assert_eq!(post(1024 * 1024).await.unwrap().status(), 200);
+    let refused = post(2 * 1024 * 1024 + 1).await.unwrap();
+    assert_eq!(reason(refused, 413, -32600).await, "payload_too_large");
+
+    // A declared size over the limit is refused before any of the body is sent.
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST {SIGN_IN} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        3 * 1024 * 1024
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut first = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(1), conn.read(&mut first))
+        .await
+        .expect("the 413 comes without waiting for the body")
+        .unwrap();
+    let first = String::from_utf8_lossy(&first[..n]);
+    assert!(first.starts_with("HTTP/1.1 413"), "{first}");
+    drop(conn);
+
+    // Chunked: the size is only known as the body streams through.
+    let (mut from_gw, mut to_gw) = TcpStream::connect(&addr).await.unwrap().into_split();
+    // Read while writing, as an HTTP client does: the answer may come before the body ends.
+    let reader = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), from_gw.read_to_end(&mut answer)).await;
+        answer
+    });
+    let head = format!(
+        "POST {SIGN_IN} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n"
+    );
+    to_gw.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..40 {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        if to_gw.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    let _ = to_gw.write_all(b"0\r\n\r\n").await;
+    let answer = reader.await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_limit_requests_get_429_with_rate_limit_headers() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |s| {
+        s.rate_limits.classes.insert(RouteClass::Default, 3);
+    })
+    .await;
+    for remaining in [2, 1, 0] {
+        let allowed = sign_in(&gw).await;
+        assert_eq!(allowed.status(), 200);
+        let h = allowed.headers();
+        assert_eq!(h["ratelimit-limit"], "3");
+        assert_eq!(h["ratelimit-remaining"], remaining.to_string().as_str());
+        assert_eq!(h["ratelimit-policy"], "3;w=300");
+        let reset: u64 = h["ratelimit-reset"].to_str().unwrap().parse().unwrap();
+        assert!((1..=300).contains(&reset), "{reset}");
+        assert!(!h.contains_key("retry-after"));
+    }
+    let refused = sign_in(&gw).await;
+    let h = refused.headers().clone();
+    assert_eq!(reason(refused, 429, -32029).await, "rate_limited");
+    assert_eq!(h["ratelimit-remaining"], "0");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(h["ratelimit-reset"].to_str().unwrap(), retry.to_string());
+
+    // Key discovery is not limited.
+    let jwks = reqwest::get(format!("{}/.well-known/jwks.json", gw.url))
+        .await
+        .unwrap();
+    assert!(!jwks.headers().contains_key("ratelimit-limit"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_access_token_route_allows_5_per_minute_per_client_address() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |_| {}).await;
+    let client = reqwest::Client::new();
+    let exchange = || {
+        client
+            .post(format!("{}/v3/auth/access_token", gw.url))
+            .json(&serde_json::json!({"access_key": "a", "secret_key": "b"}))
+            .send()
+    };
+    for _ in 0..5 {
+        let allowed = exchange().await.unwrap();
+        assert_eq!(allowed.status(), 200);
+        assert_eq!(allowed.headers()["ratelimit-policy"], "5;w=60");
+    }
+    let refused = exchange().await.unwrap();
+    assert_eq!(reason(refused, 429, -32029).await, "rate_limited");
+}

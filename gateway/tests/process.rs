@@ -1,0 +1,251 @@
+//! The gateway binary as operators run it: a graceful upgrade (a new process started with
+//! `-u` takes the listening sockets over when the old one gets SIGQUIT) and a graceful
+//! shutdown (SIGTERM) lose no request. Needs Redis on 127.0.0.1:6379 (the binary's feed).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use support::{SIGN_IN, Upstream, free_port};
+
+struct Instance {
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    dir: PathBuf,
+    prefix: String,
+    /// `server.grace_period_seconds`: what requests in flight get after SIGTERM or SIGQUIT.
+    grace_secs: u64,
+}
+
+impl Instance {
+    fn new(upstream: SocketAddr) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("gw-process-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            listen: free_port(),
+            admin: free_port(),
+            upstream,
+            dir,
+            prefix: format!("test:{id}:"),
+            grace_secs: 1,
+        }
+    }
+
+    /// Starts the binary; `upgrade` adds pingora's `-u`.
+    fn start(&self, upgrade: bool) -> Child {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        if upgrade {
+            command.arg("-u");
+        }
+        let dir = |name: &str| self.dir.join(name).display().to_string();
+        command
+            .current_dir(&self.dir)
+            .env("GATEWAY__LISTEN", self.listen.to_string())
+            .env("GATEWAY__ADMIN_LISTEN", self.admin.to_string())
+            .env("GATEWAY__AUTH_SERVICE", self.upstream.to_string())
+            .env("GATEWAY__REGISTRY", self.upstream.to_string())
+            .env(
+                "GATEWAY__ASSERTION_SECRET",
+                "an assertion secret of at least 32 bytes",
+            )
+            .env("GATEWAY__REDIS__URL", redis_url())
+            .env("GATEWAY__REDIS__PREFIX", &self.prefix)
+            .env("GATEWAY__RATE_LIMITS__CLASSES__DEFAULT", "1000000000")
+            .env("GATEWAY__SERVER__THREADS", "1")
+            .env(
+                "GATEWAY__SERVER__GRACE_PERIOD_SECONDS",
+                self.grace_secs.to_string(),
+            )
+            .env("GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS", "10")
+            .env("GATEWAY__SERVER__PID_FILE", dir("gateway.pid"))
+            .env("GATEWAY__SERVER__UPGRADE_SOCK", dir("upgrade.sock"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+fn redis_url() -> String {
+    std::env::var("RPC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Kills the process if the test ends before it does.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_until_healthy(admin: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("http://{admin}/health")).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never answered on {admin}");
+}
+
+/// Waits for the process to exit, at most `within`.
+async fn exited(child: &mut Child, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Clients sending requests back to back (each on a new connection, as a client that does
+/// not retry would) until stopped; counts answers and failures.
+struct Traffic {
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(listen: SocketAddr, clients: usize) -> Self {
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::builder()
+                        .pool_max_idle_per_host(0)
+                        .build()
+                        .unwrap();
+                    while !stop.load(Ordering::Relaxed) {
+                        let answer = client
+                            .post(format!("http://{listen}{SIGN_IN}"))
+                            .json(&serde_json::json!({}))
+                            .send()
+                            .await;
+                        match answer {
+                            Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                            _ => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                })
+            })
+            .collect();
+        Self {
+            ok,
+            failed,
+            stop,
+            tasks,
+        }
+    }
+
+    fn answered(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    async fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Waits until `traffic` has `more` answers beyond now.
+async fn more_answers(traffic: &Traffic, more: u64) {
+    let target = traffic.answered() + more;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while traffic.answered() < target && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(traffic.answered() >= target, "traffic stalled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_upgrade_hands_the_port_over_without_losing_a_request() {
+    let upstream_addr = free_port();
+    let _upstream = Upstream::start(upstream_addr).await;
+    let instance = Instance::new(upstream_addr);
+    let mut old = Reaped(instance.start(false));
+    wait_until_healthy(instance.admin).await;
+    let traffic = Traffic::start(instance.listen, 4);
+    more_answers(&traffic, 50).await;
+
+    // The new process waits on the upgrade socket for the old one's listeners.
+    let mut new = Reaped(instance.start(true));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&old.0, "QUIT");
+    assert!(
+        exited(&mut old.0, Duration::from_secs(30)).await,
+        "the old process never finished"
+    );
+    // Served by the new process alone now.
+    more_answers(&traffic, 50).await;
+    let (ok, failed) = traffic.stop().await;
+    assert_eq!(
+        failed, 0,
+        "{failed} requests failed during the upgrade ({ok} answered)"
+    );
+    assert!(
+        new.0.try_wait().unwrap().is_none(),
+        "the new process is serving"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_request_in_flight_finish() {
+    let upstream_addr = free_port();
+    let upstream = Upstream::start(upstream_addr).await;
+    // The upstream answers in 3 s; requests in flight get 5 s.
+    let mut instance = Instance::new(upstream_addr);
+    instance.grace_secs = 5;
+    let mut gateway = Reaped(instance.start(false));
+    wait_until_healthy(instance.admin).await;
+
+    upstream.slow.store(true, Ordering::Relaxed);
+    let listen = instance.listen;
+    let in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://{listen}{SIGN_IN}"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&gateway.0, "TERM");
+    assert_eq!(in_flight.await.unwrap().unwrap(), 200);
+    assert!(exited(&mut gateway.0, Duration::from_secs(30)).await);
+}

@@ -1,0 +1,161 @@
+//! Rate limits across gateway replicas (CONTRACT §6): a limit holds across two replicas
+//! sharing Redis, each operator has its own, and with Redis down each replica allows its
+//! share, never answering 401 or 5xx because of it, then counts in Redis again once it is back.
+
+use gateway::ratelimit::RouteClass;
+use reqwest::Method;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Options, RedisServer, Stack};
+
+/// Journey reads: 40 a minute per operator; the store is left alone 3 s after a failure.
+fn forty_reads_a_minute(gw: &mut gateway::Settings) {
+    gw.rate_limits.classes.insert(RouteClass::JourneysRead, 40);
+    gw.rate_limits.replicas = 2;
+    gw.rate_limits.store_retry_secs = 3;
+}
+
+/// Waits, if needed, so the next 10 s stay inside one minute window.
+async fn clear_of_a_window_edge() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if now % 60 > 45 {
+        tokio::time::sleep(Duration::from_secs(61 - now % 60)).await;
+    }
+}
+
+/// An operator's application token.
+async fn operator_token(stack: &Stack) -> String {
+    let admin = stack.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    let (_, op_admin) = stack.operator_with_admin(&admin).await.unwrap();
+    stack.application_token(&op_admin).await.unwrap()
+}
+
+/// `GET /v3/journeys?status=pending` through replica `n`: (status, RateLimit-Limit, Retry-After present).
+async fn read(stack: &Stack, n: usize, token: &str) -> (u16, String, bool) {
+    let response = stack
+        .request_to(n, Method::GET, "/v3/journeys?status=pending")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    (
+        response.status().as_u16(),
+        header("ratelimit-limit").unwrap_or_default(),
+        header("retry-after").is_some(),
+    )
+}
+
+/// A counter's value in a replica's `/metrics` (0 when absent).
+async fn metric(stack: &Stack, n: usize, series: &str) -> f64 {
+    let text = stack.gateway_metrics(n).await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_holds_across_two_replicas_and_per_operator() {
+    let options = Options {
+        gateways: 2,
+        gateway_settings: Some(forty_reads_a_minute),
+        ..Options::default()
+    };
+    let stack = Stack::start_with(Mode::Production, options).await.unwrap();
+    let token = operator_token(&stack).await;
+    let other = operator_token(&stack).await;
+    clear_of_a_window_edge().await;
+
+    let (mut allowed, mut refused) = (0, 0);
+    for i in 0..60 {
+        let (status, limit, retry_after) = read(&stack, i % 2, &token).await;
+        assert_eq!(limit, "40", "request {i}");
+        match status {
+            200 => allowed += 1,
+            429 => {
+                assert!(retry_after, "a 429 says when to retry");
+                refused += 1;
+            }
+            other => panic!("request {i}: {other}"),
+        }
+    }
+    assert_eq!(
+        (allowed, refused),
+        (40, 20),
+        "40 a minute across both replicas"
+    );
+    // Another operator has its own limit.
+    assert_eq!(read(&stack, 1, &other).await.0, 200);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_each_replica_allows_its_share_and_counts_in_redis_once_back() {
+    let mut redis = RedisServer::start().await.unwrap();
+    let options = Options {
+        redis_url: Some(redis.url()),
+        gateways: 2,
+        gateway_settings: Some(forty_reads_a_minute),
+        ..Options::default()
+    };
+    let stack = Stack::start_with(Mode::Production, options).await.unwrap();
+    let token = operator_token(&stack).await;
+    let later = operator_token(&stack).await;
+    clear_of_a_window_edge().await;
+
+    redis.kill();
+    for n in 0..2 {
+        let mut statuses = Vec::new();
+        for _ in 0..30 {
+            statuses.push(read(&stack, n, &token).await.0);
+        }
+        let allowed = statuses.iter().filter(|s| **s == 200).count();
+        assert!(
+            statuses.iter().all(|s| [200, 429].contains(s)),
+            "replica {n}: only 200 or 429 while Redis is down: {statuses:?}"
+        );
+        assert_eq!(
+            allowed, 20,
+            "replica {n} allows its share, 40 / 2: {statuses:?}"
+        );
+        let health = stack.gateway_health(n).await.unwrap();
+        assert_eq!(health["rate_limits"]["degraded"], true, "{health}");
+        assert_eq!(
+            metric(&stack, n, "gateway_ratelimit_degraded").await,
+            1.0,
+            "the degradation is exported"
+        );
+    }
+    redis.resume().await.unwrap();
+    let leases = r#"gateway_redis_duration_seconds_count{op="ratelimit_lease"}"#;
+    let errors = r#"gateway_redis_errors_total{op="ratelimit_lease"}"#;
+    let (leases_before, errors_before) = (
+        metric(&stack, 0, leases).await,
+        metric(&stack, 0, errors).await,
+    );
+    // After `store_retry_secs`, a counter without a lease asks Redis again, and gets one.
+    // One request every 300 ms: a counter that counted locally keeps its share (20) as a cap
+    // for the window, which a faster poll would spend before Redis is reached.
+    let mut back = false;
+    for _ in 0..50 {
+        assert_eq!(read(&stack, 0, &later).await.0, 200);
+        let calls = metric(&stack, 0, leases).await - leases_before;
+        let failed = metric(&stack, 0, errors).await - errors_before;
+        if calls > failed {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(back, "replica 0 counts in Redis again");
+    let health = stack.gateway_health(0).await.unwrap();
+    assert_eq!(health["rate_limits"]["degraded"], false, "{health}");
+    stack.stop().await;
+}
