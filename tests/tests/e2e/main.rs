@@ -1,0 +1,18 @@
+//! End-to-end tests in one binary: each module starts the three services on free ports and
+//! drives them over HTTP. One binary links the whole stack once instead of once per file.
+
+mod bad_input;
+mod blacklist_failures;
+mod cee;
+mod console;
+mod credential_matrix;
+mod credentials;
+mod journeys;
+mod keys;
+mod lifecycle;
+mod rate_limits;
+mod sessions;
+mod sign_in_throttle;
+mod staff_cli;
+mod users;
+mod walking_skeleton;
