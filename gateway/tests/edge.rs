@@ -161,7 +161,8 @@ async fn bodies_over_2_mib_get_413_with_or_without_content_length() {
     // Read while writing, as an HTTP client does: the answer may come before the body ends.
     let reader = tokio::spawn(async move {
         let mut answer = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), from_gw.read_to_end(&mut answer)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), from_gw.read_to_end(&mut answer)).await;
         answer
     });
     let head = format!(
