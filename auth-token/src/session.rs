@@ -26,10 +26,12 @@ pub const SESSION_TTL_SECS: i64 = 12 * 3600;
 /// Length of a session id: 32 random bytes in unpadded base64url.
 const SESSID_LEN: usize = 43;
 
-/// 32 random bytes in unpadded base64url: session ids and CSRF tokens.
+/// 32 random bytes in unpadded base64url: session ids and CSRF tokens. The thread's
+/// ChaCha12 generator (seeded and periodically reseeded from the OS) is a CSPRNG like the
+/// OS's, without a system call per token: every answer to a cookie-less request mints one.
 fn random_token() -> String {
     let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    rand::thread_rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 

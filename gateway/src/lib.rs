@@ -107,6 +107,7 @@ pub fn build_server(
     }
     let conf = ServerConf {
         threads: s.threads.max(1),
+        work_stealing: s.work_stealing,
         grace_period_seconds: Some(s.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
         pid_file: s.pid_file.clone(),

@@ -64,6 +64,10 @@ fn default_prefix() -> String {
 pub struct ServerSettings {
     /// Worker threads of the proxy service.
     pub threads: usize,
+    /// Tokio's work-stealing scheduler across the threads (true), or one single-threaded
+    /// runtime per thread (false): a connection then stays on one thread, which saves the
+    /// cross-thread wake-ups that dominate a proxy's CPU on few cores.
+    pub work_stealing: bool,
     /// Seconds requests in flight get to finish after SIGTERM (or after handing the
     /// listeners over on SIGQUIT); no new connection is accepted meanwhile. Longer than the
     /// slowest answer expected (`upstream_read_timeout_secs` bounds each read).
@@ -80,6 +84,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             threads: 2,
+            work_stealing: false,
             grace_period_seconds: 5,
             graceful_shutdown_timeout_seconds: 10,
             pid_file: "data/gateway.pid".into(),
