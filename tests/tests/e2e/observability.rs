@@ -71,7 +71,7 @@ fn check(what: &str, command: &mut Command) {
 }
 
 #[test]
-fn monitoring_configuration_passes_promtool_and_the_compose_schema() {
+fn monitoring_configuration_passes_promtool_its_rule_tests_and_the_compose_schema() {
     let promtool = required_tool("promtool");
     check(
         "promtool check config",
@@ -80,6 +80,11 @@ fn monitoring_configuration_passes_promtool_and_the_compose_schema() {
     check(
         "promtool check rules",
         Command::new(&promtool).args(["check", "rules", "config/alerts.yml"]),
+    );
+    // Each alert fires on the failure it is about, and not on a healthy stack.
+    check(
+        "promtool test rules",
+        Command::new(&promtool).args(["test", "rules", "config/alerts.test.yml"]),
     );
     let schema = ["--builtin-schema", "vendor.compose-spec", "compose.yaml"];
     match tool("check-jsonschema") {
