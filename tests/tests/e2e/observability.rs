@@ -120,10 +120,8 @@ async fn every_panel_and_alert_queries_metrics_the_stack_exports() {
     let options = Options {
         gateways: 2,
         gateway_settings: Some(|gw| {
-            (gw.rate_limits.classes).insert(
-                gateway::ratelimit::RouteClass::JourneysRead,
-                READS_PER_MINUTE,
-            );
+            let class = gateway::ratelimit::RouteClass::JourneysRead;
+            gw.rate_limits.classes.insert(class, READS_PER_MINUTE);
         }),
         ..Options::default()
     };
@@ -266,7 +264,8 @@ async fn drive_traffic(stack: &Stack) -> i64 {
         .await
         .unwrap();
     assert_eq!(missing.status(), 401);
-    let invalid = (stack.request(Method::GET, "/v3/journeys"))
+    let invalid = stack
+        .request(Method::GET, "/v3/journeys")
         .bearer_auth("not-a-token")
         .send()
         .await
@@ -429,7 +428,9 @@ impl Prometheus {
     }
 
     async fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
-        let response = (self.http.get(format!("{}{path}", self.url)))
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
             .query(params)
             .send()
             .await
@@ -442,7 +443,9 @@ impl Prometheus {
     /// The series an instant query returns (empty when it is invalid: Prometheus says why
     /// in the failure this test reports).
     async fn query(&self, expr: &str) -> Vec<Value> {
-        let response = (self.http.get(format!("{}/api/v1/query", self.url)))
+        let response = self
+            .http
+            .get(format!("{}/api/v1/query", self.url))
             .query(&[("query", expr)])
             .send()
             .await
