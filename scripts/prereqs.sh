@@ -3,7 +3,9 @@
 #   scripts/prereqs.sh build      cmake (pingora's zlib-ng build needs it)
 #   scripts/prereqs.sh services   + PostgreSQL and Redis on 127.0.0.1, started if stopped,
 #                                 PyJWT (the tests' independent JWT verifier), and Chromium,
-#                                 Node >= 20 and playwright-core (the console's browser tests)
+#                                 Node >= 20 and playwright-core (the console's browser tests),
+#                                 Prometheus and promtool (Debian's package) and check-jsonschema
+#                                 (the monitoring test: tests/tests/e2e/observability.rs)
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -86,10 +88,41 @@ ensure_browser() {
   (cd "$repo_root/tests/browser" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
 }
 
+# The monitoring test runs promtool, a Prometheus of its own (on a free port, started and
+# stopped by the test) and check-jsonschema on compose.yaml.
+ensure_monitoring_tools() {
+  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    # Debian's postinst starts a prometheus daemon on :9090 where an init system runs; the
+    # test needs none, so it is stopped and disabled (only the one installed here).
+    # A policy-rc.d of our own (when there is none: containers often have one) keeps the
+    # package's postinst from starting it; else it is stopped below.
+    local blocked=""
+    if [ ! -e /usr/sbin/policy-rc.d ] &&
+      as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d' 2>/dev/null; then
+      blocked=1
+    fi
+    apt_install prometheus || { say "prometheus (Debian's package) is required by the monitoring test"; exit 1; }
+    if [ -n "$blocked" ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/prometheus ]; then
+      as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    fi
+  fi
+  export PATH="$HOME/.local/bin:$PATH"
+  command -v check-jsonschema >/dev/null && return
+  python3 -m check_jsonschema --version >/dev/null 2>&1 && return
+  say "installing check-jsonschema (compose.yaml against the compose specification)"
+  python3 -m pip install --user -q check-jsonschema 2>/dev/null ||
+    python3 -m pip install --user -q --break-system-packages check-jsonschema ||
+    { say "check-jsonschema is required by the monitoring test"; exit 1; }
+}
+
 ensure_cmake
 if [ "${1:-build}" = services ]; then
   ensure_postgres
   ensure_redis
   ensure_pyjwt
   ensure_browser
+  ensure_monitoring_tools
 fi

@@ -81,7 +81,7 @@ impl Application {
             i64::from(settings.jobs.batch.max(1)),
         );
         let state = Arc::new(http::State {
-            store: store::for_database(&db),
+            store: store::observed(store::for_database(&db), metrics.db.clone()),
             lifecycle,
             metrics: metrics.clone(),
             clock,

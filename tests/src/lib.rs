@@ -341,6 +341,13 @@ impl Stack {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
+    /// The registry's PostgreSQL URL and schema (production mode), for tests that break its
+    /// database on purpose.
+    pub fn registry_database(&self) -> Option<(String, String)> {
+        let schema = self.schemas.get(1)?;
+        Some((database_url(), schema.clone()))
+    }
+
     /// A request through the gateway.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{path}", self.url))

@@ -67,7 +67,9 @@ pub async fn create(state: Arc<State>, principal: Principal, body: Value) -> Res
             _ => Outcome::Error,
         },
     };
-    state.metrics.journey_received(outcome);
+    state
+        .metrics
+        .journey_received(outcome, operator_of(&principal));
     result.unwrap_or_else(Reply::into_response)
 }
 

@@ -1,9 +1,16 @@
 //! The registry's metrics, registered in the Application's own `prometheus::Registry`.
 
+use crate::store::DbMetrics;
 use crate::store::lifecycle::{JobKind, QueueStats};
 use chrono::{DateTime, Utc};
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 use rpc_service::http::HttpMetrics;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Distinct operator ids given their own `operator` label value (the gateway's bound too);
+/// later ones share `other`, so a flood of operators cannot grow the series without bound.
+const OPERATOR_LABELS: usize = 500;
 
 /// How a journey submission ended, the `outcome` label of `registry_journeys_received_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +52,12 @@ impl Outcome {
 pub struct Metrics {
     /// Requests by route template, method and status.
     pub http: HttpMetrics,
+    /// Journey store calls: latency and failures by operation.
+    pub db: DbMetrics,
     journeys_received: IntCounterVec,
+    /// Journey submissions by operator (bounded, see [`Metrics::operator_label`]) and outcome.
+    operator_journeys: IntCounterVec,
+    operators: Arc<Mutex<HashSet<i64>>>,
     jobs_queue_depth: IntGauge,
     jobs_lag: Gauge,
     jobs_failures: IntCounterVec,
@@ -56,6 +68,7 @@ impl Metrics {
     /// Registers the metrics in `registry`, under the `registry_` prefix.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let http = HttpMetrics::register(registry, "registry")?;
+        let db = DbMetrics::register(registry)?;
         let journeys_received = IntCounterVec::new(
             Opts::new(
                 "registry_journeys_received_total",
@@ -68,6 +81,15 @@ impl Metrics {
             // Export every outcome from the start, at 0.
             journeys_received.with_label_values(&[outcome.as_str()]);
         }
+        let operator_journeys = IntCounterVec::new(
+            Opts::new(
+                "registry_operator_journeys_received_total",
+                "Journey submissions by operator (its id for the first 500 seen, then other; \
+                 none without an operator) and outcome",
+            ),
+            &["operator", "outcome"],
+        )?;
+        registry.register(Box::new(operator_journeys.clone()))?;
         let jobs_queue_depth = IntGauge::new(
             "registry_jobs_queue_depth",
             "Lifecycle jobs due and not done, at the last runner pass",
@@ -100,7 +122,10 @@ impl Metrics {
         }
         Ok(Self {
             http,
+            db,
             journeys_received,
+            operator_journeys,
+            operators: Arc::default(),
             jobs_queue_depth,
             jobs_lag,
             jobs_failures,
@@ -127,10 +152,78 @@ impl Metrics {
         self.jobs_done.with_label_values(&[kind.as_str()]).inc();
     }
 
-    /// Counts one journey submission.
-    pub fn journey_received(&self, outcome: Outcome) {
+    /// Counts one journey submission, of `operator` when the caller is one's.
+    pub fn journey_received(&self, outcome: Outcome, operator: Option<i64>) {
         self.journeys_received
             .with_label_values(&[outcome.as_str()])
             .inc();
+        let operator = self.operator_label(operator);
+        self.operator_journeys
+            .with_label_values(&[operator.as_str(), outcome.as_str()])
+            .inc();
+    }
+
+    /// The `operator` label of an operator id: its id for the first [`OPERATOR_LABELS`]
+    /// operators seen, then `other`; `none` without an operator.
+    fn operator_label(&self, operator: Option<i64>) -> String {
+        let Some(id) = operator else {
+            return "none".into();
+        };
+        let mut seen = self.operators.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(&id) || (seen.len() < OPERATOR_LABELS && seen.insert(id)) {
+            id.to_string()
+        } else {
+            "other".into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::TextEncoder;
+
+    fn exported(registry: &Registry) -> String {
+        TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap()
+    }
+
+    #[test]
+    fn operator_label_is_bounded_and_stable() {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        for id in 0..OPERATOR_LABELS as i64 {
+            metrics.journey_received(Outcome::Created, Some(id));
+        }
+        metrics.journey_received(Outcome::TermsViolation, Some(7));
+        metrics.journey_received(Outcome::Created, Some(100_000));
+        metrics.journey_received(Outcome::Error, Some(100_001));
+        metrics.journey_received(Outcome::Invalid, None);
+
+        let text = exported(&registry);
+        let has = |sample: &str| text.lines().any(|l| l == sample);
+        assert!(has(
+            r#"registry_operator_journeys_received_total{operator="7",outcome="created"} 1"#
+        ));
+        assert!(has(
+            r#"registry_operator_journeys_received_total{operator="7",outcome="terms_violation"} 1"#
+        ));
+        assert!(has(
+            r#"registry_operator_journeys_received_total{operator="other",outcome="created"} 1"#
+        ));
+        assert!(has(
+            r#"registry_operator_journeys_received_total{operator="other",outcome="error"} 1"#
+        ));
+        assert!(has(
+            r#"registry_operator_journeys_received_total{operator="none",outcome="invalid"} 1"#
+        ));
+        assert!(
+            !text.contains(r#"operator="100000""#),
+            "past the bound: other"
+        );
+        assert!(has(
+            r#"registry_journeys_received_total{outcome="created"} 501"#
+        ));
     }
 }

@@ -9,17 +9,21 @@
 //! so is the lifecycle after acquisition (jobs, checks, campaigns, funding calls) behind
 //! [`LifecycleStore`] (`lifecycle/`).
 //!
+//! [`observed`] wraps a [`JourneyStore`] to time and count its calls (database metrics).
+//!
 //! Writes that apply the terms of use (create, update) count the neighbours of the journey
 //! and write it in one transaction, serialised per person, so that two journeys sent at once
 //! cannot both slip under a limit.
 
 mod cee;
 pub mod lifecycle;
+mod observed;
 mod postgres;
 mod sqlite;
 
 pub use cee::{CeeStore, NewApplication, RegisterOutcome};
 pub use lifecycle::LifecycleStore;
+pub use observed::{DbMetrics, observed};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -10,6 +10,7 @@ mod credentials;
 mod journeys;
 mod keys;
 mod lifecycle;
+mod observability;
 mod rate_limits;
 mod sessions;
 mod sign_in_throttle;
