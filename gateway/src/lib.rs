@@ -52,6 +52,8 @@ pub struct Shared {
     pub read_timeout: Duration,
     /// Whether the `sessid` cookie is marked `Secure`.
     pub cookie_secure: bool,
+    /// Peers whose `X-Forwarded-For` names the client ([`Settings::trusted_proxies`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -97,6 +99,7 @@ pub fn build_server(
         connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),
         read_timeout: Duration::from_secs(settings.upstream_read_timeout_secs),
         cookie_secure: settings.cookie_secure,
+        trusted_proxies: settings.trusted_proxies.clone(),
     });
 
     let s = &settings.server;

@@ -2,6 +2,7 @@
 
 use crate::ratelimit::{RouteClass, SharedCounter, StoreError};
 use crate::reason::Reason;
+use crate::routes::Upstream;
 use async_trait::async_trait;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -78,6 +79,13 @@ impl Metrics {
             ),
             &["upstream", "reason"],
         )?;
+        // Every series exists from the start at 0, so dashboards and alerts see a rate of 0
+        // (not "no data") until the first failure.
+        for upstream in [Upstream::AuthService, Upstream::Registry] {
+            for reason in [Reason::UpstreamUnavailable, Reason::UpstreamTimeout] {
+                upstream_errors.with_label_values(&[upstream.audience(), reason.code()]);
+            }
+        }
         let blacklist_entries = IntGauge::new(
             "gateway_blacklist_entries",
             "Entries in the in-memory blacklist",

@@ -60,6 +60,9 @@ pub struct Ctx {
     sessid: String,
     /// The session id is new: every response sets its cookie.
     new_sessid: bool,
+    /// The client's address: the TCP peer, or the last `X-Forwarded-For` entry when the
+    /// peer is a trusted balancer.
+    client_ip: IpAddr,
     /// Request body bytes read so far (a body without `Content-Length` is counted as it
     /// streams).
     body_bytes: u64,
@@ -79,6 +82,7 @@ impl ProxyHttp for Gateway {
             rate: None,
             sessid: String::new(),
             new_sessid: false,
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             body_bytes: 0,
         }
     }
@@ -89,6 +93,7 @@ impl ProxyHttp for Gateway {
                 .get_header("x-request-id")
                 .and_then(|v| v.to_str().ok()),
         );
+        ctx.client_ip = client_ip(session, &self.shared.trusted_proxies);
         let req = session.req_header();
         match cookies::values(cookie_headers(&req.headers), SESSID_COOKIE)
             .find(|id| is_well_formed_sessid(id))
@@ -202,12 +207,8 @@ impl ProxyHttp for Gateway {
             upstream_request.insert_header("cookie", kept)?;
         }
         upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(ip) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            upstream_request.insert_header("x-forwarded-for", ip.to_string())?;
+        if !ctx.client_ip.is_unspecified() {
+            upstream_request.insert_header("x-forwarded-for", ctx.client_ip.to_string())?;
         }
         let (Some(route), Some(principal)) = (&ctx.route, ctx.principal.take()) else {
             return Error::e_explain(ErrorType::InternalError, "forwarding an unrouted request");
@@ -373,11 +374,12 @@ impl Gateway {
         else {
             return true;
         };
-        let ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-        let subject = Subject::of(class, principal.operator_id, Some(&principal.id), ip);
+        let subject = Subject::of(
+            class,
+            principal.operator_id,
+            Some(&principal.id),
+            ctx.client_ip,
+        );
         let now = u64::try_from(unix_now()).unwrap_or(0);
         let decision = self.shared.limiter.check(class, &subject, now).await;
         let metrics = &self.shared.metrics;
@@ -472,6 +474,32 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// The client's address ([`Ctx::client_ip`]); unspecified when unknown (a Unix socket).
+fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    if trusted.is_empty() || !trusted.iter().any(|net| net.contains(&peer)) {
+        return peer;
+    }
+    forwarded_client(
+        session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+    .unwrap_or(peer)
+}
+
+/// The last address of `X-Forwarded-For` (the one the trusted balancer wrote), if it is one.
+fn forwarded_client<'a>(values: impl DoubleEndedIterator<Item = &'a str>) -> Option<IpAddr> {
+    let last = values.last()?.rsplit(',').next()?.trim();
+    last.parse().ok()
 }
 
 /// How long a connection refused with 413 keeps reading (and discarding) what the client
@@ -582,6 +610,26 @@ fn status_label(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_last_forwarded_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            forwarded_client(["203.0.113.7"].into_iter()),
+            Some(ip("203.0.113.7"))
+        );
+        // What the client wrote comes first; the balancer's entry is the last one.
+        assert_eq!(
+            forwarded_client(["1.2.3.4, 203.0.113.7"].into_iter()),
+            Some(ip("203.0.113.7"))
+        );
+        assert_eq!(
+            forwarded_client(["1.2.3.4", "2001:db8::1"].into_iter()),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(forwarded_client(["1.2.3.4, garbage"].into_iter()), None);
+        assert_eq!(forwarded_client(std::iter::empty()), None);
+    }
 
     #[test]
     fn request_ids_are_kept_when_sane_and_replaced_otherwise() {

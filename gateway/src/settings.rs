@@ -34,6 +34,12 @@ pub struct Settings {
     pub upstream_connect_timeout_secs: u64,
     /// Seconds allowed between reads from an upstream before 504.
     pub upstream_read_timeout_secs: u64,
+    /// Load balancers in front of the gateway (addresses or CIDR blocks, e.g.
+    /// `10.0.0.0/8`). A connection from one of them names the client in the last
+    /// `X-Forwarded-For` entry, which the balancer must set (not append to what the client
+    /// sent). From any other peer the header is ignored: the TCP peer is the client. The
+    /// client address keys the per-address limits and is what upstreams are told.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Marks the `sessid` cookie `Secure` (browsers then send it only over TLS). Set it
     /// whenever clients reach the gateway over HTTPS.
     pub cookie_secure: bool,
@@ -109,6 +115,7 @@ impl Default for Settings {
             blacklist_reconcile_secs: 10,
             upstream_connect_timeout_secs: 2,
             upstream_read_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
             cookie_secure: false,
             rate_limits: crate::ratelimit::Limits::default(),
             log_format: "pretty".into(),

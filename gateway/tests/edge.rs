@@ -237,3 +237,40 @@ async fn the_reference_access_token_route_allows_5_per_minute_per_client_address
     let refused = exchange().await.unwrap();
     assert_eq!(reason(refused, 429, -32029).await, "rate_limited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_balancer_the_forwarded_address_is_the_client() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let exchange = |gw: &Gateway, client: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/v3/auth/access_token", gw.url))
+            .header("x-forwarded-for", client)
+            .json(&serde_json::json!({"access_key": "a", "secret_key": "b"}))
+            .send()
+    };
+
+    // Straight from clients: the header is theirs to forge, so it is ignored.
+    let direct = gateway(auth, |_| {}).await;
+    for n in 0..5 {
+        let client = format!("198.51.100.{n}");
+        assert_eq!(exchange(&direct, &client).await.unwrap().status(), 200);
+    }
+    let forged = exchange(&direct, "198.51.100.99").await.unwrap();
+    assert_eq!(reason(forged, 429, -32029).await, "rate_limited");
+
+    // Behind a balancer on a trusted address: each client has its own 5 a minute, and only
+    // the entry the balancer wrote (the last one) counts.
+    let behind = gateway(auth, |s| {
+        s.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]
+    })
+    .await;
+    for _ in 0..5 {
+        let sent = exchange(&behind, "10.9.9.9, 198.51.100.1").await.unwrap();
+        assert_eq!(sent.status(), 200);
+    }
+    let refused = exchange(&behind, "10.9.9.8, 198.51.100.1").await.unwrap();
+    assert_eq!(reason(refused, 429, -32029).await, "rate_limited");
+    let other = exchange(&behind, "198.51.100.2").await.unwrap();
+    assert_eq!(other.status(), 200);
+}

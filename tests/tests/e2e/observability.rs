@@ -272,6 +272,25 @@ async fn drive_traffic(stack: &Stack) -> i64 {
         .unwrap();
     assert_eq!(invalid.status(), 401);
 
+    // Size limits at the edge: a declared body over 2 MiB, headers over 16 KiB.
+    let too_large = stack
+        .request(Method::POST, "/v3/journeys")
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), 413);
+    let headers_too_large = stack
+        .request(Method::GET, "/v3/journeys")
+        .bearer_auth(&token)
+        .header("x-padding", "a".repeat(17 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(headers_too_large.status(), 431);
+
     // Reads until the operator's limit answers 429.
     let mut limited = false;
     for n in 0..(READS_PER_MINUTE * 6) as usize {
