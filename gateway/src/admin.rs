@@ -25,6 +25,28 @@ fn health(loaded: bool, feed_up: bool, stale: bool, limits_degraded: bool) -> (u
     }
 }
 
+/// Seconds since the blacklist copy was last confirmed; -1 before the first load.
+fn sync_age(shared: &Shared) -> i64 {
+    match shared.blacklist.synced_at() {
+        0 => -1,
+        synced_at => unix_now() - synced_at,
+    }
+}
+
+/// The replica's state as `/health` says it, also for the public `/health` (which shows the
+/// word only, not the details).
+pub(crate) fn readiness(shared: &Shared) -> (u16, &'static str) {
+    let stale = !(0..=STALE_AFTER_SECS).contains(&sync_age(shared));
+    let now = u64::try_from(unix_now()).unwrap_or(0);
+    let blacklist = &shared.blacklist;
+    health(
+        blacklist.loaded(),
+        blacklist.feed_up(),
+        stale,
+        shared.limiter.degraded(now),
+    )
+}
+
 pub struct Admin(Arc<Shared>);
 
 pub fn service(shared: Arc<Shared>) -> Service<HttpServer<Admin>> {
@@ -35,12 +57,7 @@ pub fn service(shared: Arc<Shared>) -> Service<HttpServer<Admin>> {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let shared = &self.0;
-        let synced_at = shared.blacklist.synced_at();
-        let age = if synced_at == 0 {
-            -1
-        } else {
-            unix_now() - synced_at
-        };
+        let age = sync_age(shared);
         let blacklist = &shared.blacklist;
         let (loaded, feed_up) = (blacklist.loaded(), blacklist.feed_up());
         let metrics = &shared.metrics;

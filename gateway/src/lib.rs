@@ -250,8 +250,16 @@ impl ShutdownSignalWatch for StopSignal {
 }
 
 /// Starts the gateway on a thread. Readiness is the caller's to await (connect to `listen`).
+///
+/// An in-process gateway always uses tokio's work-stealing scheduler, whatever
+/// `server.work_stealing` says. pingora's per-thread runtimes record their pool in a
+/// thread-local that a later thread with a reused id inherits: a second gateway started in
+/// the same process after one stopped spawned its tasks onto the dead runtimes and never
+/// accepted a connection. The standalone binary (one server per process) is not affected.
 pub fn spawn(settings: &Settings, feed: Arc<dyn Feed>) -> anyhow::Result<Running> {
-    let server = build_server(settings, feed, None)?;
+    let mut settings = settings.clone();
+    settings.server.work_stealing = true;
+    let server = build_server(&settings, feed, None)?;
     let (stop, rx) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("gateway".into())

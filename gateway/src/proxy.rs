@@ -452,9 +452,12 @@ impl Gateway {
         session.write_response_body(Some(body), true).await
     }
 
+    /// The public `/health`: the replica's state word (the admin port's `/health` has the
+    /// details), 503 until it can check credentials, so a balancer can route around it.
     async fn answer_health(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let body = Bytes::from_static(br#"{"status":"ok"}"#);
-        let mut header = ResponseHeader::build(200, Some(3))?;
+        let (status, state) = crate::admin::readiness(&self.shared);
+        let body = Bytes::from(format!(r#"{{"status":"{state}"}}"#));
+        let mut header = ResponseHeader::build(status, Some(3))?;
         header.insert_header("content-type", "application/json")?;
         header.insert_header("content-length", body.len().to_string())?;
         header.insert_header("x-request-id", ctx.request_id.as_str())?;

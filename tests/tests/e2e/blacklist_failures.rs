@@ -350,6 +350,15 @@ async fn a_gateway_restarted_without_a_copy_to_load_refuses_with_503_until_it_ha
         let health: Value = health.json().await.unwrap();
         assert_eq!(health["status"], "unavailable", "{health}");
         assert_eq!(health["blacklist"]["loaded"], false, "{health}");
+        // The public /health says so too, for a balancer in front.
+        let public = stack
+            .request_to(0, Method::GET, "/health")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(public.status(), 503);
+        let public: Value = public.json().await.unwrap();
+        assert_eq!(public, json!({"status": "unavailable"}));
         for token in [&good, &bad] {
             let response = list_with(&stack, 0, token).await;
             assert_eq!(response.status(), 503);

@@ -262,6 +262,11 @@ async fn gateway_refusals_follow_the_pipeline_order() {
     // Gateway health and metrics.
     let public_health = stack.request(Method::GET, "/health").send().await.unwrap();
     assert_eq!(public_health.status(), 200);
+    let public_health: serde_json::Value = public_health.json().await.unwrap();
+    assert!(
+        ["ok", "degraded"].contains(&public_health["status"].as_str().unwrap_or("")),
+        "{public_health}"
+    );
     let health = stack
         .http
         .get(format!("{}/health", stack.admin_url))
