@@ -194,7 +194,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
