@@ -9,6 +9,19 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
+
+/// What `gateway_auth_outcomes_total` counts besides `ok`: the refusals of the credential,
+/// cross-site and permission steps (other refusals are in `gateway_requests_total` only).
+pub const AUTH_REFUSALS: [Reason; 8] = [
+    Reason::MissingToken,
+    Reason::InvalidToken,
+    Reason::ExpiredToken,
+    Reason::RevokedToken,
+    Reason::TokenNotAcceptedHere,
+    Reason::InsufficientPermissions,
+    Reason::CsrfFailed,
+    Reason::BlacklistUnavailable,
+];
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -174,7 +187,7 @@ impl Metrics {
         }
         // Pre-create the bounded label sets so dashboards see zeros, not gaps.
         auth.with_label_values(&["ok"]);
-        for reason in Reason::ALL {
+        for reason in AUTH_REFUSALS {
             auth.with_label_values(&[reason.code()]);
         }
         for class in RouteClass::ALL {

@@ -122,6 +122,8 @@ impl ProxyHttp for Gateway {
             return self.answer(session, ctx, Reason::RouteNotFound).await;
         };
         if cross_site(session, &matched) {
+            let code = Reason::CsrfFailed.code();
+            self.shared.metrics.auth.with_label_values(&[code]).inc();
             ctx.route = Some(matched);
             return self.answer(session, ctx, Reason::CsrfFailed).await;
         }

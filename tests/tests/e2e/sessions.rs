@@ -142,6 +142,16 @@ async fn sessions(mode: Mode) {
     )
     .await;
 
+    // Every forgery refused above is an auth outcome (cross-site ones included); outcomes
+    // of other steps are not exported as auth outcomes.
+    let metrics = stack.gateway_metrics(0).await.unwrap();
+    let csrf_refusals = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_auth_outcomes_total{outcome=\"csrf_failed\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(csrf_refusals >= Some(4), "{csrf_refusals:?}");
+    assert!(!metrics.contains("outcome=\"route_not_found\""));
+
     // The session token is no bearer token, and is bound to its sessid.
     refused(
         stack
