@@ -7,8 +7,12 @@
 
 use crate::claims::CredentialKind;
 use crate::roles::Role;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 /// The request header carrying the assertion. The gateway strips any client-supplied copy.
 pub const ASSERTION_HEADER: &str = "x-rpc-identity";
@@ -98,9 +102,14 @@ pub enum AssertionError {
 /// The shared secret, able to sign (gateway) and verify (upstreams).
 #[derive(Clone)]
 pub struct AssertionKey {
-    encoding: EncodingKey,
+    /// HMAC-SHA256 already keyed with the secret: signing clones it instead of hashing the
+    /// key again on every request.
+    signer: Hmac<Sha256>,
     decoding: DecodingKey,
 }
+
+/// `{"typ":"JWT","alg":"HS256"}` in base64url, the header of every assertion.
+const HS256_HEADER: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9";
 
 impl std::fmt::Debug for AssertionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,15 +124,27 @@ impl AssertionKey {
             return Err(ShortSecret);
         }
         Ok(Self {
-            encoding: EncodingKey::from_secret(secret),
+            signer: Hmac::new_from_slice(secret).map_err(|_| ShortSecret)?,
             decoding: DecodingKey::from_secret(secret),
         })
     }
 
+    /// An HS256 JWT of `assertion` (the gateway signs one per forwarded request, so this is
+    /// done by hand rather than through `jsonwebtoken::encode`; `verify` reads it back with
+    /// jsonwebtoken, and so does any other JWT library).
     pub fn sign(&self, assertion: &Assertion) -> String {
-        // HS256 over a serialisable struct cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), assertion, &self.encoding)
-            .unwrap_or_default()
+        // Serialising these plain structs cannot fail.
+        let claims = serde_json::to_vec(assertion).unwrap_or_default();
+        let claims_len = base64::encoded_len(claims.len(), false).unwrap_or(0);
+        let mut token = String::with_capacity(HS256_HEADER.len() + claims_len + 45);
+        token.push_str(HS256_HEADER);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+        let mut mac = self.signer.clone();
+        mac.update(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+        token
     }
 
     /// Verifies signature, audience, expiry (against `now`, unix seconds) and that the assertion
@@ -207,6 +228,23 @@ mod tests {
             v("registry", "POST", "/v3/journeys/x", 90),
             AssertionError::WrongRequest
         );
+    }
+
+    #[test]
+    fn assertions_are_standard_hs256_jwts() {
+        let key = AssertionKey::new(&[7; 32]).unwrap();
+        let token = key.sign(&assertion());
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::HS256);
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+        // jsonwebtoken's own encoder signs the same claims to the same token.
+        let reference = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &assertion(),
+            &jsonwebtoken::EncodingKey::from_secret(&[7; 32]),
+        )
+        .unwrap();
+        assert_eq!(token, reference);
     }
 
     #[test]
