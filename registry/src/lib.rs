@@ -17,7 +17,7 @@ pub mod jobs;
 mod settings;
 pub mod store;
 
-pub use settings::{CeeSettings, JobsSettings, Settings};
+pub use settings::{CeeSettings, IngestSettings, JobsSettings, Settings};
 
 use anyhow::Context;
 use auth_token::AssertionKey;
@@ -81,7 +81,10 @@ impl Application {
             i64::from(settings.jobs.batch.max(1)),
         );
         let state = Arc::new(http::State {
-            store: store::observed(store::for_database(&db), metrics.db.clone()),
+            store: store::observed(
+                store::for_database(&db, &settings.ingest, metrics.insert_batch_size.clone()),
+                metrics.db.clone(),
+            ),
             lifecycle,
             metrics: metrics.clone(),
             clock,

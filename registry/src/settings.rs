@@ -27,6 +27,33 @@ pub struct Settings {
     pub cee: CeeSettings,
     /// The lifecycle job runner.
     pub jobs: JobsSettings,
+    /// Journey ingestion: group commit of concurrent inserts (PostgreSQL).
+    pub ingest: IngestSettings,
+}
+
+/// Group commit of `POST /{v}/journeys` (docs/performance.md, "Journey ingestion").
+///
+/// On PostgreSQL, journeys waiting while every batch writer is busy are inserted by the next
+/// free writer in one transaction and answered after its single COMMIT. A lone journey is
+/// written at once: batches only form under concurrency. SQLite always inserts one by one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Most journeys in one transaction; 1 turns group commit off (one transaction per
+    /// journey, as before). Default 32.
+    pub batch_max: u32,
+    /// Batch writers at once, each on one pooled connection; keep it below
+    /// `database.max_connections`. Default 4.
+    pub batch_writers: u32,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            batch_max: 32,
+            batch_writers: 4,
+        }
+    }
 }
 
 /// The lifecycle job runner (docs/lifecycle.md).
@@ -95,6 +122,7 @@ impl Default for Settings {
             log_format: "pretty".to_owned(),
             cee: CeeSettings::default(),
             jobs: JobsSettings::default(),
+            ingest: IngestSettings::default(),
         }
     }
 }
@@ -131,6 +159,8 @@ mod tests {
         assert!(s.cee.private_key_pem.expose().is_empty());
         assert_eq!(s.jobs.poll_interval_ms, 1_000);
         assert_eq!(s.jobs.lease_secs, 300);
+        assert_eq!(s.ingest.batch_max, 32);
+        assert_eq!(s.ingest.batch_writers, 4);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::store::DbMetrics;
 use crate::store::lifecycle::{JobKind, QueueStats};
 use chrono::{DateTime, Utc};
-use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use rpc_service::http::HttpMetrics;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -62,6 +62,8 @@ pub struct Metrics {
     jobs_lag: Gauge,
     jobs_failures: IntCounterVec,
     jobs_done: IntCounterVec,
+    /// Journeys per PostgreSQL transaction of the grouped insert path (store::batch).
+    pub insert_batch_size: Histogram,
 }
 
 impl Metrics {
@@ -120,12 +122,21 @@ impl Metrics {
             jobs_failures.with_label_values(&[kind.as_str()]);
             jobs_done.with_label_values(&[kind.as_str()]);
         }
+        let insert_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "registry_journey_insert_batch_size",
+                "Journeys committed per transaction by the grouped insert path",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        )?;
+        registry.register(Box::new(insert_batch_size.clone()))?;
         Ok(Self {
             http,
             db,
             journeys_received,
             operator_journeys,
             operators: Arc::default(),
+            insert_batch_size,
             jobs_queue_depth,
             jobs_lag,
             jobs_failures,

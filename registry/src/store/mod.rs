@@ -15,6 +15,7 @@
 //! and write it in one transaction, serialised per person, so that two journeys sent at once
 //! cannot both slip under a limit.
 
+mod batch;
 mod cee;
 pub mod lifecycle;
 mod observed;
@@ -47,6 +48,12 @@ pub enum StoreError {
     /// A stored value this code cannot read back.
     #[error("stored row is unreadable: {0}")]
     Corrupt(String),
+    /// The COMMIT of a batch of journeys failed: none of them is stored.
+    #[error("batch commit failed: {0}")]
+    BatchCommit(String),
+    /// The batch writer holding the journey stopped before answering.
+    #[error("the batch writer stopped before answering")]
+    BatchLost,
 }
 
 /// One journey to insert.
@@ -167,10 +174,20 @@ pub trait JourneyStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
-/// The store over whichever database `db` is.
-pub fn for_database(db: &Database) -> Arc<dyn JourneyStore> {
+/// The store over whichever database `db` is; on PostgreSQL, inserts are grouped as
+/// `ingest` says and each group's size observed in `batch_sizes`.
+pub fn for_database(
+    db: &Database,
+    ingest: &crate::IngestSettings,
+    batch_sizes: prometheus::Histogram,
+) -> Arc<dyn JourneyStore> {
     match db {
-        Database::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
+        Database::Postgres(pool) => Arc::new(PgStore::batched(
+            pool.clone(),
+            ingest.batch_max as usize,
+            ingest.batch_writers as usize,
+            batch_sizes,
+        )),
         Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
     }
 }

@@ -1,6 +1,7 @@
 //! [`JourneyStore`] on PostgreSQL: `timestamptz`, `uuid`, `jsonb`. Terms checks are
 //! serialised per person with transaction-scoped advisory locks; updates lock their row.
 
+use super::batch::Batcher;
 use super::{
     Cancellation, InsertOutcome, JourneyRow, JourneyStore, ListQuery, ListedColumns, ListedJourney,
     Revise, StateColumns, StoreError, UpdateOutcome, acquisition_after_terms, labels_json,
@@ -15,17 +16,37 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+use std::sync::Arc;
 
 /// Journeys in the service's PostgreSQL schema.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(in crate::store) pool: PgPool,
+    /// Groups concurrent inserts into shared transactions; `None`: one transaction each.
+    batcher: Option<Arc<Batcher>>,
 }
 
 impl PgStore {
-    /// A store over `pool` (migrations already applied).
+    /// A store over `pool` (migrations already applied), one transaction per insert.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            batcher: None,
+        }
+    }
+
+    /// A store over `pool` whose concurrent inserts are committed together, at most
+    /// `batch_max` per transaction by at most `writers` transactions at once, each
+    /// transaction's size observed in `sizes`; `batch_max` 1 is [`PgStore::new`].
+    pub fn batched(
+        pool: PgPool,
+        batch_max: usize,
+        writers: usize,
+        sizes: prometheus::Histogram,
+    ) -> Self {
+        let batcher = (batch_max > 1)
+            .then(|| Arc::new(Batcher::new(pool.clone(), batch_max, writers, sizes)));
+        Self { pool, batcher }
     }
 }
 
@@ -85,84 +106,111 @@ async fn reschedule_checks(
     Ok(())
 }
 
+/// Inserts `row` in the open transaction of `conn`, whose people's locks are held: the insert
+/// counting the neighbours in one statement (the snapshot is taken after the locks, and sees
+/// what this transaction wrote before), a second statement only when the journey breaks the
+/// terms, a different one only for a duplicate.
+pub(in crate::store) async fn insert_locked(
+    conn: &mut PgConnection,
+    row: &JourneyRow<'_>,
+) -> Result<InsertOutcome, StoreError> {
+    let j = row.journey;
+    let w = TermsWindows::of(j);
+    let (driver, passenger) = (&j.driver.identity, &j.passenger.identity);
+    let inserted: Option<(i64, i64, i64, i64)> = sqlx::query_as(sql::INSERT_COUNTING.as_str())
+        .bind(row.uuid)
+        .bind(row.operator_id)
+        .bind(j.operator_journey_id.as_str())
+        .bind(j.operator_trip_id.as_str())
+        .bind(j.operator_class.as_str())
+        .bind(j.start.datetime)
+        .bind(j.start.lat)
+        .bind(j.start.lon)
+        .bind(j.end.datetime)
+        .bind(j.end.lat)
+        .bind(j.end.lon)
+        .bind(j.distance)
+        .bind(driver.identity_key.as_str())
+        .bind(passenger.identity_key.as_str())
+        .bind(row.payload)
+        .bind(row.created_at)
+        .bind(AcquisitionStatus::Received.as_str())
+        .bind(labels_json(&[]))
+        .bind(driver.phone.as_ref().map(|p| p.as_str()))
+        .bind(driver.phone_trunc.as_ref().map(|p| p.as_str()))
+        .bind(passenger.phone.as_ref().map(|p| p.as_str()))
+        .bind(passenger.phone_trunc.as_ref().map(|p| p.as_str()))
+        .bind(w.day_start)
+        .bind(w.day_end)
+        .bind(w.close_start)
+        .bind(w.close_end)
+        .bind(j.start.datetime + CHECKS_AFTER)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match inserted {
+        Some((journey_id, driver_trips, passenger_trips, close_trips)) => {
+            let neighbours = Neighbours {
+                driver_trips_that_day: driver_trips,
+                passenger_trips_that_day: passenger_trips,
+                close_trips,
+            };
+            let labels = violations(j, row.created_at, &neighbours);
+            if !labels.is_empty() {
+                sqlx::query(sql::TERMS_VIOLATION)
+                    .bind(journey_id)
+                    .bind(labels_json(&labels))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(InsertOutcome::Created {
+                journey_id,
+                terms_violation_labels: labels,
+            })
+        }
+        None => {
+            // The conflicting row is committed (ON CONFLICT waited for it if needed) or this
+            // transaction's own, so this statement's fresh snapshot sees it.
+            let created_at: DateTime<Utc> = sqlx::query_scalar(sql::EXISTING)
+                .bind(row.operator_id)
+                .bind(j.operator_journey_id.as_str())
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok(InsertOutcome::AlreadyRegistered { created_at })
+        }
+    }
+}
+
+/// `BEGIN` and the transaction-scoped advisory locks of `locks` (sorted, so that two
+/// transactions never wait on each other crosswise), as one simple query.
+pub(in crate::store) fn begin_locking(locks: &[i64]) -> AssertSqlSafe<String> {
+    let calls = locks
+        .iter()
+        .map(|l| format!("pg_advisory_xact_lock({l})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Audited: integers only.
+    AssertSqlSafe(format!("BEGIN; SELECT {calls}"))
+}
+
+/// One journey in its own transaction: three round trips (BEGIN with the people's locks,
+/// the insert, COMMIT).
+pub(in crate::store) async fn insert_alone(
+    pool: &PgPool,
+    row: &JourneyRow<'_>,
+) -> Result<InsertOutcome, StoreError> {
+    let mut tx = pool.begin_with(begin_locking(&person_locks(row.journey))).await?;
+    let outcome = insert_locked(&mut tx, row).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
 #[async_trait]
 impl JourneyStore for PgStore {
     async fn insert(&self, row: &JourneyRow<'_>) -> Result<InsertOutcome, StoreError> {
-        // Three round trips: BEGIN with the people's locks, the insert counting the
-        // neighbours in the same snapshot (taken after the locks), COMMIT. A fourth only when
-        // the journey breaks the terms, a different one only for a duplicate.
-        let j = row.journey;
-        let [first, second] = person_locks(j);
-        // Audited: two integers.
-        let begin = AssertSqlSafe(format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({first}), pg_advisory_xact_lock({second})"
-        ));
-        let mut tx = self.pool.begin_with(begin).await?;
-        let w = TermsWindows::of(j);
-        let (driver, passenger) = (&j.driver.identity, &j.passenger.identity);
-        let inserted: Option<(i64, i64, i64, i64)> = sqlx::query_as(sql::INSERT_COUNTING.as_str())
-            .bind(row.uuid)
-            .bind(row.operator_id)
-            .bind(j.operator_journey_id.as_str())
-            .bind(j.operator_trip_id.as_str())
-            .bind(j.operator_class.as_str())
-            .bind(j.start.datetime)
-            .bind(j.start.lat)
-            .bind(j.start.lon)
-            .bind(j.end.datetime)
-            .bind(j.end.lat)
-            .bind(j.end.lon)
-            .bind(j.distance)
-            .bind(driver.identity_key.as_str())
-            .bind(passenger.identity_key.as_str())
-            .bind(row.payload)
-            .bind(row.created_at)
-            .bind(AcquisitionStatus::Received.as_str())
-            .bind(labels_json(&[]))
-            .bind(driver.phone.as_ref().map(|p| p.as_str()))
-            .bind(driver.phone_trunc.as_ref().map(|p| p.as_str()))
-            .bind(passenger.phone.as_ref().map(|p| p.as_str()))
-            .bind(passenger.phone_trunc.as_ref().map(|p| p.as_str()))
-            .bind(w.day_start)
-            .bind(w.day_end)
-            .bind(w.close_start)
-            .bind(w.close_end)
-            .bind(j.start.datetime + CHECKS_AFTER)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let outcome = match inserted {
-            Some((journey_id, driver_trips, passenger_trips, close_trips)) => {
-                let neighbours = Neighbours {
-                    driver_trips_that_day: driver_trips,
-                    passenger_trips_that_day: passenger_trips,
-                    close_trips,
-                };
-                let labels = violations(j, row.created_at, &neighbours);
-                if !labels.is_empty() {
-                    sqlx::query(sql::TERMS_VIOLATION)
-                        .bind(journey_id)
-                        .bind(labels_json(&labels))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                InsertOutcome::Created {
-                    journey_id,
-                    terms_violation_labels: labels,
-                }
-            }
-            None => {
-                // The conflicting row is committed (ON CONFLICT waited for it if needed), so
-                // this statement's fresh snapshot sees it.
-                let created_at: DateTime<Utc> = sqlx::query_scalar(sql::EXISTING)
-                    .bind(row.operator_id)
-                    .bind(j.operator_journey_id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                InsertOutcome::AlreadyRegistered { created_at }
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        match &self.batcher {
+            Some(batcher) => batcher.insert(row).await,
+            None => insert_alone(&self.pool, row).await,
+        }
     }
 
     async fn find(

@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use layered_settings::Secret;
 use registry::clock::{Clock, ManualClock, SystemClock};
 use registry::jobs::Runner;
-use registry::{Application, CeeSettings, JobsSettings, Settings};
+use registry::{Application, CeeSettings, IngestSettings, JobsSettings, Settings};
 use reqwest::{Method, RequestBuilder, Response};
 use rpc_service::db::DatabaseSettings;
 use serde_json::{Value, json};
@@ -43,19 +43,41 @@ pub struct TestApp {
 
 /// Starts the registry on a fresh database and waits until it listens.
 pub async fn spawn_app(kind: StoreKind) -> TestApp {
-    spawn_app_with_clock(kind, Arc::new(SystemClock)).await
+    spawn_app_with_clock(kind, Arc::new(SystemClock), IngestSettings::default()).await
+}
+
+/// [`spawn_app`] grouping inserts as `ingest` says (PostgreSQL; SQLite ignores it).
+pub async fn spawn_app_grouping(kind: StoreKind, ingest: IngestSettings) -> TestApp {
+    spawn_app_with_clock(kind, Arc::new(SystemClock), ingest).await
 }
 
 /// [`spawn_app`] on a clock the test controls, set to `at`.
 pub async fn spawn_app_at(kind: StoreKind, at: DateTime<Utc>) -> (TestApp, ManualClock) {
     let clock = ManualClock::at(at);
     (
-        spawn_app_with_clock(kind, Arc::new(clock.clone())).await,
+        spawn_app_with_clock(kind, Arc::new(clock.clone()), IngestSettings::default()).await,
         clock,
     )
 }
 
-async fn spawn_app_with_clock(kind: StoreKind, clock: Arc<dyn Clock>) -> TestApp {
+/// [`spawn_app_at`] grouping inserts as `ingest` says.
+pub async fn spawn_app_at_grouping(
+    kind: StoreKind,
+    at: DateTime<Utc>,
+    ingest: IngestSettings,
+) -> (TestApp, ManualClock) {
+    let clock = ManualClock::at(at);
+    (
+        spawn_app_with_clock(kind, Arc::new(clock.clone()), ingest).await,
+        clock,
+    )
+}
+
+async fn spawn_app_with_clock(
+    kind: StoreKind,
+    clock: Arc<dyn Clock>,
+    ingest: IngestSettings,
+) -> TestApp {
     let mut pg_schema = None;
     let (database, sqlite_file) = match kind {
         StoreKind::Sqlite => {
@@ -85,6 +107,7 @@ async fn spawn_app_with_clock(kind: StoreKind, clock: Arc<dyn Clock>) -> TestApp
             poll_interval_ms: 0,
             ..JobsSettings::default()
         },
+        ingest,
         ..Settings::default()
     };
     start(settings, clock, sqlite_file, pg_schema).await
@@ -153,6 +176,17 @@ impl Drop for TestApp {
             }
         }
     }
+}
+
+/// A connection of its own to the tests' PostgreSQL database (advisory locks are
+/// database-wide, whatever the schema).
+pub async fn postgres_connection() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let url = std::env::var("REGISTRY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+    sqlx::PgConnection::connect(&url)
+        .await
+        .expect("PostgreSQL reachable")
 }
 
 /// An operator's application token, as the gateway asserts it.

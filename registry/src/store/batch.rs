@@ -1,0 +1,215 @@
+//! Group commit of journey inserts on PostgreSQL.
+//!
+//! Every insert joins a queue; up to `writers` batch writers, each on one pooled connection,
+//! take what is queued when they get their connection (at most `batch_max` journeys) and
+//! insert it in ONE transaction: BEGIN with every person's advisory lock of the batch (in the
+//! fixed order of [`super::person_locks`]), then each journey in arrival order with the
+//! statement of the one-by-one path, so that each terms check sees the batch's earlier
+//! journeys, then one COMMIT. Callers are answered only after that COMMIT returned.
+//!
+//! A lone journey is not delayed: when a writer is free it starts at once, and it takes
+//! whatever is queued, however little. Batches only grow while every writer is busy.
+//!
+//! Duplicates and terms refusals do not abort a batch (`ON CONFLICT DO NOTHING`, and a
+//! refusal is a stored row). When a statement fails anyway, nothing of the batch is kept and
+//! each of its journeys is inserted again in a transaction of its own, so that one bad journey
+//! fails alone. A failed COMMIT fails every journey of the batch.
+
+use super::postgres::{begin_locking, insert_alone, insert_locked};
+use super::{InsertOutcome, JourneyRow, StoreError, person_locks};
+use crate::domain::NewJourney;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgPool, Postgres};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use uuid::Uuid;
+
+/// A journey waiting for a batch writer, owned so that a writer task can carry it.
+struct Pending {
+    uuid: Uuid,
+    operator_id: i64,
+    journey: NewJourney,
+    payload: Value,
+    created_at: DateTime<Utc>,
+    reply: oneshot::Sender<Result<InsertOutcome, StoreError>>,
+}
+
+impl Pending {
+    fn row(&self) -> JourneyRow<'_> {
+        JourneyRow {
+            uuid: self.uuid,
+            operator_id: self.operator_id,
+            journey: &self.journey,
+            payload: &self.payload,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// The queue and its writers.
+pub(in crate::store) struct Batcher {
+    pool: PgPool,
+    queue: Mutex<VecDeque<Pending>>,
+    /// One permit per writer running.
+    writers: Arc<Semaphore>,
+    batch_max: usize,
+    /// Journeys per transaction.
+    sizes: prometheus::Histogram,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("batch_max", &self.batch_max)
+            .field("writers_free", &self.writers.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batcher {
+    pub(in crate::store) fn new(
+        pool: PgPool,
+        batch_max: usize,
+        writers: usize,
+        sizes: prometheus::Histogram,
+    ) -> Self {
+        Self {
+            sizes,
+            pool,
+            queue: Mutex::new(VecDeque::new()),
+            writers: Arc::new(Semaphore::new(writers.max(1))),
+            batch_max: batch_max.max(1),
+        }
+    }
+
+    /// Queues `row`, starts a writer if one is free, and waits for the answer (given after
+    /// the COMMIT of its batch).
+    pub(in crate::store) async fn insert(
+        self: &Arc<Self>,
+        row: &JourneyRow<'_>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue().push_back(Pending {
+            uuid: row.uuid,
+            operator_id: row.operator_id,
+            journey: row.journey.clone(),
+            payload: row.payload.clone(),
+            created_at: row.created_at,
+            reply,
+        });
+        if let Ok(permit) = self.writers.clone().try_acquire_owned() {
+            // A task of its own: a caller going away must not cut its batch short.
+            tokio::spawn(self.clone().write(permit));
+        }
+        answer.await.unwrap_or(Err(StoreError::BatchLost))
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What is queued, oldest first, at most `batch_max`.
+    fn take(&self) -> Vec<Pending> {
+        let mut queue = self.queue();
+        let n = queue.len().min(self.batch_max);
+        queue.drain(..n).collect()
+    }
+
+    /// One writer: gets a connection, then writes batches while journeys are queued.
+    async fn write(self: Arc<Self>, mut permit: OwnedSemaphorePermit) {
+        loop {
+            match self.pool.acquire().await {
+                Ok(mut conn) => loop {
+                    let batch = self.take();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    self.commit_batch(&mut conn, batch).await;
+                },
+                Err(e) => {
+                    let message = e.to_string();
+                    for p in self.take() {
+                        let _ = p.reply.send(Err(StoreError::Database(sqlx::Error::Protocol(
+                            message.clone(),
+                        ))));
+                    }
+                }
+            }
+            drop(permit);
+            // A journey queued after our last look, while every writer was busy, found no
+            // free writer: whoever frees the last permit looks again.
+            if self.queue().is_empty() {
+                return;
+            }
+            match self.writers.clone().try_acquire_owned() {
+                Ok(again) => permit = again,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Inserts `batch` in one transaction on `conn` and answers each journey.
+    async fn commit_batch(&self, conn: &mut PoolConnection<Postgres>, batch: Vec<Pending>) {
+        self.sizes.observe(batch.len() as f64);
+        if batch.len() == 1 {
+            let p = batch.into_iter().next().expect("one journey");
+            let outcome = insert_alone_on(conn, &p.row()).await;
+            let _ = p.reply.send(outcome);
+            return;
+        }
+        match insert_together(conn, &batch).await {
+            Ok(Ok(outcomes)) => {
+                for (p, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = p.reply.send(Ok(outcome));
+                }
+            }
+            Ok(Err(commit)) => {
+                tracing::error!(error = %commit, journeys = batch.len(), "batch commit failed");
+                let message = commit.to_string();
+                for p in batch {
+                    let _ = p.reply.send(Err(StoreError::BatchCommit(message.clone())));
+                }
+            }
+            Err(e) => {
+                // Rolled back: each journey again, alone, so that the failure stays with the
+                // journey that causes it.
+                tracing::warn!(error = %e, journeys = batch.len(), "batch failed, inserting one by one");
+                for p in batch {
+                    let outcome = insert_alone(&self.pool, &p.row()).await;
+                    let _ = p.reply.send(outcome);
+                }
+            }
+        }
+    }
+}
+
+/// [`insert_alone`] on a connection already held.
+async fn insert_alone_on(
+    conn: &mut PoolConnection<Postgres>,
+    row: &JourneyRow<'_>,
+) -> Result<InsertOutcome, StoreError> {
+    let mut tx = conn.begin_with(begin_locking(&person_locks(row.journey))).await?;
+    let outcome = insert_locked(&mut tx, row).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// The batch in one transaction. `Err`: a statement before COMMIT failed (rolled back);
+/// `Ok(Err)`: the COMMIT failed; `Ok(Ok)`: committed, one outcome per journey in order.
+async fn insert_together(
+    conn: &mut PoolConnection<Postgres>,
+    batch: &[Pending],
+) -> Result<Result<Vec<InsertOutcome>, sqlx::Error>, StoreError> {
+    let mut locks: Vec<i64> = batch.iter().flat_map(|p| person_locks(&p.journey)).collect();
+    locks.sort_unstable();
+    locks.dedup();
+    let mut tx = conn.begin_with(begin_locking(&locks)).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for p in batch {
+        outcomes.push(insert_locked(&mut tx, &p.row()).await?);
+    }
+    Ok(tx.commit().await.map(|()| outcomes))
+}
