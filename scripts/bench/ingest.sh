@@ -67,7 +67,9 @@ BENCH_TOKEN=$token BENCH_RUN=warm wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" 
     -s scripts/bench/ingest.lua http://127.0.0.1:18080 >/dev/null
 rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }    # user + system, in clock ticks
-cpu_gateway=$(cpu "$gateway_pid"); cpu_registry=$(cpu "$registry_pid")
+# PostgreSQL: every server process (the registry's pooled backends live through the run).
+cpu_pg() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(cpu "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
+cpu_gateway=$(cpu "$gateway_pid"); cpu_registry=$(cpu "$registry_pid"); cpu_postgres=$(cpu_pg)
 output=$(BENCH_TOKEN=$token BENCH_RUN=run wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
     -s scripts/bench/ingest.lua http://127.0.0.1:18080)
 [ -z "${BENCH_DEBUG:-}" ] || echo "$output"
@@ -75,7 +77,7 @@ result=$(grep WRKRESULT <<<"$output")
 rows_after=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
 ticks=$(getconf CLK_TCK)
 echo "$result"
-echo "cpu during the run: gateway $(( ($(cpu "$gateway_pid") - cpu_gateway) / ticks )) s, registry $(( ($(cpu "$registry_pid") - cpu_registry) / ticks )) s (of $DURATION on $(nproc) cores)"
+echo "cpu during the run: gateway $(( ($(cpu "$gateway_pid") - cpu_gateway) / ticks )) s, registry $(( ($(cpu "$registry_pid") - cpu_registry) / ticks )) s, postgres $(( ($(cpu_pg) - cpu_postgres) / ticks )) s (of $DURATION on $(nproc) cores)"
 requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
 non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$result")
 stored=$((rows_after - rows_before))

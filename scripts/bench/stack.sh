@@ -19,6 +19,7 @@ command -v wrk >/dev/null || { log "installing wrk"; apt-get update -qq && apt-g
 ./scripts/prereqs.sh services >/dev/null
 log "building release binaries"
 cargo build --release --workspace --quiet
+bin=${CARGO_TARGET_DIR:-target}/release
 
 work=$(mktemp -d /tmp/rpc-bench.XXXXXX)
 pids=()
@@ -53,13 +54,13 @@ export RUST_LOG=warn
 wait_for() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; log "$1 never answered"; exit 1; }
 
 bench_start() {
-    target/release/auth-service >"$work/auth.log" 2>&1 & pids+=($!)
+    "$bin/auth-service" >"$work/auth.log" 2>&1 & pids+=($!)
     wait_for http://127.0.0.1:18081/health
     if [ "${1:-}" = registry ]; then
-        target/release/registry >"$work/registry.log" 2>&1 & pids+=($!); registry_pid=$!
+        "$bin/registry" >"$work/registry.log" 2>&1 & pids+=($!); registry_pid=$!
         wait_for http://127.0.0.1:18082/health
     fi
-    target/release/gateway >"$work/gateway.log" 2>&1 & pids+=($!); gateway_pid=$!
+    "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!); gateway_pid=$!
     wait_for http://127.0.0.1:18090/health
 }
 

@@ -15,14 +15,14 @@
 //! each of its journeys is inserted again in a transaction of its own, so that one bad journey
 //! fails alone. A failed COMMIT fails every journey of the batch.
 
-use super::postgres::{begin_locking, insert_alone, insert_locked};
+use super::postgres::{begin_locking, insert_alone, insert_independent, insert_locked};
 use super::{InsertOutcome, JourneyRow, StoreError, person_locks};
 use crate::domain::NewJourney;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgPool, Postgres};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
@@ -207,9 +207,46 @@ async fn insert_together(
     locks.sort_unstable();
     locks.dedup();
     let mut tx = conn.begin_with(begin_locking(&locks)).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for p in batch {
-        outcomes.push(insert_locked(&mut tx, &p.row()).await?);
+    let mut outcomes: Vec<Option<InsertOutcome>> = vec![None; batch.len()];
+    for wave in waves(batch) {
+        let rows: Vec<JourneyRow<'_>> = wave.iter().map(|&i| batch[i].row()).collect();
+        let done = insert_independent(&mut tx, &rows).await?;
+        for (i, outcome) in wave.into_iter().zip(done) {
+            outcomes[i] = Some(outcome);
+        }
     }
+    let outcomes = outcomes.into_iter().map(|o| o.expect("every journey in a wave"));
+    let outcomes: Vec<InsertOutcome> = outcomes.collect();
     Ok(tx.commit().await.map(|()| outcomes))
+}
+
+/// Splits a batch (indexes, in arrival order) into waves of journeys that do not depend on
+/// each other: a journey goes in the wave after the last one holding one of its people or
+/// its key, so that each wave's statement sees every earlier journey it depends on and the
+/// terms decisions are those of inserting one after the other.
+fn waves(batch: &[Pending]) -> Vec<Vec<usize>> {
+    let mut last: HashMap<(i64, &str), usize> = HashMap::new();
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for (i, p) in batch.iter().enumerate() {
+        let j = &p.journey;
+        // People: the operator is irrelevant to the terms (0); keys: the operator's.
+        let marks = [
+            (0, j.driver.identity.identity_key.as_str()),
+            (0, j.passenger.identity.identity_key.as_str()),
+            (p.operator_id, j.operator_journey_id.as_str()),
+        ];
+        let wave = marks
+            .iter()
+            .filter_map(|m| last.get(m).map(|w| w + 1))
+            .max()
+            .unwrap_or(0);
+        for m in marks {
+            last.insert(m, wave);
+        }
+        if wave == waves.len() {
+            waves.push(Vec::new());
+        }
+        waves[wave].push(i);
+    }
+    waves
 }

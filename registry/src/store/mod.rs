@@ -334,6 +334,60 @@ mod sql {
         )
     });
 
+    /// PostgreSQL: [`INSERT_COUNTING`] for several journeys in one statement, each parameter
+    /// an array with one element per journey: `$1` uuid, `$2` operator, `$3` operator journey
+    /// id, `$4` trip, `$5` class, `$6`..`$11` start and end, `$12` distance, `$13`/`$14`
+    /// driver/passenger keys, `$15` payload, `$16` receipt time, `$17`..`$20` phones,
+    /// `$21`..`$22` the Paris day, `$23`..`$24` the closeness window, `$25` the checks' time.
+    /// One row per journey inserted (none for a duplicate): operator, operator journey id,
+    /// new id and the three neighbour counts. The journeys must not depend on each other (no
+    /// shared person, no shared key): a statement does not see what it writes.
+    pub static INSERT_COUNTING_MANY: LazyLock<String> = LazyLock::new(|| {
+        let inputs = Inputs {
+            operator: "i.operator_id",
+            own_id: "0",
+            trip: "i.operator_trip_id",
+            driver: "i.driver_identity_key",
+            passenger: "i.passenger_identity_key",
+            day: ("i.day_start", "i.day_end"),
+            close: ("i.close_start", "i.close_end"),
+        };
+        format!(
+            "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], \
+             $4::text[], $5::text[], $6::timestamptz[], $7::float8[], $8::float8[], \
+             $9::timestamptz[], $10::float8[], $11::float8[], $12::int8[], $13::text[], \
+             $14::text[], $15::jsonb[], $16::timestamptz[], $17::text[], $18::text[], \
+             $19::text[], $20::text[], $21::timestamptz[], $22::timestamptz[], \
+             $23::timestamptz[], $24::timestamptz[], $25::timestamptz[]) \
+             AS i(uuid, operator_id, operator_journey_id, operator_trip_id, operator_class, \
+             start_datetime, start_lat, start_lon, end_datetime, end_lat, end_lon, distance, \
+             driver_identity_key, passenger_identity_key, payload, created_at, driver_phone, \
+             driver_phone_trunc, passenger_phone, passenger_phone_trunc, day_start, day_end, \
+             close_start, close_end, checks_at)), \
+             inserted AS (INSERT INTO journeys (uuid, operator_id, operator_journey_id, \
+             operator_trip_id, operator_class, start_datetime, start_lat, start_lon, \
+             end_datetime, end_lat, end_lon, distance, driver_identity_key, \
+             passenger_identity_key, payload, created_at, acquisition_status, \
+             terms_violation_labels, driver_phone, driver_phone_trunc, passenger_phone, \
+             passenger_phone_trunc) \
+             SELECT uuid, operator_id, operator_journey_id, operator_trip_id, operator_class, \
+             start_datetime, start_lat, start_lon, end_datetime, end_lat, end_lon, distance, \
+             driver_identity_key, passenger_identity_key, payload, created_at, '{received}', \
+             '[]', driver_phone, driver_phone_trunc, passenger_phone, passenger_phone_trunc \
+             FROM input ON CONFLICT (operator_id, operator_journey_id) DO NOTHING \
+             RETURNING journey_id, operator_id, operator_journey_id), \
+             checks AS (INSERT INTO jobs (kind, subject, run_at, created_at) \
+             SELECT 'journey_checks', CAST(n.journey_id AS TEXT), i.checks_at, i.created_at \
+             FROM inserted n JOIN input i \
+             ON i.operator_id = n.operator_id AND i.operator_journey_id = n.operator_journey_id) \
+             SELECT n.operator_id, n.operator_journey_id, n.journey_id, {counts} \
+             FROM inserted n JOIN input i \
+             ON i.operator_id = n.operator_id AND i.operator_journey_id = n.operator_journey_id",
+            received = AcquisitionStatus::Received.as_str(),
+            counts = neighbour_counts(&inputs),
+        )
+    });
+
     /// PostgreSQL, inside [`INSERT_COUNTING`]: the new journey's checks, due at `$27`.
     const ENQUEUE_NEW: &str = "INSERT INTO jobs (kind, subject, run_at, created_at) \
         SELECT 'journey_checks', CAST(journey_id AS TEXT), $27, $16 FROM inserted";

@@ -180,6 +180,129 @@ pub(in crate::store) async fn insert_locked(
     }
 }
 
+/// Inserts `rows` in the open transaction of `conn`, whose people's locks are held, with one
+/// statement (plus one per terms refusal or duplicate): each row's outcome, in order, as
+/// [`insert_locked`] would give it. The rows must share no person and no key, so that none
+/// of their terms checks depends on another (the caller splits a batch into such waves).
+pub(in crate::store) async fn insert_independent(
+    conn: &mut PgConnection,
+    rows: &[JourneyRow<'_>],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    let n = rows.len();
+    let mut uuids = Vec::with_capacity(n);
+    let mut operators = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut trips = Vec::with_capacity(n);
+    let mut classes = Vec::with_capacity(n);
+    let (mut starts, mut start_lats, mut start_lons) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ends, mut end_lats, mut end_lons) = (Vec::new(), Vec::new(), Vec::new());
+    let mut distances = Vec::with_capacity(n);
+    let (mut drivers, mut passengers) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut payloads = Vec::with_capacity(n);
+    let mut received = Vec::with_capacity(n);
+    let mut phones: [Vec<Option<&str>>; 4] = Default::default();
+    let mut windows: [Vec<DateTime<Utc>>; 5] = Default::default();
+    for row in rows {
+        let j = row.journey;
+        uuids.push(row.uuid);
+        operators.push(row.operator_id);
+        ids.push(j.operator_journey_id.as_str());
+        trips.push(j.operator_trip_id.as_str());
+        classes.push(j.operator_class.as_str());
+        starts.push(j.start.datetime);
+        start_lats.push(j.start.lat);
+        start_lons.push(j.start.lon);
+        ends.push(j.end.datetime);
+        end_lats.push(j.end.lat);
+        end_lons.push(j.end.lon);
+        distances.push(j.distance);
+        let (driver, passenger) = (&j.driver.identity, &j.passenger.identity);
+        drivers.push(driver.identity_key.as_str());
+        passengers.push(passenger.identity_key.as_str());
+        payloads.push(row.payload);
+        received.push(row.created_at);
+        phones[0].push(driver.phone.as_ref().map(|p| p.as_str()));
+        phones[1].push(driver.phone_trunc.as_ref().map(|p| p.as_str()));
+        phones[2].push(passenger.phone.as_ref().map(|p| p.as_str()));
+        phones[3].push(passenger.phone_trunc.as_ref().map(|p| p.as_str()));
+        let w = TermsWindows::of(j);
+        windows[0].push(w.day_start);
+        windows[1].push(w.day_end);
+        windows[2].push(w.close_start);
+        windows[3].push(w.close_end);
+        windows[4].push(j.start.datetime + CHECKS_AFTER);
+    }
+    let [driver_phones, driver_truncs, passenger_phones, passenger_truncs] = phones;
+    let [day_starts, day_ends, close_starts, close_ends, checks_at] = windows;
+    let inserted: Vec<(i64, String, i64, i64, i64, i64)> =
+        sqlx::query_as(sql::INSERT_COUNTING_MANY.as_str())
+            .bind(uuids)
+            .bind(operators)
+            .bind(ids)
+            .bind(trips)
+            .bind(classes)
+            .bind(starts)
+            .bind(start_lats)
+            .bind(start_lons)
+            .bind(ends)
+            .bind(end_lats)
+            .bind(end_lons)
+            .bind(distances)
+            .bind(drivers)
+            .bind(passengers)
+            .bind(payloads)
+            .bind(received)
+            .bind(driver_phones)
+            .bind(driver_truncs)
+            .bind(passenger_phones)
+            .bind(passenger_truncs)
+            .bind(day_starts)
+            .bind(day_ends)
+            .bind(close_starts)
+            .bind(close_ends)
+            .bind(checks_at)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut outcomes = Vec::with_capacity(n);
+    for row in rows {
+        let j = row.journey;
+        let found = inserted.iter().find(|(operator_id, id, ..)| {
+            *operator_id == row.operator_id && id == j.operator_journey_id.as_str()
+        });
+        let outcome = match found {
+            Some(&(_, _, journey_id, driver_trips, passenger_trips, close_trips)) => {
+                let neighbours = Neighbours {
+                    driver_trips_that_day: driver_trips,
+                    passenger_trips_that_day: passenger_trips,
+                    close_trips,
+                };
+                let labels = violations(j, row.created_at, &neighbours);
+                if !labels.is_empty() {
+                    sqlx::query(sql::TERMS_VIOLATION)
+                        .bind(journey_id)
+                        .bind(labels_json(&labels))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                InsertOutcome::Created {
+                    journey_id,
+                    terms_violation_labels: labels,
+                }
+            }
+            None => {
+                let created_at: DateTime<Utc> = sqlx::query_scalar(sql::EXISTING)
+                    .bind(row.operator_id)
+                    .bind(j.operator_journey_id.as_str())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                InsertOutcome::AlreadyRegistered { created_at }
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
 /// `BEGIN` and the transaction-scoped advisory locks of `locks` (sorted, so that two
 /// transactions never wait on each other crosswise), as one simple query.
 pub(in crate::store) fn begin_locking(locks: &[i64]) -> AssertSqlSafe<String> {
