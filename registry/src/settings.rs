@@ -43,7 +43,9 @@ pub struct IngestSettings {
     /// journey, as before). Default 32.
     pub batch_max: u32,
     /// Batch writers at once, each on one pooled connection; keep it below
-    /// `database.max_connections`. Default 4.
+    /// `database.max_connections`. Default 2: on the 2-core bench machine one writer's batch
+    /// is built while the other waits for its COMMIT's WAL flush; more writers make smaller
+    /// batches and more flushes (docs/performance.md).
     pub batch_writers: u32,
 }
 
@@ -51,7 +53,7 @@ impl Default for IngestSettings {
     fn default() -> Self {
         Self {
             batch_max: 32,
-            batch_writers: 4,
+            batch_writers: 2,
         }
     }
 }
@@ -160,7 +162,7 @@ mod tests {
         assert_eq!(s.jobs.poll_interval_ms, 1_000);
         assert_eq!(s.jobs.lease_secs, 300);
         assert_eq!(s.ingest.batch_max, 32);
-        assert_eq!(s.ingest.batch_writers, 4);
+        assert_eq!(s.ingest.batch_writers, 2);
     }
 
     #[test]
