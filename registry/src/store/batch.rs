@@ -191,7 +191,9 @@ async fn insert_alone_on(
     conn: &mut PoolConnection<Postgres>,
     row: &JourneyRow<'_>,
 ) -> Result<InsertOutcome, StoreError> {
-    let mut tx = conn.begin_with(begin_locking(&person_locks(row.journey))).await?;
+    let mut tx = conn
+        .begin_with(begin_locking(&person_locks(row.journey)))
+        .await?;
     let outcome = insert_locked(&mut tx, row).await?;
     tx.commit().await?;
     Ok(outcome)
@@ -203,7 +205,10 @@ async fn insert_together(
     conn: &mut PoolConnection<Postgres>,
     batch: &[Pending],
 ) -> Result<Result<Vec<InsertOutcome>, sqlx::Error>, StoreError> {
-    let mut locks: Vec<i64> = batch.iter().flat_map(|p| person_locks(&p.journey)).collect();
+    let mut locks: Vec<i64> = batch
+        .iter()
+        .flat_map(|p| person_locks(&p.journey))
+        .collect();
     locks.sort_unstable();
     locks.dedup();
     let mut tx = conn.begin_with(begin_locking(&locks)).await?;
@@ -215,7 +220,9 @@ async fn insert_together(
             outcomes[i] = Some(outcome);
         }
     }
-    let outcomes = outcomes.into_iter().map(|o| o.expect("every journey in a wave"));
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| o.expect("every journey in a wave"));
     let outcomes: Vec<InsertOutcome> = outcomes.collect();
     Ok(tx.commit().await.map(|()| outcomes))
 }

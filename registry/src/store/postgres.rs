@@ -232,7 +232,12 @@ pub(in crate::store) async fn insert_independent(
         windows[3].push(w.close_end);
         windows[4].push(j.start.datetime + CHECKS_AFTER);
     }
-    let [driver_phones, driver_truncs, passenger_phones, passenger_truncs] = phones;
+    let [
+        driver_phones,
+        driver_truncs,
+        passenger_phones,
+        passenger_truncs,
+    ] = phones;
     let [day_starts, day_ends, close_starts, close_ends, checks_at] = windows;
     let inserted: Vec<(i64, String, i64, i64, i64, i64)> =
         sqlx::query_as(sql::INSERT_COUNTING_MANY.as_str())
@@ -321,7 +326,9 @@ pub(in crate::store) async fn insert_alone(
     pool: &PgPool,
     row: &JourneyRow<'_>,
 ) -> Result<InsertOutcome, StoreError> {
-    let mut tx = pool.begin_with(begin_locking(&person_locks(row.journey))).await?;
+    let mut tx = pool
+        .begin_with(begin_locking(&person_locks(row.journey)))
+        .await?;
     let outcome = insert_locked(&mut tx, row).await?;
     tx.commit().await?;
     Ok(outcome)

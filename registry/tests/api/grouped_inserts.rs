@@ -73,7 +73,9 @@ async fn duplicates_sharing_a_batch_give_one_201_and_409s(kind: StoreKind) {
         if is_duplicate {
             duplicates.push(code);
             if code == 201 {
-                created_at = body["result"]["data"]["created_at"].as_str().map(str::to_owned);
+                created_at = body["result"]["data"]["created_at"]
+                    .as_str()
+                    .map(str::to_owned);
             }
         } else {
             assert_eq!(code, 201, "{body}");
@@ -83,17 +85,24 @@ async fn duplicates_sharing_a_batch_give_one_201_and_409s(kind: StoreKind) {
     duplicates.sort_unstable();
     assert_eq!(duplicates, [201, 409, 409, 409, 409, 409, 409, 409]);
     // The 409s name the time of the journey that was stored.
-    let (code, body) = status_and_json(app.post_journey(&operator(1), &journey(&duplicate)).await).await;
+    let (code, body) =
+        status_and_json(app.post_journey(&operator(1), &journey(&duplicate)).await).await;
     assert_eq!(code, 409);
     let created_at = created_at.expect("the 201's created_at");
     assert!(
-        body["error"]["data"].as_str().unwrap_or_default().contains(&created_at),
+        body["error"]["data"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&created_at),
         "{body} names {created_at}"
     );
     if let StoreKind::Postgres = kind {
         let (transactions, journeys) = batches(&app).await;
         assert_eq!(journeys, 25);
-        assert!(transactions < 24, "no batch formed: {transactions} transactions");
+        assert!(
+            transactions < 24,
+            "no batch formed: {transactions} transactions"
+        );
     }
 }
 
@@ -135,8 +144,21 @@ fn person() -> (String, i64) {
 }
 
 /// A journey of `trip` between two identity keys from `start`, lasting `minutes`.
-fn between(id: &str, trip: &str, driver: &str, passenger: &str, start: DateTime<Utc>, minutes: i64) -> Value {
-    let mut body = journey_between(id, trip, ('0', '0'), start, start + TimeDelta::minutes(minutes));
+fn between(
+    id: &str,
+    trip: &str,
+    driver: &str,
+    passenger: &str,
+    start: DateTime<Utc>,
+    minutes: i64,
+) -> Value {
+    let mut body = journey_between(
+        id,
+        trip,
+        ('0', '0'),
+        start,
+        start + TimeDelta::minutes(minutes),
+    );
     body["driver"]["identity"]["identity_key"] = json!(driver);
     body["passenger"]["identity"]["identity_key"] = json!(passenger);
     body
@@ -160,10 +182,20 @@ async fn terms_decisions_in_one_batch_match_one_by_one() {
         between("j4", "t4", &driver, &passengers[4], hour(10), 20),
         between("j5", "t3", &driver, &passengers[5], hour(9), 20),
         between("j6", "t6", &other_driver, &passengers[6], hour(12), 20),
-        between("j7", "t7", &other_driver, &passengers[6], hour(12) + TimeDelta::minutes(30), 10),
+        between(
+            "j7",
+            "t7",
+            &other_driver,
+            &passengers[6],
+            hour(12) + TimeDelta::minutes(30),
+            10,
+        ),
     ];
     let answer = |(code, body): (u16, Value)| {
-        (code, body["error"]["data"]["terms_violation_labels"].clone())
+        (
+            code,
+            body["error"]["data"]["terms_violation_labels"].clone(),
+        )
     };
 
     // One by one.
@@ -174,7 +206,9 @@ async fn terms_decisions_in_one_batch_match_one_by_one() {
     let (alone, _clock) = spawn_app_at_grouping(StoreKind::Postgres, now, plain).await;
     let mut expected = Vec::new();
     for body in std::iter::once(&first).chain(&rest) {
-        expected.push(answer(status_and_json(alone.post_journey(&operator(1), body).await).await));
+        expected.push(answer(
+            status_and_json(alone.post_journey(&operator(1), body).await).await,
+        ));
     }
     assert_eq!(batches(&alone).await, (0, 0));
     let codes: Vec<u16> = expected.iter().map(|(code, _)| *code).collect();
@@ -211,8 +245,16 @@ async fn terms_decisions_in_one_batch_match_one_by_one() {
         grouped.push(answer(send.await.expect("task")));
     }
     assert_eq!(grouped, expected);
-    assert_eq!(batches(&app).await, (2, 9), "the first alone, then the eight together");
-    for (id, status) in [("j4", "terms_violation_error"), ("j5", "pending"), ("j7", "terms_violation_error")] {
+    assert_eq!(
+        batches(&app).await,
+        (2, 9),
+        "the first alone, then the eight together"
+    );
+    for (id, status) in [
+        ("j4", "terms_violation_error"),
+        ("j5", "pending"),
+        ("j7", "terms_violation_error"),
+    ] {
         assert_eq!(app.status_of(&operator(1), id).await, status, "{id}");
         assert_eq!(alone.status_of(&operator(1), id).await, status, "{id}");
     }
