@@ -40,7 +40,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields, default)]
 pub struct IngestSettings {
     /// Most journeys in one transaction; 1 turns group commit off (one transaction per
-    /// journey, as before). Default 32.
+    /// journey, as before). Default 64.
     pub batch_max: u32,
     /// Batch writers at once, each on one pooled connection; keep it below
     /// `database.max_connections`. Default 2: on the 2-core bench machine one writer's batch
@@ -52,7 +52,7 @@ pub struct IngestSettings {
 impl Default for IngestSettings {
     fn default() -> Self {
         Self {
-            batch_max: 32,
+            batch_max: 64,
             batch_writers: 2,
         }
     }
@@ -161,7 +161,7 @@ mod tests {
         assert!(s.cee.private_key_pem.expose().is_empty());
         assert_eq!(s.jobs.poll_interval_ms, 1_000);
         assert_eq!(s.jobs.lease_secs, 300);
-        assert_eq!(s.ingest.batch_max, 32);
+        assert_eq!(s.ingest.batch_max, 64);
         assert_eq!(s.ingest.batch_writers, 2);
     }
 

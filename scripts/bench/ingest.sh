@@ -69,7 +69,13 @@ rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys'
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }    # user + system, in clock ticks
 # PostgreSQL: every server process (the registry's pooled backends live through the run).
 cpu_pg() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(cpu "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
+# Grouped inserts (registry ingest.batch_max > 1): transactions and journeys they carried.
+batches() {
+    curl -s http://127.0.0.1:18082/metrics |
+        awk '/^registry_journey_insert_batch_size_count/{c=$2} /^registry_journey_insert_batch_size_sum/{s=$2} END{printf "%d %d", c, s}'
+}
 cpu_gateway=$(cpu "$gateway_pid"); cpu_registry=$(cpu "$registry_pid"); cpu_postgres=$(cpu_pg)
+read -r batches_before batched_before <<<"$(batches)"
 output=$(BENCH_TOKEN=$token BENCH_RUN=run wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
     -s scripts/bench/ingest.lua http://127.0.0.1:18080)
 [ -z "${BENCH_DEBUG:-}" ] || echo "$output"
@@ -78,6 +84,9 @@ rows_after=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
 ticks=$(getconf CLK_TCK)
 echo "$result"
 echo "cpu during the run: gateway $(( ($(cpu "$gateway_pid") - cpu_gateway) / ticks )) s, registry $(( ($(cpu "$registry_pid") - cpu_registry) / ticks )) s, postgres $(( ($(cpu_pg) - cpu_postgres) / ticks )) s (of $DURATION on $(nproc) cores)"
+read -r batches_after batched_after <<<"$(batches)"
+transactions=$((batches_after - batches_before))
+echo "grouped inserts during the run: $transactions transactions carrying $((batched_after - batched_before)) journeys"
 requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
 non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$result")
 stored=$((rows_after - rows_before))

@@ -3,12 +3,19 @@
 //! Every insert joins a queue; up to `writers` batch writers, each on one pooled connection,
 //! take what is queued when they get their connection (at most `batch_max` journeys) and
 //! insert it in ONE transaction: BEGIN with every person's advisory lock of the batch (in the
-//! fixed order of [`super::person_locks`]), then each journey in arrival order with the
-//! statement of the one-by-one path, so that each terms check sees the batch's earlier
-//! journeys, then one COMMIT. Callers are answered only after that COMMIT returned.
+//! fixed order of [`super::person_locks`]), then the journeys in waves, then one COMMIT.
+//! Callers are answered only after that COMMIT returned.
+//!
+//! A wave is one multi-row statement ([`insert_independent`]) of journeys that share no
+//! person and no key, so that no terms check in it depends on another journey of the wave;
+//! a journey that depends on an earlier one of the batch goes in a later wave, whose
+//! statement sees it. The terms decisions are those of inserting one after the other in
+//! arrival order. Under load (every journey its own people) a batch is a single wave: three
+//! round trips for the whole batch.
 //!
 //! A lone journey is not delayed: when a writer is free it starts at once, and it takes
-//! whatever is queued, however little. Batches only grow while every writer is busy.
+//! whatever is queued, however little (one journey goes through the one-by-one path).
+//! Batches only grow while every writer is busy.
 //!
 //! Duplicates and terms refusals do not abort a batch (`ON CONFLICT DO NOTHING`, and a
 //! refusal is a stored row). When a statement fails anyway, nothing of the batch is kept and

@@ -23,6 +23,11 @@ mod postgres_only {
     async fn terms_decisions_in_one_batch_match_one_by_one() {
         super::terms_decisions_in_one_batch_match_one_by_one().await;
     }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_journey_of_the_batch() {
+        super::a_failed_commit_fails_every_journey_of_the_batch().await;
+    }
 }
 
 /// One batch writer, so that journeys sent together wait for it and share a transaction.
@@ -220,30 +225,12 @@ async fn terms_decisions_in_one_batch_match_one_by_one() {
     // the others queue up in order behind it and then go in one transaction.
     let (app, _clock) = spawn_app_at_grouping(StoreKind::Postgres, now, one_writer()).await;
     let app = Arc::new(app);
-    let mut holder = postgres_connection().await;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(driver_lock)
-        .execute(&mut holder)
+    let bodies = std::iter::once(first).chain(rest).collect();
+    let grouped: Vec<_> = send_as_one_batch(&app, driver_lock, bodies)
         .await
-        .expect("lock");
-    let mut sends = Vec::new();
-    for body in std::iter::once(first).chain(rest) {
-        let app = app.clone();
-        sends.push(tokio::spawn(async move {
-            status_and_json(app.post_journey(&operator(1), &body).await).await
-        }));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(driver_lock)
-        .execute(&mut holder)
-        .await
-        .expect("unlock");
-    let mut grouped = Vec::new();
-    for send in sends {
-        grouped.push(answer(send.await.expect("task")));
-    }
+        .into_iter()
+        .map(answer)
+        .collect();
     assert_eq!(grouped, expected);
     assert_eq!(
         batches(&app).await,
@@ -258,4 +245,76 @@ async fn terms_decisions_in_one_batch_match_one_by_one() {
         assert_eq!(app.status_of(&operator(1), id).await, status, "{id}");
         assert_eq!(alone.status_of(&operator(1), id).await, status, "{id}");
     }
+}
+
+/// Sends `bodies` in this order, `gap` apart, while the only writer is held by a first
+/// journey of `held_driver`, whose lock the test takes: they queue behind it and go together
+/// once the lock is released. Answers in the order sent, the first journey's first.
+async fn send_as_one_batch(
+    app: &Arc<TestApp>,
+    held_driver_lock: i64,
+    bodies: Vec<Value>,
+) -> Vec<(u16, Value)> {
+    let mut holder = postgres_connection().await;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(held_driver_lock)
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let mut sends = Vec::new();
+    for body in bodies {
+        let app = app.clone();
+        sends.push(tokio::spawn(async move {
+            status_and_json(app.post_journey(&operator(1), &body).await).await
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(held_driver_lock)
+        .execute(&mut holder)
+        .await
+        .expect("unlock");
+    let mut answers = Vec::new();
+    for send in sends {
+        answers.push(send.await.expect("task"));
+    }
+    answers
+}
+
+async fn a_failed_commit_fails_every_journey_of_the_batch() {
+    let app = Arc::new(spawn_app_grouping(StoreKind::Postgres, one_writer()).await);
+    // A deferred constraint that fails at COMMIT when the journey "poison" is in it.
+    let mut admin = postgres_connection().await;
+    let schema = app.pg_schema().expect("a PostgreSQL schema");
+    for statement in [
+        format!("SET search_path TO \"{schema}\""),
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.operator_journey_id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+         RETURN NULL; END $$"
+            .to_owned(),
+        "CREATE CONSTRAINT TRIGGER refuse_poison AFTER INSERT ON journeys \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+            .to_owned(),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .expect("trigger set up");
+    }
+    let now = Utc::now() - TimeDelta::hours(2);
+    let (driver, driver_lock) = person();
+    let mut bodies = vec![between("first", "t0", &driver, &person().0, now, 20)];
+    for id in ["ok-1", "poison", "ok-2"] {
+        bodies.push(between(id, id, &person().0, &person().0, now, 20));
+    }
+    let answers = send_as_one_batch(&app, driver_lock, bodies).await;
+    let codes: Vec<u16> = answers.iter().map(|(code, _)| *code).collect();
+    assert_eq!(codes, [201, 500, 500, 500], "{answers:?}");
+    assert_eq!(batches(&app).await, (2, 4), "the first alone, then three together");
+    for id in ["ok-1", "poison", "ok-2"] {
+        let response = app.journey_status(&operator(1), id, "").await;
+        assert_eq!(response.status().as_u16(), 404, "{id} is not stored");
+    }
+    assert_eq!(app.status_of(&operator(1), "first").await, "pending");
 }

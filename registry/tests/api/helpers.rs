@@ -142,6 +142,11 @@ async fn start(
 }
 
 impl TestApp {
+    /// The PostgreSQL schema of this registry's tables (`None` on SQLite and for replicas).
+    pub fn pg_schema(&self) -> Option<&str> {
+        self.pg_schema.as_ref().map(|(_, schema)| schema.as_str())
+    }
+
     /// Another registry process on the same database and clock (a replica); the database
     /// stays until `self` is dropped.
     pub async fn replica(&self) -> TestApp {
