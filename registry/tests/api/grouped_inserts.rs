@@ -311,7 +311,11 @@ async fn a_failed_commit_fails_every_journey_of_the_batch() {
     let answers = send_as_one_batch(&app, driver_lock, bodies).await;
     let codes: Vec<u16> = answers.iter().map(|(code, _)| *code).collect();
     assert_eq!(codes, [201, 500, 500, 500], "{answers:?}");
-    assert_eq!(batches(&app).await, (2, 4), "the first alone, then three together");
+    assert_eq!(
+        batches(&app).await,
+        (2, 4),
+        "the first alone, then three together"
+    );
     for id in ["ok-1", "poison", "ok-2"] {
         let response = app.journey_status(&operator(1), id, "").await;
         assert_eq!(response.status().as_u16(), 404, "{id} is not stored");
