@@ -147,6 +147,18 @@ pub(in crate::store) async fn insert_locked(
         .bind(j.start.datetime + CHECKS_AFTER)
         .fetch_optional(&mut *conn)
         .await?;
+    outcome(conn, row, inserted).await
+}
+
+/// What the insert statement's answer for `row` means: created (with the terms labels its
+/// neighbour counts give, stored by a second statement when there are any), or a duplicate
+/// (when the statement inserted nothing), with the earlier journey's receipt time.
+async fn outcome(
+    conn: &mut PgConnection,
+    row: &JourneyRow<'_>,
+    inserted: Option<(i64, i64, i64, i64)>,
+) -> Result<InsertOutcome, StoreError> {
+    let j = row.journey;
     match inserted {
         Some((journey_id, driver_trips, passenger_trips, close_trips)) => {
             let neighbours = Neighbours {
@@ -274,35 +286,10 @@ pub(in crate::store) async fn insert_independent(
         let found = inserted.iter().find(|(operator_id, id, ..)| {
             *operator_id == row.operator_id && id == j.operator_journey_id.as_str()
         });
-        let outcome = match found {
-            Some(&(_, _, journey_id, driver_trips, passenger_trips, close_trips)) => {
-                let neighbours = Neighbours {
-                    driver_trips_that_day: driver_trips,
-                    passenger_trips_that_day: passenger_trips,
-                    close_trips,
-                };
-                let labels = violations(j, row.created_at, &neighbours);
-                if !labels.is_empty() {
-                    sqlx::query(sql::TERMS_VIOLATION)
-                        .bind(journey_id)
-                        .bind(labels_json(&labels))
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                InsertOutcome::Created {
-                    journey_id,
-                    terms_violation_labels: labels,
-                }
-            }
-            None => {
-                let created_at: DateTime<Utc> = sqlx::query_scalar(sql::EXISTING)
-                    .bind(row.operator_id)
-                    .bind(j.operator_journey_id.as_str())
-                    .fetch_one(&mut *conn)
-                    .await?;
-                InsertOutcome::AlreadyRegistered { created_at }
-            }
-        };
+        let counts = found.map(|&(_, _, journey_id, driver, passenger, close)| {
+            (journey_id, driver, passenger, close)
+        });
+        let outcome = outcome(conn, row, counts).await?;
         outcomes.push(outcome);
     }
     Ok(outcomes)
