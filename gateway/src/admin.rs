@@ -25,26 +25,49 @@ fn health(loaded: bool, feed_up: bool, stale: bool, limits_degraded: bool) -> (u
     }
 }
 
-/// Seconds since the blacklist copy was last confirmed; -1 before the first load.
-fn sync_age(shared: &Shared) -> i64 {
-    match shared.blacklist.synced_at() {
-        0 => -1,
-        synced_at => unix_now() - synced_at,
+/// What `/health` reports, read once per request.
+struct State {
+    loaded: bool,
+    feed_up: bool,
+    /// Seconds since the blacklist copy was last confirmed; -1 before the first load.
+    sync_age: i64,
+    limits_degraded: bool,
+}
+
+impl State {
+    fn read(shared: &Shared) -> Self {
+        let blacklist = &shared.blacklist;
+        let sync_age = match blacklist.synced_at() {
+            0 => -1,
+            synced_at => unix_now() - synced_at,
+        };
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        Self {
+            loaded: blacklist.loaded(),
+            feed_up: blacklist.feed_up(),
+            sync_age,
+            limits_degraded: shared.limiter.degraded(now),
+        }
+    }
+
+    fn stale(&self) -> bool {
+        !(0..=STALE_AFTER_SECS).contains(&self.sync_age)
+    }
+
+    fn health(&self) -> (u16, &'static str) {
+        health(
+            self.loaded,
+            self.feed_up,
+            self.stale(),
+            self.limits_degraded,
+        )
     }
 }
 
-/// The replica's state as `/health` says it, also for the public `/health` (which shows the
-/// word only, not the details).
+/// The replica's state word and code, for the public `/health` (the admin one adds the
+/// details).
 pub(crate) fn readiness(shared: &Shared) -> (u16, &'static str) {
-    let stale = !(0..=STALE_AFTER_SECS).contains(&sync_age(shared));
-    let now = u64::try_from(unix_now()).unwrap_or(0);
-    let blacklist = &shared.blacklist;
-    health(
-        blacklist.loaded(),
-        blacklist.feed_up(),
-        stale,
-        shared.limiter.degraded(now),
-    )
+    State::read(shared).health()
 }
 
 pub struct Admin(Arc<Shared>);
@@ -57,35 +80,33 @@ pub fn service(shared: Arc<Shared>) -> Service<HttpServer<Admin>> {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let shared = &self.0;
-        let age = sync_age(shared);
+        let state = State::read(shared);
         let blacklist = &shared.blacklist;
-        let (loaded, feed_up) = (blacklist.loaded(), blacklist.feed_up());
         let metrics = &shared.metrics;
         metrics.blacklist_entries.set(blacklist.len() as i64);
-        metrics.blacklist_sync_age.set(age as f64);
-        metrics.blacklist_feed_up.set(i64::from(feed_up));
-        let now = u64::try_from(unix_now()).unwrap_or(0);
-        let limits_degraded = shared.limiter.degraded(now);
-        metrics.ratelimit_degraded.set(i64::from(limits_degraded));
+        metrics.blacklist_sync_age.set(state.sync_age as f64);
+        metrics.blacklist_feed_up.set(i64::from(state.feed_up));
+        metrics
+            .ratelimit_degraded
+            .set(i64::from(state.limits_degraded));
         metrics
             .ratelimit_counters
             .set(shared.limiter.counters() as i64);
         let (status, content_type, body) = match session.req_header().uri.path() {
             "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
             "/health" => {
-                let stale = !(0..=STALE_AFTER_SECS).contains(&age);
-                let (status, state) = health(loaded, feed_up, stale, limits_degraded);
+                let (status, word) = state.health();
                 let body = serde_json::json!({
-                    "status": state,
+                    "status": word,
                     "blacklist": {
-                        "loaded": loaded,
-                        "feed_up": feed_up,
+                        "loaded": state.loaded,
+                        "feed_up": state.feed_up,
                         "entries": blacklist.len(),
-                        "last_sync_age_seconds": age,
-                        "stale": stale,
+                        "last_sync_age_seconds": state.sync_age,
+                        "stale": state.stale(),
                     },
                     "jwks_keys": shared.jwks.current().len(),
-                    "rate_limits": { "degraded": limits_degraded },
+                    "rate_limits": { "degraded": state.limits_degraded },
                 });
                 (status, "application/json", body.to_string().into_bytes())
             }

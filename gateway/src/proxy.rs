@@ -502,7 +502,7 @@ fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> IpAddr {
 }
 
 /// The last address of `X-Forwarded-For` (the one the trusted balancer wrote), if it is one.
-fn forwarded_client<'a>(values: impl DoubleEndedIterator<Item = &'a str>) -> Option<IpAddr> {
+fn forwarded_client<'a>(values: impl Iterator<Item = &'a str>) -> Option<IpAddr> {
     let last = values.last()?.rsplit(',').next()?.trim();
     last.parse().ok()
 }
