@@ -82,7 +82,7 @@ impl Application {
         );
         let state = Arc::new(http::State {
             store: store::observed(
-                store::for_database(&db, &settings.ingest, metrics.insert_batch_size.clone()),
+                store::for_database(&db, &settings.ingest, metrics.insert_batch.clone()),
                 metrics.db.clone(),
             ),
             lifecycle,

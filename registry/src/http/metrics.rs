@@ -1,7 +1,7 @@
 //! The registry's metrics, registered in the Application's own `prometheus::Registry`.
 
-use crate::store::DbMetrics;
 use crate::store::lifecycle::{JobKind, QueueStats};
+use crate::store::{BatchMetrics, DbMetrics};
 use chrono::{DateTime, Utc};
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use rpc_service::http::HttpMetrics;
@@ -62,8 +62,9 @@ pub struct Metrics {
     jobs_lag: Gauge,
     jobs_failures: IntCounterVec,
     jobs_done: IntCounterVec,
-    /// Journeys per PostgreSQL transaction of the grouped insert path (store::batch).
-    pub insert_batch_size: Histogram,
+    /// The grouped insert path (store::batch): journeys per PostgreSQL transaction, and
+    /// journeys waiting for a writer.
+    pub insert_batch: BatchMetrics,
 }
 
 impl Metrics {
@@ -130,13 +131,21 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
         )?;
         registry.register(Box::new(insert_batch_size.clone()))?;
+        let insert_queue = IntGauge::new(
+            "registry_journey_insert_queue_length",
+            "Journeys waiting for a writer of the grouped insert path",
+        )?;
+        registry.register(Box::new(insert_queue.clone()))?;
         Ok(Self {
             http,
             db,
             journeys_received,
             operator_journeys,
             operators: Arc::default(),
-            insert_batch_size,
+            insert_batch: BatchMetrics {
+                sizes: insert_batch_size,
+                queued: insert_queue,
+            },
             jobs_queue_depth,
             jobs_lag,
             jobs_failures,

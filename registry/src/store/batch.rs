@@ -56,6 +56,15 @@ impl Pending {
     }
 }
 
+/// What the grouped insert path exports.
+#[derive(Clone, Debug)]
+pub struct BatchMetrics {
+    /// Journeys per transaction.
+    pub sizes: prometheus::Histogram,
+    /// Journeys queued and not yet taken by a writer.
+    pub queued: prometheus::IntGauge,
+}
+
 /// The queue and its writers.
 pub(in crate::store) struct Batcher {
     pool: PgPool,
@@ -63,8 +72,7 @@ pub(in crate::store) struct Batcher {
     /// One permit per writer running.
     writers: Arc<Semaphore>,
     batch_max: usize,
-    /// Journeys per transaction.
-    sizes: prometheus::Histogram,
+    metrics: BatchMetrics,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -81,10 +89,10 @@ impl Batcher {
         pool: PgPool,
         batch_max: usize,
         writers: usize,
-        sizes: prometheus::Histogram,
+        metrics: BatchMetrics,
     ) -> Self {
         Self {
-            sizes,
+            metrics,
             pool,
             queue: Mutex::new(VecDeque::new()),
             writers: Arc::new(Semaphore::new(writers.max(1))),
@@ -99,14 +107,18 @@ impl Batcher {
         row: &JourneyRow<'_>,
     ) -> Result<InsertOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue().push_back(Pending {
-            uuid: row.uuid,
-            operator_id: row.operator_id,
-            journey: row.journey.clone(),
-            payload: row.payload.clone(),
-            created_at: row.created_at,
-            reply,
-        });
+        {
+            let mut queue = self.queue();
+            queue.push_back(Pending {
+                uuid: row.uuid,
+                operator_id: row.operator_id,
+                journey: row.journey.clone(),
+                payload: row.payload.clone(),
+                created_at: row.created_at,
+                reply,
+            });
+            self.metrics.queued.set(queue.len() as i64);
+        }
         if let Ok(permit) = self.writers.clone().try_acquire_owned() {
             // A task of its own: a caller going away must not cut its batch short.
             tokio::spawn(self.clone().write(permit));
@@ -122,7 +134,9 @@ impl Batcher {
     fn take(&self) -> Vec<Pending> {
         let mut queue = self.queue();
         let n = queue.len().min(self.batch_max);
-        queue.drain(..n).collect()
+        let taken = queue.drain(..n).collect();
+        self.metrics.queued.set(queue.len() as i64);
+        taken
     }
 
     /// One writer: gets a connection, then writes batches while journeys are queued.
@@ -160,7 +174,7 @@ impl Batcher {
 
     /// Inserts `batch` in one transaction on `conn` and answers each journey.
     async fn commit_batch(&self, conn: &mut PoolConnection<Postgres>, batch: Vec<Pending>) {
-        self.sizes.observe(batch.len() as f64);
+        self.metrics.sizes.observe(batch.len() as f64);
         if batch.len() == 1 {
             let p = batch.into_iter().next().expect("one journey");
             let outcome = insert_alone_on(conn, &p.row()).await;

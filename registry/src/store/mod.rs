@@ -22,6 +22,7 @@ mod observed;
 mod postgres;
 mod sqlite;
 
+pub use batch::BatchMetrics;
 pub use cee::{CeeStore, NewApplication, RegisterOutcome};
 pub use lifecycle::LifecycleStore;
 pub use observed::{DbMetrics, observed};
@@ -175,18 +176,18 @@ pub trait JourneyStore: Send + Sync + 'static {
 }
 
 /// The store over whichever database `db` is; on PostgreSQL, inserts are grouped as
-/// `ingest` says and each group's size observed in `batch_sizes`.
+/// `ingest` says and observed in `batch_metrics`.
 pub fn for_database(
     db: &Database,
     ingest: &crate::IngestSettings,
-    batch_sizes: prometheus::Histogram,
+    batch_metrics: BatchMetrics,
 ) -> Arc<dyn JourneyStore> {
     match db {
         Database::Postgres(pool) => Arc::new(PgStore::batched(
             pool.clone(),
             ingest.batch_max as usize,
             ingest.batch_writers as usize,
-            batch_sizes,
+            batch_metrics,
         )),
         Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
     }

@@ -1,7 +1,7 @@
 //! [`JourneyStore`] on PostgreSQL: `timestamptz`, `uuid`, `jsonb`. Terms checks are
 //! serialised per person with transaction-scoped advisory locks; updates lock their row.
 
-use super::batch::Batcher;
+use super::batch::{BatchMetrics, Batcher};
 use super::{
     Cancellation, InsertOutcome, JourneyRow, JourneyStore, ListQuery, ListedColumns, ListedJourney,
     Revise, StateColumns, StoreError, UpdateOutcome, acquisition_after_terms, labels_json,
@@ -37,15 +37,10 @@ impl PgStore {
 
     /// A store over `pool` whose concurrent inserts are committed together, at most
     /// `batch_max` per transaction by at most `writers` transactions at once, each
-    /// transaction's size observed in `sizes`; `batch_max` 1 is [`PgStore::new`].
-    pub fn batched(
-        pool: PgPool,
-        batch_max: usize,
-        writers: usize,
-        sizes: prometheus::Histogram,
-    ) -> Self {
+    /// transaction's size and the queue observed in `metrics`; `batch_max` 1 is [`PgStore::new`].
+    pub fn batched(pool: PgPool, batch_max: usize, writers: usize, metrics: BatchMetrics) -> Self {
         let batcher = (batch_max > 1)
-            .then(|| Arc::new(Batcher::new(pool.clone(), batch_max, writers, sizes)));
+            .then(|| Arc::new(Batcher::new(pool.clone(), batch_max, writers, metrics)));
         Self { pool, batcher }
     }
 }

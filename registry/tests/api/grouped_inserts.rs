@@ -247,9 +247,11 @@ async fn terms_decisions_in_one_batch_match_one_by_one() {
     }
 }
 
-/// Sends `bodies` in this order, `gap` apart, while the only writer is held by a first
-/// journey of `held_driver`, whose lock the test takes: they queue behind it and go together
-/// once the lock is released. Answers in the order sent, the first journey's first.
+/// Sends `bodies` in this order while the only writer is held by the first of them, a
+/// journey of the driver whose lock `held_driver_lock` the test takes: the others queue
+/// behind it and go together once the lock is released. Each step waits for what it needs
+/// to see (the writer blocked on the lock, then each journey in the queue), so the batch is
+/// the same however slow the machine. Answers in the order sent.
 async fn send_as_one_batch(
     app: &Arc<TestApp>,
     held_driver_lock: i64,
@@ -261,15 +263,38 @@ async fn send_as_one_batch(
         .execute(&mut holder)
         .await
         .expect("lock");
-    let mut sends = Vec::new();
-    for body in bodies {
+    let send = |body: Value| {
         let app = app.clone();
-        sends.push(tokio::spawn(async move {
-            status_and_json(app.post_journey(&operator(1), &body).await).await
-        }));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::spawn(
+            async move { status_and_json(app.post_journey(&operator(1), &body).await).await },
+        )
+    };
+    let mut bodies = bodies.into_iter();
+    let mut sends = vec![send(bodies.next().expect("a first journey"))];
+    // pg_locks shows a bigint advisory key as its two halves.
+    let key = held_driver_lock as u64;
+    let (high, low) = ((key >> 32) as i64, (key & 0xffff_ffff) as i64);
+    let mut observer = postgres_connection().await;
+    eventually("the writer waits for the held lock", async || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+        )
+        .bind(high)
+        .bind(low)
+        .fetch_one(&mut observer)
+        .await
+        .expect("pg_locks")
+            == 1
+    })
+    .await;
+    for (queued, body) in bodies.enumerate() {
+        sends.push(send(body));
+        eventually("the journey is queued", async || {
+            queue_length(app).await == queued as u64 + 1
+        })
+        .await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(held_driver_lock)
         .execute(&mut holder)
@@ -280,6 +305,29 @@ async fn send_as_one_batch(
         answers.push(send.await.expect("task"));
     }
     answers
+}
+
+/// `registry_journey_insert_queue_length`: journeys waiting for a batch writer.
+async fn queue_length(app: &TestApp) -> u64 {
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("registry_journey_insert_queue_length ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("the queue length in {metrics}"))
+}
+
+/// Polls `check` every 10 ms until it holds; a test that waits 20 s has failed.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn a_failed_commit_fails_every_journey_of_the_batch() {
