@@ -241,8 +241,19 @@ async function journey(container, id, operatorId) {
   const answer = await api('GET', `/v3/journeys/${encodeURIComponent(id)}${q}`);
   if (!answer.ok) return container.append(answer.status === 404 ? notice('error', 'No such journey.') : refusal(answer));
   const j = answer.body;
+  // Terms labels are strings; fraud and anomaly labels are {label, metas?} objects.
+  const label = (l) => {
+    if (typeof l === 'string') return l;
+    const metas = l.metas || {};
+    const about = [];
+    if (metas.conflicting_journey_id) about.push(`with journey ${metas.conflicting_journey_id}`);
+    if (typeof metas.temporal_overlap_duration_ratio === 'number') {
+      about.push(`${Math.round(metas.temporal_overlap_duration_ratio * 100)} % overlap`);
+    }
+    return about.length ? `${l.label} (${about.join(', ')})` : String(l.label);
+  };
   const labels = (id2, list, none) => (list && list.length
-    ? h('ul', { class: 'labels', id: id2 }, list.map((l) => h('li', {}, l)))
+    ? h('ul', { class: 'labels', id: id2 }, list.map((l) => h('li', {}, label(l))))
     : h('span', { class: 'hint', id: id2 }, none));
   container.append(h('section', { class: 'panel' }, h('dl', { class: 'facts', id: 'journey' },
     h('dt', {}, 'Status'), h('dd', { class: 'status', id: 'journey-status' }, j.status),

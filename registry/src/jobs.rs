@@ -76,6 +76,14 @@ impl Runner {
         }
     }
 
+    /// The same runner claiming at most `batch` jobs at a time.
+    pub fn with_batch(self, batch: i64) -> Self {
+        Self {
+            batch: batch.max(1),
+            ..self
+        }
+    }
+
     /// This runner's id, as written in the jobs it holds.
     pub fn id(&self) -> &str {
         &self.id

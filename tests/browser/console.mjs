@@ -111,7 +111,7 @@ async function operatorAdmin(who) {
     return { token, name_error: nameError, clipboard_matches: clipboard === token, warning };
   });
   emit('token', created);
-  const { journey, refused } = await proceed();
+  const { journey, refused, anomaly } = await proceed();
 
   const after = await step('token not shown again', async () => {
     await page.reload();
@@ -124,6 +124,9 @@ async function operatorAdmin(who) {
 
   const journeys = await step('journeys', async () => {
     await open('journeys', '#journey-filter');
+    // Its checks are done (the test moved the registry's clock by 49 h): its status is final.
+    await page.selectOption('#journey-filter-status', 'ok');
+    await page.click('#journey-filter button[type=submit]');
     await page.waitForSelector(`#journeys a:text-is("${journey}")`);
     await shot('03-journeys');
     await page.selectOption('#journey-filter-status', 'terms_violation_error');
@@ -131,9 +134,21 @@ async function operatorAdmin(who) {
     await page.click(`#journeys a:text-is("${refused}")`);
     await page.waitForSelector('#journey-status');
     await shot('04-journey');
+    const status = await text('#journey-status');
+    const terms = await page.$$eval('#terms-labels li', (items) => items.map((li) => li.textContent));
+    await page.click('a:text-is("← All journeys")');
+    await page.waitForSelector('#journey-filter');
+    await page.selectOption('#journey-filter-status', 'anomaly_error');
+    await page.click('#journey-filter button[type=submit]');
+    await page.click(`#journeys a:text-is("${anomaly}")`);
+    await page.waitForSelector('#anomaly-labels');
+    await shot('04-journey-anomaly');
     return {
-      status: await text('#journey-status'),
-      terms: await page.$$eval('#terms-labels li', (items) => items.map((li) => li.textContent)),
+      status,
+      terms,
+      anomaly_status: await text('#journey-status'),
+      anomalies: await page.$$eval('#anomaly-labels li', (items) => items.map((li) => li.textContent)),
+      fraud: await page.$$eval('#fraud-labels li', (items) => items.map((li) => li.textContent)),
     };
   });
   emit('journeys', { ...after, ...journeys });

@@ -21,6 +21,13 @@ on_both_stores!(
     job_metrics_show_depth_lag_and_completions,
 );
 
+mod postgres_only {
+    #[tokio::test]
+    async fn a_failing_job_is_retried_with_backoff_and_its_work_rolled_back() {
+        super::a_failing_job_is_retried_with_backoff_and_its_work_rolled_back().await;
+    }
+}
+
 /// Early in June: May's funding call (due on the 6th) stays out of the counts.
 const START: &str = "2026-06-03T08:00:00Z";
 
@@ -284,17 +291,24 @@ async fn two_runners_share_the_work_without_doing_any_twice(kind: StoreKind) {
         send(&app, 1, &body).await;
     }
     clock.set(start + TimeDelta::hours(24));
-    // Each replica's runner, twice over, all at once.
-    let (third, fourth) = (app.runner.another(), replica.runner.another());
-    let (a, b, c, d) = tokio::join!(
-        app.runner.run_due(),
-        replica.runner.run_due(),
-        third.run_due(),
-        fourth.run_due(),
+    // Each replica's runner, twice over, all at once, claiming three jobs at a time so that
+    // they compete for the same rows many times over.
+    let runners = [
+        app.runner.clone(),
+        replica.runner.clone(),
+        app.runner.another(),
+        replica.runner.another(),
+    ]
+    .map(|r| r.with_batch(3));
+    let [a, b, c, d] = &runners;
+    let (a, b, c, d) = tokio::join!(a.run_due(), b.run_due(), c.run_due(), d.run_due());
+    let done = [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap()];
+    // Every journey's checks, each done exactly once, and not all by one runner.
+    assert_eq!(done.iter().sum::<usize>(), JOURNEYS, "{done:?}");
+    assert!(
+        done.iter().filter(|&&n| n > 0).count() >= 2,
+        "the work was shared: {done:?}"
     );
-    let done = a.unwrap() + b.unwrap() + c.unwrap() + d.unwrap();
-    // Every journey's checks, each done exactly once.
-    assert_eq!(done, JOURNEYS);
     for n in 0..JOURNEYS {
         assert_eq!(status(&app, 1, &format!("j{n}")).await["status"], "ok");
     }
@@ -328,4 +342,102 @@ async fn job_metrics_show_depth_lag_and_completions(kind: StoreKind) {
         "{metrics}"
     );
     assert!(metrics.contains("registry_jobs_failures_total{kind=\"journey_checks\"} 0"));
+}
+
+/// The job's `(attempts, run_at, last_error, done)` row in `schema`.
+async fn job_row(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+    subject: &str,
+) -> (i32, DateTime<Utc>, Option<String>, bool) {
+    let sql = format!(
+        "SELECT attempts, run_at, last_error, done_at IS NOT NULL FROM \"{schema}\".jobs \
+         WHERE kind = 'journey_checks' AND subject = $1"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(subject)
+        .fetch_one(conn)
+        .await
+        .expect("the journey's checks job")
+}
+
+/// The journey's checks fail in the database (a trigger refuses the status update while a
+/// flag is set, as a crash in the middle of the job's transaction would lose it): the job is
+/// retried 10 s, then 20 s later, the journey is left as it was, every failure is counted,
+/// and once the database accepts it the job completes, once.
+async fn a_failing_job_is_retried_with_backoff_and_its_work_rolled_back() {
+    let start = at(START);
+    let (app, clock) = spawn_app_at(StoreKind::Postgres, start + TimeDelta::hours(1)).await;
+    let schema = app.pg_schema().expect("a schema").to_owned();
+    send(&app, 1, &journey_of("f1", ("a", "b"), start, 30)).await;
+    let journey_id: String = {
+        let body = status(&app, 1, "f1").await;
+        body["journey_id"].as_str().expect("journey_id").to_owned()
+    };
+    let mut admin = crate::helpers::postgres_connection().await;
+    for statement in [
+        format!("SET search_path TO \"{schema}\""),
+        "CREATE TABLE refuse_updates (on_purpose BOOLEAN)".to_owned(),
+        "INSERT INTO refuse_updates VALUES (true)".to_owned(),
+        "CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF EXISTS (SELECT 1 FROM refuse_updates) THEN RAISE EXCEPTION 'refused on purpose'; \
+         END IF; RETURN NEW; END $$"
+            .to_owned(),
+        "CREATE TRIGGER refuse_update BEFORE UPDATE ON journeys \
+         FOR EACH ROW EXECUTE FUNCTION refuse_update()"
+            .to_owned(),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .expect("trigger set up");
+    }
+    let failures = async |app: &TestApp| {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("registry_jobs_failures_total{kind=\"journey_checks\"} ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("the failures counter")
+    };
+
+    let due = start + TimeDelta::hours(24);
+    clock.set(due);
+    assert_eq!(app.runner.run_due().await.unwrap(), 0, "the job failed");
+    let (attempts, run_at, error, done) = job_row(&mut admin, &schema, &journey_id).await;
+    assert_eq!(
+        (attempts, run_at, done),
+        (1, due + TimeDelta::seconds(10), false)
+    );
+    assert!(error.unwrap_or_default().contains("refused on purpose"));
+    assert_eq!(failures(&app).await, 1);
+    assert_eq!(status(&app, 1, "f1").await["status"], "pending");
+
+    clock.set(due + TimeDelta::seconds(9));
+    assert_eq!(app.runner.run_due().await.unwrap(), 0);
+    assert_eq!(failures(&app).await, 1, "not retried before its time");
+    clock.set(due + TimeDelta::seconds(10));
+    assert_eq!(app.runner.run_due().await.unwrap(), 0);
+    let (attempts, run_at, _, _) = job_row(&mut admin, &schema, &journey_id).await;
+    assert_eq!(
+        (attempts, run_at),
+        (2, due + TimeDelta::seconds(30)),
+        "twice as long the second time"
+    );
+    assert_eq!(failures(&app).await, 2);
+
+    sqlx::raw_sql("DELETE FROM refuse_updates")
+        .execute(&mut admin)
+        .await
+        .expect("flag cleared");
+    clock.set(due + TimeDelta::seconds(30));
+    assert_eq!(app.runner.run_due().await.unwrap(), 1);
+    assert_eq!(status(&app, 1, "f1").await["status"], "ok");
+    let (_, _, _, done) = job_row(&mut admin, &schema, &journey_id).await;
+    assert!(done);
+    assert_eq!(app.runner.run_due().await.unwrap(), 0, "done once");
+    assert_eq!(failures(&app).await, 2);
 }

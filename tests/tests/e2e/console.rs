@@ -9,11 +9,14 @@
 //! Needs node and chromium: `scripts/prereqs.sh services` installs them and runs `npm ci` in
 //! tests/browser. Like the PostgreSQL tests, these fail rather than skip when they are absent.
 
+use chrono::{TimeDelta, Utc};
+use registry::clock::ManualClock;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Stack, journey};
 use tokio::sync::mpsc;
@@ -157,6 +160,18 @@ async fn read_journey(stack: &Stack, bearer: &str, id: &str) -> (StatusCode, Str
     status_and_reason(response).await
 }
 
+/// The journey's `status` as its operator reads it.
+async fn journey_status(stack: &Stack, bearer: &str, id: &str) -> String {
+    let response = stack
+        .request(Method::GET, &format!("/v3/journeys/{id}"))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap_or_default();
+    body["status"].as_str().unwrap_or_default().to_owned()
+}
+
 async fn exchange(stack: &Stack, api_key: &str) -> reqwest::Response {
     stack
         .request(Method::POST, "/api/v1/auth/token/")
@@ -179,7 +194,11 @@ fn text(v: &Value) -> &str {
 }
 
 async fn console_in_a_browser(mode: Mode) {
-    let stack = Stack::start(mode).await.expect("stack starts");
+    // The registry's clock moves once, for the 24 h checks that flag an anomaly.
+    let clock = ManualClock::at(Utc::now());
+    let stack = Stack::start_at(mode, Some(Arc::new(clock.clone())))
+        .await
+        .expect("stack starts");
     let admin = stack.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
     let (operator_id, op_admin) = stack.operator_with_admin(&admin).await.unwrap();
     let op_email = op_admin["uid"].to_str().unwrap().to_owned();
@@ -235,7 +254,27 @@ async fn console_in_a_browser(mode: Mode) {
     let mut short = journey("console-j2");
     short["distance"] = json!(1_000);
     assert_eq!(post_journey(&stack, &token, &short).await.0, 422);
-    console.reply(json!({"journey": "console-j1", "refused": "console-j2"}));
+    // The same passenger with another driver at the same time: accepted, then flagged by
+    // the checks at 24 h as a temporal overlap with console-j1.
+    let mut overlapping = journey("console-j3");
+    overlapping["operator_trip_id"] = json!("trip-3");
+    overlapping["driver"]["identity"] = json!({
+        "identity_key": "c".repeat(64), "operator_user_id": "user-c",
+        "phone": "+33601020306", "over_18": true});
+    assert_eq!(post_journey(&stack, &token, &overlapping).await.0, 201);
+    clock.advance(TimeDelta::hours(49));
+    let flagged = stack
+        .eventually(Duration::from_secs(10), || async {
+            journey_status(&stack, &token, "console-j3").await == "anomaly_error"
+        })
+        .await;
+    assert!(
+        flagged,
+        "the overlapping journey is flagged at 24 h: {}",
+        journey_status(&stack, &token, "console-j3").await
+    );
+    console
+        .reply(json!({"journey": "console-j1", "refused": "console-j2", "anomaly": "console-j3"}));
 
     // The token is never shown again; journeys are listed by status with their labels.
     let journeys = console.expect("journeys").await;
@@ -243,6 +282,12 @@ async fn console_in_a_browser(mode: Mode) {
     assert_eq!(journeys["shown_again"], false);
     assert_eq!(journeys["status"], "terms_violation_error");
     assert!(strings(&journeys["terms"]).contains(&"distance_too_short"));
+    assert_eq!(journeys["anomaly_status"], "anomaly_error");
+    assert_eq!(
+        strings(&journeys["anomalies"]),
+        ["temporal_overlap_anomaly (with journey console-j1, 100 % overlap)"]
+    );
+    assert_eq!(journeys["fraud"], json!([]));
 
     // Revoked in the console, the token is refused at once.
     console.expect("token_revoked").await;
