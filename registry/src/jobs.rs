@@ -144,11 +144,16 @@ impl Runner {
     pub async fn execute(&self, job: &Job) -> Result<JobOutcome, StoreError> {
         let now = self.clock.now();
         let result = match job.kind {
-            JobKind::JourneyChecks | JobKind::JourneyFinal => {
-                self.store
-                    .check_journey(job, &self.id, now, &self.france)
-                    .await
-            }
+            JobKind::JourneyChecks | JobKind::JourneyFinal => self
+                .store
+                .check_journey(job, &self.id, now, &self.france)
+                .await
+                .map(|(outcome, status)| {
+                    if let Some(status) = status {
+                        self.metrics.journey_checked(job.kind, status);
+                    }
+                    outcome
+                }),
             JobKind::FundingCall => match Month::parse(&job.subject) {
                 Some(month) => {
                     self.store

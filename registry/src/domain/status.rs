@@ -181,6 +181,14 @@ impl JourneyStatus {
         }
     }
 
+    /// What the lifecycle checks can give a journey they look at.
+    pub const CHECKED: [JourneyStatus; 4] = [
+        JourneyStatus::Ok,
+        JourneyStatus::FraudError,
+        JourneyStatus::AnomalyError,
+        JourneyStatus::NormalizationError,
+    ];
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {

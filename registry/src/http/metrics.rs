@@ -1,5 +1,6 @@
 //! The registry's metrics, registered in the Application's own `prometheus::Registry`.
 
+use crate::domain::JourneyStatus;
 use crate::store::lifecycle::{JobKind, QueueStats};
 use crate::store::{BatchMetrics, DbMetrics};
 use chrono::{DateTime, Utc};
@@ -47,6 +48,14 @@ impl Outcome {
     }
 }
 
+/// The `pass` label of a journey job.
+fn pass_label(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::JourneyFinal => "final",
+        _ => "checks",
+    }
+}
+
 /// Every metric the registry exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -62,6 +71,7 @@ pub struct Metrics {
     jobs_lag: Gauge,
     jobs_failures: IntCounterVec,
     jobs_done: IntCounterVec,
+    journeys_checked: IntCounterVec,
     /// The grouped insert path (store::batch): journeys per PostgreSQL transaction, and
     /// journeys waiting for a writer.
     pub insert_batch: BatchMetrics,
@@ -123,6 +133,20 @@ impl Metrics {
             jobs_failures.with_label_values(&[kind.as_str()]);
             jobs_done.with_label_values(&[kind.as_str()]);
         }
+        let journeys_checked = IntCounterVec::new(
+            Opts::new(
+                "registry_journeys_checked_total",
+                "Journeys whose lifecycle checks committed, by pass (checks at 24 h, final at \
+                 48 h) and the status they gave",
+            ),
+            &["pass", "status"],
+        )?;
+        registry.register(Box::new(journeys_checked.clone()))?;
+        for pass in [JobKind::JourneyChecks, JobKind::JourneyFinal] {
+            for status in JourneyStatus::CHECKED {
+                journeys_checked.with_label_values(&[pass_label(pass), status.as_str()]);
+            }
+        }
         let insert_batch_size = Histogram::with_opts(
             HistogramOpts::new(
                 "registry_journey_insert_batch_size",
@@ -150,6 +174,7 @@ impl Metrics {
             jobs_lag,
             jobs_failures,
             jobs_done,
+            journeys_checked,
         })
     }
 
@@ -165,6 +190,13 @@ impl Metrics {
     /// Counts a job that failed and will be retried.
     pub fn job_failed(&self, kind: JobKind) {
         self.jobs_failures.with_label_values(&[kind.as_str()]).inc();
+    }
+
+    /// Counts a journey whose `pass` of checks gave it `status`.
+    pub fn journey_checked(&self, pass: JobKind, status: JourneyStatus) {
+        self.journeys_checked
+            .with_label_values(&[pass_label(pass), status.as_str()])
+            .inc();
     }
 
     /// Counts a job completed.

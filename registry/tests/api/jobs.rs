@@ -198,6 +198,14 @@ async fn anomalies_flag_the_later_journey_and_implausible_ones(kind: StoreKind) 
         detour["anomaly_error_details"][0]["label"],
         "distance_duration_anomaly"
     );
+    // The statuses the checks gave, as SREs see them.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for (status, count) in [("ok", 2), ("anomaly_error", 2), ("fraud_error", 0)] {
+        let line = format!(
+            "registry_journeys_checked_total{{pass=\"checks\",status=\"{status}\"}} {count}"
+        );
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 }
 
 async fn journeys_outside_france_are_normalisation_errors(kind: StoreKind) {
@@ -342,6 +350,14 @@ async fn job_metrics_show_depth_lag_and_completions(kind: StoreKind) {
         "{metrics}"
     );
     assert!(metrics.contains("registry_jobs_failures_total{kind=\"journey_checks\"} 0"));
+    assert!(
+        metrics.contains("registry_journeys_checked_total{pass=\"checks\",status=\"ok\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("registry_journeys_checked_total{pass=\"final\",status=\"anomaly_error\"} 0")
+    );
 }
 
 /// The job's `(attempts, run_at, last_error, done)` row in `schema`.

@@ -146,7 +146,7 @@ macro_rules! impl_lifecycle_store {
                 runner: &str,
                 now: DateTime<Utc>,
                 france: &France,
-            ) -> Result<JobOutcome, StoreError> {
+            ) -> Result<(JobOutcome, Option<JourneyStatus>), StoreError> {
                 let journey_id: i64 = job
                     .subject
                     .parse()
@@ -165,16 +165,16 @@ macro_rules! impl_lifecycle_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(mut tx) = still_owned(tx, job.id, runner).await? else {
-                    return Ok(JobOutcome::Superseded);
+                    return Ok((JobOutcome::Superseded, None));
                 };
                 let Some(r) = journey else {
-                    return complete(tx, job.id, now).await;
+                    return Ok((complete(tx, job.id, now).await?, None));
                 };
                 let acquisition_text: String = r.try_get("acquisition_status")?;
                 let acquisition = AcquisitionStatus::parse(&acquisition_text);
                 if !checkable(acquisition) || $db::get_opt_t(&r, "finalized_at")?.is_some() {
                     // Canceled, refused for the terms, or already final: nothing to do.
-                    return complete(tx, job.id, now).await;
+                    return Ok((complete(tx, job.id, now).await?, None));
                 }
                 let facts = Facts {
                     journey_id,
@@ -257,7 +257,7 @@ macro_rules! impl_lifecycle_store {
                     };
                     pay(&mut tx, journey_id, &facts.driver, &trip, now).await?;
                 }
-                complete(tx, job.id, now).await
+                Ok((complete(tx, job.id, now).await?, Some(w.status())))
             }
 
             async fn issue_funding_call(

@@ -171,14 +171,15 @@ pub trait LifecycleStore: Send + Sync + 'static {
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats, StoreError>;
 
     /// Runs a journey's checks (and, for [`JobKind::JourneyFinal`], makes its status final
-    /// and computes its incentives), completing `job`, in one transaction.
+    /// and computes its incentives), completing `job`, in one transaction. With the outcome,
+    /// the status the checks gave the journey, when they ran and committed.
     async fn check_journey(
         &self,
         job: &Job,
         runner: &str,
         now: DateTime<Utc>,
         france: &France,
-    ) -> Result<JobOutcome, StoreError>;
+    ) -> Result<(JobOutcome, Option<JourneyStatus>), StoreError>;
 
     /// Issues `month`'s funding call at `issued_at`, completing `job`, in one transaction;
     /// [`JobOutcome::NotReady`] while journey jobs that may pay in that month are pending.
@@ -240,6 +241,11 @@ struct Written {
 }
 
 impl Written {
+    /// The public status these parts make.
+    fn status(&self) -> JourneyStatus {
+        JourneyStatus::compute(Some(self.acquisition), self.fraud, self.anomaly)
+    }
+
     fn of(verdict: &crate::domain::lifecycle::checks::Verdict) -> Self {
         use crate::domain::lifecycle::checks::Verdict;
         let passed = |failed: bool| {
@@ -268,8 +274,7 @@ impl Written {
     }
 
     fn is_ok(&self) -> bool {
-        JourneyStatus::compute(Some(self.acquisition), self.fraud, self.anomaly)
-            == JourneyStatus::Ok
+        self.status() == JourneyStatus::Ok
     }
 }
 
