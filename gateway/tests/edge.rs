@@ -87,6 +87,34 @@ async fn a_dead_upstream_gives_502_and_the_gateway_recovers_when_it_is_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_connections_are_reused_and_a_killed_upstream_gives_502_then_recovers() {
+    let auth = free_port();
+    let upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |_| {}).await;
+    for _ in 0..20 {
+        assert_eq!(sign_in(&gw).await.status(), 200);
+    }
+    assert_eq!(
+        upstream.connections.load(Ordering::Relaxed),
+        1,
+        "twenty requests in a row share one upstream connection"
+    );
+
+    // Killed with the gateway's pooled connection open: refused, never a hang or a 500.
+    upstream.kill().await;
+    for _ in 0..3 {
+        let down = sign_in(&gw).await;
+        assert_eq!(reason(down, 502, -32603).await, "upstream_unavailable");
+    }
+
+    // Back on the same port: the next request is served on a new connection.
+    let upstream = Upstream::start(auth).await;
+    let back = sign_in(&gw).await;
+    assert_eq!(back.status(), 200);
+    assert_eq!(upstream.connections.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_upstream_gives_504_after_the_read_timeout() {
     let auth = free_port();
     let upstream = Upstream::start(auth).await;

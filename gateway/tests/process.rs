@@ -244,7 +244,8 @@ async fn sigterm_lets_a_request_in_flight_finish() {
             .await
             .map(|r| r.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In flight: the upstream has it and is taking its 3 s.
+    upstream.wait_for_requests(1).await;
     signal(&gateway.0, "TERM");
     assert_eq!(in_flight.await.unwrap().unwrap(), 200);
     assert!(exited(&mut gateway.0, Duration::from_secs(30)).await);

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,41 +21,87 @@ pub fn free_port() -> SocketAddr {
 }
 
 /// An upstream answering `200 ok` to every request (after reading its body), or after
-/// three seconds when `slow` is set.
+/// three seconds when `slow` is set. It counts the connections it accepted and the requests
+/// it read; dropping it closes its listener and every connection.
 pub struct Upstream {
     pub slow: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
+    /// Connections that carried a POST (the tests' requests; the gateway's own JWKS fetches
+    /// are GETs).
+    pub connections: Arc<AtomicU64>,
+    /// Requests read (counted before the answer, slow or not).
+    pub received: Arc<AtomicU64>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Upstream {
     pub async fn start(addr: SocketAddr) -> Self {
         let listener = TcpListener::bind(addr).await.unwrap();
         let slow = Arc::new(AtomicBool::new(false));
-        let flag = slow.clone();
+        let connections = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
+        let (flag, accepted, read) = (slow.clone(), connections.clone(), received.clone());
         let task = tokio::spawn(async move {
+            // Connection tasks live in this set, so aborting the task closes them all.
+            let mut served = tokio::task::JoinSet::new();
             while let Ok((conn, _)) = listener.accept().await {
-                tokio::spawn(serve(conn, flag.clone()));
+                served.spawn(serve(conn, flag.clone(), read.clone(), accepted.clone()));
             }
         });
-        Self { slow, task }
+        Self {
+            slow,
+            connections,
+            received,
+            task: Some(task),
+        }
+    }
+
+    /// Waits (up to 10 s) until it has read `n` requests.
+    pub async fn wait_for_requests(&self, n: u64) {
+        for _ in 0..1000 {
+            if self.received.load(Ordering::Relaxed) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the upstream never read {n} requests");
+    }
+
+    /// Stops listening and closes every connection, as a killed process would.
+    pub async fn kill(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
 /// Serves requests on one connection until it closes.
-async fn serve(mut conn: TcpStream, slow: Arc<AtomicBool>) {
+async fn serve(
+    mut conn: TcpStream,
+    slow: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    post_connections: Arc<AtomicU64>,
+) {
     let mut buf = Vec::new();
+    let mut posted = false;
     loop {
         let Some(end) = read_until(&mut conn, &mut buf, b"\r\n\r\n").await else {
             return;
         };
         let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
         buf.drain(..end + 4);
+        if !posted && head.starts_with("post ") {
+            posted = true;
+            post_connections.fetch_add(1, Ordering::Relaxed);
+        }
         if head.contains("transfer-encoding: chunked") {
             let Some(end) = read_until(&mut conn, &mut buf, b"0\r\n\r\n").await else {
                 return;
@@ -75,6 +121,7 @@ async fn serve(mut conn: TcpStream, slow: Arc<AtomicBool>) {
             }
             buf.drain(..length);
         }
+        received.fetch_add(1, Ordering::Relaxed);
         if slow.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
