@@ -151,7 +151,7 @@ async fn slice_works_through_the_gateway_on_postgres_and_redis() {
 async fn gateway_refusals_follow_the_pipeline_order() {
     let stack = Stack::start(Mode::Embedded).await.unwrap();
     let admin = stack.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
-    let (_, op_admin) = stack.operator_with_admin(&admin).await.unwrap();
+    let (operator_id, op_admin) = stack.operator_with_admin(&admin).await.unwrap();
     let token: Value = stack
         .request(Method::POST, "/applications")
         .headers(op_admin.clone())
@@ -175,6 +175,14 @@ async fn gateway_refusals_follow_the_pipeline_order() {
             let body: Value = r.json().await.unwrap();
             assert_eq!(body["jsonrpc"], "2.0");
             assert_eq!(body["error"]["data"], reason);
+            let rpc_code = match status {
+                401 => -32501,
+                403 => -32503,
+                404 => -32504,
+                422 => -32422,
+                _ => unreachable!("{status}"),
+            };
+            assert_eq!(body["error"]["code"], rpc_code, "{reason}");
         }
     };
     let send = |m: Method, p: &str| stack.request(m, p);
@@ -221,6 +229,38 @@ async fn gateway_refusals_follow_the_pipeline_order() {
         send(Method::POST, "/v3/journeys")
             .bearer_auth(&token)
             .header("x-api-version", "v3.2")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    expect(422, "unsupported_api_version")(
+        send(Method::POST, "/v3/journeys")
+            .bearer_auth(&token)
+            .header("x-api-version", "v4")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // A header that agrees with the path passes; the answer names the version served.
+    let agreed = send(Method::GET, "/v3.2/journeys/none")
+        .bearer_auth(&token)
+        .header("x-api-version", "v3.2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(agreed.status(), 404, "the registry's own answer");
+    assert!(!agreed.headers().contains_key("x-gateway-error"));
+    assert_eq!(agreed.headers()["x-api-version"], "v3.2");
+    // Permission comes before the version: a role that may not create journeys.
+    let user = stack
+        .user_with_role(&admin, operator_id, "operator.user")
+        .await
+        .unwrap();
+    expect(403, "insufficient_permissions")(
+        send(Method::POST, "/v4/journeys")
+            .headers(user)
             .send()
             .await
             .unwrap(),
