@@ -123,7 +123,23 @@ impl ServeHttp for Admin {
 
 #[cfg(test)]
 mod tests {
-    use super::health;
+    use super::{STALE_AFTER_SECS, State, health};
+
+    #[test]
+    fn a_copy_is_stale_before_its_first_sync_and_after_thirty_seconds() {
+        let at = |sync_age| State {
+            loaded: true,
+            feed_up: true,
+            sync_age,
+            limits_degraded: false,
+        };
+        assert!(at(-1).stale(), "never synced");
+        assert!(!at(0).stale());
+        assert!(!at(STALE_AFTER_SECS).stale());
+        assert!(at(STALE_AFTER_SECS + 1).stale());
+        assert_eq!(at(STALE_AFTER_SECS + 1).health(), (200, "degraded"));
+        assert_eq!(at(STALE_AFTER_SECS).health(), (200, "ok"));
+    }
 
     #[test]
     fn health_says_unavailable_before_a_load_and_degraded_when_behind() {

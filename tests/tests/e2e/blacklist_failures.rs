@@ -238,6 +238,13 @@ async fn redis_stopped_and_restarted_empty_under_traffic_causes_no_401_and_loses
             })
             .await;
         assert!(ok, "replica {n} is healthy again");
+        let health = stack.gateway_health(n).await.unwrap();
+        let age = health["blacklist"]["last_sync_age_seconds"].as_i64();
+        assert!(age.is_some_and(|a| (0..=30).contains(&a)), "{health}");
+        assert_eq!(health["blacklist"]["stale"], false, "{health}");
+        let metrics = stack.gateway_metrics(n).await.unwrap();
+        let age = metric(&metrics, "gateway_blacklist_last_sync_age_seconds");
+        assert!(age.is_some_and(|a| (0.0..=30.0).contains(&a)), "{metrics}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     done.store(true, Ordering::Relaxed);
