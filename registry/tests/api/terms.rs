@@ -1,5 +1,6 @@
 //! The terms of use that look at other stored journeys, at their boundaries, on a controlled
-//! clock: per-person daily trips on Europe/Paris days (a clocks-forward day included),
+//! clock: per-person daily trips on Europe/Paris days (clocks-forward and clocks-back days
+//! included),
 //! trips of one couple closer than 30 minutes, and what does not count.
 
 use crate::helpers::{
@@ -17,6 +18,7 @@ on_both_stores!(
     trips_of_one_couple_must_be_thirty_minutes_apart,
     send_deadline_and_distance_boundaries,
     simultaneous_trips_cannot_slip_under_the_daily_limit,
+    on_the_25_hour_day_both_late_hours_count_as_one_paris_day,
 );
 
 /// Sends a journey of `trip` between `people`, returning the status code and the labels of a 422.
@@ -107,6 +109,67 @@ async fn fifth_trip_of_a_paris_day_is_refused_and_the_next_day_starts_afresh(kin
         "t5",
         ('a', '6'),
         span("2024-03-31T21:00:00Z", 5),
+    )
+    .await;
+    assert_eq!(code, 201, "{labels}");
+}
+
+async fn on_the_25_hour_day_both_late_hours_count_as_one_paris_day(kind: StoreKind) {
+    // 25 October 2026: clocks go back in Paris, the day lasts 25 hours
+    // (2026-10-24T22:00Z .. 2026-10-25T23:00Z). Now is 22:00 CET on the 25th, within 24 h of
+    // every start below; it moves on before the late ones.
+    let (app, clock) = spawn_app_at(kind, at("2026-10-25T21:00:00Z")).await;
+    let op = operator(1);
+    // 23:50 CEST on 24 October: the day before.
+    let (code, _) = send(
+        &app,
+        &op,
+        "eve",
+        "t0",
+        ('a', '1'),
+        span("2026-10-24T21:50:00Z", 5),
+    )
+    .await;
+    assert_eq!(code, 201);
+    // 00:10 CEST (UTC+2), then 02:30 CEST and 02:30 CET (the hour lived twice), then 12:00.
+    let trips = [
+        "2026-10-24T22:10:00Z",
+        "2026-10-25T00:30:00Z",
+        "2026-10-25T01:30:00Z",
+        "2026-10-25T11:00:00Z",
+    ];
+    for (n, start) in trips.into_iter().enumerate() {
+        let (code, labels) = send(
+            &app,
+            &op,
+            &format!("d{n}"),
+            &format!("t{}", n + 1),
+            ('a', char::from(b'2' + n as u8)),
+            span(start, 20),
+        )
+        .await;
+        assert_eq!(code, 201, "trip {n}: {labels}");
+    }
+    // 23:40 CET on 25 October (22:40Z, which a fixed UTC+2 offset would put on the 26th).
+    clock.set(at("2026-10-25T23:30:00Z"));
+    let (code, labels) = send(
+        &app,
+        &op,
+        "fifth",
+        "t5",
+        ('a', '7'),
+        span("2026-10-25T22:40:00Z", 10),
+    )
+    .await;
+    assert_eq!((code, labels), (422, json!(["too_many_trips_by_day"])));
+    // 00:05 CET on 26 October: a new day.
+    let (code, labels) = send(
+        &app,
+        &op,
+        "next-day",
+        "t6",
+        ('a', '8'),
+        span("2026-10-25T23:05:00Z", 10),
     )
     .await;
     assert_eq!(code, 201, "{labels}");
