@@ -89,7 +89,10 @@ async fn create_journey(
         return Err(RpcError::forbidden("operator_id_mismatch"));
     }
     let row = JourneyRow {
-        uuid: uuid::Uuid::new_v4(),
+        // Time-ordered: the unique index on it grows at its right edge instead of taking
+        // each insert on a random page (that one of the index is ever read back from disk
+        // matters once the index outgrows memory, not at the benchmark's 1 M).
+        uuid: uuid::Uuid::now_v7(),
         operator_id,
         journey: &journey,
         payload: body,
