@@ -8,6 +8,7 @@ use crate::helpers::{
 };
 use auth_token::Principal;
 use chrono::{DateTime, TimeDelta, Utc};
+use registry::clock::ManualClock;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -41,66 +42,60 @@ fn span(start: &str, minutes: i64) -> (DateTime<Utc>, DateTime<Utc>) {
     (start, start + TimeDelta::minutes(minutes))
 }
 
+/// Person `a` on one Paris day and around it: a trip the evening before (`eve`, 5 minutes),
+/// four trips of 20 minutes on the day (each accepted), then, with the clock at `late_now`,
+/// a fifth that day (refused, and stored as such) and one the day after (accepted); both
+/// 10 minutes long.
+struct ParisDay<'a> {
+    eve: &'a str,
+    trips: [(&'a str, (char, char)); 4],
+    late_now: &'a str,
+    fifth: &'a str,
+    next_day: &'a str,
+}
+
+impl ParisDay<'_> {
+    async fn check(&self, app: &TestApp, clock: &ManualClock, op: &Principal) {
+        let (code, labels) = send(app, op, "eve", "t0", ('a', '1'), span(self.eve, 5)).await;
+        assert_eq!(code, 201, "the eve: {labels}");
+        for (n, (start, people)) in self.trips.into_iter().enumerate() {
+            let (trip, id) = (format!("t{}", n + 1), format!("d{n}"));
+            let (code, labels) = send(app, op, &id, &trip, people, span(start, 20)).await;
+            assert_eq!(code, 201, "trip {n}: {labels}");
+        }
+        clock.set(at(self.late_now));
+        let (code, labels) = send(app, op, "fifth", "t5", ('a', '6'), span(self.fifth, 10)).await;
+        assert_eq!((code, labels), (422, json!(["too_many_trips_by_day"])));
+        assert_eq!(app.status_of(op, "fifth").await, "terms_violation_error");
+        let (code, labels) = send(app, op, "next", "t6", ('a', '7'), span(self.next_day, 10)).await;
+        assert_eq!(code, 201, "the next day: {labels}");
+    }
+}
+
 async fn fifth_trip_of_a_paris_day_is_refused_and_the_next_day_starts_afresh(kind: StoreKind) {
     // 31 March 2024: clocks go forward in Paris, the day lasts 23 hours
-    // (2024-03-30T23:00Z .. 2024-03-31T22:00Z). Now is 00:30 on 1 April, Paris time.
-    let (app, _clock) = spawn_app_at(kind, at("2024-03-31T22:30:00Z")).await;
+    // (2024-03-30T23:00Z .. 2024-03-31T22:00Z).
+    let (app, clock) = spawn_app_at(kind, at("2024-03-31T21:00:00Z")).await;
     let op = operator(1);
-    // 23:55 on 30 March in Paris: another day.
-    let (code, _) = send(
-        &app,
-        &op,
-        "eve",
-        "t0",
-        ('a', '1'),
-        span("2024-03-30T22:55:00Z", 20),
-    )
-    .await;
-    assert_eq!(code, 201);
-    // Four trips on 31 March, the driver once as a passenger.
-    let trips = [
-        ("2024-03-30T23:05:00Z", ('a', '2')),
-        ("2024-03-31T05:00:00Z", ('3', 'a')),
-        ("2024-03-31T10:00:00Z", ('a', '4')),
-        ("2024-03-31T15:00:00Z", ('a', '5')),
-    ];
-    for (n, (start, people)) in trips.into_iter().enumerate() {
-        let (code, labels) = send(
-            &app,
-            &op,
-            &format!("d{n}"),
-            &format!("t{}", n + 1),
-            people,
-            span(start, 20),
-        )
-        .await;
-        assert_eq!(code, 201, "trip {n}: {labels}");
+    ParisDay {
+        // 23:55 on 30 March in Paris: another day.
+        eve: "2024-03-30T22:55:00Z",
+        // Four trips on 31 March, the driver once as a passenger.
+        trips: [
+            ("2024-03-30T23:05:00Z", ('a', '2')),
+            ("2024-03-31T05:00:00Z", ('3', 'a')),
+            ("2024-03-31T10:00:00Z", ('a', '4')),
+            ("2024-03-31T15:00:00Z", ('a', '5')),
+        ],
+        // 00:30 on 1 April, Paris time.
+        late_now: "2024-03-31T22:30:00Z",
+        // 23:40 CEST on 31 March: a fifth trip that day.
+        fifth: "2024-03-31T21:40:00Z",
+        // 00:05 CEST on 1 April (22:05Z, which a fixed UTC+1 offset would put on 31 March).
+        next_day: "2024-03-31T22:05:00Z",
     }
-    // 23:50 CEST on 31 March: a fifth trip that day.
-    let (code, labels) = send(
-        &app,
-        &op,
-        "fifth",
-        "t5",
-        ('a', '6'),
-        span("2024-03-31T21:50:00Z", 5),
-    )
+    .check(&app, &clock, &op)
     .await;
-    assert_eq!((code, labels), (422, json!(["too_many_trips_by_day"])));
-    assert_eq!(app.status_of(&op, "fifth").await, "terms_violation_error");
-    // The passenger's own count is what matters too: '6' has no trip, but '3' (driver above)
-    // rides with a busy driver.
-    // 00:05 CEST on 1 April (22:05Z, which a fixed UTC+1 offset would put on 31 March).
-    let (code, labels) = send(
-        &app,
-        &op,
-        "next-day",
-        "t6",
-        ('a', '7'),
-        span("2024-03-31T22:05:00Z", 10),
-    )
-    .await;
-    assert_eq!(code, 201, "{labels}");
     // Another operator's journeys are not counted (that is inter-operator fraud detection).
     let (code, labels) = send(
         &app,
@@ -117,62 +112,26 @@ async fn fifth_trip_of_a_paris_day_is_refused_and_the_next_day_starts_afresh(kin
 async fn on_the_25_hour_day_both_late_hours_count_as_one_paris_day(kind: StoreKind) {
     // 25 October 2026: clocks go back in Paris, the day lasts 25 hours
     // (2026-10-24T22:00Z .. 2026-10-25T23:00Z). Now is 22:00 CET on the 25th, within 24 h of
-    // every start below; it moves on before the late ones.
+    // every start before the late ones.
     let (app, clock) = spawn_app_at(kind, at("2026-10-25T21:00:00Z")).await;
-    let op = operator(1);
-    // 23:50 CEST on 24 October: the day before.
-    let (code, _) = send(
-        &app,
-        &op,
-        "eve",
-        "t0",
-        ('a', '1'),
-        span("2026-10-24T21:50:00Z", 5),
-    )
-    .await;
-    assert_eq!(code, 201);
-    // 00:10 CEST (UTC+2), then 02:30 CEST and 02:30 CET (the hour lived twice), then 12:00.
-    let trips = [
-        "2026-10-24T22:10:00Z",
-        "2026-10-25T00:30:00Z",
-        "2026-10-25T01:30:00Z",
-        "2026-10-25T11:00:00Z",
-    ];
-    for (n, start) in trips.into_iter().enumerate() {
-        let (code, labels) = send(
-            &app,
-            &op,
-            &format!("d{n}"),
-            &format!("t{}", n + 1),
-            ('a', char::from(b'2' + n as u8)),
-            span(start, 20),
-        )
-        .await;
-        assert_eq!(code, 201, "trip {n}: {labels}");
+    ParisDay {
+        // 23:50 CEST on 24 October: the day before.
+        eve: "2026-10-24T21:50:00Z",
+        // 00:10 CEST (UTC+2), 02:30 CEST and 02:30 CET (the hour lived twice), 12:00 CET.
+        trips: [
+            ("2026-10-24T22:10:00Z", ('a', '2')),
+            ("2026-10-25T00:30:00Z", ('a', '3')),
+            ("2026-10-25T01:30:00Z", ('a', '4')),
+            ("2026-10-25T11:00:00Z", ('a', '5')),
+        ],
+        late_now: "2026-10-25T23:30:00Z",
+        // 23:40 CET on 25 October (22:40Z, which a fixed UTC+2 offset would put on the 26th).
+        fifth: "2026-10-25T22:40:00Z",
+        // 00:05 CET on 26 October.
+        next_day: "2026-10-25T23:05:00Z",
     }
-    // 23:40 CET on 25 October (22:40Z, which a fixed UTC+2 offset would put on the 26th).
-    clock.set(at("2026-10-25T23:30:00Z"));
-    let (code, labels) = send(
-        &app,
-        &op,
-        "fifth",
-        "t5",
-        ('a', '7'),
-        span("2026-10-25T22:40:00Z", 10),
-    )
+    .check(&app, &clock, &operator(1))
     .await;
-    assert_eq!((code, labels), (422, json!(["too_many_trips_by_day"])));
-    // 00:05 CET on 26 October: a new day.
-    let (code, labels) = send(
-        &app,
-        &op,
-        "next-day",
-        "t6",
-        ('a', '8'),
-        span("2026-10-25T23:05:00Z", 10),
-    )
-    .await;
-    assert_eq!(code, 201, "{labels}");
 }
 
 async fn a_journey_joining_a_counted_trip_is_not_a_new_trip(kind: StoreKind) {

@@ -150,25 +150,27 @@ async fn post_journey(stack: &Stack, bearer: &str, body: &Value) -> (StatusCode,
     status_and_reason(response).await
 }
 
-async fn read_journey(stack: &Stack, bearer: &str, id: &str) -> (StatusCode, String) {
-    let response = stack
+/// `GET /v3/journeys/{id}` with `bearer`.
+async fn get_journey(stack: &Stack, bearer: &str, id: &str) -> reqwest::Response {
+    stack
         .request(Method::GET, &format!("/v3/journeys/{id}"))
         .bearer_auth(bearer)
         .send()
         .await
-        .unwrap();
-    status_and_reason(response).await
+        .unwrap()
+}
+
+async fn read_journey(stack: &Stack, bearer: &str, id: &str) -> (StatusCode, String) {
+    status_and_reason(get_journey(stack, bearer, id).await).await
 }
 
 /// The journey's `status` as its operator reads it.
 async fn journey_status(stack: &Stack, bearer: &str, id: &str) -> String {
-    let response = stack
-        .request(Method::GET, &format!("/v3/journeys/{id}"))
-        .bearer_auth(bearer)
-        .send()
+    let body: Value = get_journey(stack, bearer, id)
         .await
-        .unwrap();
-    let body: Value = response.json().await.unwrap_or_default();
+        .json()
+        .await
+        .unwrap_or_default();
     body["status"].as_str().unwrap_or_default().to_owned()
 }
 
