@@ -21,8 +21,8 @@ pub fn free_port() -> SocketAddr {
 }
 
 /// An upstream answering `200 ok` to every request (after reading its body), or after
-/// three seconds when `slow` is set. It counts the connections it accepted and the requests
-/// it read; dropping it closes its listener and every connection.
+/// three seconds when `slow` is set. It counts the requests it read and the connections that
+/// carried a POST; dropping it closes its listener and every connection.
 pub struct Upstream {
     pub slow: Arc<AtomicBool>,
     /// Connections that carried a POST (the tests' requests; the gateway's own JWKS fetches
@@ -39,12 +39,12 @@ impl Upstream {
         let slow = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicU64::new(0));
         let received = Arc::new(AtomicU64::new(0));
-        let (flag, accepted, read) = (slow.clone(), connections.clone(), received.clone());
+        let (flag, posting, read) = (slow.clone(), connections.clone(), received.clone());
         let task = tokio::spawn(async move {
             // Connection tasks live in this set, so aborting the task closes them all.
             let mut served = tokio::task::JoinSet::new();
             while let Ok((conn, _)) = listener.accept().await {
-                served.spawn(serve(conn, flag.clone(), read.clone(), accepted.clone()));
+                served.spawn(serve(conn, flag.clone(), read.clone(), posting.clone()));
             }
         });
         Self {
