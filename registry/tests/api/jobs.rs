@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 on_both_stores!(
     checks_run_at_24_hours_and_the_status_is_final_at_48,
     fraud_across_operators_is_found_and_the_48_hour_pass_sees_late_journeys,
+    a_fifth_trip_of_the_day_across_operators_is_fraud,
     anomalies_flag_the_later_journey_and_implausible_ones,
     journeys_outside_france_are_normalisation_errors,
     canceled_journeys_are_left_alone,
@@ -156,6 +157,36 @@ async fn fraud_across_operators_is_found_and_the_48_hour_pass_sees_late_journeys
         "{a2}"
     );
     assert_eq!(status(&app, 2, "b2").await["status"], "fraud_error");
+}
+
+async fn a_fifth_trip_of_the_day_across_operators_is_fraud(kind: StoreKind) {
+    let start = at(START);
+    let (app, clock) = spawn_app_at(kind, start + TimeDelta::hours(12)).await;
+    // Driver "a" has two trips with operator 1 and two with operator 2 that day (each within
+    // its operator's terms), then a fifth with operator 1.
+    let trips = [
+        (1, "m1", 0),
+        (2, "n1", 2),
+        (1, "m2", 4),
+        (2, "n2", 6),
+        (1, "m3", 8),
+    ];
+    for (n, (operator_id, id, hours)) in trips.into_iter().enumerate() {
+        let passenger = format!("{}", n + 1);
+        let body = journey_of(id, ("a", &passenger), start + TimeDelta::hours(hours), 30);
+        send(&app, operator_id, &body).await;
+    }
+    clock.set(start + TimeDelta::hours(33));
+    assert_eq!(app.runner.run_due().await.unwrap(), 5);
+    for (operator_id, id, _) in &trips[..4] {
+        assert_eq!(status(&app, *operator_id, id).await["status"], "ok", "{id}");
+    }
+    let fifth = status(&app, 1, "m3").await;
+    assert_eq!(fifth["status"], "fraud_error", "{fifth}");
+    assert_eq!(
+        fifth["fraud_error_labels"],
+        json!([{"label": "interoperator_too_many_trips_by_day"}])
+    );
 }
 
 async fn anomalies_flag_the_later_journey_and_implausible_ones(kind: StoreKind) {
