@@ -41,16 +41,9 @@ fn one_writer() -> IngestSettings {
 /// The count and the sum of `registry_journey_insert_batch_size`: transactions of the
 /// grouped path, and journeys they carried.
 async fn batches(app: &TestApp) -> (u64, u64) {
-    let metrics = app.get("/metrics").await.text().await.expect("text");
-    let value = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{name} in {metrics}")) as u64
-    };
     (
-        value("registry_journey_insert_batch_size_count"),
-        value("registry_journey_insert_batch_size_sum"),
+        app.metric("registry_journey_insert_batch_size_count").await,
+        app.metric("registry_journey_insert_batch_size_sum").await,
     )
 }
 
@@ -291,7 +284,7 @@ async fn send_as_one_batch(
     for (queued, body) in bodies.enumerate() {
         sends.push(send(body));
         eventually("the journey is queued", async || {
-            queue_length(app).await == queued as u64 + 1
+            app.metric("registry_journey_insert_queue_length").await == queued as u64 + 1
         })
         .await;
     }
@@ -305,20 +298,6 @@ async fn send_as_one_batch(
         answers.push(send.await.expect("task"));
     }
     answers
-}
-
-/// `registry_journey_insert_queue_length`: journeys waiting for a batch writer.
-async fn queue_length(app: &TestApp) -> u64 {
-    let metrics = app.get("/metrics").await.text().await.expect("text");
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("registry_journey_insert_queue_length ")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("the queue length in {metrics}"))
 }
 
 /// Polls `check` every 10 ms until it holds; a test that waits 20 s has failed.

@@ -372,6 +372,20 @@ impl TestApp {
             .await
             .expect("request sent")
     }
+
+    /// The value of one exported series (`name{labels}` as `/metrics` prints it).
+    pub async fn metric(&self, series: &str) -> u64 {
+        let metrics = self.get("/metrics").await.text().await.expect("text");
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{series} in {metrics}")) as u64
+    }
 }
 
 /// Status and JSON body of `response`.

@@ -440,15 +440,8 @@ async fn a_failing_job_is_retried_with_backoff_and_its_work_rolled_back() {
             .expect("trigger set up");
     }
     let failures = async |app: &TestApp| {
-        let metrics = app.get("/metrics").await.text().await.unwrap();
-        metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("registry_jobs_failures_total{kind=\"journey_checks\"} ")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .expect("the failures counter")
+        app.metric("registry_jobs_failures_total{kind=\"journey_checks\"}")
+            .await
     };
 
     let due = start + TimeDelta::hours(24);
