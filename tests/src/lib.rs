@@ -278,7 +278,9 @@ impl Stack {
         let replica = &mut self.replicas[n];
         anyhow::ensure!(replica.running.is_none(), "gateway {n} already runs");
         replica.running = Some(gateway::spawn(&replica.settings, feed)?);
-        wait_until_listening(replica.settings.listen).await
+        // The public and the admin listeners are separate pingora services: wait for both.
+        wait_until_listening(replica.settings.listen).await?;
+        wait_until_listening(replica.settings.admin_listen).await
     }
 
     /// Stops gateway replica `n` (its in-memory blacklist goes with it).
