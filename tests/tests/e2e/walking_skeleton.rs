@@ -314,25 +314,26 @@ async fn gateway_refusals_follow_the_pipeline_order() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = stack
-        .http
-        .get(format!("{}/metrics", stack.admin_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // A request is counted in its logging phase, after its answer went out: read until the
+    // last one is in.
+    let metrics_url = format!("{}/metrics", stack.admin_url);
+    let metrics = || async {
+        let response = stack.http.get(&metrics_url).send().await.unwrap();
+        response.text().await.unwrap()
+    };
+    let own_health = "gateway_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1";
+    let counted = stack
+        .eventually(Duration::from_secs(5), || async {
+            metrics().await.contains(own_health)
+        })
+        .await;
+    assert!(counted, "the gateway's own /health is labelled by its path");
+    let metrics = metrics().await;
     assert!(metrics.contains("gateway_auth_outcomes_total{outcome=\"revoked_token\"} 1"));
     assert!(
         metrics.contains(
             "gateway_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1"
         )
-    );
-    assert!(
-        metrics
-            .contains("gateway_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"),
-        "the gateway's own /health is labelled by its path"
     );
     stack.stop().await;
 }
