@@ -342,12 +342,16 @@ async fn two_runners_share_the_work_without_doing_any_twice(kind: StoreKind) {
     let [a, b, c, d] = &runners;
     let (a, b, c, d) = tokio::join!(a.run_due(), b.run_due(), c.run_due(), d.run_due());
     let done = [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap()];
-    // Every journey's checks, each done exactly once, and not all by one runner.
+    // Every journey's checks, each done exactly once. On PostgreSQL the runners claim side
+    // by side (SKIP LOCKED), so not all by one runner; SQLite has one writer at a time, and
+    // one runner may well take every claim.
     assert_eq!(done.iter().sum::<usize>(), JOURNEYS, "{done:?}");
-    assert!(
-        done.iter().filter(|&&n| n > 0).count() >= 2,
-        "the work was shared: {done:?}"
-    );
+    if let StoreKind::Postgres = kind {
+        assert!(
+            done.iter().filter(|&&n| n > 0).count() >= 2,
+            "the work was shared: {done:?}"
+        );
+    }
     for n in 0..JOURNEYS {
         assert_eq!(status(&app, 1, &format!("j{n}")).await["status"], "ok");
     }
