@@ -101,15 +101,22 @@ impl Drop for Reaped {
     }
 }
 
-async fn wait_until_healthy(admin: SocketAddr) {
+/// Waits until the admin `/health` answers and the public port accepts: pingora binds them
+/// in separate services.
+async fn wait_until_healthy(instance: &Instance) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if reqwest::get(format!("http://{admin}/health")).await.is_ok() {
+        let admin = reqwest::get(format!("http://{}/health", instance.admin)).await;
+        if admin.is_ok()
+            && tokio::net::TcpStream::connect(instance.listen)
+                .await
+                .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the gateway never answered on {admin}");
+    panic!("the gateway never answered on {}", instance.admin);
 }
 
 /// Waits for the process to exit, at most `within`.
@@ -199,7 +206,7 @@ async fn a_graceful_upgrade_hands_the_port_over_without_losing_a_request() {
     let _upstream = Upstream::start(upstream_addr).await;
     let instance = Instance::new(upstream_addr);
     let mut old = Reaped(instance.start(false));
-    wait_until_healthy(instance.admin).await;
+    wait_until_healthy(&instance).await;
     let traffic = Traffic::start(instance.listen, 4);
     more_answers(&traffic, 50).await;
 
@@ -232,7 +239,7 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     let mut instance = Instance::new(upstream_addr);
     instance.grace_secs = 5;
     let mut gateway = Reaped(instance.start(false));
-    wait_until_healthy(instance.admin).await;
+    wait_until_healthy(&instance).await;
 
     upstream.slow.store(true, Ordering::Relaxed);
     let listen = instance.listen;
