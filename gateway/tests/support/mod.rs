@@ -28,7 +28,8 @@ pub struct Upstream {
     /// Connections that carried a POST (the tests' requests; the gateway's own JWKS fetches
     /// are GETs).
     pub connections: Arc<AtomicU64>,
-    /// Requests read (counted before the answer, slow or not).
+    /// POST requests read (the tests'; counted before the answer, slow or not). The
+    /// gateway's own JWKS fetches are GETs and do not count.
     pub received: Arc<AtomicU64>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -121,7 +122,9 @@ async fn serve(
             }
             buf.drain(..length);
         }
-        received.fetch_add(1, Ordering::Relaxed);
+        if head.starts_with("post ") {
+            received.fetch_add(1, Ordering::Relaxed);
+        }
         if slow.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
