@@ -17,6 +17,7 @@ CONNECTIONS=${CONNECTIONS:-64}        # concurrent clients
 THREADS=${THREADS:-2}                 # wrk threads
 DURATION=${DURATION:-30s}
 WARMUP=${WARMUP:-5s}
+RUNS=${RUNS:-1}                       # measured runs after one seed and warm-up
 # REGISTRY_PG_URL overrides PG_URL for the registry alone (e.g. to pass `options=-c ...`);
 # BENCH_DEBUG=1 prints wrk's whole output and the first refused answers.
 
@@ -65,7 +66,6 @@ rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys'
 log "warm-up ($WARMUP), then $DURATION at $CONNECTIONS connections; $rows_before journeys stored"
 BENCH_TOKEN=$token BENCH_RUN=warm wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" \
     -s scripts/bench/ingest.lua http://127.0.0.1:18080 >/dev/null
-rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }    # user + system, in clock ticks
 # PostgreSQL: every server process (the registry's pooled backends live through the run).
 cpu_pg() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(cpu "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
@@ -74,21 +74,36 @@ batches() {
     curl -s http://127.0.0.1:18082/metrics |
         awk '/^registry_journey_insert_batch_size_count/{c=$2} /^registry_journey_insert_batch_size_sum/{s=$2} END{printf "%d %d", c, s}'
 }
-cpu_gateway=$(cpu "$gateway_pid"); cpu_registry=$(cpu "$registry_pid"); cpu_postgres=$(cpu_pg)
-read -r batches_before batched_before <<<"$(batches)"
-output=$(BENCH_TOKEN=$token BENCH_RUN=run wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
-    -s scripts/bench/ingest.lua http://127.0.0.1:18080)
-[ -z "${BENCH_DEBUG:-}" ] || echo "$output"
-result=$(grep WRKRESULT <<<"$output")
-rows_after=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
-ticks=$(getconf CLK_TCK)
-echo "$result"
-echo "cpu during the run: gateway $(( ($(cpu "$gateway_pid") - cpu_gateway) / ticks )) s, registry $(( ($(cpu "$registry_pid") - cpu_registry) / ticks )) s, postgres $(( ($(cpu_pg) - cpu_postgres) / ticks )) s (of $DURATION on $(nproc) cores)"
-read -r batches_after batched_after <<<"$(batches)"
-transactions=$((batches_after - batches_before))
-echo "grouped inserts during the run: $transactions transactions carrying $((batched_after - batched_before)) journeys"
-requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
-non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$result")
-stored=$((rows_after - rows_before))
-echo "stored during the run: $stored rows; answered 201: $((requests - non2xx)); refused: $non2xx"
-[ "$stored" -ge $((requests - non2xx)) ] || { log "fewer rows than 201 answers"; exit 1; }
+# WAL written by the whole cluster: records, full-page images, bytes.
+wal() { psql "$PG_URL" -tAF' ' -c 'SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal'; }
+
+# One measured run of $DURATION: wrk's figures, CPU per process, WAL, batches, and the check
+# that every 201 is a stored row.
+measure() {
+    rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
+    cpu_gateway=$(cpu "$gateway_pid"); cpu_registry=$(cpu "$registry_pid"); cpu_postgres=$(cpu_pg)
+    read -r batches_before batched_before <<<"$(batches)"
+    read -r wal_records wal_fpi wal_bytes <<<"$(wal)"
+    output=$(BENCH_TOKEN=$token BENCH_RUN=run$1 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
+        -s scripts/bench/ingest.lua http://127.0.0.1:18080)
+    [ -z "${BENCH_DEBUG:-}" ] || echo "$output"
+    result=$(grep WRKRESULT <<<"$output")
+    rows_after=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
+    ticks=$(getconf CLK_TCK)
+    echo "$result"
+    echo "cpu during the run: gateway $(( ($(cpu "$gateway_pid") - cpu_gateway) / ticks )) s, registry $(( ($(cpu "$registry_pid") - cpu_registry) / ticks )) s, postgres $(( ($(cpu_pg) - cpu_postgres) / ticks )) s (of $DURATION on $(nproc) cores)"
+    read -r batches_after batched_after <<<"$(batches)"
+    transactions=$((batches_after - batches_before))
+    read -r wal_records_after wal_fpi_after wal_bytes_after <<<"$(wal)"
+    echo "WAL during the run: $((wal_records_after - wal_records)) records, $((wal_fpi_after - wal_fpi)) full-page images, $(( (${wal_bytes_after%.*} - ${wal_bytes%.*}) / 1048576 )) MiB"
+    echo "grouped inserts during the run: $transactions transactions carrying $((batched_after - batched_before)) journeys"
+    requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
+    non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$result")
+    stored=$((rows_after - rows_before))
+    echo "stored during the run: $stored rows; answered 201: $((requests - non2xx)); refused: $non2xx"
+    [ "$stored" -ge $((requests - non2xx)) ] || { log "fewer rows than 201 answers"; exit 1; }
+}
+for run in $(seq 1 "$RUNS"); do
+    [ "$RUNS" = 1 ] || log "run $run of $RUNS"
+    measure "$run"
+done
