@@ -88,6 +88,8 @@ async fn create_journey(
     {
         return Err(RpcError::forbidden("operator_id_mismatch"));
     }
+    // A JSON tree always serialises.
+    let payload = serde_json::value::to_raw_value(body).map_err(|_| RpcError::internal())?;
     let row = JourneyRow {
         // Time-ordered, so the unique index on it grows at its right edge instead of taking
         // a random page per insert; that matters once the index outgrows memory (no change
@@ -95,7 +97,7 @@ async fn create_journey(
         uuid: uuid::Uuid::now_v7(),
         operator_id,
         journey: &journey,
-        payload: body,
+        payload: &payload,
         created_at: now,
     };
     match state.store.insert(&row).await.map_err(internal)? {

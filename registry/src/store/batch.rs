@@ -26,7 +26,7 @@ use super::postgres::{begin_locking, insert_alone, insert_independent, insert_lo
 use super::{InsertOutcome, JourneyRow, StoreError, person_locks};
 use crate::domain::NewJourney;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgPool, Postgres};
 use std::collections::{HashMap, VecDeque};
@@ -39,7 +39,7 @@ struct Pending {
     uuid: Uuid,
     operator_id: i64,
     journey: NewJourney,
-    payload: Value,
+    payload: Box<RawValue>,
     created_at: DateTime<Utc>,
     reply: oneshot::Sender<Result<InsertOutcome, StoreError>>,
 }
@@ -113,7 +113,7 @@ impl Batcher {
                 uuid: row.uuid,
                 operator_id: row.operator_id,
                 journey: row.journey.clone(),
-                payload: row.payload.clone(),
+                payload: row.payload.to_owned(),
                 created_at: row.created_at,
                 reply,
             });

@@ -37,6 +37,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rpc_service::db::Database;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -66,8 +67,9 @@ pub struct JourneyRow<'a> {
     pub operator_id: i64,
     /// The validated journey.
     pub journey: &'a NewJourney,
-    /// The body as received, kept for audits and re-processing.
-    pub payload: &'a Value,
+    /// The body as received, kept for audits and re-processing: serialised once, by the
+    /// caller, and bound as it is (the batch queue copies these bytes, not a JSON tree).
+    pub payload: &'a RawValue,
     /// Receipt time, millisecond precision: the `now` of the terms checks.
     pub created_at: DateTime<Utc>,
 }
@@ -338,7 +340,7 @@ mod sql {
     /// PostgreSQL: [`INSERT_COUNTING`] for several journeys in one statement, each parameter
     /// an array with one element per journey: `$1` uuid, `$2` operator, `$3` operator journey
     /// id, `$4` trip, `$5` class, `$6`..`$11` start and end, `$12` distance, `$13`/`$14`
-    /// driver/passenger keys, `$15` payload, `$16` receipt time, `$17`..`$20` phones,
+    /// driver/passenger keys, `$15` payload (JSON text), `$16` receipt time, `$17`..`$20` phones,
     /// `$21`..`$22` the Paris day, `$23`..`$24` the closeness window, `$25` the checks' time.
     /// One row per journey inserted (none for a duplicate): operator, operator journey id,
     /// new id and the three neighbour counts. The journeys must not depend on each other (no
@@ -357,7 +359,7 @@ mod sql {
             "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], \
              $4::text[], $5::text[], $6::timestamptz[], $7::float8[], $8::float8[], \
              $9::timestamptz[], $10::float8[], $11::float8[], $12::int8[], $13::text[], \
-             $14::text[], $15::jsonb[], $16::timestamptz[], $17::text[], $18::text[], \
+             $14::text[], $15::text[], $16::timestamptz[], $17::text[], $18::text[], \
              $19::text[], $20::text[], $21::timestamptz[], $22::timestamptz[], \
              $23::timestamptz[], $24::timestamptz[], $25::timestamptz[]) \
              AS i(uuid, operator_id, operator_journey_id, operator_trip_id, operator_class, \
@@ -373,7 +375,7 @@ mod sql {
              passenger_phone_trunc) \
              SELECT uuid, operator_id, operator_journey_id, operator_trip_id, operator_class, \
              start_datetime, start_lat, start_lon, end_datetime, end_lat, end_lon, distance, \
-             driver_identity_key, passenger_identity_key, payload, created_at, '{received}', \
+             driver_identity_key, passenger_identity_key, CAST(payload AS jsonb), created_at, '{received}', \
              '[]', driver_phone, driver_phone_trunc, passenger_phone, passenger_phone_trunc \
              FROM input ON CONFLICT (operator_id, operator_journey_id) DO NOTHING \
              RETURNING journey_id, operator_id, operator_journey_id), \

@@ -226,7 +226,7 @@ pub(in crate::store) async fn insert_independent(
         let (driver, passenger) = (&j.driver.identity, &j.passenger.identity);
         drivers.push(driver.identity_key.as_str());
         passengers.push(passenger.identity_key.as_str());
-        payloads.push(row.payload);
+        payloads.push(row.payload.get());
         received.push(row.created_at);
         phones[0].push(driver.phone.as_ref().map(|p| p.as_str()));
         phones[1].push(driver.phone_trunc.as_ref().map(|p| p.as_str()));

@@ -111,7 +111,7 @@ impl JourneyStore for SqliteStore {
             .bind(j.distance)
             .bind(driver.identity_key.as_str())
             .bind(passenger.identity_key.as_str())
-            .bind(row.payload.to_string())
+            .bind(row.payload.get())
             .bind(row.created_at.timestamp_millis())
             .bind(acquisition.as_str())
             .bind(labels_json(&labels).to_string())
