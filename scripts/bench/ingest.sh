@@ -91,7 +91,10 @@ measure() {
     rows_after=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
     ticks=$(getconf CLK_TCK)
     echo "$result"
-    echo "cpu during the run: gateway $(( ($(cpu "$gateway_pid") - cpu_gateway) / ticks )) s, registry $(( ($(cpu "$registry_pid") - cpu_registry) / ticks )) s, postgres $(( ($(cpu_pg) - cpu_postgres) / ticks )) s (of $DURATION on $(nproc) cores)"
+    local gw=$(( $(cpu "$gateway_pid") - cpu_gateway )) reg=$(( $(cpu "$registry_pid") - cpu_registry )) pg=$(( $(cpu_pg) - cpu_postgres ))
+    echo "cpu during the run: gateway $((gw / ticks)) s, registry $((reg / ticks)) s, postgres $((pg / ticks)) s (of $DURATION on $(nproc) cores)"
+    local served=$(( $(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result") ))
+    [ "$served" -gt 0 ] && echo "cpu per journey: gateway $((gw * 1000000 / ticks / served)) µs, registry $((reg * 1000000 / ticks / served)) µs, postgres $((pg * 1000000 / ticks / served)) µs"
     read -r batches_after batched_after <<<"$(batches)"
     transactions=$((batches_after - batches_before))
     read -r wal_records_after wal_fpi_after wal_bytes_after <<<"$(wal)"
