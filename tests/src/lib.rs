@@ -99,8 +99,7 @@ struct Replica {
 
 /// A port free right now (the gateway cannot report the port it bound).
 fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
+    Ok(test_ports::free_port())
 }
 
 impl Stack {

@@ -12,13 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// A public route forwarded to auth-service: no token needed.
 pub const SIGN_IN: &str = "/api/v1/auth/sign_in";
 
-/// A port free right now.
-pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+pub use test_ports::free_port;
 
 /// An upstream answering `200 ok` to every request (after reading its body), or after
 /// three seconds when `slow` is set. It counts the requests it read and the connections that

@@ -340,8 +340,7 @@ impl Drop for Prometheus {
 }
 
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    test_ports::free_port().port()
 }
 
 /// `addr` of `http://addr`.
