@@ -6,6 +6,7 @@ use crate::helpers::{
     status_and_json,
 };
 use chrono::{DateTime, TimeDelta, Utc};
+use registry::store::lifecycle::JobOutcome;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -14,6 +15,7 @@ on_both_stores!(
     incentives_are_computed_at_48_hours_within_caps_and_budget,
     funding_calls_are_issued_on_the_6th_and_keep_journeys_canceled_afterwards,
     exports_list_the_period_without_canceled_journeys,
+    a_funding_call_held_by_a_dead_runner_is_issued_once_its_lease_runs_out,
 );
 
 fn campaign() -> Value {
@@ -347,4 +349,51 @@ async fn exports_list_the_period_without_canceled_journeys(kind: StoreKind) {
             .0,
         404
     );
+}
+
+/// The funding call of the 6th, claimed by a runner that dies before issuing it: no call
+/// while its lease holds, then exactly one, issued by another runner; the dead runner, back,
+/// cannot issue it again.
+async fn a_funding_call_held_by_a_dead_runner_is_issued_once_its_lease_runs_out(kind: StoreKind) {
+    let start = at("2026-05-20T06:00:00Z");
+    let (app, clock) = spawn_app_at(kind, start + TimeDelta::hours(1)).await;
+    create_campaign(&app, &campaign()).await;
+    send(&app, 1, "kept", 1, start).await;
+    clock.set(start + TimeDelta::hours(48));
+    app.runner.run_due().await.unwrap();
+    let call = || async {
+        status_and_json(
+            app.call(
+                Method::GET,
+                "/v3/funding-calls?month=2026-05",
+                &operator(1),
+                None,
+            )
+            .await,
+        )
+        .await
+    };
+    // 6 June, 00:00 in Paris.
+    clock.set(at("2026-06-05T22:00:00Z"));
+    let dead = app.runner.another();
+    let claimed = dead.claim().await.unwrap();
+    assert_eq!(claimed.len(), 1, "the funding call is the only job due");
+    assert_eq!(app.runner.run_due().await.unwrap(), 0, "held by the lease");
+    assert_eq!(call().await.0, 404);
+    clock.advance(TimeDelta::minutes(5));
+    assert_eq!(app.runner.run_due().await.unwrap(), 1, "replayed");
+    let (code, issued) = call().await;
+    assert_eq!(code, 200, "{issued}");
+    // Dated the 6th, whenever it ran.
+    assert_eq!(issued["issued_at"], "2026-06-05T22:00:00.000Z");
+    // One journey's incentive (the test above pays 240 for two).
+    assert_eq!(issued["calls"][0]["amount"], 120);
+    assert_eq!(issued["calls"][0]["journeys"].as_array().unwrap().len(), 1);
+    // The dead runner comes back: its claim is no longer its own, and nothing changes.
+    assert_eq!(
+        dead.execute(&claimed[0]).await.unwrap(),
+        JobOutcome::Superseded
+    );
+    assert_eq!(app.runner.run_due().await.unwrap(), 0);
+    assert_eq!(call().await.1, issued);
 }
