@@ -225,15 +225,31 @@ mod sql {
             .join(", ")
     }
 
-    pub const INSERT: &str = "INSERT INTO journeys (uuid, operator_id, operator_journey_id, \
-        operator_trip_id, operator_class, start_datetime, start_lat, start_lon, end_datetime, \
-        end_lat, end_lon, distance, driver_identity_key, passenger_identity_key, payload, \
-        created_at, acquisition_status, terms_violation_labels, driver_phone, \
-        driver_phone_trunc, passenger_phone, passenger_phone_trunc) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-        $18, $19, $20, $21, $22) \
-        ON CONFLICT (operator_id, operator_journey_id) DO NOTHING \
-        RETURNING journey_id";
+    /// A journey's insert, `$15` its payload (JSON text) written as `$payload` says.
+    macro_rules! insert {
+        ($payload:literal) => {
+            concat!(
+                "INSERT INTO journeys (uuid, operator_id, operator_journey_id, \
+                 operator_trip_id, operator_class, start_datetime, start_lat, start_lon, \
+                 end_datetime, end_lat, end_lon, distance, driver_identity_key, \
+                 passenger_identity_key, payload, created_at, acquisition_status, \
+                 terms_violation_labels, driver_phone, driver_phone_trunc, passenger_phone, \
+                 passenger_phone_trunc) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
+                $payload,
+                ", $16, $17, $18, $19, $20, $21, $22) \
+                 ON CONFLICT (operator_id, operator_journey_id) DO NOTHING \
+                 RETURNING journey_id"
+            )
+        };
+    }
+
+    /// SQLite: the payload column is TEXT.
+    pub const INSERT: &str = insert!("$15");
+
+    /// PostgreSQL: the payload column is `json`, and `$15` is bound as text (a `jsonb`
+    /// parameter would be parsed into jsonb and printed back).
+    const INSERT_PG: &str = insert!("CAST($15 AS json)");
 
     pub const EXISTING: &str =
         "SELECT created_at FROM journeys WHERE operator_id = $1 AND operator_journey_id = $2";
@@ -331,7 +347,7 @@ mod sql {
             close: ("$25", "$26"),
         };
         format!(
-            "WITH inserted AS ({INSERT}), checks AS ({ENQUEUE_NEW}) \
+            "WITH inserted AS ({INSERT_PG}), checks AS ({ENQUEUE_NEW}) \
              SELECT journey_id, {} FROM inserted",
             neighbour_counts(&inputs)
         )
@@ -375,7 +391,7 @@ mod sql {
              passenger_phone_trunc) \
              SELECT uuid, operator_id, operator_journey_id, operator_trip_id, operator_class, \
              start_datetime, start_lat, start_lon, end_datetime, end_lat, end_lon, distance, \
-             driver_identity_key, passenger_identity_key, CAST(payload AS jsonb), created_at, '{received}', \
+             driver_identity_key, passenger_identity_key, CAST(payload AS json), created_at, '{received}', \
              '[]', driver_phone, driver_phone_trunc, passenger_phone, passenger_phone_trunc \
              FROM input ON CONFLICT (operator_id, operator_journey_id) DO NOTHING \
              RETURNING journey_id, operator_id, operator_journey_id), \

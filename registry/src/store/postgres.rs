@@ -1,4 +1,4 @@
-//! [`JourneyStore`] on PostgreSQL: `timestamptz`, `uuid`, `jsonb`. Terms checks are
+//! [`JourneyStore`] on PostgreSQL: `timestamptz`, `uuid`, `json`. Terms checks are
 //! serialised per person with transaction-scoped advisory locks; updates lock their row.
 
 use super::batch::{BatchMetrics, Batcher};
@@ -127,7 +127,7 @@ pub(in crate::store) async fn insert_locked(
         .bind(j.distance)
         .bind(driver.identity_key.as_str())
         .bind(passenger.identity_key.as_str())
-        .bind(row.payload)
+        .bind(row.payload.get())
         .bind(row.created_at)
         .bind(AcquisitionStatus::Received.as_str())
         .bind(labels_json(&[]))
