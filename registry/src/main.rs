@@ -1,4 +1,5 @@
-//! `registry [--config <file>]`: load settings, start logging, serve until ctrl-c or SIGTERM.
+//! `registry [--config <file>]`: load settings, start the runtime (`worker_threads`) and
+//! logging, serve until ctrl-c or SIGTERM.
 
 /// mimalloc: fewer cycles per request than glibc malloc under many small allocations.
 #[global_allocator]
@@ -7,10 +8,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use registry::{Application, Settings};
 use std::path::PathBuf;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = config_arg()?;
     let settings: Settings = layered_settings::load("registry", config.as_deref())?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if settings.worker_threads > 0 {
+        runtime.worker_threads(settings.worker_threads);
+    }
+    runtime.enable_all().build()?.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     telemetry::init(settings.telemetry_format()?, "info");
     let app = Application::build(settings).await?;
     tracing::info!(addr = %app.local_addr(), "registry listening");

@@ -29,6 +29,10 @@ pub struct Settings {
     pub jobs: JobsSettings,
     /// Journey ingestion: group commit of concurrent inserts (PostgreSQL).
     pub ingest: IngestSettings,
+    /// Threads of the async runtime; 0 (default): one per core. When the registry shares a
+    /// small machine with the gateway and PostgreSQL, fewer threads than cores spend less
+    /// CPU per request on waking and stealing work across threads (docs/performance.md).
+    pub worker_threads: usize,
 }
 
 /// Group commit of `POST /{v}/journeys` (docs/performance.md, "Journey ingestion").
@@ -125,6 +129,7 @@ impl Default for Settings {
             cee: CeeSettings::default(),
             jobs: JobsSettings::default(),
             ingest: IngestSettings::default(),
+            worker_threads: 0,
         }
     }
 }
@@ -163,6 +168,7 @@ mod tests {
         assert_eq!(s.jobs.lease_secs, 300);
         assert_eq!(s.ingest.batch_max, 64);
         assert_eq!(s.ingest.batch_writers, 2);
+        assert_eq!(s.worker_threads, 0);
     }
 
     #[test]

@@ -21,6 +21,11 @@ RUNS=${RUNS:-1}                       # measured runs after one seed and warm-up
 # REGISTRY_PG_URL overrides PG_URL for the registry alone (e.g. to pass `options=-c ...`);
 # BENCH_DEBUG=1 prints wrk's whole output and the first refused answers.
 
+# The whole stack, PostgreSQL and wrk share this machine's cores: one thread each for the
+# gateway and the registry spends less CPU per journey than one per core (no cross-thread
+# wake-ups and work stealing; docs/performance.md). Set them to 2 / 0 to measure the defaults.
+GATEWAY_THREADS=${GATEWAY_THREADS:-1}
+REGISTRY_THREADS=${REGISTRY_THREADS:-1}
 # One operator sends every journey here: lift the reference's 20 000/min per operator.
 export GATEWAY__RATE_LIMITS__CLASSES__JOURNEYS_WRITE=1000000000
 source scripts/bench/stack.sh
@@ -63,7 +68,7 @@ log "creating an operator and an application token"
 token=$(bench_token)
 
 rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
-log "warm-up ($WARMUP), then $DURATION at $CONNECTIONS connections; $rows_before journeys stored"
+log "warm-up ($WARMUP), then $DURATION at $CONNECTIONS connections ($THREADS wrk threads); $rows_before journeys stored; gateway threads $GATEWAY_THREADS, registry threads $REGISTRY_THREADS (0: one per core)"
 BENCH_TOKEN=$token BENCH_RUN=warm wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" \
     -s scripts/bench/ingest.lua http://127.0.0.1:18080 >/dev/null
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }    # user + system, in clock ticks
