@@ -29,9 +29,11 @@ pub struct Settings {
     pub jobs: JobsSettings,
     /// Journey ingestion: group commit of concurrent inserts (PostgreSQL).
     pub ingest: IngestSettings,
-    /// Threads of the async runtime; 0 (default): one per core. When the registry shares a
-    /// small machine with the gateway and PostgreSQL, fewer threads than cores spend less
-    /// CPU per request on waking and stealing work across threads (docs/performance.md).
+    /// Threads of the `registry` binary's async runtime; 0 (default): one per core. When the
+    /// registry shares a small machine with the gateway and PostgreSQL, fewer threads than
+    /// cores spend less CPU per request on waking and stealing work across threads
+    /// (docs/performance.md). The all-in-one runner (`cargo run`) has a runtime of its own
+    /// and ignores it.
     pub worker_threads: usize,
 }
 
