@@ -3,5 +3,6 @@
 -- read back whole, to revise a journey. jsonb cost every insert a parse into its binary form
 -- and made the stored value a third larger (about 1 000 bytes against 770 for a typical
 -- journey), in the row and in the WAL. `json` checks the text is valid JSON and stores it as
--- is. SQLite stores it as TEXT already.
+-- is. SQLite stores it as TEXT already. The change rewrites the table under an exclusive lock:
+-- on a registry already holding millions of journeys, apply it in a maintenance window.
 ALTER TABLE journeys ALTER COLUMN payload TYPE json USING payload::json;
