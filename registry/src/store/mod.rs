@@ -347,7 +347,7 @@ mod sql {
         format!("SELECT {}", neighbour_counts(&inputs))
     });
 
-    /// PostgreSQL: [`INSERT`] and, in the same statement and snapshot, the new journey's
+    /// PostgreSQL: [`INSERT_PG`] and, in the same statement and snapshot, the new journey's
     /// neighbour counts (`$23`..`$24` its Paris day, `$25`..`$26` its closeness window) and
     /// its checks job (due at `$27`).
     /// No row when the journey is a duplicate. The new row is not among its own neighbours:
