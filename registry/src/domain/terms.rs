@@ -11,6 +11,7 @@
 //! new trip, so it does not count against the limit.
 
 use super::journey::NewJourney;
+use super::validate::CLOCK_SKEW;
 use chrono::{DateTime, NaiveTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Europe::Paris;
 
@@ -25,6 +26,16 @@ pub const MAX_TRIPS_PER_DAY: i64 = 4;
 
 /// Two trips of the same couple must be at least this far apart.
 pub const CLOSE_TRIPS_GAP: TimeDelta = TimeDelta::minutes(30);
+
+/// The longest a journey that counts toward the terms can last. A journey is only written
+/// with a counting status after passing [`violations`] at the `now` it was validated at
+/// (creation or update): it started at most [`SEND_DEADLINE`] before `now` (else `expired`)
+/// and ends at most [`CLOCK_SKEW`] after it (else refused as in the future). So no counting
+/// journey that ends after a moment started more than this before it, which bounds the
+/// couple count's index scans from below; without a bound they read a person's whole history.
+pub fn max_counting_duration() -> TimeDelta {
+    SEND_DEADLINE + CLOCK_SKEW
+}
 
 /// Why a journey breaks the terms of use. The order of the variants is the order of labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,17 +80,22 @@ pub struct TermsWindows {
     /// ends after `close_start`: less than [`CLOSE_TRIPS_GAP`] between the two.
     pub close_start: DateTime<Utc>,
     pub close_end: DateTime<Utc>,
+    /// No counting journey ending after `close_start` starts before this:
+    /// `close_start` - [`max_counting_duration`].
+    pub close_scan_from: DateTime<Utc>,
 }
 
 impl TermsWindows {
     /// The windows of `journey`.
     pub fn of(journey: &NewJourney) -> Self {
         let (day_start, day_end) = paris_day(journey.start.datetime);
+        let close_start = journey.start.datetime - CLOSE_TRIPS_GAP;
         Self {
             day_start,
             day_end,
-            close_start: journey.start.datetime - CLOSE_TRIPS_GAP,
+            close_start,
             close_end: journey.end.datetime + CLOSE_TRIPS_GAP,
+            close_scan_from: close_start - max_counting_duration(),
         }
     }
 }
@@ -244,6 +260,31 @@ mod tests {
         assert_eq!(w.day_end, at("2026-11-22T23:00:00Z"));
         assert_eq!(w.close_start, at("2026-11-22T10:30:00Z"));
         assert_eq!(w.close_end, at("2026-11-22T12:10:00Z"));
+        assert_eq!(w.close_scan_from, at("2026-11-21T10:25:00Z"));
+    }
+
+    /// The couple count's lower bound is only exact if no journey that passes the terms can
+    /// last longer than [`max_counting_duration`]: the longest one accepted lasts exactly
+    /// that, and one millisecond more is refused (expired or in the future).
+    #[test]
+    fn no_journey_passing_the_terms_lasts_longer_than_the_bound() {
+        let journey_between = |start: DateTime<Utc>, end: DateTime<Utc>| {
+            let mut payload = valid_payload();
+            payload["start"]["datetime"] = json!(start.to_rfc3339());
+            payload["end"]["datetime"] = json!(end.to_rfc3339());
+            validate_journey(&payload, now())
+                .ok()
+                .filter(|j| standalone_violations(j, now()).is_empty())
+        };
+        let (earliest, latest) = (now() - SEND_DEADLINE, now() + CLOCK_SKEW);
+        let longest = journey_between(earliest, latest).expect("the longest accepted journey");
+        assert_eq!(
+            longest.end.datetime - longest.start.datetime,
+            max_counting_duration()
+        );
+        let ms = TimeDelta::milliseconds(1);
+        assert!(journey_between(earliest - ms, latest).is_none());
+        assert!(journey_between(earliest, latest + ms).is_none());
     }
 
     #[test]

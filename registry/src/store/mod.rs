@@ -280,7 +280,9 @@ mod sql {
         driver: &'a str,
         passenger: &'a str,
         day: (&'a str, &'a str),
-        close: (&'a str, &'a str),
+        /// The closeness window, from the earliest start a counting journey in it can have:
+        /// `(close_scan_from, close_start, close_end)` of [`crate::domain::TermsWindows`].
+        close: (&'a str, &'a str, &'a str),
     }
 
     /// Three scalar subqueries giving [`crate::domain::Neighbours`]: the driver's and the
@@ -317,8 +319,11 @@ mod sql {
                 &format!("passenger_identity_key = {key} AND {that_day}"),
             )
         };
-        let (close_start, close_end) = i.close;
-        let close = format!("start_datetime < {close_end} AND end_datetime > {close_start}");
+        let (scan_from, close_start, close_end) = i.close;
+        let close = format!(
+            "start_datetime >= {scan_from} AND start_datetime < {close_end} \
+             AND end_datetime > {close_start}"
+        );
         let (d, p) = (i.driver, i.passenger);
         format!(
             "{}, {}, {}",
@@ -333,7 +338,7 @@ mod sql {
 
     /// The neighbour counts of a journey: `$1` operator, `$2` the journey's own id (0 when
     /// new), `$3` its trip, `$4`/`$5` driver/passenger keys, `$6`..`$7` its Paris day,
-    /// `$8`..`$9` its closeness window.
+    /// `$8`..`$9` its closeness window, `$10` the earliest start of a journey in it.
     pub static NEIGHBOURS: LazyLock<String> = LazyLock::new(|| {
         let inputs = Inputs {
             operator: "$1",
@@ -342,14 +347,14 @@ mod sql {
             driver: "$4",
             passenger: "$5",
             day: ("$6", "$7"),
-            close: ("$8", "$9"),
+            close: ("$10", "$8", "$9"),
         };
         format!("SELECT {}", neighbour_counts(&inputs))
     });
 
     /// PostgreSQL: [`INSERT_PG`] and, in the same statement and snapshot, the new journey's
-    /// neighbour counts (`$23`..`$24` its Paris day, `$25`..`$26` its closeness window) and
-    /// its checks job (due at `$27`).
+    /// neighbour counts (`$23`..`$24` its Paris day, `$25`..`$26` its closeness window, `$28`
+    /// the earliest start of a journey in it) and its checks job (due at `$27`).
     /// No row when the journey is a duplicate. The new row is not among its own neighbours:
     /// a statement does not see what it writes.
     pub static INSERT_COUNTING: LazyLock<String> = LazyLock::new(|| {
@@ -360,7 +365,7 @@ mod sql {
             driver: "$13",
             passenger: "$14",
             day: ("$23", "$24"),
-            close: ("$25", "$26"),
+            close: ("$28", "$25", "$26"),
         };
         format!(
             "WITH inserted AS ({INSERT_PG}), checks AS ({ENQUEUE_NEW}) \
@@ -373,7 +378,8 @@ mod sql {
     /// an array with one element per journey: `$1` uuid, `$2` operator, `$3` operator journey
     /// id, `$4` trip, `$5` class, `$6`..`$11` start and end, `$12` distance, `$13`/`$14`
     /// driver/passenger keys, `$15` payload (JSON text), `$16` receipt time, `$17`..`$20` phones,
-    /// `$21`..`$22` the Paris day, `$23`..`$24` the closeness window, `$25` the checks' time.
+    /// `$21`..`$22` the Paris day, `$23`..`$24` the closeness window, `$25` the checks' time,
+    /// `$26` the earliest start of a journey in the closeness window.
     /// One row per journey inserted (none for a duplicate): operator, operator journey id,
     /// new id and the three neighbour counts. The journeys must not depend on each other (no
     /// shared person, no shared key): a statement does not see what it writes.
@@ -385,7 +391,7 @@ mod sql {
             driver: "i.driver_identity_key",
             passenger: "i.passenger_identity_key",
             day: ("i.day_start", "i.day_end"),
-            close: ("i.close_start", "i.close_end"),
+            close: ("i.close_scan_from", "i.close_start", "i.close_end"),
         };
         format!(
             "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], \
@@ -393,12 +399,13 @@ mod sql {
              $9::timestamptz[], $10::float8[], $11::float8[], $12::int8[], $13::text[], \
              $14::text[], $15::text[], $16::timestamptz[], $17::text[], $18::text[], \
              $19::text[], $20::text[], $21::timestamptz[], $22::timestamptz[], \
-             $23::timestamptz[], $24::timestamptz[], $25::timestamptz[]) \
+             $23::timestamptz[], $24::timestamptz[], $25::timestamptz[], \
+             $26::timestamptz[]) \
              AS i(uuid, operator_id, operator_journey_id, operator_trip_id, operator_class, \
              start_datetime, start_lat, start_lon, end_datetime, end_lat, end_lon, distance, \
              driver_identity_key, passenger_identity_key, payload, created_at, driver_phone, \
              driver_phone_trunc, passenger_phone, passenger_phone_trunc, day_start, day_end, \
-             close_start, close_end, checks_at)), \
+             close_start, close_end, checks_at, close_scan_from)), \
              inserted AS (INSERT INTO journeys (uuid, operator_id, operator_journey_id, \
              operator_trip_id, operator_class, start_datetime, start_lat, start_lon, \
              end_datetime, end_lat, end_lon, distance, driver_identity_key, \

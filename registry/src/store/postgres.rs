@@ -71,6 +71,7 @@ async fn terms_labels(
         .bind(w.day_end)
         .bind(w.close_start)
         .bind(w.close_end)
+        .bind(w.close_scan_from)
         .fetch_one(&mut *conn)
         .await?;
     let neighbours = Neighbours {
@@ -140,6 +141,7 @@ pub(in crate::store) async fn insert_locked(
         .bind(w.close_start)
         .bind(w.close_end)
         .bind(j.start.datetime + CHECKS_AFTER)
+        .bind(w.close_scan_from)
         .fetch_optional(&mut *conn)
         .await?;
     outcome(conn, row, inserted).await
@@ -208,7 +210,7 @@ pub(in crate::store) async fn insert_independent(
     let mut payloads = Vec::with_capacity(n);
     let mut received = Vec::with_capacity(n);
     let mut phones: [Vec<Option<&str>>; 4] = Default::default();
-    let mut windows: [Vec<DateTime<Utc>>; 5] = Default::default();
+    let mut windows: [Vec<DateTime<Utc>>; 6] = Default::default();
     for row in rows {
         let j = row.journey;
         uuids.push(row.uuid);
@@ -238,6 +240,7 @@ pub(in crate::store) async fn insert_independent(
         windows[2].push(w.close_start);
         windows[3].push(w.close_end);
         windows[4].push(j.start.datetime + CHECKS_AFTER);
+        windows[5].push(w.close_scan_from);
     }
     let [
         driver_phones,
@@ -245,7 +248,14 @@ pub(in crate::store) async fn insert_independent(
         passenger_phones,
         passenger_truncs,
     ] = phones;
-    let [day_starts, day_ends, close_starts, close_ends, checks_at] = windows;
+    let [
+        day_starts,
+        day_ends,
+        close_starts,
+        close_ends,
+        checks_at,
+        close_scans_from,
+    ] = windows;
     let inserted: Vec<(i64, String, i64, i64, i64, i64)> =
         sqlx::query_as(sql::INSERT_COUNTING_MANY.as_str())
             .bind(uuids)
@@ -273,6 +283,7 @@ pub(in crate::store) async fn insert_independent(
             .bind(close_starts)
             .bind(close_ends)
             .bind(checks_at)
+            .bind(close_scans_from)
             .fetch_all(&mut *conn)
             .await?;
     let mut outcomes = Vec::with_capacity(n);

@@ -17,6 +17,7 @@ on_both_stores!(
     a_journey_joining_a_counted_trip_is_not_a_new_trip,
     canceled_and_refused_journeys_do_not_count,
     trips_of_one_couple_must_be_thirty_minutes_apart,
+    the_longest_accepted_journey_is_still_too_close_to_the_next,
     send_deadline_and_distance_boundaries,
     simultaneous_trips_cannot_slip_under_the_daily_limit,
     on_the_25_hour_day_both_late_hours_count_as_one_paris_day,
@@ -333,6 +334,23 @@ async fn trips_of_one_couple_must_be_thirty_minutes_apart(kind: StoreKind) {
     )
     .await;
     assert_eq!(code, 201, "{labels}");
+}
+
+/// The couple count reads a person's journeys from `max_counting_duration` (24 h 05) before its
+/// window: the longest journey the terms accept, sent at the last moment, is still seen.
+async fn the_longest_accepted_journey_is_still_too_close_to_the_next(kind: StoreKind) {
+    let now = at("2026-06-10T20:00:00Z");
+    let (app, clock) = spawn_app_at(kind, now).await;
+    let op = operator(1);
+    // Started 24 h ago, ends 5 minutes from now (the clock skew allowed): 24 h 05 long.
+    let longest = span("2026-06-09T20:00:00Z", 24 * 60 + 5);
+    let (code, labels) = send(&app, &op, "long", "tl", ('a', 'b'), longest).await;
+    assert_eq!(code, 201, "{labels}");
+    // The same couple 29 minutes after it ended, sent once it is over.
+    let next = span("2026-06-10T20:34:00Z", 10);
+    clock.set(next.1);
+    let (code, labels) = send(&app, &op, "next", "tn", ('b', 'a'), next).await;
+    assert_eq!((code, labels), (422, json!(["too_close_trips"])));
 }
 
 async fn send_deadline_and_distance_boundaries(kind: StoreKind) {
