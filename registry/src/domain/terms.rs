@@ -32,7 +32,8 @@ pub const CLOSE_TRIPS_GAP: TimeDelta = TimeDelta::minutes(30);
 /// (creation or update): it started at most [`SEND_DEADLINE`] before `now` (else `expired`)
 /// and ends at most [`CLOCK_SKEW`] after it (else refused as in the future). So no counting
 /// journey that ends after a moment started more than this before it, which bounds the
-/// couple count's index scans from below; without a bound they read a person's whole history.
+/// couple count's index scans from below ([`TermsWindows::scan_start`]); without a bound
+/// they read a person's whole history.
 pub fn max_counting_duration() -> TimeDelta {
     SEND_DEADLINE + CLOCK_SKEW
 }
@@ -80,9 +81,12 @@ pub struct TermsWindows {
     /// ends after `close_start`: less than [`CLOSE_TRIPS_GAP`] between the two.
     pub close_start: DateTime<Utc>,
     pub close_end: DateTime<Utc>,
-    /// No counting journey ending after `close_start` starts before this:
-    /// `close_start` - [`max_counting_duration`].
-    pub close_scan_from: DateTime<Utc>,
+    /// Every trip of a person as driver that either of their counts involves starts in
+    /// `[scan_start, scan_end)`: the Paris day, and the closeness window, whose counting
+    /// trips start no earlier than `close_start` - [`max_counting_duration`]. One index scan
+    /// of this span serves the person's trips that day and the couple's close trips.
+    pub scan_start: DateTime<Utc>,
+    pub scan_end: DateTime<Utc>,
 }
 
 impl TermsWindows {
@@ -90,12 +94,14 @@ impl TermsWindows {
     pub fn of(journey: &NewJourney) -> Self {
         let (day_start, day_end) = paris_day(journey.start.datetime);
         let close_start = journey.start.datetime - CLOSE_TRIPS_GAP;
+        let close_end = journey.end.datetime + CLOSE_TRIPS_GAP;
         Self {
             day_start,
             day_end,
             close_start,
-            close_end: journey.end.datetime + CLOSE_TRIPS_GAP,
-            close_scan_from: close_start - max_counting_duration(),
+            close_end,
+            scan_start: day_start.min(close_start - max_counting_duration()),
+            scan_end: day_end.max(close_end),
         }
     }
 }
@@ -260,7 +266,20 @@ mod tests {
         assert_eq!(w.day_end, at("2026-11-22T23:00:00Z"));
         assert_eq!(w.close_start, at("2026-11-22T10:30:00Z"));
         assert_eq!(w.close_end, at("2026-11-22T12:10:00Z"));
-        assert_eq!(w.close_scan_from, at("2026-11-21T10:25:00Z"));
+        assert_eq!(w.scan_start, at("2026-11-21T10:25:00Z"));
+        assert_eq!(w.scan_end, at("2026-11-22T23:00:00Z"));
+
+        // Ending late in the evening, its closeness window runs into the next Paris day.
+        let mut late = journey;
+        (late.start.datetime, late.end.datetime) =
+            (at("2026-11-22T22:00:00Z"), at("2026-11-22T22:40:00Z"));
+        let w = TermsWindows::of(&late);
+        assert_eq!(
+            (w.day_start, w.day_end),
+            (at("2026-11-21T23:00:00Z"), at("2026-11-22T23:00:00Z"))
+        );
+        assert_eq!(w.scan_start, at("2026-11-21T21:25:00Z"));
+        assert_eq!(w.scan_end, at("2026-11-22T23:10:00Z"));
     }
 
     /// The couple count's lower bound is only exact if no journey that passes the terms can

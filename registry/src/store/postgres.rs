@@ -71,7 +71,8 @@ async fn terms_labels(
         .bind(w.day_end)
         .bind(w.close_start)
         .bind(w.close_end)
-        .bind(w.close_scan_from)
+        .bind(w.scan_start)
+        .bind(w.scan_end)
         .fetch_one(&mut *conn)
         .await?;
     let neighbours = Neighbours {
@@ -141,7 +142,8 @@ pub(in crate::store) async fn insert_locked(
         .bind(w.close_start)
         .bind(w.close_end)
         .bind(j.start.datetime + CHECKS_AFTER)
-        .bind(w.close_scan_from)
+        .bind(w.scan_start)
+        .bind(w.scan_end)
         .fetch_optional(&mut *conn)
         .await?;
     outcome(conn, row, inserted).await
@@ -210,7 +212,7 @@ pub(in crate::store) async fn insert_independent(
     let mut payloads = Vec::with_capacity(n);
     let mut received = Vec::with_capacity(n);
     let mut phones: [Vec<Option<&str>>; 4] = Default::default();
-    let mut windows: [Vec<DateTime<Utc>>; 6] = Default::default();
+    let mut windows: [Vec<DateTime<Utc>>; 7] = Default::default();
     for row in rows {
         let j = row.journey;
         uuids.push(row.uuid);
@@ -240,7 +242,8 @@ pub(in crate::store) async fn insert_independent(
         windows[2].push(w.close_start);
         windows[3].push(w.close_end);
         windows[4].push(j.start.datetime + CHECKS_AFTER);
-        windows[5].push(w.close_scan_from);
+        windows[5].push(w.scan_start);
+        windows[6].push(w.scan_end);
     }
     let [
         driver_phones,
@@ -254,7 +257,8 @@ pub(in crate::store) async fn insert_independent(
         close_starts,
         close_ends,
         checks_at,
-        close_scans_from,
+        scan_starts,
+        scan_ends,
     ] = windows;
     let inserted: Vec<(i64, String, i64, i64, i64, i64)> =
         sqlx::query_as(sql::INSERT_COUNTING_MANY.as_str())
@@ -283,7 +287,8 @@ pub(in crate::store) async fn insert_independent(
             .bind(close_starts)
             .bind(close_ends)
             .bind(checks_at)
-            .bind(close_scans_from)
+            .bind(scan_starts)
+            .bind(scan_ends)
             .fetch_all(&mut *conn)
             .await?;
     let mut outcomes = Vec::with_capacity(n);

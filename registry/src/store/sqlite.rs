@@ -58,7 +58,8 @@ async fn terms_labels(
         .bind(w.day_end.timestamp_millis())
         .bind(w.close_start.timestamp_millis())
         .bind(w.close_end.timestamp_millis())
-        .bind(w.close_scan_from.timestamp_millis())
+        .bind(w.scan_start.timestamp_millis())
+        .bind(w.scan_end.timestamp_millis())
         .fetch_one(&mut *conn)
         .await?;
     let neighbours = Neighbours {

@@ -18,6 +18,7 @@ on_both_stores!(
     canceled_and_refused_journeys_do_not_count,
     trips_of_one_couple_must_be_thirty_minutes_apart,
     the_longest_accepted_journey_is_still_too_close_to_the_next,
+    close_trips_across_paris_midnight_are_seen_from_either_day,
     send_deadline_and_distance_boundaries,
     simultaneous_trips_cannot_slip_under_the_daily_limit,
     on_the_25_hour_day_both_late_hours_count_as_one_paris_day,
@@ -350,6 +351,27 @@ async fn the_longest_accepted_journey_is_still_too_close_to_the_next(kind: Store
     let next = span("2026-06-10T20:34:00Z", 10);
     clock.set(next.1);
     let (code, labels) = send(&app, &op, "next", "tn", ('b', 'a'), next).await;
+    assert_eq!((code, labels), (422, json!(["too_close_trips"])));
+}
+
+/// A couple's trips 20 minutes apart on either side of Paris midnight (22:00 UTC in June):
+/// the count reads past the end of the journey's day, and before its start.
+async fn close_trips_across_paris_midnight_are_seen_from_either_day(kind: StoreKind) {
+    let (app, _clock) = spawn_app_at(kind, at("2026-06-11T00:00:00Z")).await;
+    let op = operator(1);
+    // 00:05 Paris on 11 June, then 23:30-23:45 on 10 June, sent later.
+    let after = span("2026-06-10T22:05:00Z", 20);
+    let (code, labels) = send(&app, &op, "after", "ta", ('a', 'b'), after).await;
+    assert_eq!(code, 201, "{labels}");
+    let before = span("2026-06-10T21:30:00Z", 15);
+    let (code, labels) = send(&app, &op, "before", "tb", ('b', 'a'), before).await;
+    assert_eq!((code, labels), (422, json!(["too_close_trips"])));
+    // 23:30-23:50 Paris on 10 June, then 00:10 on 11 June.
+    let eve = span("2026-06-10T21:30:00Z", 20);
+    let (code, labels) = send(&app, &op, "eve", "te", ('c', 'd'), eve).await;
+    assert_eq!(code, 201, "{labels}");
+    let morning = span("2026-06-10T22:10:00Z", 10);
+    let (code, labels) = send(&app, &op, "morning", "tm", ('d', 'c'), morning).await;
     assert_eq!((code, labels), (422, json!(["too_close_trips"])));
 }
 
