@@ -79,6 +79,26 @@ batches() {
     curl -s http://127.0.0.1:18082/metrics |
         awk '/^registry_journey_insert_batch_size_count/{c=$2} /^registry_journey_insert_batch_size_sum/{s=$2} END{printf "%d %d", c, s}'
 }
+# A histogram's sum and count at a metrics endpoint, over the series whose labels hold a
+# given text:   histogram URL METRIC LABEL_TEXT
+histogram() {
+    curl -s "$1" | awk -v m="$2" -v l="$3" '
+        index($1, m "_sum{") == 1 && index($1, l) {s += $2}
+        index($1, m "_count{") == 1 && index($1, l) {c += $2}
+        END {printf "%f %d", s, c}'
+}
+# Where a request's time goes, as cumulative sums and counts: the gateway (the whole
+# request), the registry's HTTP handling of journey creations, and its store insert (the
+# wait for a batch writer and the transaction).
+latencies() {
+    histogram http://127.0.0.1:18090/metrics gateway_request_duration_seconds 'route="/{version}/journeys"'
+    echo -n ' '
+    histogram http://127.0.0.1:18082/metrics registry_http_request_duration_seconds 'route="/{version}/journeys"'
+    echo -n ' '
+    histogram http://127.0.0.1:18082/metrics registry_db_duration_seconds 'op="insert"'
+}
+# The mean in ms of a histogram between two readings: mean SUM_BEFORE COUNT_BEFORE SUM COUNT
+mean_ms() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN {if (d > b) printf "%.2f", (c - a) * 1000 / (d - b); else printf "-"}'; }
 # WAL written by the whole cluster: records, full-page images, bytes.
 wal() { psql "$PG_URL" -tAF' ' -c 'SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal'; }
 
@@ -89,6 +109,7 @@ measure() {
     cpu_gateway=$(cpu "$gateway_pid"); cpu_registry=$(cpu "$registry_pid"); cpu_postgres=$(cpu_pg)
     read -r batches_before batched_before <<<"$(batches)"
     read -r wal_records wal_fpi wal_bytes <<<"$(wal)"
+    read -r gw_s0 gw_n0 http_s0 http_n0 db_s0 db_n0 <<<"$(latencies)"
     output=$(BENCH_TOKEN=$token BENCH_RUN=run$1 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
         -s scripts/bench/ingest.lua http://127.0.0.1:18080)
     [ -z "${BENCH_DEBUG:-}" ] || echo "$output"
@@ -105,6 +126,8 @@ measure() {
     read -r wal_records_after wal_fpi_after wal_bytes_after <<<"$(wal)"
     echo "WAL during the run: $((wal_records_after - wal_records)) records, $((wal_fpi_after - wal_fpi)) full-page images, $(( (${wal_bytes_after%.*} - ${wal_bytes%.*}) / 1048576 )) MiB"
     echo "grouped inserts during the run: $transactions transactions carrying $((batched_after - batched_before)) journeys"
+    read -r gw_s1 gw_n1 http_s1 http_n1 db_s1 db_n1 <<<"$(latencies)"
+    echo "mean time per journey: gateway $(mean_ms "$gw_s0" "$gw_n0" "$gw_s1" "$gw_n1") ms, registry HTTP $(mean_ms "$http_s0" "$http_n0" "$http_s1" "$http_n1") ms, store insert (queue and transaction) $(mean_ms "$db_s0" "$db_n0" "$db_s1" "$db_n1") ms"
     requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
     non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$result")
     stored=$((rows_after - rows_before))
