@@ -8,7 +8,9 @@
 # (ports 18080-18090) against the machine's PostgreSQL (fresh schemas bench_auth and
 # bench_registry, dropped at the end) and Redis (prefix bench:), seeds SEED journeys with SQL,
 # creates an operator and an application token through the API, runs wrk for DURATION, then
-# checks that every 201 is a stored row. Everything it starts is stopped on exit.
+# checks that every 201 is a stored row. Each run also prints each process's CPU per journey,
+# the WAL written, the batches, and the mean time spent in the gateway, the registry's handler
+# and its store insert. Everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
