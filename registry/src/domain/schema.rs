@@ -7,7 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use std::fmt::Display;
+use std::fmt::{self, Display};
+use std::rc::Rc;
 
 /// Collects violations while a payload is walked.
 #[derive(Debug, Default)]
@@ -19,32 +20,70 @@ pub(crate) struct Checker {
 #[derive(Debug, Clone)]
 pub(crate) struct Field<'a> {
     pub(crate) value: Option<&'a Value>,
-    pub(crate) path: String,
+    pub(crate) path: Path,
+}
+
+/// A field's JSON path, spelt out only when a violation is reported: its object's path and
+/// its own key or index. Walking a valid payload formats one path per object, not per field.
+#[derive(Debug, Clone)]
+pub(crate) struct Path {
+    parent: Rc<str>,
+    last: Step,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// The parent path is the whole path (the root, or a path given whole).
+    Whole,
+    Key(&'static str),
+    Index(usize),
+}
+
+impl Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.parent)?;
+        match self.last {
+            Step::Whole => Ok(()),
+            Step::Key(key) => write!(f, "/{key}"),
+            Step::Index(i) => write!(f, "/{i}"),
+        }
+    }
 }
 
 /// An object whose shape was checked; absent or mistyped objects yield absent fields.
 #[derive(Debug, Clone)]
 pub(crate) struct Obj<'a> {
     map: Option<&'a Map<String, Value>>,
-    path: String,
+    path: Rc<str>,
 }
 
 impl<'a> Field<'a> {
     /// The document itself, at path `""`.
     pub(crate) fn root(value: &'a Value) -> Self {
+        Self::at("", value)
+    }
+
+    /// `value`, found at `path`.
+    pub(crate) fn at(path: &str, value: &'a Value) -> Self {
         Self {
             value: Some(value),
-            path: String::new(),
+            path: Path {
+                parent: path.into(),
+                last: Step::Whole,
+            },
         }
     }
 }
 
 impl<'a> Obj<'a> {
     /// The member `key` of this object.
-    pub(crate) fn field(&self, key: &str) -> Field<'a> {
+    pub(crate) fn field(&self, key: &'static str) -> Field<'a> {
         Field {
             value: self.map.and_then(|m| m.get(key)),
-            path: format!("{}/{key}", self.path),
+            path: Path {
+                parent: self.path.clone(),
+                last: Step::Key(key),
+            },
         }
     }
 
@@ -66,7 +105,7 @@ impl<'a> Obj<'a> {
 
 impl Checker {
     /// Records one violation at `path`.
-    pub(crate) fn fail(&mut self, path: &str, message: impl Display) {
+    pub(crate) fn fail(&mut self, path: impl Display, message: impl Display) {
         self.errors.push(format!("{path}: {message}"));
     }
 
@@ -109,10 +148,11 @@ impl Checker {
                 }
             }
         }
-        Obj {
-            map,
-            path: field.path,
-        }
+        let path = match field.path.last {
+            Step::Whole => field.path.parent,
+            _ => field.path.to_string().into(),
+        };
+        Obj { map, path }
     }
 
     /// A string of `min..=max` characters.
@@ -273,12 +313,16 @@ impl Checker {
                 format!("must NOT have more than {max_items} items"),
             );
         }
+        let parent: Rc<str> = field.path.to_string().into();
         items
             .iter()
             .enumerate()
             .map(|(i, item)| Field {
                 value: Some(item),
-                path: format!("{}/{i}", field.path),
+                path: Path {
+                    parent: parent.clone(),
+                    last: Step::Index(i),
+                },
             })
             .collect()
     }

@@ -165,7 +165,7 @@ pub fn validate_registration(payload: &Value) -> Result<Registration, Vec<String
     ];
     let mut c = Checker::default();
     let journey_type = match payload.get("journey_type") {
-        Some(v) => c.one_of(&field("/journey_type", v), &["short", "long"]),
+        Some(v) => c.one_of(&Field::at("/journey_type", v), &["short", "long"]),
         None => None,
     }
     .and_then(JourneyType::parse);
@@ -248,13 +248,6 @@ pub fn validate_simulation(payload: &Value) -> Result<Simulation, Vec<String>> {
         })
     })()
     .ok_or_else(|| vec![": must be a CEE simulation".to_owned()])
-}
-
-fn field<'a>(path: &str, value: &'a Value) -> Field<'a> {
-    Field {
-        value: Some(value),
-        path: path.to_owned(),
-    }
 }
 
 fn identity_key(c: &mut Checker, root: &Obj<'_>) -> Option<IdentityKey> {
