@@ -359,20 +359,27 @@ async fn the_longest_accepted_journey_is_still_too_close_to_the_next(kind: Store
 async fn close_trips_across_paris_midnight_are_seen_from_either_day(kind: StoreKind) {
     let (app, _clock) = spawn_app_at(kind, at("2026-06-11T00:00:00Z")).await;
     let op = operator(1);
-    // 00:05 Paris on 11 June, then 23:30-23:45 on 10 June, sent later.
-    let after = span("2026-06-10T22:05:00Z", 20);
-    let (code, labels) = send(&app, &op, "after", "ta", ('a', 'b'), after).await;
-    assert_eq!(code, 201, "{labels}");
-    let before = span("2026-06-10T21:30:00Z", 15);
-    let (code, labels) = send(&app, &op, "before", "tb", ('b', 'a'), before).await;
-    assert_eq!((code, labels), (422, json!(["too_close_trips"])));
-    // 23:30-23:50 Paris on 10 June, then 00:10 on 11 June.
-    let eve = span("2026-06-10T21:30:00Z", 20);
-    let (code, labels) = send(&app, &op, "eve", "te", ('c', 'd'), eve).await;
-    assert_eq!(code, 201, "{labels}");
-    let morning = span("2026-06-10T22:10:00Z", 10);
-    let (code, labels) = send(&app, &op, "morning", "tm", ('d', 'c'), morning).await;
-    assert_eq!((code, labels), (422, json!(["too_close_trips"])));
+    // A trip accepted, then the couple's next one, refused.
+    let cases = [
+        // 00:05-00:25 Paris on 11 June, then 23:30-23:45 on 10 June, sent later.
+        [
+            ("after", "ta", ('a', 'b'), span("2026-06-10T22:05:00Z", 20)),
+            ("before", "tb", ('b', 'a'), span("2026-06-10T21:30:00Z", 15)),
+        ],
+        // 23:30-23:50 Paris on 10 June, then 00:10 on 11 June.
+        [
+            ("eve", "te", ('c', 'd'), span("2026-06-10T21:30:00Z", 20)),
+            ("dawn", "td", ('d', 'c'), span("2026-06-10T22:10:00Z", 10)),
+        ],
+    ];
+    for [accepted, refused] in cases {
+        let (id, trip, people, when) = accepted;
+        let (code, labels) = send(&app, &op, id, trip, people, when).await;
+        assert_eq!(code, 201, "{id}: {labels}");
+        let (id, trip, people, when) = refused;
+        let (code, labels) = send(&app, &op, id, trip, people, when).await;
+        assert_eq!((code, labels), (422, json!(["too_close_trips"])), "{id}");
+    }
 }
 
 async fn send_deadline_and_distance_boundaries(kind: StoreKind) {
