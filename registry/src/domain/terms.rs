@@ -30,10 +30,10 @@ pub const CLOSE_TRIPS_GAP: TimeDelta = TimeDelta::minutes(30);
 /// The longest a journey that counts toward the terms can last. A journey is only written
 /// with a counting status after passing [`violations`] at the `now` it was validated at
 /// (creation or update): it started at most [`SEND_DEADLINE`] before `now` (else `expired`)
-/// and ends at most [`CLOCK_SKEW`] after it (else refused as in the future). So no counting
-/// journey that ends after a moment started more than this before it, which bounds the
-/// couple count's index scans from below ([`TermsWindows::scan_start`]); without a bound
-/// they read a person's whole history.
+/// and ends at most [`CLOCK_SKEW`] after it (else refused as in the future). So a counting
+/// journey that ends after a given moment started at most this long before it, which bounds
+/// the couple count's index scans from below ([`TermsWindows::scan_start`]); without a
+/// bound they read a person's whole history.
 pub fn max_counting_duration() -> TimeDelta {
     SEND_DEADLINE + CLOCK_SKEW
 }
