@@ -24,6 +24,6 @@ pub use revise::{StoredJourney, UPDATE_WINDOW, UpdateRefusal, revise};
 pub use status::{AcquisitionStatus, CheckStatus, JourneyState, JourneyStatus};
 pub use terms::{
     CLOSE_TRIPS_GAP, MAX_TRIPS_PER_DAY, MIN_DISTANCE_METRES, Neighbours, SEND_DEADLINE, TermsLabel,
-    TermsWindows, paris_day, standalone_violations, violations,
+    TermsWindows, neighbour_starts, paris_day, standalone_violations, violations,
 };
 pub use validate::{CLOCK_SKEW, validate_cancel, validate_journey, validate_patch};

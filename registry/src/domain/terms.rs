@@ -92,18 +92,34 @@ pub struct TermsWindows {
 impl TermsWindows {
     /// The windows of `journey`.
     pub fn of(journey: &NewJourney) -> Self {
-        let (day_start, day_end) = paris_day(journey.start.datetime);
-        let close_start = journey.start.datetime - CLOSE_TRIPS_GAP;
-        let close_end = journey.end.datetime + CLOSE_TRIPS_GAP;
+        let (start, end) = (journey.start.datetime, journey.end.datetime);
+        let day = paris_day(start);
+        let (day_start, day_end) = day;
+        let (scan_start, scan_end) = neighbour_starts(day, start, end, max_counting_duration());
         Self {
             day_start,
             day_end,
-            close_start,
-            close_end,
-            scan_start: day_start.min(close_start - max_counting_duration()),
-            scan_end: day_end.max(close_end),
+            close_start: start - CLOSE_TRIPS_GAP,
+            close_end: end + CLOSE_TRIPS_GAP,
+            scan_start,
+            scan_end,
         }
     }
+}
+
+/// Where the starts of a journey's neighbours lie, as a half-open UTC interval: the trips
+/// of its Paris day (`day`, [`paris_day`] of `start`), and those within [`CLOSE_TRIPS_GAP`]
+/// of it, given that none of them lasts longer than `longest`.
+pub fn neighbour_starts(
+    (day_start, day_end): (DateTime<Utc>, DateTime<Utc>),
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    longest: TimeDelta,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        day_start.min(start - CLOSE_TRIPS_GAP - longest),
+        day_end.max(end + CLOSE_TRIPS_GAP),
+    )
 }
 
 /// The Europe/Paris calendar day holding `at`, as a half-open UTC interval. It lasts 23 or

@@ -192,9 +192,12 @@ macro_rules! impl_lifecycle_store {
                 let class = OperatorClass::parse(class_text.trim()).ok_or_else(|| {
                     StoreError::Corrupt(format!("operator class {class_text:?}"))
                 })?;
-                let (day_start, day_end) = $crate::domain::paris_day(facts.start);
-                let lo = day_start.min(facts.start - checks::MAX_DURATION - $crate::domain::CLOSE_TRIPS_GAP);
-                let hi = day_end.max(facts.end + $crate::domain::CLOSE_TRIPS_GAP);
+                let (lo, hi) = $crate::domain::neighbour_starts(
+                    $crate::domain::paris_day(facts.start),
+                    facts.start,
+                    facts.end,
+                    checks::MAX_DURATION,
+                );
                 let rows = sqlx::query(body::NEIGHBOURS)
                     .bind(facts.driver.as_str())
                     .bind(facts.passenger.as_str())
