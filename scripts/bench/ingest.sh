@@ -76,19 +76,20 @@ BENCH_TOKEN=$token BENCH_RUN=warm wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }    # user + system, in clock ticks
 # PostgreSQL: every server process (the registry's pooled backends live through the run).
 cpu_pg() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(cpu "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
-# Grouped inserts (registry ingest.batch_max > 1): transactions and journeys they carried.
-batches() {
-    curl -s http://127.0.0.1:18082/metrics |
-        awk '/^registry_journey_insert_batch_size_count/{c=$2} /^registry_journey_insert_batch_size_sum/{s=$2} END{printf "%d %d", c, s}'
-}
 # A histogram's sum and count at a metrics endpoint, over the series whose labels hold a
-# given text:   histogram URL METRIC LABEL_TEXT
+# given text (every series when it is empty):   histogram URL METRIC [LABEL_TEXT]
 histogram() {
-    curl -s "$1" | awk -v m="$2" -v l="$3" '
-        index($1, m "_sum{") == 1 && index($1, l) {s += $2}
-        index($1, m "_count{") == 1 && index($1, l) {c += $2}
+    curl -s "$1" | awk -v m="$2" -v l="${3:-}" '
+        function ours(suffix) {
+            return ($1 == m suffix || index($1, m suffix "{") == 1) && (l == "" || index($1, l))
+        }
+        ours("_sum") {s += $2}
+        ours("_count") {c += $2}
         END {printf "%f %d", s, c}'
 }
+# Grouped inserts (registry ingest.batch_max > 1): the journeys they carried (a sum) and the
+# transactions.
+batches() { histogram http://127.0.0.1:18082/metrics registry_journey_insert_batch_size; }
 # Where a request's time goes, as cumulative sums and counts: the gateway (the whole
 # request), the registry's HTTP handling of journey creations, and its store insert (the
 # wait for a batch writer and the transaction).
@@ -109,7 +110,7 @@ wal() { psql "$PG_URL" -tAF' ' -c 'SELECT wal_records, wal_fpi, wal_bytes FROM p
 measure() {
     rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
     cpu_gateway=$(cpu "$gateway_pid"); cpu_registry=$(cpu "$registry_pid"); cpu_postgres=$(cpu_pg)
-    read -r batches_before batched_before <<<"$(batches)"
+    read -r batched_before batches_before <<<"$(batches)"
     read -r wal_records wal_fpi wal_bytes <<<"$(wal)"
     read -r gw_s0 gw_n0 http_s0 http_n0 db_s0 db_n0 <<<"$(latencies)"
     output=$(BENCH_TOKEN=$token BENCH_RUN=run$1 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
@@ -123,11 +124,11 @@ measure() {
     echo "cpu during the run: gateway $((gw / ticks)) s, registry $((reg / ticks)) s, postgres $((pg / ticks)) s (of $DURATION on $(nproc) cores)"
     local served=$(( $(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result") ))
     [ "$served" -gt 0 ] && echo "cpu per journey: gateway $((gw * 1000000 / ticks / served)) µs, registry $((reg * 1000000 / ticks / served)) µs, postgres $((pg * 1000000 / ticks / served)) µs"
-    read -r batches_after batched_after <<<"$(batches)"
+    read -r batched_after batches_after <<<"$(batches)"
     transactions=$((batches_after - batches_before))
     read -r wal_records_after wal_fpi_after wal_bytes_after <<<"$(wal)"
     echo "WAL during the run: $((wal_records_after - wal_records)) records, $((wal_fpi_after - wal_fpi)) full-page images, $(( (${wal_bytes_after%.*} - ${wal_bytes%.*}) / 1048576 )) MiB"
-    echo "grouped inserts during the run: $transactions transactions carrying $((batched_after - batched_before)) journeys"
+    echo "grouped inserts during the run: $transactions transactions carrying $(( ${batched_after%.*} - ${batched_before%.*} )) journeys"
     read -r gw_s1 gw_n1 http_s1 http_n1 db_s1 db_n1 <<<"$(latencies)"
     echo "mean time per journey: gateway $(mean_ms "$gw_s0" "$gw_n0" "$gw_s1" "$gw_n1") ms, registry HTTP $(mean_ms "$http_s0" "$http_n0" "$http_s1" "$http_n1") ms, store insert (queue and transaction) $(mean_ms "$db_s0" "$db_n0" "$db_s1" "$db_n1") ms"
     requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
