@@ -104,6 +104,13 @@ latencies() {
 mean_ms() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN {if (d > b) printf "%.2f", (c - a) * 1000 / (d - b); else printf "-"}'; }
 # WAL written by the whole cluster: records, full-page images, bytes.
 wal() { psql "$PG_URL" -tAF' ' -c 'SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal'; }
+# Background work that competes with the run: checkpoints started (timed or requested by the
+# WAL volume) and autovacuum passes over the registry's tables.
+background() {
+    psql "$PG_URL" -tAF' ' -c "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+        (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_all_tables
+         WHERE schemaname = 'bench_registry')"
+}
 
 # One measured run of $DURATION: wrk's figures, CPU per process, WAL, batches, and the check
 # that every 201 is a stored row.
@@ -113,6 +120,7 @@ measure() {
     read -r batched_before batches_before <<<"$(batches)"
     read -r wal_records wal_fpi wal_bytes <<<"$(wal)"
     read -r gw_s0 gw_n0 http_s0 http_n0 db_s0 db_n0 <<<"$(latencies)"
+    read -r checkpoints autovacuums <<<"$(background)"
     output=$(BENCH_TOKEN=$token BENCH_RUN=run$1 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
         -s scripts/bench/ingest.lua http://127.0.0.1:18080)
     [ -z "${BENCH_DEBUG:-}" ] || echo "$output"
@@ -128,6 +136,8 @@ measure() {
     transactions=$((batches_after - batches_before))
     read -r wal_records_after wal_fpi_after wal_bytes_after <<<"$(wal)"
     echo "WAL during the run: $((wal_records_after - wal_records)) records, $((wal_fpi_after - wal_fpi)) full-page images, $(( (${wal_bytes_after%.*} - ${wal_bytes%.*}) / 1048576 )) MiB"
+    read -r checkpoints_after autovacuums_after <<<"$(background)"
+    echo "background during the run: $((checkpoints_after - checkpoints)) checkpoints started, $((autovacuums_after - autovacuums)) autovacuum or autoanalyze passes"
     echo "grouped inserts during the run: $transactions transactions carrying $(( ${batched_after%.*} - ${batched_before%.*} )) journeys"
     read -r gw_s1 gw_n1 http_s1 http_n1 db_s1 db_n1 <<<"$(latencies)"
     echo "mean time per journey: gateway $(mean_ms "$gw_s0" "$gw_n0" "$gw_s1" "$gw_n1") ms, registry HTTP $(mean_ms "$http_s0" "$http_n0" "$http_s1" "$http_n1") ms, store insert (queue and transaction) $(mean_ms "$db_s0" "$db_n0" "$db_s1" "$db_n1") ms"

@@ -272,8 +272,25 @@ mod sql {
     /// The same, locking the row until the end of the transaction (PostgreSQL).
     pub const STORED_FOR_UPDATE: &str = concat!(stored!(), " FOR UPDATE");
 
+    /// How a query picks a person's journeys by identity key: `person(column, key)` is the
+    /// condition that `column` holds `key`, written so that the database's person index
+    /// serves it.
+    type Person = fn(&str, &str) -> String;
+
+    /// PostgreSQL's person indexes hold the key's first 64 bits (`identity_prefix`, migration
+    /// 0007): the index finds the prefix, the row's whole key settles it.
+    fn person_pg(column: &str, key: &str) -> String {
+        format!("identity_prefix({column}) = identity_prefix({key}) AND {column} = {key}")
+    }
+
+    /// SQLite's person indexes hold the whole key.
+    fn person_sqlite(column: &str, key: &str) -> String {
+        format!("{column} = {key}")
+    }
+
     /// Where the neighbour counts find their inputs: placeholders or literals.
     struct Inputs<'a> {
+        person: Person,
         operator: &'a str,
         own_id: &'a str,
         trip: &'a str,
@@ -311,15 +328,17 @@ mod sql {
         let (scan_start, scan_end) = i.scan;
         // `who` 0 is the driver, 1 the passenger.
         let scans = |who: u8, person: &str, other: &str| {
+            let as_driver = (i.person)("driver_identity_key", person);
+            let as_passenger = (i.person)("passenger_identity_key", person);
             format!(
                 "SELECT {who} AS who, operator_trip_id AS trip, {that_day} AS in_day, \
                  (passenger_identity_key = {other} AND start_datetime < {close_end} \
                  AND end_datetime > {close_start}) AS too_close \
-                 FROM journeys WHERE {counting} AND driver_identity_key = {person} \
+                 FROM journeys WHERE {counting} AND {as_driver} \
                  AND start_datetime >= {scan_start} AND start_datetime < {scan_end} \
                  UNION ALL \
                  SELECT {who}, operator_trip_id, TRUE, FALSE \
-                 FROM journeys WHERE {counting} AND passenger_identity_key = {person} \
+                 FROM journeys WHERE {counting} AND {as_passenger} \
                  AND {that_day}"
             )
         };
@@ -336,8 +355,9 @@ mod sql {
     /// The neighbour counts of a journey: `$1` operator, `$2` the journey's own id (0 when
     /// new), `$3` its trip, `$4`/`$5` driver/passenger keys, `$6`..`$7` its Paris day,
     /// `$8`..`$9` its closeness window, `$10`..`$11` the span of a person's scan as driver.
-    pub static NEIGHBOURS: LazyLock<String> = LazyLock::new(|| {
+    fn neighbours(person: Person) -> String {
         neighbour_counts(&Inputs {
+            person,
             operator: "$1",
             own_id: "$2",
             trip: "$3",
@@ -347,7 +367,13 @@ mod sql {
             close: ("$8", "$9"),
             scan: ("$10", "$11"),
         })
-    });
+    }
+
+    /// [`neighbours`] on PostgreSQL.
+    pub static NEIGHBOURS_PG: LazyLock<String> = LazyLock::new(|| neighbours(person_pg));
+
+    /// [`neighbours`] on SQLite.
+    pub static NEIGHBOURS_SQLITE: LazyLock<String> = LazyLock::new(|| neighbours(person_sqlite));
 
     /// PostgreSQL: [`INSERT_PG`] and, in the same statement and snapshot, the new journey's
     /// neighbour counts (`$23`..`$24` its Paris day, `$25`..`$26` its closeness window,
@@ -356,6 +382,7 @@ mod sql {
     /// a statement does not see what it writes.
     pub static INSERT_COUNTING: LazyLock<String> = LazyLock::new(|| {
         let inputs = Inputs {
+            person: person_pg,
             operator: "$2",
             own_id: "0",
             trip: "$4",
@@ -384,6 +411,7 @@ mod sql {
     /// shared person, no shared key): a statement does not see what it writes.
     pub static INSERT_COUNTING_MANY: LazyLock<String> = LazyLock::new(|| {
         let inputs = Inputs {
+            person: person_pg,
             operator: "i.operator_id",
             own_id: "0",
             trip: "i.operator_trip_id",

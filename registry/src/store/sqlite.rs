@@ -48,20 +48,21 @@ async fn terms_labels(
     now: DateTime<Utc>,
 ) -> Result<Vec<TermsLabel>, StoreError> {
     let w = TermsWindows::of(journey);
-    let (driver, passenger, close): (i64, i64, i64) = sqlx::query_as(sql::NEIGHBOURS.as_str())
-        .bind(operator_id)
-        .bind(journey_id)
-        .bind(journey.operator_trip_id.as_str())
-        .bind(journey.driver.identity.identity_key.as_str())
-        .bind(journey.passenger.identity.identity_key.as_str())
-        .bind(w.day_start.timestamp_millis())
-        .bind(w.day_end.timestamp_millis())
-        .bind(w.close_start.timestamp_millis())
-        .bind(w.close_end.timestamp_millis())
-        .bind(w.scan_start.timestamp_millis())
-        .bind(w.scan_end.timestamp_millis())
-        .fetch_one(&mut *conn)
-        .await?;
+    let (driver, passenger, close): (i64, i64, i64) =
+        sqlx::query_as(sql::NEIGHBOURS_SQLITE.as_str())
+            .bind(operator_id)
+            .bind(journey_id)
+            .bind(journey.operator_trip_id.as_str())
+            .bind(journey.driver.identity.identity_key.as_str())
+            .bind(journey.passenger.identity.identity_key.as_str())
+            .bind(w.day_start.timestamp_millis())
+            .bind(w.day_end.timestamp_millis())
+            .bind(w.close_start.timestamp_millis())
+            .bind(w.close_end.timestamp_millis())
+            .bind(w.scan_start.timestamp_millis())
+            .bind(w.scan_end.timestamp_millis())
+            .fetch_one(&mut *conn)
+            .await?;
     let neighbours = Neighbours {
         driver_trips_that_day: driver,
         passenger_trips_that_day: passenger,

@@ -19,6 +19,7 @@ on_both_stores!(
     trips_of_one_couple_must_be_thirty_minutes_apart,
     the_longest_accepted_journey_is_still_too_close_to_the_next,
     close_trips_across_paris_midnight_are_seen_from_either_day,
+    keys_sharing_their_first_64_bits_are_different_people,
     send_deadline_and_distance_boundaries,
     simultaneous_trips_cannot_slip_under_the_daily_limit,
     on_the_25_hour_day_both_late_hours_count_as_one_paris_day,
@@ -380,6 +381,66 @@ async fn close_trips_across_paris_midnight_are_seen_from_either_day(kind: StoreK
         let (code, labels) = send(&app, &op, id, trip, people, when).await;
         assert_eq!((code, labels), (422, json!(["too_close_trips"])), "{id}");
     }
+}
+
+/// Two identity keys with the same first 16 hex digits, the part PostgreSQL's person indexes
+/// hold (migration 0007), are two people: one's full day and one's couple do not count for
+/// the other, whether it drives or rides.
+async fn keys_sharing_their_first_64_bits_are_different_people(kind: StoreKind) {
+    let (app, _clock) = spawn_app_at(kind, at("2026-06-10T20:00:00Z")).await;
+    let op = operator(1);
+    let key = |c: char| c.to_string().repeat(64);
+    let twin = |k: &str| format!("{}{}", &k[..16], "f".repeat(48));
+    let send_keys = |id: &str, (driver, passenger): (&str, &str), start: &str| {
+        let mut body = journey_between(id, id, ('0', '0'), at(start), at(start));
+        body["end"]["datetime"] = json!(at(start) + TimeDelta::minutes(20));
+        body["driver"]["identity"]["identity_key"] = json!(driver);
+        body["passenger"]["identity"]["identity_key"] = json!(passenger);
+        let app = &app;
+        let op = &op;
+        async move {
+            let (status, body) = status_and_json(app.post_journey(op, &body).await).await;
+            (
+                status,
+                body["error"]["data"]["terms_violation_labels"].clone(),
+            )
+        }
+    };
+    let starts = ["06:00", "08:00", "10:00", "12:00"].map(|t| format!("2026-06-10T{t}:00Z"));
+    for (who, person) in [("driver", key('a')), ("passenger", key('b'))] {
+        let others: Vec<String> = "1234".chars().map(|c| format!("{who}{c}")).collect();
+        let others: Vec<String> = others.iter().map(|o| format!("{:0<64}", hex(o))).collect();
+        let couple = |person: &str, other: &str| match who {
+            "driver" => (person.to_owned(), other.to_owned()),
+            _ => (other.to_owned(), person.to_owned()),
+        };
+        // The person's day is full: four trips, each with someone else.
+        for (n, (start, other)) in starts.iter().zip(&others).enumerate() {
+            let (d, p) = couple(&person, other);
+            let (code, labels) = send_keys(&format!("{who}-{n}"), (&d, &p), start).await;
+            assert_eq!(code, 201, "{who} trip {n}: {labels}");
+        }
+        // The twin, 10 minutes after the person's first trip with the same other person:
+        // neither its fifth trip of the day nor the couple's.
+        let (d, p) = couple(&twin(&person), &others[0]);
+        let (code, labels) =
+            send_keys(&format!("{who}-twin"), (&d, &p), "2026-06-10T06:30:00Z").await;
+        assert_eq!(code, 201, "the {who}'s twin: {labels}");
+        // The person itself is refused a fifth trip: the counts do see the four.
+        let (d, p) = couple(&person, &key('9'));
+        let (code, labels) =
+            send_keys(&format!("{who}-fifth"), (&d, &p), "2026-06-10T16:00:00Z").await;
+        assert_eq!(
+            (code, labels),
+            (422, json!(["too_many_trips_by_day"])),
+            "{who}"
+        );
+    }
+}
+
+/// `s` as lowercase hex.
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn send_deadline_and_distance_boundaries(kind: StoreKind) {

@@ -1,24 +1,44 @@
 //! The one implementation of [`super::LifecycleStore`], instantiated per database by
-//! `impl_lifecycle_store!(Store, helpers, lock = "...", skip_locked = "...")`. `helpers` is a
-//! module with the same functions for both databases (`t`, `get_t`, `get_opt_t`, `j`, `get_j`,
-//! `get_opt_j`, `begin`) whose types differ; `lock` and `skip_locked` are the row-lock
-//! clauses (empty on SQLite, whose write transactions exclude each other).
+//! `impl_lifecycle_store!(Store, helpers, lock = "...", skip_locked = "...", neighbours = ...)`.
+//! `helpers` is a module with the same functions for both databases (`t`, `get_t`,
+//! `get_opt_t`, `j`, `get_j`, `get_opt_j`, `begin`) whose types differ; `lock` and
+//! `skip_locked` are the row-lock clauses (empty on SQLite, whose write transactions exclude
+//! each other); `neighbours` is the database's [`NEIGHBOURS_PG`] or [`NEIGHBOURS_SQLITE`].
 
-/// Jobs of journeys still counting as neighbours: not canceled, not refused for the terms
-/// (`AcquisitionStatus::not_counting_toward_terms`, checked by a test).
-pub(super) const NEIGHBOURS: &str = "SELECT journey_id, operator_id, operator_journey_id, \
-    operator_trip_id, driver_identity_key, passenger_identity_key, start_datetime, end_datetime \
-    FROM journeys \
-    WHERE (driver_identity_key IN ($1, $2) OR passenger_identity_key IN ($1, $2)) \
-    AND start_datetime >= $3 AND start_datetime < $4 AND journey_id <> $5 \
-    AND acquisition_status NOT IN ('canceled', 'expired', 'terms_violation_error')";
+/// The journeys of either person (`$1`, `$2`) starting in `$3`..`$4`, other than `$5`, still
+/// counting as neighbours: not canceled, not refused for the terms
+/// (`AcquisitionStatus::not_counting_toward_terms`, checked by a test). `$people` picks them
+/// by key the way the database's person indexes serve, ending in `AND` when not empty.
+macro_rules! neighbours {
+    ($people:literal) => {
+        concat!(
+            "SELECT journey_id, operator_id, operator_journey_id, operator_trip_id, \
+             driver_identity_key, passenger_identity_key, start_datetime, end_datetime \
+             FROM journeys WHERE ",
+            $people,
+            "(driver_identity_key IN ($1, $2) OR passenger_identity_key IN ($1, $2)) \
+             AND start_datetime >= $3 AND start_datetime < $4 AND journey_id <> $5 \
+             AND acquisition_status NOT IN ('canceled', 'expired', 'terms_violation_error')"
+        )
+    };
+}
+
+/// [`neighbours!`] on PostgreSQL, whose person indexes hold the key's first 64 bits
+/// (`identity_prefix`, migration 0007); the whole keys are compared on the rows found.
+pub(in crate::store) const NEIGHBOURS_PG: &str = neighbours!(
+    "(identity_prefix(driver_identity_key) IN (identity_prefix($1), identity_prefix($2)) \
+     OR identity_prefix(passenger_identity_key) IN (identity_prefix($1), identity_prefix($2))) AND "
+);
+
+/// [`neighbours!`] on SQLite, whose person indexes hold the whole key.
+pub(super) const NEIGHBOURS_SQLITE: &str = neighbours!("");
 
 pub(super) const CAMPAIGN_COLUMNS: &str = "id, name, start_at, end_at, operator_classes, \
     amount_per_km, min_distance, max_distance, area, max_per_person_per_day, \
     max_per_person_per_month, budget, created_at";
 
 macro_rules! impl_lifecycle_store {
-    ($store:ty, $db:ident, lock = $lock:literal, skip_locked = $skip:literal) => {
+    ($store:ty, $db:ident, lock = $lock:literal, skip_locked = $skip:literal, neighbours = $neighbours:path) => {
         use $crate::domain::cee::France;
         use $crate::domain::lifecycle::campaign::{Campaign, NewCampaign, Spent, Trip};
         use $crate::domain::lifecycle::checks::{self, Facts, Neighbour};
@@ -198,7 +218,7 @@ macro_rules! impl_lifecycle_store {
                     facts.end,
                     checks::MAX_DURATION,
                 );
-                let rows = sqlx::query(body::NEIGHBOURS)
+                let rows = sqlx::query($neighbours)
                     .bind(facts.driver.as_str())
                     .bind(facts.passenger.as_str())
                     .bind($db::t(lo))

@@ -43,5 +43,6 @@ impl_lifecycle_store!(
     crate::store::PgStore,
     db,
     lock = " FOR UPDATE",
-    skip_locked = " FOR UPDATE SKIP LOCKED"
+    skip_locked = " FOR UPDATE SKIP LOCKED",
+    neighbours = super::body::NEIGHBOURS_PG
 );

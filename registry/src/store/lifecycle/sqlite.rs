@@ -50,4 +50,10 @@ mod db {
     }
 }
 
-impl_lifecycle_store!(crate::store::SqliteStore, db, lock = "", skip_locked = "");
+impl_lifecycle_store!(
+    crate::store::SqliteStore,
+    db,
+    lock = "",
+    skip_locked = "",
+    neighbours = super::body::NEIGHBOURS_SQLITE
+);
