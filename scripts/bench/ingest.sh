@@ -9,8 +9,8 @@
 # bench_registry, dropped at the end) and Redis (prefix bench:), seeds SEED journeys with SQL,
 # creates an operator and an application token through the API, runs wrk for DURATION, then
 # checks that every 201 is a stored row. Each run also prints each process's CPU per journey,
-# the WAL written, the batches, and the mean time spent in the gateway, the registry's handler
-# and its store insert. Everything it starts is stopped on exit.
+# the WAL written, the checkpoints and autovacuum passes, the batches, and the mean time spent
+# in the gateway, the registry's handler and its store insert. Everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
