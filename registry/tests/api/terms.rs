@@ -392,8 +392,8 @@ async fn keys_sharing_their_first_64_bits_are_different_people(kind: StoreKind) 
     let key = |c: char| c.to_string().repeat(64);
     let twin = |k: &str| format!("{}{}", &k[..16], "f".repeat(48));
     let send_keys = |id: &str, (driver, passenger): (&str, &str), start: &str| {
-        let mut body = journey_between(id, id, ('0', '0'), at(start), at(start));
-        body["end"]["datetime"] = json!(at(start) + TimeDelta::minutes(20));
+        let start = at(start);
+        let mut body = journey_between(id, id, ('0', '0'), start, start + TimeDelta::minutes(20));
         body["driver"]["identity"]["identity_key"] = json!(driver);
         body["passenger"]["identity"]["identity_key"] = json!(passenger);
         let app = &app;
