@@ -83,9 +83,16 @@ ensure_browser() {
   local major
   major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
   [ "$major" -ge 20 ] || { say "the console tests need Node >= 20 (found $(node --version 2>/dev/null))"; exit 1; }
-  [ -d "$repo_root/tests/browser/node_modules/playwright-core" ] && return
-  say "installing playwright-core for the console tests (npm ci in tests/browser)"
-  (cd "$repo_root/tests/browser" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  if [ ! -d "$repo_root/tests/browser/node_modules/playwright-core" ]; then
+    say "installing playwright-core for the console tests (npm ci in tests/browser)"
+    (cd "$repo_root/tests/browser" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  fi
+  # The compatibility tests compare our phone rules with the library the reference uses
+  # (libphonenumber-js, pinned in tests/oracle/package-lock.json).
+  if [ ! -d "$repo_root/tests/oracle/node_modules/libphonenumber-js" ]; then
+    say "installing libphonenumber-js for the compatibility tests (npm ci in tests/oracle)"
+    (cd "$repo_root/tests/oracle" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  fi
 }
 
 # The monitoring test runs promtool, a Prometheus of its own (on a free port, started and

@@ -4,6 +4,7 @@
 mod bad_input;
 mod blacklist_failures;
 mod cee;
+mod compat;
 mod console;
 mod credential_matrix;
 mod credentials;

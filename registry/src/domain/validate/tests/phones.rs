@@ -26,6 +26,12 @@ fn phones_are_normalised_to_e164_with_french_national_numbers() {
         ("+262 692 12 34 56", "+262692123456"),
         ("+596696123456", "+596696123456"),
         ("+44 20 7946 0958", "+442079460958"),
+        // Ranges that full metadata calls unassigned today: the reference accepts them.
+        ("0690101010", "+33690101010"),
+        ("04 05 90 86 12", "+33405908612"),
+        ("+39 02 1234 5678", "+390212345678"),
+        // An extension is dropped, as the reference drops it.
+        ("0612345678x12", "+33612345678"),
     ];
     for (input, e164) in accepted {
         let mut p = valid_payload();
@@ -45,10 +51,10 @@ fn invalid_phones_are_refused() {
         "061234567890",
         "+33 6 12 34 56 789",
         "+3361234567",
-        "0690101010",
+        "0600101010 1",
         "tel:+33612345678",
-        "0612345678x12",
         "06 12 34 56 7a",
+        "+999 1234567",
     ];
     for input in refused {
         let mut p = valid_payload();
@@ -75,6 +81,8 @@ fn truncated_phones_are_normalised_to_e164_without_their_last_two_digits() {
         ("0033 6 12 34 56", "+336123456"),
         ("+32 470 12 34", "+324701234"),
         ("+5906901010", "+5906901010"),
+        ("+336908182", "+336908182"),
+        ("+334059086", "+334059086"),
     ];
     for (input, e164) in accepted {
         let mut p = valid_payload();
