@@ -132,7 +132,8 @@ pub struct TravelPass {
     pub user_id: String,
 }
 
-/// Who drove or rode. At least one of `phone` and `phone_trunc` is present.
+/// Who drove or rode. A stored identity has at least one of `phone` and `phone_trunc`
+/// ([`NewJourney::without_phone`] is checked before anything is stored).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     pub identity_key: IdentityKey,
@@ -182,6 +183,22 @@ pub struct NewJourney {
     pub distance: i64,
     pub driver: Driver,
     pub passenger: Passenger,
+}
+
+impl NewJourney {
+    /// The reference's refusal when the driver, then the passenger, has neither `phone` nor
+    /// `phone_trunc`: checked once the schema holds, answered 400 `Invalid Request` with this
+    /// sentence as `data` (rpc-behaviour §5.1, step 7).
+    pub fn without_phone(&self) -> Option<&'static str> {
+        let lacks = |i: &Identity| i.phone.is_none() && i.phone_trunc.is_none();
+        if lacks(&self.driver.identity) {
+            Some("driver.identity should have a phone or phone_trunc")
+        } else if lacks(&self.passenger.identity) {
+            Some("passenger.identity should have a phone or phone_trunc")
+        } else {
+            None
+        }
+    }
 }
 
 /// Why an operator cancels a journey it sent.

@@ -254,12 +254,6 @@ fn identity(c: &mut Checker, field: Field<'_>) -> Option<Identity> {
     c.format(&o.field("email"), 5, VARCHAR, "email", |s| {
         is_email(s).then_some(())
     });
-    if o.is_present() && !o.has("phone") && !o.has("phone_trunc") {
-        c.fail(
-            o.path(),
-            "must have required property 'phone' or 'phone_trunc'",
-        );
-    }
     Some(Identity {
         identity_key: identity_key?,
         operator_user_id: operator_user_id?,

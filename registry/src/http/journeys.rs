@@ -82,6 +82,9 @@ async fn create_journey(
     let operator_id =
         operator_of(principal).ok_or_else(|| RpcError::forbidden("operator_required"))?;
     let journey = validate_journey(body, now).map_err(RpcError::invalid_params)?;
+    if let Some(refusal) = journey.without_phone() {
+        return Err(RpcError::invalid_request(refusal));
+    }
     if journey
         .declared_operator_id
         .is_some_and(|id| id != operator_id)

@@ -100,10 +100,6 @@ fn each_broken_constraint_is_reported_at_its_path() {
             "/passenger/identity: must have required property 'operator_user_id'",
         ),
         (
-            Remove("/driver/identity/phone"),
-            "/driver/identity: must have required property 'phone' or 'phone_trunc'",
-        ),
-        (
             Remove("/driver/identity/travel_pass/name"),
             "/driver/identity/travel_pass: must have required property 'name'",
         ),

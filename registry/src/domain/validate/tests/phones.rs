@@ -114,3 +114,36 @@ fn invalid_truncated_phones_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_person_without_any_phone_is_refused_after_the_schema() {
+    // Neither on the driver: the reference's sentence, the driver first.
+    let mut p = valid_payload();
+    for person in ["driver", "passenger"] {
+        let identity = p[person]["identity"].as_object_mut().unwrap();
+        identity.remove("phone");
+        identity.remove("phone_trunc");
+    }
+    let journey = validate_journey(&p, now()).expect("the schema holds");
+    assert_eq!(
+        journey.without_phone(),
+        Some("driver.identity should have a phone or phone_trunc")
+    );
+    // Then the passenger.
+    p["driver"]["identity"]["phone_trunc"] = json!("06123456");
+    let journey = validate_journey(&p, now()).expect("the schema holds");
+    assert_eq!(
+        journey.without_phone(),
+        Some("passenger.identity should have a phone or phone_trunc")
+    );
+    // Schema violations come first: they are listed, the missing phone is not.
+    p["distance"] = json!(0);
+    assert_eq!(
+        validate_journey(&p, now()).expect_err("distance"),
+        vec!["/distance: must be >= 1".to_owned()]
+    );
+    // With one number each, nothing is missing.
+    p["distance"] = json!(1000);
+    p["passenger"]["identity"]["phone"] = json!("0612345678");
+    assert_eq!(validate_journey(&p, now()).expect("valid").without_phone(), None);
+}
