@@ -69,12 +69,15 @@ async function tokens(container) {
 // ---------------------------------------------------------------------------- credentials
 
 async function credentials(container) {
-  const registry = session.current.user.operator_id == null;
+  const own = session.current.user.operator_id;
+  const registry = own == null;
   const { top, body } = section(container, 'API credentials',
     'An API credential (access key and secret key) is exchanged for short-lived access tokens: POST /api/v1/auth/token/ {"apiKey"}. Revoking it refuses every token minted from it.');
   const filter = { operator: '' };
   const reload = async () => {
-    const q = registry && filter.operator ? `?operator_id=${encodeURIComponent(filter.operator)}` : '';
+    // Operator admins name their own operator, as the reference's guard requires.
+    const operator = registry ? filter.operator : String(own);
+    const q = operator ? `?operator_id=${encodeURIComponent(operator)}` : '';
     const answer = await api('GET', `/v3/auth/credentials${q}`);
     if (!answer.ok) return fill(body, refusal(answer));
     fill(body, h('h2', {}, 'Credentials'), table('credentials', [
@@ -106,7 +109,7 @@ async function credentials(container) {
     fields,
     submitLabel: 'Create credential',
     submit: async ({ operator_id: operatorId }) => {
-      const request = registry ? { operator_id: Number(operatorId) || operatorId } : {};
+      const request = { operator_id: registry ? Number(operatorId) || operatorId : own };
       const answer = await api('POST', '/v3/auth/credentials', request);
       if (!answer.ok) return answer;
       const { access_key: accessKey, secret_key: secretKey, api_key: apiKey } = answer.body;

@@ -56,7 +56,8 @@ pub struct Ctx {
     version: Option<String>,
     /// The rate limiter's decision, for the `RateLimit-*` headers of the response.
     rate: Option<Decision>,
-    /// The browser session id: the client's when well-formed, else a new one.
+    /// The browser session id: the client's when well-formed, else a new one for a request
+    /// that could use a browser session; empty for a machine's request without one.
     sessid: String,
     /// The session id is new: every response sets its cookie.
     new_sessid: bool,
@@ -99,6 +100,9 @@ impl ProxyHttp for Gateway {
             .find(|id| is_well_formed_sessid(id))
         {
             Some(sent) => ctx.sessid = sent.to_owned(),
+            // Machines (a bearer token, an agent's header triple) are handed no cookie: the
+            // reference's operator clients assert that `POST /journeys` sets none.
+            None if carries_machine_credential(&req.headers) => {}
             None => {
                 ctx.sessid = new_sessid();
                 ctx.new_sessid = true;
@@ -127,7 +131,8 @@ impl ProxyHttp for Gateway {
             ctx.route = Some(matched);
             return self.answer(session, ctx, Reason::CsrfFailed).await;
         }
-        let sent_sessid = (!ctx.new_sessid).then_some(ctx.sessid.as_str());
+        let sent_sessid =
+            (!ctx.new_sessid && !ctx.sessid.is_empty()).then_some(ctx.sessid.as_str());
         let principal = match self.authorize(session, &matched, sent_sessid).await {
             Ok(principal) => principal,
             Err(reason) => {
@@ -154,7 +159,7 @@ impl ProxyHttp for Gateway {
             return self.answer(session, ctx, Reason::RateLimited).await;
         }
         ctx.principal = Some(Principal {
-            session: Some(sid_of(&ctx.sessid)),
+            session: (!ctx.sessid.is_empty()).then(|| sid_of(&ctx.sessid)),
             ..principal
         });
         Ok(false)
@@ -481,6 +486,18 @@ impl Gateway {
     }
 }
 
+/// Whether the request carries a credential that only machines and agents send: an
+/// `Authorization: Bearer` token or the `access-token` of a header triple. Such a request
+/// cannot use a browser session, so it is handed none (CONTRACT §3.3).
+fn carries_machine_credential(headers: &http::HeaderMap) -> bool {
+    let bearer = headers.get_all("authorization").iter().any(|v| {
+        v.as_bytes()
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+    });
+    bearer || headers.contains_key("access-token")
+}
+
 /// The client's address ([`Ctx::client_ip`]); unspecified when unknown (a Unix socket).
 fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> IpAddr {
     let peer = session
@@ -643,5 +660,31 @@ mod tests {
         assert_ne!(request_id(Some("has space")), "has space");
         assert_ne!(request_id(Some(&"x".repeat(129))).len(), 129);
         assert_eq!(request_id(Some("")).len(), 32);
+    }
+
+    #[test]
+    fn only_requests_that_could_use_a_browser_session_are_handed_one() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(*name, http::HeaderValue::from_static(value));
+            }
+            h
+        };
+        for machine in [
+            headers(&[("authorization", "Bearer eyJ")]),
+            headers(&[("authorization", "bearer eyJ")]),
+            headers(&[("access-token", "x"), ("client", "c"), ("uid", "u")]),
+        ] {
+            assert!(carries_machine_credential(&machine), "{machine:?}");
+        }
+        for browser in [
+            headers(&[]),
+            headers(&[("authorization", "Basic dTpw")]),
+            headers(&[("authorization", "Bearer")]),
+            headers(&[("cookie", "sessauth=x")]),
+        ] {
+            assert!(!carries_machine_credential(&browser), "{browser:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! Business rules live in the services, not here.
 
+pub mod body;
 pub mod db;
 pub mod error;
 pub mod http;

@@ -499,17 +499,10 @@ impl Stack {
         self.sign_in(&email, ADMIN_PASSWORD).await
     }
 
-    /// A new API credential (`{"access_key","secret_key","api_key"}`) created by `by`, of
-    /// `operator_id` when given.
-    pub async fn credential(
-        &self,
-        by: &HeaderMap,
-        operator_id: Option<i64>,
-    ) -> anyhow::Result<Value> {
-        let body = match operator_id {
-            Some(id) => json!({"operator_id": id}),
-            None => json!({}),
-        };
+    /// A new API credential (`{"access_key","secret_key","api_key"}`) of `operator_id`,
+    /// created by `by` (who names the operator, as the reference requires of everyone).
+    pub async fn credential(&self, by: &HeaderMap, operator_id: i64) -> anyhow::Result<Value> {
+        let body = json!({"operator_id": operator_id});
         Ok(self
             .request(reqwest::Method::POST, "/v3/auth/credentials")
             .headers(by.clone())

@@ -54,7 +54,7 @@ pub(super) fn routes(
     let audit_log = warp::path!("admin" / "audit")
         .and(warp::get())
         .and(who)
-        .and(warp::query::<AuditQuery>())
+        .and(rpc_service::body::query::<AuditQuery>())
         .and_then(move |p, q| run(audit_log(state.clone(), p, q)));
     add.or(list).unify().or(lift).unify().or(audit_log).unify()
 }

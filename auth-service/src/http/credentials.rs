@@ -4,7 +4,13 @@
 //!
 //! A credential is an access key (a UUIDv4, its public id) and a secret key shown once; only
 //! the secret's argon2 hash is kept. Operator admins manage their own operator's credentials,
-//! registry admins any operator's; another operator's credential is not found (§4).
+//! registry admins any operator's.
+//!
+//! These three routes follow the reference's guards (CONTRACT §4's exception): an operator
+//! role must name its own operator as `operator_id` (missing, not an integer, or another
+//! operator's: 403, before anything else is read); a registry admin must name an integer
+//! (400) of an operator that exists (404), except when listing, where no `operator_id` lists
+//! every operator's.
 
 use super::session::{internal, publish};
 use super::{
@@ -18,7 +24,7 @@ use blacklist::{Change, Entry, Kind};
 use chrono::{DateTime, Utc};
 use rpc_service::RpcError;
 use serde::Deserialize;
-use serde_json::json as j;
+use serde_json::{Value, json as j};
 use std::net::IpAddr;
 use uuid::Uuid;
 use warp::http::StatusCode;
@@ -31,23 +37,25 @@ const SECRET_BYTES: usize = 32;
 /// The answer of the reference flow to bad credentials (its published `data`).
 const INVALID_KEYS: &str = "Invalid access key or secret key";
 
+/// `operator_id` is read as any JSON value: which answer a mistyped one gets depends on the
+/// caller's role ([`scope`]), so it cannot be a parser's refusal.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct NewCredential {
     #[serde(default)]
-    operator_id: Option<i64>,
+    operator_id: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
-    operator_id: Option<i64>,
+    operator_id: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevokeQuery {
-    operator_id: Option<i64>,
+    operator_id: Option<Value>,
     token_id: Option<String>,
 }
 
@@ -71,12 +79,12 @@ pub(super) fn routes(
     let list = warp::path!(String / "auth" / "credentials")
         .and(warp::get())
         .and(who.clone())
-        .and(warp::query::<ListQuery>())
+        .and(rpc_service::body::query::<ListQuery>())
         .and_then(move |_v: String, p, q| run(list(s2.clone(), p, q)));
     let revoke = warp::path!(String / "auth" / "credentials")
         .and(warp::delete())
         .and(who.clone())
-        .and(warp::query::<RevokeQuery>())
+        .and(rpc_service::body::query::<RevokeQuery>())
         .and_then(move |_v: String, p, q| run(revoke(s3.clone(), p, q)));
     let access_token = warp::path!(String / "auth" / "access_token")
         .and(warp::post())
@@ -103,35 +111,50 @@ enum Scope {
     All,
 }
 
+/// The `operator_id` a request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Absent,
+    Id(i64),
+    /// Present but not an integer.
+    NotAnInteger,
+}
+
+impl Asked {
+    fn of(value: Option<&Value>) -> Self {
+        match value {
+            None | Some(Value::Null) => Asked::Absent,
+            Some(v) => v.as_i64().map_or(Asked::NotAnInteger, Asked::Id),
+        }
+    }
+}
+
 /// Why a request has no scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NoScope {
-    /// Another operator's, or no operator of the caller's: 404, never 403 (§4).
-    NotFound,
+    /// An operator role that does not name its own operator: 403 (the reference's guard).
+    NotYours,
     /// A registry admin must name the operator: 400.
     Missing,
+    /// A registry admin named something else than an integer: 400.
+    NotAnInteger,
 }
 
 /// The operator a caller of `role` (of operator `own`) acts on when asking for `asked`.
-/// Operator roles act on their own operator only; registry roles on the one they name, or on
-/// all when `all_allowed` (listing).
-fn scope(
-    role: Role,
-    own: Option<i64>,
-    asked: Option<i64>,
-    all_allowed: bool,
-) -> Result<Scope, NoScope> {
+/// Operator roles act on their own operator only, and must say so; registry roles on the one
+/// they name, or on all when `all_allowed` (listing).
+fn scope(role: Role, own: Option<i64>, asked: Asked, all_allowed: bool) -> Result<Scope, NoScope> {
     if role.is_operator() {
         return match (own, asked) {
-            (Some(own), None) => Ok(Scope::Operator(own)),
-            (Some(own), Some(asked)) if own == asked => Ok(Scope::Operator(own)),
-            _ => Err(NoScope::NotFound),
+            (Some(own), Asked::Id(asked)) if own == asked => Ok(Scope::Operator(own)),
+            _ => Err(NoScope::NotYours),
         };
     }
     match asked {
-        Some(id) => Ok(Scope::Operator(id)),
-        None if all_allowed => Ok(Scope::All),
-        None => Err(NoScope::Missing),
+        Asked::Id(id) => Ok(Scope::Operator(id)),
+        Asked::Absent if all_allowed => Ok(Scope::All),
+        Asked::Absent => Err(NoScope::Missing),
+        Asked::NotAnInteger => Err(NoScope::NotAnInteger),
     }
 }
 
@@ -139,13 +162,13 @@ fn scope(
 async fn scope_of(
     state: &State,
     p: &Principal,
-    asked: Option<i64>,
+    asked: Option<&Value>,
     all_allowed: bool,
 ) -> Result<Scope, RpcError> {
     let role = p
         .role
         .ok_or_else(|| RpcError::forbidden("insufficient_permissions"))?;
-    match scope(role, p.operator_id, asked, all_allowed) {
+    match scope(role, p.operator_id, Asked::of(asked), all_allowed) {
         Ok(Scope::Operator(id)) => {
             let exists = state.0.store.operator_exists(id).await.map_err(internal)?;
             if exists {
@@ -155,14 +178,21 @@ async fn scope_of(
             }
         }
         Ok(Scope::All) => Ok(Scope::All),
-        Err(NoScope::NotFound) => Err(RpcError::not_found()),
+        Err(NoScope::NotYours) => Err(RpcError::forbidden("operator_id_not_yours")),
         Err(NoScope::Missing) => Err(RpcError::invalid_params(vec![
-            "/operator_id: required for registry roles".to_string(),
+            ": must have required property 'operator_id'".to_string(),
+        ])),
+        Err(NoScope::NotAnInteger) => Err(RpcError::invalid_params(vec![
+            "/operator_id: must be integer".to_string(),
         ])),
     }
 }
 
-async fn operator_scope(state: &State, p: &Principal, asked: Option<i64>) -> Result<i64, RpcError> {
+async fn operator_scope(
+    state: &State,
+    p: &Principal,
+    asked: Option<&Value>,
+) -> Result<i64, RpcError> {
     match scope_of(state, p, asked, false).await? {
         Scope::Operator(id) => Ok(id),
         Scope::All => Err(RpcError::not_found()),
@@ -171,7 +201,7 @@ async fn operator_scope(state: &State, p: &Principal, asked: Option<i64>) -> Res
 
 async fn create(state: State, p: Principal, req: NewCredential) -> Result<Response, RpcError> {
     require(&p, Permission::Credentials)?;
-    let operator_id = operator_scope(&state, &p, req.operator_id).await?;
+    let operator_id = operator_scope(&state, &p, req.operator_id.as_ref()).await?;
     let secret_key = passwords::random_token(SECRET_BYTES);
     let secret_hash = passwords::hash(secret_key.clone()).await.map_err(|e| {
         tracing::error!(error = %e, "secret hashing failed");
@@ -205,7 +235,7 @@ async fn create(state: State, p: Principal, req: NewCredential) -> Result<Respon
 
 async fn list(state: State, p: Principal, q: ListQuery) -> Result<Response, RpcError> {
     require(&p, Permission::Credentials)?;
-    let filter = match scope_of(&state, &p, q.operator_id, true).await? {
+    let filter = match scope_of(&state, &p, q.operator_id.as_ref(), true).await? {
         Scope::Operator(id) => Some(id),
         Scope::All => None,
     };
@@ -222,10 +252,10 @@ async fn list(state: State, p: Principal, q: ListQuery) -> Result<Response, RpcE
 /// every gateway refuses the access tokens minted from it; its refresh tokens die with it.
 async fn revoke(state: State, p: Principal, q: RevokeQuery) -> Result<Response, RpcError> {
     require(&p, Permission::Credentials)?;
-    let operator_id = operator_scope(&state, &p, q.operator_id).await?;
+    let operator_id = operator_scope(&state, &p, q.operator_id.as_ref()).await?;
     let Some(token_id) = q.token_id else {
         return Err(RpcError::invalid_params(vec![
-            "/token_id: required".to_string(),
+            ": must have required property 'token_id'".to_string(),
         ]));
     };
     let access_key = Uuid::parse_str(&token_id).map_err(|_| RpcError::not_found())?;
@@ -369,22 +399,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scope_keeps_operator_roles_on_their_own_operator() {
+    fn scope_follows_the_references_guards() {
+        use Asked::{Absent, Id};
         use NoScope::*;
         use Role::*;
         use Scope::*;
-        type Case = (Role, Option<i64>, Option<i64>, bool, Result<Scope, NoScope>);
+        type Case = (Role, Option<i64>, Asked, bool, Result<Scope, NoScope>);
         let cases: &[Case] = &[
-            (OperatorAdmin, Some(7), None, false, Ok(Operator(7))),
-            (OperatorAdmin, Some(7), Some(7), false, Ok(Operator(7))),
-            (OperatorAdmin, Some(7), Some(8), false, Err(NotFound)),
-            (OperatorAdmin, Some(7), None, true, Ok(Operator(7))),
-            (OperatorAdmin, Some(7), Some(8), true, Err(NotFound)),
-            (OperatorAdmin, None, None, true, Err(NotFound)),
-            (RegistryAdmin, None, Some(8), false, Ok(Operator(8))),
-            (RegistryAdmin, None, None, false, Err(Missing)),
-            (RegistryAdmin, None, None, true, Ok(All)),
-            (RegistryAdmin, None, Some(8), true, Ok(Operator(8))),
+            // Operator roles name their own operator, whatever the route.
+            (OperatorAdmin, Some(7), Id(7), false, Ok(Operator(7))),
+            (OperatorAdmin, Some(7), Id(7), true, Ok(Operator(7))),
+            (OperatorAdmin, Some(7), Absent, false, Err(NotYours)),
+            (OperatorAdmin, Some(7), Absent, true, Err(NotYours)),
+            (
+                OperatorAdmin,
+                Some(7),
+                Asked::NotAnInteger,
+                false,
+                Err(NotYours),
+            ),
+            (OperatorAdmin, Some(7), Id(8), false, Err(NotYours)),
+            (OperatorAdmin, Some(7), Id(8), true, Err(NotYours)),
+            (OperatorAdmin, None, Id(7), true, Err(NotYours)),
+            // Registry admins name one, or list all.
+            (RegistryAdmin, None, Id(8), false, Ok(Operator(8))),
+            (RegistryAdmin, None, Absent, false, Err(Missing)),
+            (
+                RegistryAdmin,
+                None,
+                Asked::NotAnInteger,
+                false,
+                Err(NotAnInteger),
+            ),
+            (
+                RegistryAdmin,
+                None,
+                Asked::NotAnInteger,
+                true,
+                Err(NotAnInteger),
+            ),
+            (RegistryAdmin, None, Absent, true, Ok(All)),
+            (RegistryAdmin, None, Id(8), true, Ok(Operator(8))),
         ];
         for (role, own, asked, all_allowed, expected) in cases {
             assert_eq!(
@@ -393,5 +448,16 @@ mod tests {
                 "{role} of {own:?} asking {asked:?} (all allowed: {all_allowed})"
             );
         }
+    }
+
+    #[test]
+    fn operator_id_is_read_from_any_json_value() {
+        use serde_json::json;
+        assert_eq!(Asked::of(None), Asked::Absent);
+        assert_eq!(Asked::of(Some(&json!(null))), Asked::Absent);
+        assert_eq!(Asked::of(Some(&json!(12))), Asked::Id(12));
+        assert_eq!(Asked::of(Some(&json!("12"))), Asked::NotAnInteger);
+        assert_eq!(Asked::of(Some(&json!("wrong"))), Asked::NotAnInteger);
+        assert_eq!(Asked::of(Some(&json!(1.5))), Asked::NotAnInteger);
     }
 }

@@ -133,41 +133,18 @@ fn no_content() -> Response {
     warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
 }
 
-/// The body filter every JSON route uses.
+/// The body filter every JSON route uses: an object, at most [`BODY_LIMIT`] bytes, refused
+/// in the reference's words (`rpc_service::body`).
 fn body<T: serde::de::DeserializeOwned + Send>()
 -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
-    warp::body::content_length_limit(BODY_LIMIT).and(warp::body::json())
+    rpc_service::body::object(BODY_LIMIT)
 }
 
 /// A JSON body that may be absent or empty (then `T::default()`), for routes whose
-/// published form has no body but that take optional fields. At most [`BODY_LIMIT`] bytes.
+/// published form has no body but that take optional fields.
 fn optional_body<T: serde::de::DeserializeOwned + Default + Send>()
 -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
-    warp::header::optional::<String>("content-length")
-        .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::bytes())
-        .and_then(
-            |length: Option<String>, kind: Option<String>, bytes: bytes::Bytes| async move {
-                let declared = length.and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
-                if declared > BODY_LIMIT || bytes.len() as u64 > BODY_LIMIT {
-                    return Err(warp::reject::custom(RpcError::payload_too_large()));
-                }
-                if bytes.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(T::default());
-                }
-                let json = kind.as_deref().is_none_or(|k| {
-                    k.split(';')
-                        .next()
-                        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-                });
-                if !json {
-                    return Err(warp::reject::custom(RpcError::unsupported_media_type()));
-                }
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    warp::reject::custom(RpcError::invalid_params(vec![format!("body: {e}")]))
-                })
-            },
-        )
+    rpc_service::body::optional_object(BODY_LIMIT)
 }
 
 /// 403 unless the caller's role grants `permission`. The gateway checked already; this is

@@ -91,16 +91,6 @@ impl<'a> Obj<'a> {
     pub(crate) fn has(&self, key: &str) -> bool {
         self.map.is_some_and(|m| m.contains_key(key))
     }
-
-    /// The object's own path.
-    pub(crate) fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// Whether the value was an object at all.
-    pub(crate) fn is_present(&self) -> bool {
-        self.map.is_some()
-    }
 }
 
 impl Checker {

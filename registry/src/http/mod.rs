@@ -14,7 +14,6 @@ pub use journeys::State;
 pub use metrics::{Metrics, Outcome};
 
 use auth_token::AssertionKey;
-use rpc_service::RpcError;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -43,7 +42,7 @@ pub fn api(
     let one = version()
         .and(warp::path("journeys"))
         .and(warp::path::param::<String>().and_then(decoded_segment));
-    let json_body = || body_limit(BODY_LIMIT).and(warp::body::json());
+    let json_body = || rpc_service::body::value(BODY_LIMIT);
 
     // Paths before methods, so that an unknown path is a 404 rather than a 405.
     let create = collection()
@@ -68,7 +67,7 @@ pub fn api(
         .and(warp::get())
         .and(with_state.clone())
         .and(principal.clone())
-        .and(warp::query::<journeys::StatusQuery>())
+        .and(rpc_service::body::query::<journeys::StatusQuery>())
         .then(journeys::status);
 
     let update = one
@@ -218,19 +217,6 @@ fn version() -> impl Filter<Extract = (), Error = Rejection> + Clone {
                 Ok(())
             } else {
                 Err(warp::reject::not_found())
-            }
-        })
-        .untuple_one()
-}
-
-/// Refuses bodies declared larger than `limit` (413). Unlike warp's `content_length_limit`,
-/// a chunked body without `content-length` is not refused.
-fn body_limit(limit: u64) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and_then(move |length: Option<u64>| async move {
-            match length {
-                Some(n) if n > limit => Err(warp::reject::custom(RpcError::payload_too_large())),
-                _ => Ok(()),
             }
         })
         .untuple_one()

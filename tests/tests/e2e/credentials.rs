@@ -68,8 +68,24 @@ async fn crud(mode: Mode) {
     let (op2, _) = stack.operator_with_admin(&admin).await.unwrap();
     let path = "/v3/auth/credentials";
 
-    // An operator admin creates one for its own operator.
-    let (status, created) = call(&stack, Method::POST, path, &op1_admin, Some(json!({}))).await;
+    // An operator admin creates one for its own operator, named as the reference requires:
+    // without it, or with anything else, 403 (the reference's guard, CONTRACT §4).
+    for refused in [
+        json!({}),
+        json!({"operator_id": op2}),
+        json!({"operator_id": "wrong"}),
+    ] {
+        let (status, body) = call(&stack, Method::POST, path, &op1_admin, Some(refused)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    let (status, created) = call(
+        &stack,
+        Method::POST,
+        path,
+        &op1_admin,
+        Some(json!({"operator_id": op1})),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let access_key = created["access_key"].as_str().unwrap().to_owned();
     let secret_key = created["secret_key"].as_str().unwrap();
@@ -85,19 +101,10 @@ async fn crud(mode: Mode) {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
-    // ... never another operator's.
-    let (status, _) = call(
-        &stack,
-        Method::POST,
-        path,
-        &op1_admin,
-        Some(json!({"operator_id": op2})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // Listing shows its own, without secrets.
-    let (status, listed) = call(&stack, Method::GET, path, &op1_admin, None).await;
+    // Listing shows its own, without secrets, asked by its operator id.
+    let own = format!("{path}?operator_id={op1}");
+    let (status, listed) = call(&stack, Method::GET, &own, &op1_admin, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(tokens_of(&listed).len(), 2);
     assert!(tokens_of(&listed).contains(&access_key.as_str()));
@@ -106,19 +113,35 @@ async fn crud(mode: Mode) {
     assert_eq!(first["role"], "operator.application");
     assert!(first["created_at"].is_string());
     assert!(first.get("secret_key").is_none() && first.get("secret_hash").is_none());
-    let (status, _) = call(
-        &stack,
-        Method::GET,
-        &format!("{path}?operator_id={op2}"),
-        &op1_admin,
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    for refused in [
+        path.to_owned(),
+        format!("{path}?operator_id={op2}"),
+        format!("{path}?operator_id=x"),
+    ] {
+        let (status, _) = call(&stack, Method::GET, &refused, &op1_admin, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    }
 
-    // The registry admin must name an operator that exists.
+    // The registry admin must name an operator that exists, by an integer.
     let (status, body) = call(&stack, Method::POST, path, &admin, Some(json!({}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["data"],
+        json!([": must have required property 'operator_id'"])
+    );
+    let (status, body) = call(
+        &stack,
+        Method::POST,
+        path,
+        &admin,
+        Some(json!({"operator_id": "one"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["data"],
+        json!(["/operator_id: must be integer"])
+    );
     let (status, _) = call(
         &stack,
         Method::POST,
@@ -128,7 +151,7 @@ async fn crud(mode: Mode) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let other = stack.credential(&admin, Some(op2)).await.unwrap();
+    let other = stack.credential(&admin, op2).await.unwrap();
     let other_key = other["access_key"].as_str().unwrap();
     let (_, all) = call(&stack, Method::GET, path, &admin, None).await;
     assert_eq!(tokens_of(&all).len(), 3);
@@ -142,13 +165,34 @@ async fn crud(mode: Mode) {
     .await;
     assert_eq!(tokens_of(&of_op2), vec![other_key]);
 
-    // Deleting: another operator's is not found, whichever operator id is sent.
+    // Deleting: naming another operator is 403; another operator's key under one's own
+    // operator id is not found.
     let delete =
         |operator: i64, token: &str| format!("{path}?operator_id={operator}&token_id={token}");
-    for target in [delete(op2, other_key), delete(op1, other_key)] {
-        let (status, _) = call(&stack, Method::DELETE, &target, &op1_admin, None).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{target}");
-    }
+    let (status, _) = call(
+        &stack,
+        Method::DELETE,
+        &delete(op2, other_key),
+        &op1_admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        &stack,
+        Method::DELETE,
+        &delete(op1, other_key),
+        &op1_admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&stack, Method::DELETE, &delete(999_999, "x"), &admin, None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a registry admin naming no operator"
+    );
     let (status, body) = call(
         &stack,
         Method::DELETE,
@@ -185,7 +229,7 @@ async fn crud(mode: Mode) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "already revoked");
-    let (_, listed) = call(&stack, Method::GET, path, &op1_admin, None).await;
+    let (_, listed) = call(&stack, Method::GET, &own, &op1_admin, None).await;
     assert!(!tokens_of(&listed).contains(&access_key.as_str()));
     let (status, _) = call(
         &stack,
@@ -205,17 +249,17 @@ async fn crud(mode: Mode) {
     let (status, body) = call(&stack, Method::POST, path, &user, Some(json!({}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
-    // Bad bodies are 4xx in the JSON-RPC shape.
+    // Bad bodies are 4xx in the JSON-RPC shape, in our words.
     for (content_type, raw, expected) in [
         ("application/json", "not json", StatusCode::BAD_REQUEST),
         (
             "application/json",
             r#"{"operator_id":"one"}"#,
-            StatusCode::BAD_REQUEST,
+            StatusCode::FORBIDDEN,
         ),
         (
             "application/json",
-            r#"{"surprise":1}"#,
+            r#"{"operator_id":1,"surprise":1}"#,
             StatusCode::BAD_REQUEST,
         ),
         ("text/plain", "{}", StatusCode::UNSUPPORTED_MEDIA_TYPE),
@@ -231,6 +275,10 @@ async fn crud(mode: Mode) {
         assert_eq!(r.status(), expected, "{raw}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["jsonrpc"], "2.0");
+        let data = body["error"]["data"].to_string();
+        for parser_words in ["line 1 column", "expected", "invalid type", "deserialize"] {
+            assert!(!data.contains(parser_words), "{data}");
+        }
     }
 
     let (_, audit) = call(&stack, Method::GET, "/admin/audit", &admin, None).await;
@@ -250,7 +298,7 @@ async fn token_flows(mode: Mode) {
     let stack = Stack::start(mode).await.expect("stack starts");
     let admin = stack.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
     let (op, op_admin) = stack.operator_with_admin(&admin).await.unwrap();
-    let credential = stack.credential(&op_admin, None).await.unwrap();
+    let credential = stack.credential(&op_admin, op).await.unwrap();
     let api_key = credential["api_key"].as_str().unwrap();
     let access_key = credential["access_key"].as_str().unwrap();
     let secret_key = credential["secret_key"].as_str().unwrap();
@@ -442,7 +490,7 @@ async fn rotation(mode: Mode) {
     assert_eq!(body["id"], op);
     assert_eq!(body["refresh_rotation"], true);
 
-    let credential = stack.credential(&op_admin, None).await.unwrap();
+    let credential = stack.credential(&op_admin, op).await.unwrap();
     let api_key = credential["api_key"].as_str().unwrap();
     let family = stack.token_pair(api_key).await.unwrap();
     let other = stack.token_pair(api_key).await.unwrap();

@@ -84,7 +84,7 @@ async fn tokens_verify_with_pyjwt(mode: Mode) {
         "public Ed25519 keys only: {published}"
     );
 
-    let credential = stack.credential(&op_admin, None).await.unwrap();
+    let credential = stack.credential(&op_admin, operator_id).await.unwrap();
     let pair = stack
         .token_pair(credential["api_key"].as_str().unwrap())
         .await

@@ -145,5 +145,8 @@ fn a_person_without_any_phone_is_refused_after_the_schema() {
     // With one number each, nothing is missing.
     p["distance"] = json!(1000);
     p["passenger"]["identity"]["phone"] = json!("0612345678");
-    assert_eq!(validate_journey(&p, now()).expect("valid").without_phone(), None);
+    assert_eq!(
+        validate_journey(&p, now()).expect("valid").without_phone(),
+        None
+    );
 }
