@@ -14,8 +14,8 @@ mod token;
 
 pub use france::{Area, France};
 pub use request::{
-    DrivingLicence, JourneyType, LastNameTrunc, Person, Registration, RegistrationKind, Simulation,
-    validate_registration, validate_simulation,
+    ApplicationKind, DrivingLicence, JourneyType, LastNameTrunc, Person, Registration,
+    RegistrationKind, Simulation, validate_registration, validate_simulation,
 };
 pub use rules::{
     Campaign, ClaimedJourney, DateRefusal, Ineligibility, LONG_COOLDOWN_YEARS,

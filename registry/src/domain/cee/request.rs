@@ -38,6 +38,34 @@ impl JourneyType {
     }
 }
 
+/// How an application came to the registry: registered through the API (a standardized
+/// operation, with its journey or cost-sharing date, licence and token) or imported from the
+/// operator's history (a specific operation: a person, a type and a date).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApplicationKind {
+    Standardized,
+    Specific,
+}
+
+impl ApplicationKind {
+    /// The wire (`cee_application_type`) and storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplicationKind::Standardized => "standardized",
+            ApplicationKind::Specific => "specific",
+        }
+    }
+
+    /// The kind named `s`, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "standardized" => Some(ApplicationKind::Standardized),
+            "specific" => Some(ApplicationKind::Specific),
+            _ => None,
+        }
+    }
+}
+
 /// The first three letters of the last name, capitals, padded with spaces (`"TO "`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LastNameTrunc(String);

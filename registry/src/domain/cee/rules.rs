@@ -3,7 +3,7 @@
 //! (rpc-behaviour §9.3, §9.5; CONTRACT §8). Every rule takes `now` as a parameter.
 
 use super::france::France;
-use super::request::{JourneyType, Person};
+use super::request::{ApplicationKind, JourneyType, Person};
 use crate::domain::journey::{OperatorClass, TimeGeoPoint};
 use crate::domain::phone::PhoneTrunc;
 use crate::domain::status::JourneyStatus;
@@ -161,13 +161,17 @@ pub fn long_dates(
 pub struct StoredApplication {
     pub uuid: Uuid,
     pub operator_id: i64,
+    pub kind: ApplicationKind,
     pub journey_type: JourneyType,
+    /// A specific application has no driving licence, and no identity key until one is
+    /// imported.
     pub person: Person,
-    /// The operation: journey end (short) or cost sharing (long).
+    /// The operation: journey end (short) or cost sharing (long), or the imported date.
     pub datetime: DateTime<Utc>,
     /// Short distance: the journey claimed and its public status.
     pub journey: Option<(i64, JourneyStatus)>,
-    pub token: String,
+    /// What a registration answered; a specific application has none.
+    pub token: Option<String>,
     /// Deleted by its operator: kept for audit, blocks nobody.
     pub deleted: bool,
 }

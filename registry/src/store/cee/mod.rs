@@ -12,7 +12,8 @@ mod sqlite;
 
 use super::{StoreError, check};
 use crate::domain::cee::{
-    ClaimedJourney, DrivingLicence, JourneyType, LastNameTrunc, Person, StoredApplication,
+    ApplicationKind, ClaimedJourney, DrivingLicence, JourneyType, LastNameTrunc, Person,
+    StoredApplication,
 };
 use crate::domain::{AcquisitionStatus, IdentityKey, JourneyStatus, OperatorClass, PhoneTrunc};
 use async_trait::async_trait;
@@ -95,9 +96,10 @@ mod sql {
     macro_rules! application {
         ($where:literal) => {
             concat!(
-                "SELECT a.uuid, a.operator_id, a.journey_type, a.journey_id, a.identity_key, \
-                 a.driving_license, a.last_name_trunc, a.phone_trunc, a.datetime, a.token, \
-                 a.deleted_at, j.acquisition_status, j.fraud_status, j.anomaly_status \
+                "SELECT a.uuid, a.operator_id, a.kind, a.journey_type, a.journey_id, \
+                 a.identity_key, a.driving_license, a.last_name_trunc, a.phone_trunc, \
+                 a.datetime, a.token, a.deleted_at, \
+                 j.acquisition_status, j.fraud_status, j.anomaly_status \
                  FROM cee_applications a LEFT JOIN journeys j ON j.journey_id = a.journey_id \
                  WHERE ",
                 $where
@@ -125,10 +127,11 @@ mod sql {
     pub const FIND: &str =
         application!("a.uuid = $1 AND a.operator_id = $2 AND a.deleted_at IS NULL");
 
-    pub const INSERT: &str = "INSERT INTO cee_applications (uuid, operator_id, journey_type, \
-        journey_id, identity_key, driving_license, last_name_trunc, phone_trunc, datetime, \
-        application_timestamp, token, created_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    /// A registration.
+    pub const INSERT: &str = "INSERT INTO cee_applications (uuid, operator_id, kind, \
+        journey_type, journey_id, identity_key, driving_license, last_name_trunc, phone_trunc, \
+        datetime, application_timestamp, token, created_at) \
+        VALUES ($1, $2, 'standardized', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
     /// `$1` uuid, `$2` operator, `$3` time.
     pub const DELETE: &str = "UPDATE cee_applications SET deleted_at = $3 \
@@ -177,14 +180,15 @@ fn begin_locked(locks: &[i64]) -> String {
 struct ApplicationColumns {
     uuid: Uuid,
     operator_id: i64,
+    kind: String,
     journey_type: String,
     journey_id: Option<i64>,
-    identity_key: String,
-    driving_license: String,
+    identity_key: Option<String>,
+    driving_license: Option<String>,
     last_name_trunc: String,
     phone_trunc: String,
     datetime: DateTime<Utc>,
-    token: String,
+    token: Option<String>,
     deleted: bool,
     /// The claimed journey's (acquisition, fraud, anomaly) statuses.
     statuses: Option<(String, String, String)>,
@@ -196,14 +200,27 @@ fn corrupt(what: &str) -> StoreError {
 
 impl ApplicationColumns {
     fn into_application(self) -> Result<StoredApplication, StoreError> {
+        let kind = ApplicationKind::parse(&self.kind).ok_or_else(|| corrupt("kind"))?;
+        // The table's CHECK holds these; a registered application lacking one is corrupt.
+        let registered = kind == ApplicationKind::Standardized;
+        if registered
+            && (self.identity_key.is_none()
+                || self.driving_license.is_none()
+                || self.token.is_none())
+        {
+            return Err(corrupt(
+                "registered application without key, licence or token",
+            ));
+        }
         let person = Person {
-            identity_key: Some(
-                IdentityKey::parse(&self.identity_key).ok_or_else(|| corrupt("identity_key"))?,
-            ),
-            driving_licence: Some(
-                DrivingLicence::parse(&self.driving_license)
-                    .ok_or_else(|| corrupt("driving_license"))?,
-            ),
+            identity_key: self
+                .identity_key
+                .map(|k| IdentityKey::parse(&k).ok_or_else(|| corrupt("identity_key")))
+                .transpose()?,
+            driving_licence: self
+                .driving_license
+                .map(|l| DrivingLicence::parse(&l).ok_or_else(|| corrupt("driving_license")))
+                .transpose()?,
             last_name_trunc: LastNameTrunc::parse(&self.last_name_trunc)
                 .ok_or_else(|| corrupt("last_name_trunc"))?,
             phone_trunc: PhoneTrunc::parse(&self.phone_trunc)
@@ -217,6 +234,7 @@ impl ApplicationColumns {
         Ok(StoredApplication {
             uuid: self.uuid,
             operator_id: self.operator_id,
+            kind,
             journey_type: JourneyType::parse(&self.journey_type)
                 .ok_or_else(|| corrupt("journey_type"))?,
             person,

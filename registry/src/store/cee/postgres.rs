@@ -23,6 +23,7 @@ fn application(r: &PgRow) -> Result<StoredApplication, StoreError> {
     ApplicationColumns {
         uuid: r.try_get("uuid")?,
         operator_id: r.try_get("operator_id")?,
+        kind: r.try_get("kind")?,
         journey_type: r.try_get("journey_type")?,
         journey_id: r.try_get("journey_id")?,
         identity_key: r.try_get("identity_key")?,

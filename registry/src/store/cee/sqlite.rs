@@ -23,6 +23,7 @@ fn application(r: &SqliteRow) -> Result<StoredApplication, StoreError> {
         uuid: Uuid::parse_str(&uuid)
             .map_err(|_| StoreError::Corrupt(format!("cee application uuid {uuid:?}")))?,
         operator_id: r.try_get("operator_id")?,
+        kind: r.try_get("kind")?,
         journey_type: r.try_get("journey_type")?,
         journey_id: r.try_get("journey_id")?,
         identity_key: r.try_get("identity_key")?,

@@ -1,7 +1,7 @@
 //! Eligibility, dates and cool-downs, each at its boundary.
 
 use super::*;
-use crate::domain::cee::{DrivingLicence, LastNameTrunc};
+use crate::domain::cee::{ApplicationKind, DrivingLicence, LastNameTrunc};
 use crate::domain::journey::IdentityKey;
 use crate::domain::phone::PhoneTrunc;
 
@@ -202,11 +202,12 @@ fn stored(journey_type: JourneyType, datetime: &str, person: Person) -> StoredAp
     StoredApplication {
         uuid: Uuid::nil(),
         operator_id: 1,
+        kind: ApplicationKind::Standardized,
         journey_type,
         person,
         datetime: at(datetime),
         journey: None,
-        token: String::new(),
+        token: Some(String::new()),
         deleted: false,
     }
 }
