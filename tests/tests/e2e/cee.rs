@@ -147,8 +147,9 @@ async fn cee_api(mode: Mode) {
     };
     assert_eq!(loser["uuid"], winner["uuid"]);
 
+    // By the licence both claims share (name and phone alone find only keyless history).
     let simulation = json!({"journey_type": "long", "last_name_trunc": "TO ",
-                            "phone_trunc": "+336010203"});
+                            "phone_trunc": "+336010203", "driving_license": "99-X23836"});
     let (status, body) = call(Method::POST, "/v3/policies/cee/simulate", Some(simulation)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 

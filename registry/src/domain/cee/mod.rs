@@ -19,7 +19,8 @@ pub use request::{
 };
 pub use rules::{
     Campaign, ClaimedJourney, DateRefusal, Ineligibility, LONG_COOLDOWN_YEARS,
-    MAX_SHORT_DISTANCE_METRES, SHORT_COOLDOWN_YEARS, StoredApplication, application_timestamp,
-    cooldown_start, first_conflict, long_dates, short_eligibility,
+    MAX_SHORT_DISTANCE_METRES, SHORT_COOLDOWN_YEARS, SPECIFIC_LONG_COOLDOWN_YEARS,
+    SPECIFIC_SHORT_COOLDOWN_YEARS, StoredApplication, application_timestamp, cooldown_start,
+    first_conflict, long_dates, short_eligibility,
 };
 pub use token::{CeeSigner, KeyError, iso_millis, token_message};
