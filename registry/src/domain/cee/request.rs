@@ -278,7 +278,7 @@ pub fn validate_simulation(payload: &Value) -> Result<Simulation, Vec<String>> {
     .ok_or_else(|| vec![": must be a CEE simulation".to_owned()])
 }
 
-fn identity_key(c: &mut Checker, root: &Obj<'_>) -> Option<IdentityKey> {
+pub(super) fn identity_key(c: &mut Checker, root: &Obj<'_>) -> Option<IdentityKey> {
     c.pattern(
         &root.field("identity_key"),
         IDENTITY_KEY_PATTERN,
@@ -297,7 +297,7 @@ fn driving_licence(c: &mut Checker, root: &Obj<'_>) -> Option<DrivingLicence> {
     )
 }
 
-fn last_name_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<LastNameTrunc> {
+pub(super) fn last_name_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<LastNameTrunc> {
     c.pattern(
         &root.field("last_name_trunc"),
         LAST_NAME_TRUNC_PATTERN,
@@ -306,7 +306,7 @@ fn last_name_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<LastNameTrunc> {
     .and_then(|s| LastNameTrunc::parse(&s))
 }
 
-fn phone_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<PhoneTrunc> {
+pub(super) fn phone_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<PhoneTrunc> {
     c.format(
         &root.field("phone_trunc"),
         8,
