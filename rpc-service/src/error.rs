@@ -176,7 +176,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             StatusCode::BAD_REQUEST,
             -32700,
             "Parse error",
-            Some(Value::String(format!("malformed JSON body: {}", short(e)))),
+            Some(Value::String(malformed_json(std::error::Error::source(e)))),
         )
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         RpcError::payload_too_large()
@@ -208,9 +208,43 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     Ok(error.into_response())
 }
 
-/// serde's message without the echo of a huge body.
-fn short(e: &impl std::fmt::Display) -> String {
-    let mut s = e.to_string();
-    s.truncate(200);
-    s
+/// What a body that is not JSON gets told: where it stops being JSON, in our words. The
+/// parser's own message (`expected ident at line 1 column 2`, and whatever else a parser
+/// version says) is not part of the API.
+fn malformed_json(cause: Option<&(dyn std::error::Error + 'static)>) -> String {
+    match cause.and_then(|c| c.downcast_ref::<serde_json::Error>()) {
+        Some(e) if e.is_eof() => "malformed JSON body: it ends too early".to_owned(),
+        Some(e) => format!(
+            "malformed JSON body at line {}, column {}",
+            e.line(),
+            e.column()
+        ),
+        None => "malformed JSON body".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cause_of(body: &str) -> serde_json::Error {
+        serde_json::from_str::<Value>(body).expect_err("malformed")
+    }
+
+    #[test]
+    fn malformed_bodies_are_described_without_the_parsers_words() {
+        let cases = [
+            ("{not json", "malformed JSON body at line 1, column 2"),
+            ("[1,\n 2 x]", "malformed JSON body at line 2, column 4"),
+            ("{\"a\":", "malformed JSON body: it ends too early"),
+            ("", "malformed JSON body: it ends too early"),
+        ];
+        for (body, expected) in cases {
+            let cause = cause_of(body);
+            assert_eq!(malformed_json(Some(&cause)), expected, "{body:?}");
+        }
+        let other = std::io::Error::other("not serde");
+        assert_eq!(malformed_json(Some(&other)), "malformed JSON body");
+        assert_eq!(malformed_json(None), "malformed JSON body");
+    }
 }
