@@ -1,7 +1,7 @@
 //! CEE handlers (CONTRACT §8): register (`POST /{v}/policies/cee`), simulate
 //! (`POST /{v}/policies/cee/simulate`), find and delete (`GET`/`DELETE
 //! /{v}/policies/cee/{uuid}`), and the public key that verifies tokens
-//! (`GET /{v}/policies/cee/public-key`).
+//! (`GET /{v}/policies/cee/public-key`). The two imports are in [`super::cee_import`].
 //!
 //! Success and conflict bodies are the reference's bare objects (`{uuid, datetime, token,
 //! journey_id?, status?}`, 409 `{uuid?, datetime, journey_id?, status?}`); other errors use the
@@ -218,7 +218,7 @@ pub async fn public_key(state: Arc<State>, _principal: Principal) -> Response {
 }
 
 /// The caller's operator: CEE routes are for operators only.
-fn operator_of(principal: &Principal) -> Result<i64, RpcError> {
+pub(super) fn operator_of(principal: &Principal) -> Result<i64, RpcError> {
     principal
         .role
         .filter(|r| r.is_operator())
@@ -235,12 +235,12 @@ fn refused(refusal: DateRefusal) -> RpcError {
     RpcError::invalid_params(vec![refusal.message()])
 }
 
-fn internal(e: StoreError) -> RpcError {
+pub(super) fn internal(e: StoreError) -> RpcError {
     tracing::error!(error = %e, "CEE store failed");
     RpcError::internal()
 }
 
-fn reply(status: StatusCode, body: &Value) -> Response {
+pub(super) fn reply(status: StatusCode, body: &Value) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
