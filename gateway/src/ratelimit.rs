@@ -720,6 +720,8 @@ mod tests {
             ("POST", "/{version}/journeys/{id}", JourneysRead),
             ("POST", "/{version}/policies/cee", Cee),
             ("POST", "/{version}/policies/cee/simulate", Cee),
+            ("POST", "/{version}/policies/cee/import", Cee),
+            ("POST", "/{version}/policies/cee/import/identity", Cee),
             ("GET", "/{version}/policies/cee/{uuid}", Cee),
             ("DELETE", "/{version}/policies/cee/{uuid}", Cee),
             ("GET", "/{version}/policies/cee/public-key", Cee),

@@ -210,6 +210,18 @@ fn versioned(method: &str, version: &str, rest: &[&str]) -> Option<Route> {
             OperatorApi,
             Some(JourneysWrite),
         ),
+        ("POST", ["policies", "cee", "import"]) => (
+            "/{version}/policies/cee/import",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        ("POST", ["policies", "cee", "import", "identity"]) => (
+            "/{version}/policies/cee/import/identity",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
         ("GET", ["policies", "cee", "public-key"]) => {
             ("/{version}/policies/cee/public-key", Registry, Public, None)
         }
@@ -502,6 +514,36 @@ mod tests {
                 )),
             ),
             (
+                "POST",
+                "/v3/policies/cee/import",
+                Some((
+                    "/{version}/policies/cee/import",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            (
+                "POST",
+                "/v3.3/policies/cee/import/identity",
+                Some((
+                    "/{version}/policies/cee/import/identity",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            // A GET names the application "import" (the registry answers 400, bad uuid).
+            (
+                "GET",
+                "/v3/policies/cee/import",
+                Some((
+                    "/{version}/policies/cee/{uuid}",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            ("GET", "/v3/policies/cee/import/identity", None),
+            ("POST", "/v3/policies/cee/import/other", None),
+            (
                 "GET",
                 "/admin/campaigns",
                 Some(("/admin/campaigns", Upstream::Registry, Access::User)),
@@ -570,6 +612,24 @@ mod tests {
                 Some("v3.2"),
             ),
             ("GET", "/v3/funding-calls", Some(JourneysRead), Some("v3")),
+            (
+                "POST",
+                "/v3/policies/cee/simulate",
+                Some(JourneysWrite),
+                Some("v3"),
+            ),
+            (
+                "POST",
+                "/v3/policies/cee/import",
+                Some(JourneysWrite),
+                Some("v3"),
+            ),
+            (
+                "POST",
+                "/v3.2/policies/cee/import/identity",
+                Some(JourneysWrite),
+                Some("v3.2"),
+            ),
         ];
         for (method, path, permission, version) in cases {
             let r = route(&method.parse().unwrap(), path).unwrap();

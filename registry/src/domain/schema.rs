@@ -290,6 +290,17 @@ impl Checker {
 
     /// The items of an array of at most `max_items`.
     pub(crate) fn array<'a>(&mut self, field: Field<'a>, max_items: usize) -> Vec<Field<'a>> {
+        self.array_within(field, 0, max_items)
+    }
+
+    /// The items of an array of `min_items..=max_items` (all of them, even when too many, so
+    /// that each is checked too).
+    pub(crate) fn array_within<'a>(
+        &mut self,
+        field: Field<'a>,
+        min_items: usize,
+        max_items: usize,
+    ) -> Vec<Field<'a>> {
         let Some(value) = field.value else {
             return Vec::new();
         };
@@ -297,6 +308,12 @@ impl Checker {
             self.fail(&field.path, "must be array");
             return Vec::new();
         };
+        if items.len() < min_items {
+            self.fail(
+                &field.path,
+                format!("must NOT have fewer than {min_items} items"),
+            );
+        }
         if items.len() > max_items {
             self.fail(
                 &field.path,

@@ -1,7 +1,7 @@
 //! CEE handlers (CONTRACT §8): register (`POST /{v}/policies/cee`), simulate
 //! (`POST /{v}/policies/cee/simulate`), find and delete (`GET`/`DELETE
 //! /{v}/policies/cee/{uuid}`), and the public key that verifies tokens
-//! (`GET /{v}/policies/cee/public-key`).
+//! (`GET /{v}/policies/cee/public-key`). The two imports are in [`super::cee_import`].
 //!
 //! Success and conflict bodies are the reference's bare objects (`{uuid, datetime, token,
 //! journey_id?, status?}`, 409 `{uuid?, datetime, journey_id?, status?}`); other errors use the
@@ -106,7 +106,7 @@ async fn register_application(
     match cee.store.register(&application).await.map_err(internal)? {
         RegisterOutcome::Created => {
             tracing::info!(operator_id, %uuid, journey_type = journey_type.as_str(), "CEE application registered");
-            let body = application_body(uuid, datetime, &token, journey);
+            let body = application_body(uuid, datetime, Some(&token), journey);
             Ok(reply(StatusCode::CREATED, &body))
         }
         RegisterOutcome::JourneyClaimed(existing) | RegisterOutcome::Conflict(existing) => {
@@ -172,7 +172,12 @@ async fn find_application(
         .await
         .map_err(internal)?
         .ok_or_else(RpcError::not_found)?;
-    let body = application_body(found.uuid, found.datetime, &found.token, found.journey);
+    let body = application_body(
+        found.uuid,
+        found.datetime,
+        found.token.as_deref(),
+        found.journey,
+    );
     Ok(reply(StatusCode::OK, &body))
 }
 
@@ -213,7 +218,7 @@ pub async fn public_key(state: Arc<State>, _principal: Principal) -> Response {
 }
 
 /// The caller's operator: CEE routes are for operators only.
-fn operator_of(principal: &Principal) -> Result<i64, RpcError> {
+pub(super) fn operator_of(principal: &Principal) -> Result<i64, RpcError> {
     principal
         .role
         .filter(|r| r.is_operator())
@@ -230,23 +235,27 @@ fn refused(refusal: DateRefusal) -> RpcError {
     RpcError::invalid_params(vec![refusal.message()])
 }
 
-fn internal(e: StoreError) -> RpcError {
+pub(super) fn internal(e: StoreError) -> RpcError {
     tracing::error!(error = %e, "CEE store failed");
     RpcError::internal()
 }
 
-fn reply(status: StatusCode, body: &Value) -> Response {
+pub(super) fn reply(status: StatusCode, body: &Value) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
-/// An application as answered by register and find.
+/// An application as answered by register and find. An imported (specific) application has
+/// no token: find answers its uuid and date only.
 fn application_body(
     uuid: Uuid,
     datetime: DateTime<Utc>,
-    token: &str,
+    token: Option<&str>,
     journey: Option<(i64, JourneyStatus)>,
 ) -> Value {
-    let mut body = json!({"uuid": uuid, "datetime": iso_millis(datetime), "token": token});
+    let mut body = json!({"uuid": uuid, "datetime": iso_millis(datetime)});
+    if let Some(token) = token {
+        body["token"] = json!(token);
+    }
     if let Some((journey_id, status)) = journey {
         body["journey_id"] = json!(journey_id);
         body["status"] = json!(status.as_str());
@@ -273,12 +282,13 @@ fn conflict_body(existing: &StoredApplication, caller: i64, detailed: bool) -> V
 mod tests {
     use super::*;
     use crate::domain::PhoneTrunc;
-    use crate::domain::cee::{JourneyType, LastNameTrunc, Person};
+    use crate::domain::cee::{ApplicationKind, JourneyType, LastNameTrunc, Person};
 
     fn existing(operator_id: i64, journey: Option<(i64, JourneyStatus)>) -> StoredApplication {
         StoredApplication {
             uuid: Uuid::nil(),
             operator_id,
+            kind: ApplicationKind::Standardized,
             journey_type: JourneyType::Short,
             person: Person {
                 identity_key: None,
@@ -290,7 +300,7 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
             journey,
-            token: "secret-ish".into(),
+            token: Some("secret-ish".into()),
             deleted: false,
         }
     }
@@ -328,13 +338,18 @@ mod tests {
     fn applications_carry_the_journey_only_for_short_distance() {
         let at = existing(1, None).datetime;
         assert_eq!(
-            application_body(Uuid::nil(), at, "t", Some((7, JourneyStatus::Ok))),
+            application_body(Uuid::nil(), at, Some("t"), Some((7, JourneyStatus::Ok))),
             json!({"uuid": Uuid::nil(), "datetime": "2024-03-15T00:15:00.000Z", "token": "t",
                    "journey_id": 7, "status": "ok"})
         );
         assert_eq!(
-            application_body(Uuid::nil(), at, "t", None),
+            application_body(Uuid::nil(), at, Some("t"), None),
             json!({"uuid": Uuid::nil(), "datetime": "2024-03-15T00:15:00.000Z", "token": "t"})
+        );
+        assert_eq!(
+            application_body(Uuid::nil(), at, None, None),
+            json!({"uuid": Uuid::nil(), "datetime": "2024-03-15T00:15:00.000Z"}),
+            "an imported application"
         );
     }
 }

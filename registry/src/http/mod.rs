@@ -5,6 +5,7 @@
 //! (labelled by [`route_template`]).
 
 mod cee;
+mod cee_import;
 mod journeys;
 mod lifecycle;
 mod metrics;
@@ -154,7 +155,7 @@ fn lifecycle_routes(
         .unify()
 }
 
-/// `/{version}/policies/cee...`; the public key is matched before `{uuid}`.
+/// `/{version}/policies/cee...`; the public key and the imports are matched before `{uuid}`.
 fn cee_routes(
     with_state: BoxedFilter<(Arc<State>,)>,
     principal: BoxedFilter<(auth_token::Principal,)>,
@@ -174,8 +175,25 @@ fn cee_routes(
         .and(warp::post())
         .and(with_state.clone())
         .and(principal.clone())
-        .and(json_body)
+        .and(json_body.clone())
         .then(cee::simulate);
+    let import = cee()
+        .and(warp::path("import"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(json_body.clone())
+        .then(cee_import::import);
+    let import_identity = cee()
+        .and(warp::path("import"))
+        .and(warp::path("identity"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(json_body)
+        .then(cee_import::import_identity);
     let public_key = cee()
         .and(warp::path("public-key"))
         .and(warp::path::end())
@@ -200,6 +218,10 @@ fn cee_routes(
         .then(cee::delete);
     register
         .or(simulate)
+        .unify()
+        .or(import)
+        .unify()
+        .or(import_identity)
         .unify()
         .or(public_key)
         .unify()
@@ -263,6 +285,11 @@ pub fn route_template(path: &str) -> &'static str {
         [_, "policies", "cee"] if versioned => "/{version}/policies/cee",
         [_, "policies", "cee", "simulate"] if versioned => "/{version}/policies/cee/simulate",
         [_, "policies", "cee", "public-key"] if versioned => "/{version}/policies/cee/public-key",
+        // Also `GET /{v}/policies/cee/import`, a find of the uuid "import" (answered 400).
+        [_, "policies", "cee", "import"] if versioned => "/{version}/policies/cee/import",
+        [_, "policies", "cee", "import", "identity"] if versioned => {
+            "/{version}/policies/cee/import/identity"
+        }
         [_, "policies", "cee", _] if versioned => "/{version}/policies/cee/{uuid}",
         _ => "unmatched",
     }
@@ -294,6 +321,12 @@ mod tests {
                 "/{version}/policies/cee/public-key",
             ),
             ("/v3/policies/cee/0b7c", "/{version}/policies/cee/{uuid}"),
+            ("/v3/policies/cee/import", "/{version}/policies/cee/import"),
+            (
+                "/v3.3/policies/cee/import/identity",
+                "/{version}/policies/cee/import/identity",
+            ),
+            ("/v3/policies/cee/import/other", "unmatched"),
             ("/admin/campaigns", "/admin/campaigns"),
             ("/v3/exports/journeys", "/{version}/exports/journeys"),
             ("/v3.3/funding-calls", "/{version}/funding-calls"),

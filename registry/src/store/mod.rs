@@ -23,7 +23,7 @@ mod postgres;
 mod sqlite;
 
 pub use batch::BatchMetrics;
-pub use cee::{CeeStore, NewApplication, RegisterOutcome};
+pub use cee::{CeeStore, ImportOutcome, NewApplication, RegisterOutcome};
 pub use lifecycle::LifecycleStore;
 pub use observed::{DbMetrics, observed};
 pub use postgres::PgStore;

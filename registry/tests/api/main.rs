@@ -18,6 +18,7 @@ macro_rules! on_both_stores {
 }
 
 mod cee;
+mod cee_import;
 mod grouped_inserts;
 mod helpers;
 mod jobs;

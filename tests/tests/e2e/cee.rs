@@ -2,7 +2,7 @@
 //! (which carries its operator's SIRET) registers a short-distance claim on an old journey and
 //! a long-distance one; the token is verified by openssl against the public key the gateway
 //! serves to anyone; two simultaneous claims of one person give exactly one 201; find, simulate
-//! and delete.
+//! and delete; the operator's history imported, given an identity key, and blocking its person.
 
 use chrono::{Duration, SecondsFormat, Utc};
 use reqwest::{Method, StatusCode};
@@ -147,10 +147,49 @@ async fn cee_api(mode: Mode) {
     };
     assert_eq!(loser["uuid"], winner["uuid"]);
 
+    // By the licence both claims share (name and phone alone find only keyless history).
     let simulation = json!({"journey_type": "long", "last_name_trunc": "TO ",
-                            "phone_trunc": "+336010203"});
+                            "phone_trunc": "+336010203", "driving_license": "99-X23836"});
     let (status, body) = call(Method::POST, "/v3/policies/cee/simulate", Some(simulation)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // The operator's history, then an identity key for it, with the same application token.
+    let operation = json!({"journey_type": "long", "last_name_trunc": "HIS",
+                           "phone_trunc": "+336777777", "datetime": at(1000, 0)});
+    let (status, body) = call(
+        Method::POST,
+        "/v3/policies/cee/import",
+        Some(json!([operation, operation])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!((&body["imported"], &body["failed"]), (&json!(1), &json!(1)));
+    assert_eq!(body["failed_details"][0]["error"], "Conflict");
+    let mut identity = operation.clone();
+    identity["cee_application_type"] = json!("specific");
+    identity["identity_key"] = json!("f".repeat(64));
+    let (status, body) = call(
+        Method::POST,
+        "/v3.3/policies/cee/import/identity",
+        Some(json!([identity])),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"imported": 1, "failed": 0, "failed_details": []})
+        )
+    );
+    let by_key = json!({"journey_type": "long", "last_name_trunc": "ZZZ",
+                        "phone_trunc": "+336888888", "identity_key": "f".repeat(64)});
+    let (status, body) = call(Method::POST, "/v3/policies/cee/simulate", Some(by_key)).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the history blocks its person: {body}"
+    );
+    assert_eq!(body["datetime"], operation["datetime"]);
 
     let (status, _) = call(Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

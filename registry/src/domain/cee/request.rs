@@ -38,6 +38,34 @@ impl JourneyType {
     }
 }
 
+/// How an application came to the registry: registered through the API (a standardized
+/// operation, with its journey or cost-sharing date, licence and token) or imported from the
+/// operator's history (a specific operation: a person, a type and a date).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApplicationKind {
+    Standardized,
+    Specific,
+}
+
+impl ApplicationKind {
+    /// The wire (`cee_application_type`) and storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplicationKind::Standardized => "standardized",
+            ApplicationKind::Specific => "specific",
+        }
+    }
+
+    /// The kind named `s`, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "standardized" => Some(ApplicationKind::Standardized),
+            "specific" => Some(ApplicationKind::Specific),
+            _ => None,
+        }
+    }
+}
+
 /// The first three letters of the last name, capitals, padded with spaces (`"TO "`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LastNameTrunc(String);
@@ -250,7 +278,7 @@ pub fn validate_simulation(payload: &Value) -> Result<Simulation, Vec<String>> {
     .ok_or_else(|| vec![": must be a CEE simulation".to_owned()])
 }
 
-fn identity_key(c: &mut Checker, root: &Obj<'_>) -> Option<IdentityKey> {
+pub(super) fn identity_key(c: &mut Checker, root: &Obj<'_>) -> Option<IdentityKey> {
     c.pattern(
         &root.field("identity_key"),
         IDENTITY_KEY_PATTERN,
@@ -269,7 +297,7 @@ fn driving_licence(c: &mut Checker, root: &Obj<'_>) -> Option<DrivingLicence> {
     )
 }
 
-fn last_name_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<LastNameTrunc> {
+pub(super) fn last_name_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<LastNameTrunc> {
     c.pattern(
         &root.field("last_name_trunc"),
         LAST_NAME_TRUNC_PATTERN,
@@ -278,7 +306,7 @@ fn last_name_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<LastNameTrunc> {
     .and_then(|s| LastNameTrunc::parse(&s))
 }
 
-fn phone_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<PhoneTrunc> {
+pub(super) fn phone_trunc(c: &mut Checker, root: &Obj<'_>) -> Option<PhoneTrunc> {
     c.format(
         &root.field("phone_trunc"),
         8,

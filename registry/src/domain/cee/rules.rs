@@ -3,7 +3,7 @@
 //! (rpc-behaviour §9.3, §9.5; CONTRACT §8). Every rule takes `now` as a parameter.
 
 use super::france::France;
-use super::request::{JourneyType, Person};
+use super::request::{ApplicationKind, JourneyType, Person};
 use crate::domain::journey::{OperatorClass, TimeGeoPoint};
 use crate::domain::phone::PhoneTrunc;
 use crate::domain::status::JourneyStatus;
@@ -18,6 +18,19 @@ pub const SHORT_COOLDOWN_YEARS: u32 = 5;
 
 /// A person cannot claim long distance again within this many years of a previous claim.
 pub const LONG_COOLDOWN_YEARS: u32 = 12;
+
+/// An imported short-distance operation blocks a claim for this many years...
+pub const SPECIFIC_SHORT_COOLDOWN_YEARS: u32 = 3;
+
+/// ...and an imported long-distance one for this many.
+pub const SPECIFIC_LONG_COOLDOWN_YEARS: u32 = 10;
+
+/// Imported short-distance operations before 2020-01-01T00:00:00+01:00 (midnight in Paris,
+/// as the reference writes it) block nothing.
+const SPECIFIC_SHORT_FLOOR_UNIX: i64 = 1_577_833_200;
+
+/// Imported long-distance operations before 2015-01-01T00:00:00+01:00 block nothing.
+const SPECIFIC_LONG_FLOOR_UNIX: i64 = 1_420_066_800;
 
 /// How far in the future an `application_timestamp` may be, for clock skew.
 const CLOCK_SKEW: TimeDelta = crate::domain::CLOCK_SKEW;
@@ -161,56 +174,80 @@ pub fn long_dates(
 pub struct StoredApplication {
     pub uuid: Uuid,
     pub operator_id: i64,
+    pub kind: ApplicationKind,
     pub journey_type: JourneyType,
+    /// A specific application has no driving licence, and no identity key until one is
+    /// imported.
     pub person: Person,
-    /// The operation: journey end (short) or cost sharing (long).
+    /// The operation: journey end (short) or cost sharing (long), or the imported date.
     pub datetime: DateTime<Utc>,
     /// Short distance: the journey claimed and its public status.
     pub journey: Option<(i64, JourneyStatus)>,
-    pub token: String,
+    /// What a registration answered; a specific application has none.
+    pub token: Option<String>,
     /// Deleted by its operator: kept for audit, blocks nobody.
     pub deleted: bool,
 }
 
-/// The earliest operation date that still blocks a new claim of `journey_type` whose
-/// operation is at `reference`: 5 years before it for short distance, 12 for long.
-pub fn cooldown_start(journey_type: JourneyType, reference: DateTime<Utc>) -> DateTime<Utc> {
-    let years = match journey_type {
-        JourneyType::Short => SHORT_COOLDOWN_YEARS,
-        JourneyType::Long => LONG_COOLDOWN_YEARS,
+/// The earliest operation date of an application of `kind` that still blocks a new claim of
+/// `journey_type` whose operation is at `reference`. A registered application blocks from 5
+/// years before it (short distance) or 12 (long); an imported one from 3 years (short) or 10
+/// (long), and never from before 2020 (short) or 2015 (long), Paris time.
+pub fn cooldown_start(
+    kind: ApplicationKind,
+    journey_type: JourneyType,
+    reference: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let (years, floor) = match (kind, journey_type) {
+        (ApplicationKind::Standardized, JourneyType::Short) => (SHORT_COOLDOWN_YEARS, None),
+        (ApplicationKind::Standardized, JourneyType::Long) => (LONG_COOLDOWN_YEARS, None),
+        (ApplicationKind::Specific, JourneyType::Short) => (
+            SPECIFIC_SHORT_COOLDOWN_YEARS,
+            Some(SPECIFIC_SHORT_FLOOR_UNIX),
+        ),
+        (ApplicationKind::Specific, JourneyType::Long) => {
+            (SPECIFIC_LONG_COOLDOWN_YEARS, Some(SPECIFIC_LONG_FLOOR_UNIX))
+        }
     };
-    reference
+    let back = reference
         .checked_sub_months(Months::new(12 * years))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    match floor.and_then(|secs| DateTime::from_timestamp(secs, 0)) {
+        Some(floor) => back.max(floor),
+        None => back,
+    }
 }
 
-/// Whether two applications are the same person's: same identity key, or same driving
-/// licence, or same last name (truncated) and phone (truncated).
-fn same_person(a: &Person, b: &Person) -> bool {
+/// Whether `existing` is the application of the person `new` describes: same identity key,
+/// or same driving licence, or same last name and phone (both truncated) when `existing` has
+/// no identity key. Name and phone are a weak match (a truncated phone is shared by a hundred
+/// numbers), used only for the history imported without a key, as the reference does.
+fn same_person(existing: &Person, new: &Person) -> bool {
     let both = |x: Option<&str>, y: Option<&str>| x.is_some() && x == y;
     both(
-        a.identity_key.as_ref().map(|k| k.as_str()),
-        b.identity_key.as_ref().map(|k| k.as_str()),
+        existing.identity_key.as_ref().map(|k| k.as_str()),
+        new.identity_key.as_ref().map(|k| k.as_str()),
     ) || both(
-        a.driving_licence.as_ref().map(|l| l.as_str()),
-        b.driving_licence.as_ref().map(|l| l.as_str()),
-    ) || (a.last_name_trunc == b.last_name_trunc && a.phone_trunc == b.phone_trunc)
+        existing.driving_licence.as_ref().map(|l| l.as_str()),
+        new.driving_licence.as_ref().map(|l| l.as_str()),
+    ) || (existing.identity_key.is_none()
+        && existing.last_name_trunc == new.last_name_trunc
+        && existing.phone_trunc == new.phone_trunc)
 }
 
 /// The stored application that stops `person` from claiming `journey_type` for an operation
-/// at `reference`: not deleted, same type, same person, operation on or after
-/// [`cooldown_start`] (later ones block too). The most recent when several do.
+/// at `reference`: not deleted, same type, same person, operation on or after the
+/// [`cooldown_start`] of its kind (later ones block too). The most recent when several do.
 pub fn first_conflict<'a>(
     stored: &'a [StoredApplication],
     journey_type: JourneyType,
     person: &Person,
     reference: DateTime<Utc>,
 ) -> Option<&'a StoredApplication> {
-    let since = cooldown_start(journey_type, reference);
     stored
         .iter()
         .filter(|a| !a.deleted && a.journey_type == journey_type)
-        .filter(|a| a.datetime >= since)
+        .filter(|a| a.datetime >= cooldown_start(a.kind, journey_type, reference))
         .filter(|a| same_person(&a.person, person))
         .max_by_key(|a| a.datetime)
 }

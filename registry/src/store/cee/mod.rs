@@ -6,13 +6,21 @@
 //! person: PostgreSQL takes advisory locks on each of the person's keys and on the claimed
 //! journey, in sorted order; SQLite takes its write lock with `BEGIN IMMEDIATE`. A partial
 //! unique index on the claimed journey backs the journey rule. Deleting only marks the row.
+//!
+//! Imports write a whole request in one transaction, item by item, each item's outcome
+//! reported: a specific application that is already there (partial unique index on operator,
+//! type, name and phone) is skipped (`ON CONFLICT DO NOTHING`), an identity for an
+//! application that is not there (or already has one) updates nothing. They take the same
+//! per-person locks as registrations (the name and phone an imported operation adds, the key
+//! an identity adds), so a concurrent registration either sees their rows or commits first.
 
 mod postgres;
 mod sqlite;
 
 use super::{StoreError, check};
 use crate::domain::cee::{
-    ClaimedJourney, DrivingLicence, JourneyType, LastNameTrunc, Person, StoredApplication,
+    ApplicationKind, ClaimedJourney, DrivingLicence, IdentityImport, JourneyType, LastNameTrunc,
+    Person, SpecificOperation, StoredApplication,
 };
 use crate::domain::{AcquisitionStatus, IdentityKey, JourneyStatus, OperatorClass, PhoneTrunc};
 use async_trait::async_trait;
@@ -45,6 +53,15 @@ pub enum RegisterOutcome {
     JourneyClaimed(StoredApplication),
     /// The person is within the cool-down of this application; nothing was written.
     Conflict(StoredApplication),
+}
+
+/// What became of one imported operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Stored (committed with the rest of its request).
+    Imported,
+    /// The caller already has this live specific application; nothing was written.
+    Conflict,
 }
 
 /// CEE applications and the journeys they claim.
@@ -88,6 +105,24 @@ pub trait CeeStore: Send + Sync + 'static {
         uuid: Uuid,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Stores each of `operations` as a specific application of `operator_id` (no cool-down
+    /// check: it is history), in one transaction; one outcome per operation, in order. Of two
+    /// equal operations, the first is imported and the second is a conflict.
+    async fn import_specific(
+        &self,
+        operator_id: i64,
+        operations: &[SpecificOperation],
+        created_at: DateTime<Utc>,
+    ) -> Result<Vec<ImportOutcome>, StoreError>;
+
+    /// Sets each identity key on the live application of `operator_id` it names, when that
+    /// application has none yet, in one transaction; per item, whether one was set.
+    async fn import_identities(
+        &self,
+        operator_id: i64,
+        imports: &[IdentityImport],
+    ) -> Result<Vec<bool>, StoreError>;
 }
 
 /// SQL shared by both stores.
@@ -95,9 +130,10 @@ mod sql {
     macro_rules! application {
         ($where:literal) => {
             concat!(
-                "SELECT a.uuid, a.operator_id, a.journey_type, a.journey_id, a.identity_key, \
-                 a.driving_license, a.last_name_trunc, a.phone_trunc, a.datetime, a.token, \
-                 a.deleted_at, j.acquisition_status, j.fraud_status, j.anomaly_status \
+                "SELECT a.uuid, a.operator_id, a.kind, a.journey_type, a.journey_id, \
+                 a.identity_key, a.driving_license, a.last_name_trunc, a.phone_trunc, \
+                 a.datetime, a.token, a.deleted_at, \
+                 j.acquisition_status, j.fraud_status, j.anomaly_status \
                  FROM cee_applications a LEFT JOIN journeys j ON j.journey_id = a.journey_id \
                  WHERE ",
                 $where
@@ -125,32 +161,70 @@ mod sql {
     pub const FIND: &str =
         application!("a.uuid = $1 AND a.operator_id = $2 AND a.deleted_at IS NULL");
 
-    pub const INSERT: &str = "INSERT INTO cee_applications (uuid, operator_id, journey_type, \
-        journey_id, identity_key, driving_license, last_name_trunc, phone_trunc, datetime, \
-        application_timestamp, token, created_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    /// A registration.
+    pub const INSERT: &str = "INSERT INTO cee_applications (uuid, operator_id, kind, \
+        journey_type, journey_id, identity_key, driving_license, last_name_trunc, phone_trunc, \
+        datetime, application_timestamp, token, created_at) \
+        VALUES ($1, $2, 'standardized', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+    /// An imported operation, skipped when the operator has it already (the partial unique
+    /// index `cee_applications_specific_key`): `$1` uuid, `$2` operator, `$3` type, `$4` last
+    /// name, `$5` phone, `$6` datetime, `$7` application timestamp (the same), `$8` now.
+    pub const IMPORT: &str = "INSERT INTO cee_applications (uuid, operator_id, kind, \
+        journey_type, last_name_trunc, phone_trunc, datetime, application_timestamp, created_at) \
+        VALUES ($1, $2, 'specific', $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+
+    /// `$1` identity key, `$2` operator, `$3` uuid.
+    pub const IDENTIFY_BY_UUID: &str = "UPDATE cee_applications SET identity_key = $1 \
+        WHERE uuid = $3 AND operator_id = $2 AND identity_key IS NULL AND deleted_at IS NULL";
+
+    /// `$1` identity key, `$2` operator, `$3` type, `$4` last name, `$5` phone.
+    pub const IDENTIFY_SPECIFIC: &str = "UPDATE cee_applications SET identity_key = $1 \
+        WHERE operator_id = $2 AND kind = 'specific' AND journey_type = $3 \
+        AND last_name_trunc = $4 AND phone_trunc = $5 \
+        AND identity_key IS NULL AND deleted_at IS NULL";
 
     /// `$1` uuid, `$2` operator, `$3` time.
     pub const DELETE: &str = "UPDATE cee_applications SET deleted_at = $3 \
         WHERE uuid = $1 AND operator_id = $2 AND deleted_at IS NULL";
 }
 
-/// The advisory locks serialising registrations of `person` (and of `journey_id`): one per
-/// key, from its SHA-256, sorted so that two transactions never wait on each other crosswise.
-fn registration_locks(person: &Person, journey_id: Option<i64>) -> Vec<i64> {
-    let lock = |what: &str| {
-        let digest = Sha256::digest(format!("cee/{what}").as_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        i64::from_be_bytes(first)
-    };
-    let mut locks = vec![lock(&format!(
+/// One advisory lock id per person key: the first 64 bits of its SHA-256.
+fn lock(what: &str) -> i64 {
+    let digest = Sha256::digest(format!("cee/{what}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+fn name_phone_lock(last_name_trunc: &LastNameTrunc, phone_trunc: &PhoneTrunc) -> i64 {
+    lock(&format!(
         "name-phone/{}/{}",
-        person.last_name_trunc.as_str(),
-        person.phone_trunc.as_str()
-    ))];
+        last_name_trunc.as_str(),
+        phone_trunc.as_str()
+    ))
+}
+
+fn identity_lock(key: &IdentityKey) -> i64 {
+    lock(&format!("identity/{}", key.as_str()))
+}
+
+/// Sorted and without repeats, so that two transactions never wait on each other crosswise.
+fn sorted(mut locks: Vec<i64>) -> Vec<i64> {
+    locks.sort_unstable();
+    locks.dedup();
+    locks
+}
+
+/// The advisory locks serialising registrations of `person` (and of `journey_id`): one per
+/// key.
+fn registration_locks(person: &Person, journey_id: Option<i64>) -> Vec<i64> {
+    let mut locks = vec![name_phone_lock(
+        &person.last_name_trunc,
+        &person.phone_trunc,
+    )];
     if let Some(key) = &person.identity_key {
-        locks.push(lock(&format!("identity/{}", key.as_str())));
+        locks.push(identity_lock(key));
     }
     if let Some(licence) = &person.driving_licence {
         locks.push(lock(&format!("licence/{}", licence.as_str())));
@@ -158,13 +232,38 @@ fn registration_locks(person: &Person, journey_id: Option<i64>) -> Vec<i64> {
     if let Some(id) = journey_id {
         locks.push(lock(&format!("journey/{id}")));
     }
-    locks.sort_unstable();
-    locks.dedup();
-    locks
+    sorted(locks)
+}
+
+/// The locks of an import: the name and phone of each operation, the keys by which an
+/// imported operation can block a registration.
+fn import_locks(operations: &[SpecificOperation]) -> Vec<i64> {
+    sorted(
+        operations
+            .iter()
+            .map(|o| name_phone_lock(&o.last_name_trunc, &o.phone_trunc))
+            .collect(),
+    )
+}
+
+/// The locks of an identity import: each key given, by which the application will block.
+fn identity_import_locks(imports: &[IdentityImport]) -> Vec<i64> {
+    sorted(
+        imports
+            .iter()
+            .map(|i| match i {
+                IdentityImport::Standardized { identity_key, .. }
+                | IdentityImport::Specific { identity_key, .. } => identity_lock(identity_key),
+            })
+            .collect(),
+    )
 }
 
 /// `BEGIN` and the registration's locks, in one round trip (PostgreSQL).
 fn begin_locked(locks: &[i64]) -> String {
+    if locks.is_empty() {
+        return "BEGIN".to_owned();
+    }
     let calls = locks
         .iter()
         .map(|l| format!("pg_advisory_xact_lock({l})"))
@@ -177,14 +276,15 @@ fn begin_locked(locks: &[i64]) -> String {
 struct ApplicationColumns {
     uuid: Uuid,
     operator_id: i64,
+    kind: String,
     journey_type: String,
     journey_id: Option<i64>,
-    identity_key: String,
-    driving_license: String,
+    identity_key: Option<String>,
+    driving_license: Option<String>,
     last_name_trunc: String,
     phone_trunc: String,
     datetime: DateTime<Utc>,
-    token: String,
+    token: Option<String>,
     deleted: bool,
     /// The claimed journey's (acquisition, fraud, anomaly) statuses.
     statuses: Option<(String, String, String)>,
@@ -196,14 +296,27 @@ fn corrupt(what: &str) -> StoreError {
 
 impl ApplicationColumns {
     fn into_application(self) -> Result<StoredApplication, StoreError> {
+        let kind = ApplicationKind::parse(&self.kind).ok_or_else(|| corrupt("kind"))?;
+        // The table's CHECK holds these; a registered application lacking one is corrupt.
+        let registered = kind == ApplicationKind::Standardized;
+        if registered
+            && (self.identity_key.is_none()
+                || self.driving_license.is_none()
+                || self.token.is_none())
+        {
+            return Err(corrupt(
+                "registered application without key, licence or token",
+            ));
+        }
         let person = Person {
-            identity_key: Some(
-                IdentityKey::parse(&self.identity_key).ok_or_else(|| corrupt("identity_key"))?,
-            ),
-            driving_licence: Some(
-                DrivingLicence::parse(&self.driving_license)
-                    .ok_or_else(|| corrupt("driving_license"))?,
-            ),
+            identity_key: self
+                .identity_key
+                .map(|k| IdentityKey::parse(&k).ok_or_else(|| corrupt("identity_key")))
+                .transpose()?,
+            driving_licence: self
+                .driving_license
+                .map(|l| DrivingLicence::parse(&l).ok_or_else(|| corrupt("driving_license")))
+                .transpose()?,
             last_name_trunc: LastNameTrunc::parse(&self.last_name_trunc)
                 .ok_or_else(|| corrupt("last_name_trunc"))?,
             phone_trunc: PhoneTrunc::parse(&self.phone_trunc)
@@ -217,6 +330,7 @@ impl ApplicationColumns {
         Ok(StoredApplication {
             uuid: self.uuid,
             operator_id: self.operator_id,
+            kind,
             journey_type: JourneyType::parse(&self.journey_type)
                 .ok_or_else(|| corrupt("journey_type"))?,
             person,
@@ -300,5 +414,45 @@ mod tests {
         assert_eq!(partial.len(), 1);
         assert!(locks.contains(&partial[0]));
         assert!(begin_locked(&locks).starts_with("BEGIN; SELECT pg_advisory_xact_lock("));
+    }
+
+    fn operation(name: &str, phone: &str) -> SpecificOperation {
+        SpecificOperation {
+            journey_type: JourneyType::Long,
+            last_name_trunc: LastNameTrunc::parse(name).unwrap(),
+            phone_trunc: PhoneTrunc::parse(phone).unwrap(),
+            datetime: DateTime::from_timestamp(1_600_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn imports_take_the_locks_registrations_of_the_same_person_take() {
+        let alice = person(Some(&"a".repeat(64)), Some("051227308989"));
+        let registration = registration_locks(&alice, None);
+        // Two operations of one person (short and long) and one of another: two locks.
+        let mut short = operation("DUP", "+336010203");
+        short.journey_type = JourneyType::Short;
+        let locks = import_locks(&[
+            operation("DUP", "+336010203"),
+            short,
+            operation("MAR", "+336999999"),
+        ]);
+        assert_eq!(locks.len(), 2);
+        assert!(locks.windows(2).all(|w| w[0] < w[1]));
+        assert!(locks.iter().any(|l| registration.contains(l)));
+
+        let key = IdentityKey::parse(&"a".repeat(64)).unwrap();
+        let identities = identity_import_locks(&[
+            IdentityImport::Standardized {
+                uuid: Uuid::nil(),
+                identity_key: key.clone(),
+            },
+            IdentityImport::Specific {
+                identity_key: key,
+                operation: operation("MAR", "+336999999"),
+            },
+        ]);
+        assert_eq!(identities.len(), 1);
+        assert!(registration.contains(&identities[0]));
     }
 }

@@ -2,11 +2,14 @@
 //! claimed journey until COMMIT.
 
 use super::{
-    ApplicationColumns, CeeStore, JourneyColumns, NewApplication, RegisterOutcome, begin_locked,
-    registration_locks, sql,
+    ApplicationColumns, CeeStore, ImportOutcome, JourneyColumns, NewApplication, RegisterOutcome,
+    begin_locked, identity_import_locks, import_locks, registration_locks, sql,
 };
 use crate::domain::TimeGeoPoint;
-use crate::domain::cee::{ClaimedJourney, JourneyType, Person, StoredApplication, first_conflict};
+use crate::domain::cee::{
+    ClaimedJourney, IdentityImport, JourneyType, Person, SpecificOperation, StoredApplication,
+    first_conflict,
+};
 use crate::store::{PgStore, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +26,7 @@ fn application(r: &PgRow) -> Result<StoredApplication, StoreError> {
     ApplicationColumns {
         uuid: r.try_get("uuid")?,
         operator_id: r.try_get("operator_id")?,
+        kind: r.try_get("kind")?,
         journey_type: r.try_get("journey_type")?,
         journey_id: r.try_get("journey_id")?,
         identity_key: r.try_get("identity_key")?,
@@ -172,5 +176,70 @@ impl CeeStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn import_specific(
+        &self,
+        operator_id: i64,
+        operations: &[SpecificOperation],
+        created_at: DateTime<Utc>,
+    ) -> Result<Vec<ImportOutcome>, StoreError> {
+        // Audited: integers only.
+        let begin = begin_locked(&import_locks(operations));
+        let mut tx = self.pool.begin_with(AssertSqlSafe(begin)).await?;
+        let mut outcomes = Vec::with_capacity(operations.len());
+        for o in operations {
+            let done = sqlx::query(sql::IMPORT)
+                .bind(Uuid::new_v4())
+                .bind(operator_id)
+                .bind(o.journey_type.as_str())
+                .bind(o.last_name_trunc.as_str())
+                .bind(o.phone_trunc.as_str())
+                .bind(o.datetime)
+                .bind(o.datetime)
+                .bind(created_at)
+                .execute(&mut *tx)
+                .await?;
+            outcomes.push(if done.rows_affected() == 1 {
+                ImportOutcome::Imported
+            } else {
+                ImportOutcome::Conflict
+            });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn import_identities(
+        &self,
+        operator_id: i64,
+        imports: &[IdentityImport],
+    ) -> Result<Vec<bool>, StoreError> {
+        // Audited: integers only.
+        let begin = begin_locked(&identity_import_locks(imports));
+        let mut tx = self.pool.begin_with(AssertSqlSafe(begin)).await?;
+        let mut set = Vec::with_capacity(imports.len());
+        for import in imports {
+            let query = match import {
+                IdentityImport::Standardized { uuid, identity_key } => {
+                    sqlx::query(sql::IDENTIFY_BY_UUID)
+                        .bind(identity_key.as_str())
+                        .bind(operator_id)
+                        .bind(*uuid)
+                }
+                IdentityImport::Specific {
+                    identity_key,
+                    operation: o,
+                } => sqlx::query(sql::IDENTIFY_SPECIFIC)
+                    .bind(identity_key.as_str())
+                    .bind(operator_id)
+                    .bind(o.journey_type.as_str())
+                    .bind(o.last_name_trunc.as_str())
+                    .bind(o.phone_trunc.as_str()),
+            };
+            set.push(query.execute(&mut *tx).await?.rows_affected() == 1);
+        }
+        tx.commit().await?;
+        Ok(set)
     }
 }

@@ -1,9 +1,15 @@
 //! [`CeeStore`] on SQLite: registrations take the database's write lock up front
 //! (`BEGIN IMMEDIATE`); timestamps are unix milliseconds, uuids text.
 
-use super::{ApplicationColumns, CeeStore, JourneyColumns, NewApplication, RegisterOutcome, sql};
+use super::{
+    ApplicationColumns, CeeStore, ImportOutcome, JourneyColumns, NewApplication, RegisterOutcome,
+    sql,
+};
 use crate::domain::TimeGeoPoint;
-use crate::domain::cee::{ClaimedJourney, JourneyType, Person, StoredApplication, first_conflict};
+use crate::domain::cee::{
+    ClaimedJourney, IdentityImport, JourneyType, Person, SpecificOperation, StoredApplication,
+    first_conflict,
+};
 use crate::store::sqlite::from_millis;
 use crate::store::{SqliteStore, StoreError};
 use async_trait::async_trait;
@@ -23,6 +29,7 @@ fn application(r: &SqliteRow) -> Result<StoredApplication, StoreError> {
         uuid: Uuid::parse_str(&uuid)
             .map_err(|_| StoreError::Corrupt(format!("cee application uuid {uuid:?}")))?,
         operator_id: r.try_get("operator_id")?,
+        kind: r.try_get("kind")?,
         journey_type: r.try_get("journey_type")?,
         journey_id: r.try_get("journey_id")?,
         identity_key: r.try_get("identity_key")?,
@@ -167,5 +174,66 @@ impl CeeStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn import_specific(
+        &self,
+        operator_id: i64,
+        operations: &[SpecificOperation],
+        created_at: DateTime<Utc>,
+    ) -> Result<Vec<ImportOutcome>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut outcomes = Vec::with_capacity(operations.len());
+        for o in operations {
+            let done = sqlx::query(sql::IMPORT)
+                .bind(Uuid::new_v4().to_string())
+                .bind(operator_id)
+                .bind(o.journey_type.as_str())
+                .bind(o.last_name_trunc.as_str())
+                .bind(o.phone_trunc.as_str())
+                .bind(o.datetime.timestamp_millis())
+                .bind(o.datetime.timestamp_millis())
+                .bind(created_at.timestamp_millis())
+                .execute(&mut *tx)
+                .await?;
+            outcomes.push(if done.rows_affected() == 1 {
+                ImportOutcome::Imported
+            } else {
+                ImportOutcome::Conflict
+            });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn import_identities(
+        &self,
+        operator_id: i64,
+        imports: &[IdentityImport],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut set = Vec::with_capacity(imports.len());
+        for import in imports {
+            let query = match import {
+                IdentityImport::Standardized { uuid, identity_key } => {
+                    sqlx::query(sql::IDENTIFY_BY_UUID)
+                        .bind(identity_key.as_str())
+                        .bind(operator_id)
+                        .bind(uuid.to_string())
+                }
+                IdentityImport::Specific {
+                    identity_key,
+                    operation: o,
+                } => sqlx::query(sql::IDENTIFY_SPECIFIC)
+                    .bind(identity_key.as_str())
+                    .bind(operator_id)
+                    .bind(o.journey_type.as_str())
+                    .bind(o.last_name_trunc.as_str())
+                    .bind(o.phone_trunc.as_str()),
+            };
+            set.push(query.execute(&mut *tx).await?.rows_affected() == 1);
+        }
+        tx.commit().await?;
+        Ok(set)
     }
 }

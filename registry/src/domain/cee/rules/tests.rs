@@ -1,7 +1,7 @@
 //! Eligibility, dates and cool-downs, each at its boundary.
 
 use super::*;
-use crate::domain::cee::{DrivingLicence, LastNameTrunc};
+use crate::domain::cee::{ApplicationKind, DrivingLicence, LastNameTrunc};
 use crate::domain::journey::IdentityKey;
 use crate::domain::phone::PhoneTrunc;
 
@@ -202,12 +202,36 @@ fn stored(journey_type: JourneyType, datetime: &str, person: Person) -> StoredAp
     StoredApplication {
         uuid: Uuid::nil(),
         operator_id: 1,
+        kind: ApplicationKind::Standardized,
         journey_type,
         person,
         datetime: at(datetime),
         journey: None,
-        token: String::new(),
+        token: Some(String::new()),
         deleted: false,
+    }
+}
+
+/// An imported operation of `name` and `phone`, with no key (or `key`) and no licence.
+fn imported(
+    journey_type: JourneyType,
+    datetime: &str,
+    key: Option<char>,
+    (name, phone): (&str, &str),
+) -> StoredApplication {
+    StoredApplication {
+        kind: ApplicationKind::Specific,
+        token: None,
+        ..stored(
+            journey_type,
+            datetime,
+            Person {
+                identity_key: key.and_then(|k| IdentityKey::parse(&k.to_string().repeat(64))),
+                driving_licence: None,
+                last_name_trunc: LastNameTrunc::parse(name).unwrap(),
+                phone_trunc: PhoneTrunc::parse(phone).unwrap(),
+            },
+        )
     }
 }
 
@@ -304,12 +328,12 @@ fn cool_downs_at_each_boundary_and_for_each_person_key() {
             true,
         ),
         (
-            "same name and phone",
+            "same name and phone, but the earlier application has a key",
             Short,
             "2024-01-01T00:00:00Z",
             &same_name_and_phone,
             "2024-03-01T09:00:00Z",
-            true,
+            false,
         ),
         (
             "same name, other phone",
@@ -328,12 +352,12 @@ fn cool_downs_at_each_boundary_and_for_each_person_key() {
             false,
         ),
         (
-            "simulation by name and phone",
+            "simulation by name and phone, the earlier application has a key",
             Short,
             "2024-01-01T00:00:00Z",
             &anonymous_simulation,
             "2024-03-01T09:00:00Z",
-            true,
+            false,
         ),
     ];
     for (name, journey_type, existing, who, reference, blocks) in cases {
@@ -341,6 +365,208 @@ fn cool_downs_at_each_boundary_and_for_each_person_key() {
         let found = first_conflict(&existing, journey_type, who, at(reference));
         assert_eq!(found.is_some(), blocks, "{name}");
     }
+}
+
+#[test]
+fn imported_operations_block_within_their_own_cool_downs_and_floors() {
+    use JourneyType::{Long, Short};
+    let dup = ("DUP", "+336010203");
+    let applicant = person('a', "051227308989", "DUP", "+336010203");
+    let anonymous = Person {
+        identity_key: None,
+        driving_licence: None,
+        ..applicant.clone()
+    };
+    let other_phone = person('a', "051227308989", "DUP", "+336999999");
+    let other_key = person('b', "111111111111", "DUP", "+336010203");
+    // (case, type, imported at, its key, who applies, applying for, blocks)
+    let cases = [
+        // Short: 3 years back, never before 2020-01-01T00:00+01:00.
+        (
+            "short, exactly 3 years",
+            Short,
+            "2021-03-01T09:00:00Z",
+            None,
+            &applicant,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "short, 3 years and a millisecond",
+            Short,
+            "2021-03-01T08:59:59.999Z",
+            None,
+            &applicant,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "short, 4 years (a registration would block)",
+            Short,
+            "2020-03-01T09:00:00Z",
+            None,
+            &applicant,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "short, at the 2020 floor",
+            Short,
+            "2019-12-31T23:00:00Z",
+            None,
+            &anonymous,
+            "2022-06-01T00:00:00Z",
+            true,
+        ),
+        (
+            "short, a millisecond before the 2020 floor",
+            Short,
+            "2019-12-31T22:59:59.999Z",
+            None,
+            &anonymous,
+            "2022-06-01T00:00:00Z",
+            false,
+        ),
+        // Long: 10 years back, never before 2015-01-01T00:00+01:00.
+        (
+            "long, exactly 10 years",
+            Long,
+            "2016-03-01T09:00:00Z",
+            None,
+            &applicant,
+            "2026-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "long, 10 years and a millisecond",
+            Long,
+            "2016-03-01T08:59:59.999Z",
+            None,
+            &applicant,
+            "2026-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "long, 2016 (the reference's case)",
+            Long,
+            "2016-01-01T00:00:00Z",
+            None,
+            &applicant,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "long, 2014 (the reference's case)",
+            Long,
+            "2014-01-01T00:00:00Z",
+            None,
+            &applicant,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "long, at the 2015 floor",
+            Long,
+            "2014-12-31T23:00:00Z",
+            None,
+            &applicant,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "long, a millisecond before the 2015 floor",
+            Long,
+            "2014-12-31T22:59:59.999Z",
+            None,
+            &applicant,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "a later operation blocks too",
+            Long,
+            "2025-01-01T00:00:00Z",
+            None,
+            &applicant,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        // Who: name and phone only while the operation has no key.
+        (
+            "same name, other phone",
+            Short,
+            "2023-01-01T00:00:00Z",
+            None,
+            &other_phone,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "keyless: name and phone match any key",
+            Short,
+            "2023-01-01T00:00:00Z",
+            None,
+            &other_key,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "keyed: the same key",
+            Short,
+            "2023-01-01T00:00:00Z",
+            Some('a'),
+            &applicant,
+            "2024-03-01T09:00:00Z",
+            true,
+        ),
+        (
+            "keyed: another key, same name and phone",
+            Short,
+            "2023-01-01T00:00:00Z",
+            Some('a'),
+            &other_key,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+        (
+            "keyed: simulation by name and phone",
+            Short,
+            "2023-01-01T00:00:00Z",
+            Some('a'),
+            &anonymous,
+            "2024-03-01T09:00:00Z",
+            false,
+        ),
+    ];
+    for (name, journey_type, when, key, who, reference, blocks) in cases {
+        let existing = [imported(journey_type, when, key, dup)];
+        let found = first_conflict(&existing, journey_type, who, at(reference));
+        assert_eq!(found.is_some(), blocks, "{name}");
+    }
+    // The other type does not block, and neither does a deleted operation.
+    let long = [imported(Long, "2023-01-01T00:00:00Z", None, dup)];
+    assert!(first_conflict(&long, Short, &applicant, at("2024-03-01T09:00:00Z")).is_none());
+    let mut deleted = imported(Short, "2023-01-01T00:00:00Z", None, dup);
+    deleted.deleted = true;
+    assert!(first_conflict(&[deleted], Short, &applicant, at("2024-03-01T09:00:00Z")).is_none());
+}
+
+#[test]
+fn a_registration_and_an_imported_operation_each_block_by_their_own_rule() {
+    let alice = person('a', "051227308989", "DUP", "+336010203");
+    let reference = at("2024-03-01T09:00:00Z");
+    // Four years back: a registration still blocks, an imported operation no longer does.
+    let registered = stored(JourneyType::Short, "2020-03-01T09:00:00Z", alice.clone());
+    let history = imported(
+        JourneyType::Short,
+        "2020-03-01T09:00:00Z",
+        None,
+        ("DUP", "+336010203"),
+    );
+    let both = [history.clone(), registered.clone()];
+    let found = first_conflict(&both, JourneyType::Short, &alice, reference);
+    assert_eq!(found.map(|a| a.kind), Some(ApplicationKind::Standardized));
+    assert!(first_conflict(&[history], JourneyType::Short, &alice, reference).is_none());
 }
 
 #[test]
@@ -366,14 +592,58 @@ fn other_types_and_deleted_applications_do_not_block_and_the_latest_is_reported(
 }
 
 #[test]
-fn cool_down_start_is_calendar_years_back() {
-    let reference = at("2024-02-29T12:00:00Z");
-    assert_eq!(
-        cooldown_start(JourneyType::Short, reference),
-        at("2019-02-28T12:00:00Z")
-    );
-    assert_eq!(
-        cooldown_start(JourneyType::Long, reference),
-        at("2012-02-29T12:00:00Z")
-    );
+fn cool_down_start_is_calendar_years_back_and_floored_for_imports() {
+    use ApplicationKind::{Specific, Standardized};
+    use JourneyType::{Long, Short};
+    let cases = [
+        (
+            Standardized,
+            Short,
+            "2024-02-29T12:00:00Z",
+            "2019-02-28T12:00:00Z",
+        ),
+        (
+            Standardized,
+            Long,
+            "2024-02-29T12:00:00Z",
+            "2012-02-29T12:00:00Z",
+        ),
+        (
+            Specific,
+            Short,
+            "2024-02-29T12:00:00Z",
+            "2021-02-28T12:00:00Z",
+        ),
+        (
+            Specific,
+            Long,
+            "2028-02-29T12:00:00Z",
+            "2018-02-28T12:00:00Z",
+        ),
+        (
+            Specific,
+            Short,
+            "2022-06-01T00:00:00Z",
+            "2020-01-01T00:00:00+01:00",
+        ),
+        (
+            Specific,
+            Long,
+            "2024-06-01T00:00:00Z",
+            "2015-01-01T00:00:00+01:00",
+        ),
+        (
+            Standardized,
+            Short,
+            "2022-06-01T00:00:00Z",
+            "2017-06-01T00:00:00Z",
+        ),
+    ];
+    for (kind, journey_type, reference, start) in cases {
+        assert_eq!(
+            cooldown_start(kind, journey_type, at(reference)),
+            at(start),
+            "{kind:?} {journey_type:?} {reference}"
+        );
+    }
 }
