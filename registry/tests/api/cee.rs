@@ -226,8 +226,13 @@ async fn a_claimed_journey_and_a_person_in_cool_down_get_409(kind: StoreKind) {
     other["last_name_trunc"] = json!("ZZZ");
     let (status, body) = register(&app, 1, &other).await;
     assert_eq!((status, &body), (409, &expected));
-    // The same person on another journey, by each key: identity key, licence.
-    for (key, licence, name) in [('a', "111111111111", "ZZZ"), ('e', "051227308989", "ZZZ")] {
+    // The same person on another journey, by each key: identity key, licence, name + phone
+    // (the phone is the journey driver's).
+    for (key, licence, name) in [
+        ('a', "111111111111", "ZZZ"),
+        ('e', "051227308989", "ZZZ"),
+        ('e', "222222222222", "DUP"),
+    ] {
         let mut body = short("j2", key, licence);
         body["last_name_trunc"] = json!(name);
         let (status, answer) = register(&app, 1, &body).await;
@@ -237,13 +242,6 @@ async fn a_claimed_journey_and_a_person_in_cool_down_get_409(kind: StoreKind) {
             "{key} {licence} {name}"
         );
     }
-    // Name and phone (the phone is the journey driver's) are the same person only for an
-    // application without identity key (imported history): this one has a key, so another
-    // key with the same name and phone is someone else.
-    let mut namesake = short("j2", 'e', "222222222222");
-    namesake["last_name_trunc"] = json!("DUP");
-    let (status, body) = register(&app, 1, &namesake).await;
-    assert_eq!(status, 201, "{body}");
     // A long-distance claim is another cool-down.
     let (status, body) = register(
         &app,
@@ -343,7 +341,7 @@ async fn simulate_answers_200_or_409(kind: StoreKind) {
     let (app, clock) = app(kind).await;
     clock.set(at("2024-03-09T00:00:00Z"));
     let simulation = json!({"journey_type": "long", "last_name_trunc": "MAR",
-                            "phone_trunc": "+33 6 01 02 03", "driving_license": "051227308989"});
+                            "phone_trunc": "+33 6 01 02 03"});
     let simulate = |operator_id| {
         let request = app
             .request(
@@ -375,18 +373,6 @@ async fn simulate_answers_200_or_409(kind: StoreKind) {
         (status, body),
         (409, json!({"datetime": "2024-02-01T00:00:00.000Z"}))
     );
-    // Name and phone alone do not find an application that has an identity key.
-    let mut anonymous = simulation.clone();
-    anonymous.as_object_mut().unwrap().remove("driving_license");
-    let response = app
-        .call(
-            Method::POST,
-            "/v3/policies/cee/simulate",
-            &operator(1),
-            Some(&anonymous),
-        )
-        .await;
-    assert_eq!(response.status().as_u16(), 200);
     // Short distance is another cool-down.
     let mut short = simulation.clone();
     short["journey_type"] = json!("short");

@@ -203,7 +203,7 @@ async fn import_bodies_that_are_not_1_to_1000_valid_operations_get_400(kind: Sto
     assert_eq!(
         body["error"],
         json!({"code": -32700, "message": "Parse error",
-               "data": "malformed JSON body at line 1, column 19"})
+               "data": [": must be valid JSON (line 1, column 19)"]})
     );
 
     // 1000 is allowed (the three above conflict).
@@ -242,8 +242,15 @@ async fn identity_imports_set_a_key_once_on_the_callers_own_applications(kind: S
     let mine = operation("long", "TO ", "+336010203", "2017-01-01T00:00:00Z");
     let theirs = operation("long", "TO ", "+336010203", "2016-01-01T00:00:00Z");
     let short = operation("short", "DUP", "+336999999", "2022-01-01T00:00:00Z");
-    assert_eq!(post(&app, IMPORT, 1, &json!([mine, short])).await.0, 201);
+    let by_name = json!({"journey_type": "long", "last_name_trunc": "TO ",
+                         "phone_trunc": "+336010203"});
     assert_eq!(post(&app, IMPORT, 2, &json!([theirs])).await.0, 201);
+    let (_, theirs_found) = simulate(&app, 2, by_name.clone()).await;
+    let their_uuid = theirs_found["uuid"]
+        .as_str()
+        .expect("their uuid")
+        .to_owned();
+    assert_eq!(post(&app, IMPORT, 1, &json!([mine, short])).await.0, 201);
     let (status, registered) = post(
         &app,
         "/v3/policies/cee",
@@ -258,8 +265,6 @@ async fn identity_imports_set_a_key_once_on_the_callers_own_applications(kind: S
     )
     .await;
     assert_eq!(status, 201, "{registered}");
-    let by_name = json!({"journey_type": "long", "last_name_trunc": "TO ",
-                         "phone_trunc": "+336010203"});
     let (_, blocking) = simulate(&app, 1, by_name.clone()).await;
     let my_uuid = blocking["uuid"].as_str().expect("my uuid").to_owned();
 
@@ -313,7 +318,7 @@ async fn identity_imports_set_a_key_once_on_the_callers_own_applications(kind: S
         "a key is set once; a registration has one already"
     );
 
-    // My application is now found by its key, no longer by name and phone...
+    // My application is now found by its key...
     let by_key = json!({"journey_type": "long", "last_name_trunc": "ZZZ",
                         "phone_trunc": "+336777777", "identity_key": key('a')});
     let (status, body) = simulate(&app, 1, by_key).await;
@@ -324,14 +329,13 @@ async fn identity_imports_set_a_key_once_on_the_callers_own_applications(kind: S
             json!({"uuid": my_uuid, "datetime": "2017-01-01T00:00:00.000Z"})
         )
     );
-    // ...so name and phone now find operator 2's application, still without key.
-    let (status, theirs_found) = simulate(&app, 2, by_name.clone()).await;
-    assert_eq!(status, 409, "{theirs_found}");
-    assert_eq!(theirs_found["datetime"], "2016-01-01T00:00:00.000Z");
-    let their_uuid = theirs_found["uuid"]
-        .as_str()
-        .expect("their uuid")
-        .to_owned();
+    // ...and still by name and phone (CONTRACT §8: they match whatever the key), the most
+    // recent of the two, which is another operator's for operator 2.
+    let (status, found) = simulate(&app, 2, by_name.clone()).await;
+    assert_eq!(
+        (status, found),
+        (409, json!({"datetime": "2017-01-01T00:00:00.000Z"}))
+    );
     // Operator 1 cannot give it a key, by uuid or by operation.
     let (status, body) = post(
         &app,
@@ -345,12 +349,7 @@ async fn identity_imports_set_a_key_once_on_the_callers_own_applications(kind: S
         (200, &json!(0), &json!(2)),
         "{body}"
     );
-    let (status, body) = simulate(&app, 2, by_name.clone()).await;
-    assert_eq!(
-        (status, &body["uuid"]),
-        (409, &json!(their_uuid)),
-        "untouched"
-    );
+    // Untouched: their new key finds nothing yet.
     let by_their_new_key = json!({"journey_type": "long", "last_name_trunc": "ZZZ",
                                   "phone_trunc": "+336777777", "identity_key": key('d')});
     assert_eq!(simulate(&app, 2, by_their_new_key.clone()).await.0, 200);
@@ -461,13 +460,14 @@ async fn imported_history_blocks_registrations_and_simulations_within_its_cool_d
     let (status, body) = post(&app, "/v3/policies/cee", 1, &short("j2", 'd')).await;
     assert_eq!(status, 201, "over 3 years: {body}");
 
-    // Once the history has a key, the key finds it and name and phone no longer do.
+    // Once the history has a key, the key finds it too; name and phone still do (CONTRACT
+    // §8 matches them whatever the keys).
     let identity = json!([{"cee_application_type": "specific", "identity_key": key('e'),
         "journey_type": "long", "last_name_trunc": "MAR", "phone_trunc": "+336555555",
         "datetime": "2016-01-01T00:00:00Z"}]);
     assert_eq!(post(&app, IDENTITY, 1, &identity).await.1["imported"], 1);
     let (status, _) = post(&app, "/v3/policies/cee", 1, &mar).await;
-    assert_eq!(status, 201, "same name and phone, another key");
+    assert_eq!(status, 409, "same name and phone, another key");
     let keyed = long_registration(
         "2024-02-01T00:00:00Z",
         'e',

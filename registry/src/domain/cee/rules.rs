@@ -219,9 +219,9 @@ pub fn cooldown_start(
 }
 
 /// Whether `existing` is the application of the person `new` describes: same identity key,
-/// or same driving licence, or same last name and phone (both truncated) when `existing` has
-/// no identity key. Name and phone are a weak match (a truncated phone is shared by a hundred
-/// numbers), used only for the history imported without a key, as the reference does.
+/// or same driving licence, or same last name and phone (both truncated). CONTRACT §8 keeps
+/// name and phone a match whatever the keys: the reference uses it only against keyless
+/// (imported) history, which this also covers, so everything it blocks is blocked here.
 fn same_person(existing: &Person, new: &Person) -> bool {
     let both = |x: Option<&str>, y: Option<&str>| x.is_some() && x == y;
     both(
@@ -230,8 +230,7 @@ fn same_person(existing: &Person, new: &Person) -> bool {
     ) || both(
         existing.driving_licence.as_ref().map(|l| l.as_str()),
         new.driving_licence.as_ref().map(|l| l.as_str()),
-    ) || (existing.identity_key.is_none()
-        && existing.last_name_trunc == new.last_name_trunc
+    ) || (existing.last_name_trunc == new.last_name_trunc
         && existing.phone_trunc == new.phone_trunc)
 }
 

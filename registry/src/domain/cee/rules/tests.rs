@@ -328,12 +328,12 @@ fn cool_downs_at_each_boundary_and_for_each_person_key() {
             true,
         ),
         (
-            "same name and phone, but the earlier application has a key",
+            "same name and phone, though the earlier application has a key (CONTRACT §8)",
             Short,
             "2024-01-01T00:00:00Z",
             &same_name_and_phone,
             "2024-03-01T09:00:00Z",
-            false,
+            true,
         ),
         (
             "same name, other phone",
@@ -352,12 +352,12 @@ fn cool_downs_at_each_boundary_and_for_each_person_key() {
             false,
         ),
         (
-            "simulation by name and phone, the earlier application has a key",
+            "simulation by name and phone finds a keyed application (CONTRACT §8)",
             Short,
             "2024-01-01T00:00:00Z",
             &anonymous_simulation,
             "2024-03-01T09:00:00Z",
-            false,
+            true,
         ),
     ];
     for (name, journey_type, existing, who, reference, blocks) in cases {
@@ -520,22 +520,22 @@ fn imported_operations_block_within_their_own_cool_downs_and_floors() {
             true,
         ),
         (
-            "keyed: another key, same name and phone",
+            "keyed: another key, same name and phone (CONTRACT §8)",
             Short,
             "2023-01-01T00:00:00Z",
             Some('a'),
             &other_key,
             "2024-03-01T09:00:00Z",
-            false,
+            true,
         ),
         (
-            "keyed: simulation by name and phone",
+            "keyed: simulation by name and phone (CONTRACT §8)",
             Short,
             "2023-01-01T00:00:00Z",
             Some('a'),
             &anonymous,
             "2024-03-01T09:00:00Z",
-            false,
+            true,
         ),
     ];
     for (name, journey_type, when, key, who, reference, blocks) in cases {
