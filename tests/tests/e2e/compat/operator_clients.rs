@@ -89,7 +89,7 @@ fn reference_journey(rng: &mut StdRng, variant: usize) -> Value {
     let end = start + chrono::Duration::minutes(rng.gen_range(1..=60));
     let iso =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut identity = |rng: &mut StdRng| {
+    let identity = |rng: &mut StdRng| {
         let phone = phone(rng);
         json!({
             "identity_key": hex(rng, 64),
