@@ -729,6 +729,11 @@ mod tests {
             ("POST", "/{version}/auth/credentials", Default),
             ("POST", "/api/v1/auth/sign_in", Default),
             ("GET", "/admin/operators", Default),
+            // The reference's default limiter for exports: 100 / 5 min.
+            ("GET", "/{version}/exports/journeys", Default),
+            ("POST", "/{version}/exports", Default),
+            ("GET", "/{version}/exports/{uuid}", Default),
+            ("GET", "/{version}/exports/{uuid}/download", Default),
         ];
         for (method, template, class) in cases {
             assert_eq!(

@@ -231,8 +231,28 @@ fn versioned(method: &str, version: &str, rest: &[&str]) -> Option<Route> {
             OperatorApi,
             Some(JourneysWrite),
         ),
+        // Exports: the reference's `common.export.*`, every role (operator roles scoped to
+        // their own operator by the registry).
         ("GET", ["exports", "journeys"]) => (
             "/{version}/exports/journeys",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        ("POST", ["exports"]) => (
+            "/{version}/exports",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        ("GET", ["exports", id]) if !id.is_empty() => (
+            "/{version}/exports/{uuid}",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        ("GET", ["exports", id, "download"]) if !id.is_empty() => (
+            "/{version}/exports/{uuid}/download",
             Registry,
             OperatorApi,
             Some(JourneysRead),
@@ -560,6 +580,37 @@ mod tests {
             ),
             ("POST", "/v3/exports/journeys", None),
             (
+                "POST",
+                "/v3/exports",
+                Some((
+                    "/{version}/exports",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            ("GET", "/v3/exports", None),
+            (
+                "GET",
+                "/v3.3/exports/8a9d2da9-39e3-4db7-be8e-12b4d2179fda",
+                Some((
+                    "/{version}/exports/{uuid}",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            ("DELETE", "/v3/exports/8a9d2da9", None),
+            (
+                "GET",
+                "/v3/exports/8a9d2da9/download",
+                Some((
+                    "/{version}/exports/{uuid}/download",
+                    Upstream::Registry,
+                    Access::OperatorApi,
+                )),
+            ),
+            ("GET", "/v3/exports//download", None),
+            ("POST", "/v3/exports/8a9d2da9/download", None),
+            (
                 "GET",
                 "/v3/funding-calls",
                 Some((
@@ -629,6 +680,14 @@ mod tests {
                 "/v3.2/policies/cee/import/identity",
                 Some(JourneysWrite),
                 Some("v3.2"),
+            ),
+            ("POST", "/v3/exports", Some(JourneysRead), Some("v3")),
+            ("GET", "/v3.3/exports/x", Some(JourneysRead), Some("v3.3")),
+            (
+                "GET",
+                "/v3/exports/x/download",
+                Some(JourneysRead),
+                Some("v3"),
             ),
         ];
         for (method, path, permission, version) in cases {

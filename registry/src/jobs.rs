@@ -6,11 +6,14 @@
 //!
 //! [`Runner::run`] polls; [`Runner::run_due`] runs everything due now (tests call it after
 //! moving the clock). A failed job is retried with exponential backoff, and counted in
-//! `registry_jobs_failures_total{kind}`.
+//! `registry_jobs_failures_total{kind}`. Export jobs (build, mail, expiry) are
+//! [`crate::exports::Exports`]'s work.
 
 use crate::clock::Clock;
 use crate::domain::cee::France;
 use crate::domain::lifecycle::Month;
+use crate::exports::Exports;
+use crate::exports::mail::MailError;
 use crate::http::Metrics;
 use crate::store::StoreError;
 use crate::store::lifecycle::{Job, JobKind, JobOutcome, LifecycleStore};
@@ -35,6 +38,18 @@ pub fn backoff(attempts: i64) -> TimeDelta {
         .map_or(MAX_BACKOFF, |d| d.min(MAX_BACKOFF))
 }
 
+/// Why a job's work failed: it is rescheduled with backoff, this text kept as its
+/// `last_error` (never an address: [`MailError`] keeps no SMTP text).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot mail the recipients: {0}")]
+    Mail(#[from] MailError),
+    #[error("cannot delete the export's files: {0}")]
+    File(#[from] std::io::Error),
+}
+
 /// Runs lifecycle jobs. Clones share everything, including the runner's id.
 #[derive(Clone)]
 pub struct Runner {
@@ -42,6 +57,7 @@ pub struct Runner {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     france: Arc<France>,
+    exports: Arc<Exports>,
     id: String,
     lease: TimeDelta,
     batch: i64,
@@ -54,6 +70,7 @@ impl Runner {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
         france: Arc<France>,
+        exports: Arc<Exports>,
         lease: TimeDelta,
         batch: i64,
     ) -> Self {
@@ -62,6 +79,7 @@ impl Runner {
             clock,
             metrics,
             france,
+            exports,
             id: uuid::Uuid::new_v4().to_string(),
             lease,
             batch,
@@ -153,18 +171,25 @@ impl Runner {
                         self.metrics.journey_checked(job.kind, status);
                     }
                     outcome
-                }),
+                })
+                .map_err(JobError::from),
             JobKind::FundingCall => match Month::parse(&job.subject) {
-                Some(month) => {
-                    self.store
-                        .issue_funding_call(job, &self.id, month, now)
-                        .await
-                }
-                None => Err(StoreError::Corrupt(format!(
-                    "funding call job for {:?}",
-                    job.subject
-                ))),
+                Some(month) => self
+                    .store
+                    .issue_funding_call(job, &self.id, month, now)
+                    .await
+                    .map_err(JobError::from),
+                None => Err(
+                    StoreError::Corrupt(format!("funding call job for {:?}", job.subject)).into(),
+                ),
             },
+            JobKind::Export => self
+                .exports
+                .build(job, &self.id, self.clock.as_ref(), self.lease)
+                .await
+                .map_err(JobError::from),
+            JobKind::ExportNotify => self.exports.notify(job, &self.id, now).await,
+            JobKind::ExportExpiry => self.exports.expire(job, &self.id, now).await,
         };
         match result {
             Ok(JobOutcome::Done) => {

@@ -6,18 +6,23 @@
 //! - [`domain`]: validated journey types, terms of use, status model. No SQL, no HTTP.
 //! - [`store`]: the only SQL, behind the [`store::JourneyStore`] trait (PostgreSQL or SQLite).
 //! - [`http`]: the only warp code: routes, handlers, metrics.
+//! - [`jobs`] runs the lifecycle's durable jobs; [`exports`] writes, mails and expires export
+//!   files.
 //!
 //! Start at [`Application::build`]; `main.rs` only loads [`Settings`] and runs it.
 
 mod cee_key;
 pub mod clock;
 pub mod domain;
+pub mod exports;
 pub mod http;
 pub mod jobs;
 mod settings;
 pub mod store;
 
-pub use settings::{CeeSettings, IngestSettings, JobsSettings, Settings};
+pub use settings::{
+    CeeSettings, ExportsSettings, IngestSettings, JobsSettings, MailSettings, MailTls, Settings,
+};
 
 use anyhow::Context;
 use auth_token::AssertionKey;
@@ -72,11 +77,16 @@ impl Application {
         let metrics = http::Metrics::register(&registry).context("cannot register metrics")?;
         let cee = cee_state(&settings.cee, &db)?;
         let lifecycle = store::lifecycle_for_database(&db);
+        let exports = Arc::new(exports::Exports::new(
+            store::exports_for_database(&db),
+            &settings.exports,
+        )?);
         let runner = jobs::Runner::new(
             lifecycle.clone(),
             clock.clone(),
             metrics.clone(),
             Arc::new(cee.france.clone()),
+            exports.clone(),
             chrono::TimeDelta::seconds(i64::try_from(settings.jobs.lease_secs).unwrap_or(300)),
             i64::from(settings.jobs.batch.max(1)),
         );
@@ -86,6 +96,7 @@ impl Application {
                 metrics.db.clone(),
             ),
             lifecycle,
+            exports,
             metrics: metrics.clone(),
             clock,
             cee,

@@ -29,6 +29,8 @@ pub struct Settings {
     pub jobs: JobsSettings,
     /// Journey ingestion: group commit of concurrent inserts (PostgreSQL).
     pub ingest: IngestSettings,
+    /// Exports: where their files are kept, for how long, and the mail that announces them.
+    pub exports: ExportsSettings,
     /// Threads of the `registry` binary's async runtime; 0 (default): one per core. When the
     /// registry shares a small machine with the gateway and PostgreSQL, fewer threads than
     /// cores spend less CPU per request on waking and stealing work across threads
@@ -88,6 +90,84 @@ impl Default for JobsSettings {
     }
 }
 
+/// Exports (docs/lifecycle.md, "Exports"): the synchronous CSV route and the reference's
+/// asynchronous, zipped, mailed export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportsSettings {
+    /// Where built exports are kept (created at start). Default `data/exports`; with several
+    /// replicas, a directory they share.
+    pub directory: PathBuf,
+    /// Days a built export is kept before its file is deleted. Default 7 (the reference's).
+    pub retention_days: u32,
+    /// The API's public address, for the download link in mails
+    /// (`<public_url>/v3/exports/<uuid>/download`). Empty (default): mails name the route.
+    pub public_url: String,
+    /// Synchronous exports streaming at once; each holds a database connection while its
+    /// client reads, so keep it well below `database.max_connections`. Default 4; more
+    /// are answered 429 with a `Retry-After`.
+    pub max_streams: u32,
+    /// The SMTP server that mails recipients when their export is built. No host (default):
+    /// no mail.
+    pub mail: MailSettings,
+}
+
+impl Default for ExportsSettings {
+    fn default() -> Self {
+        Self {
+            directory: PathBuf::from("data/exports"),
+            retention_days: 7,
+            public_url: String::new(),
+            max_streams: 4,
+            mail: MailSettings::default(),
+        }
+    }
+}
+
+/// An SMTP relay (`exports.mail`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// Host name or address of the relay; empty (default): exports are not mailed.
+    pub host: String,
+    /// Default 25.
+    pub port: u16,
+    /// The sender address, e.g. `Registre <exports@example.org>`.
+    pub from: String,
+    /// User name, when the relay wants one (empty: no authentication).
+    pub username: String,
+    /// Its password.
+    pub password: Secret<String>,
+    /// `none` (default), `starttls` or `tls`; the last two need a registry built with the
+    /// `smtp-tls` cargo feature.
+    pub tls: MailTls,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 25,
+            from: String::new(),
+            username: String::new(),
+            password: Secret::new(String::new()),
+            tls: MailTls::None,
+        }
+    }
+}
+
+/// How the registry talks to its SMTP relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTls {
+    /// Plain SMTP (a relay on the same host or network).
+    None,
+    /// Plain, then `STARTTLS` (required).
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
 /// The CEE campaign and the key that signs application tokens (CONTRACT §8).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -131,6 +211,7 @@ impl Default for Settings {
             cee: CeeSettings::default(),
             jobs: JobsSettings::default(),
             ingest: IngestSettings::default(),
+            exports: ExportsSettings::default(),
             worker_threads: 0,
         }
     }
@@ -171,6 +252,21 @@ mod tests {
         assert_eq!(s.ingest.batch_max, 64);
         assert_eq!(s.ingest.batch_writers, 2);
         assert_eq!(s.worker_threads, 0);
+        assert_eq!(s.exports.directory, PathBuf::from("data/exports"));
+        assert_eq!(s.exports.retention_days, 7);
+        assert!(s.exports.mail.host.is_empty(), "no mail by default");
+        assert_eq!(s.exports.mail.tls, MailTls::None);
+    }
+
+    #[test]
+    fn mail_settings_read_their_tls_mode_and_refuse_others() {
+        let s: Settings = serde_json::from_str(
+            r#"{"exports":{"mail":{"host":"smtp.example.org","port":587,"tls":"starttls"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.exports.mail.port, 587);
+        assert_eq!(s.exports.mail.tls, MailTls::Starttls);
+        assert!(serde_json::from_str::<Settings>(r#"{"exports":{"mail":{"tls":"ssl"}}}"#).is_err());
     }
 
     #[test]

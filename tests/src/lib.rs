@@ -179,6 +179,10 @@ impl Stack {
                 private_key_pem: Secret::new(CEE_TEST_KEY.into()),
                 ..Default::default()
             },
+            exports: registry::ExportsSettings {
+                directory: dir.join("exports"),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let registry_app = match options.registry_clock.clone() {

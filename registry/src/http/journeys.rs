@@ -32,6 +32,8 @@ pub struct State {
     pub store: Arc<dyn JourneyStore>,
     /// Jobs, campaigns, incentives, funding calls.
     pub lifecycle: Arc<dyn LifecycleStore>,
+    /// Exports: their store, files and limits.
+    pub exports: Arc<crate::exports::Exports>,
     /// Request and journey counters.
     pub metrics: Metrics,
     /// Where "now" comes from.
@@ -42,7 +44,7 @@ pub struct State {
 
 impl State {
     /// Now, to the millisecond (the precision stored and answered).
-    fn now(&self) -> DateTime<Utc> {
+    pub(super) fn now(&self) -> DateTime<Utc> {
         self.clock.now().trunc_subsecs(3)
     }
 }

@@ -1,23 +1,19 @@
-//! Lifecycle routes: incentive campaigns (`GET`/`POST /admin/campaigns`, registry admins),
-//! journey exports (`GET /{v}/exports/journeys`, CSV) and funding calls
-//! (`GET /{v}/funding-calls?month=`). The rules are in [`crate::domain::lifecycle`], the SQL in
+//! Lifecycle routes: incentive campaigns (`GET`/`POST /admin/campaigns`, registry admins) and
+//! funding calls (`GET /{v}/funding-calls?month=`); exports are in [`super::exports`]. The rules are in [`crate::domain::lifecycle`], the SQL in
 //! [`crate::store::lifecycle`]; the job runner that fills them is [`crate::jobs`].
 
 use super::journeys::{State, internal, iso};
 use crate::domain::lifecycle::Month;
 use crate::domain::lifecycle::campaign::validate_campaign;
-use crate::store::lifecycle::{ExportRow, FundingCall};
+use crate::store::lifecycle::FundingCall;
 use auth_token::{Principal, Role};
-use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rpc_service::RpcError;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
-
-/// Longest period one export covers.
-pub const EXPORT_MAX_PERIOD: TimeDelta = TimeDelta::days(366);
 
 /// `POST /admin/campaigns`: 201 with the stored campaign, 400 listing every problem.
 pub async fn create_campaign(state: Arc<State>, principal: Principal, body: Value) -> Response {
@@ -56,105 +52,6 @@ fn registry_admin(principal: &Principal) -> Result<(), RpcError> {
         Ok(())
     } else {
         Err(RpcError::forbidden("insufficient_permissions"))
-    }
-}
-
-/// `GET /{v}/exports/journeys?start=&end=[&operator_id=]`: `text/csv`, one line per journey
-/// starting in `[start, end)`, canceled journeys excluded.
-pub async fn export(
-    state: Arc<State>,
-    principal: Principal,
-    params: Vec<(String, String)>,
-) -> Response {
-    let result = async {
-        let asked = Params::read(&params, &["start", "end", "operator_id"])?;
-        let mut errors = Vec::new();
-        let start = asked.time("start", &mut errors);
-        let end = asked.time("end", &mut errors);
-        let operator = asked.operator_id(&mut errors);
-        if let (Some(s), Some(e)) = (start, end) {
-            if s >= e {
-                errors.push("/start: must be before /end".to_owned());
-            } else if e - s > EXPORT_MAX_PERIOD {
-                errors.push("/end: the period must not exceed 366 days".to_owned());
-            }
-        }
-        let (Some(start), Some(end)) = (start, end) else {
-            return Err(RpcError::invalid_params(errors));
-        };
-        if !errors.is_empty() {
-            return Err(RpcError::invalid_params(errors));
-        }
-        let operator_id = scope(&principal, operator)?;
-        let rows = state
-            .lifecycle
-            .export(operator_id, start, end)
-            .await
-            .map_err(internal)?;
-        Ok::<_, RpcError>(
-            warp::reply::with_header(csv(&rows), "content-type", "text/csv; charset=utf-8")
-                .into_response(),
-        )
-    };
-    result.await.unwrap_or_else(|e: RpcError| e.into_response())
-}
-
-/// The columns of an export, in order.
-pub const EXPORT_COLUMNS: [&str; 14] = [
-    "journey_id",
-    "operator_id",
-    "operator_journey_id",
-    "operator_trip_id",
-    "operator_class",
-    "start_datetime",
-    "start_lat",
-    "start_lon",
-    "end_datetime",
-    "end_lat",
-    "end_lon",
-    "distance",
-    "status",
-    "incentive",
-];
-
-fn csv(rows: &[ExportRow]) -> String {
-    let mut out = EXPORT_COLUMNS.join(",");
-    out.push_str("\r\n");
-    for r in rows {
-        let fields = [
-            r.journey_id.to_string(),
-            r.operator_id.to_string(),
-            csv_text(&r.operator_journey_id),
-            csv_text(&r.operator_trip_id),
-            r.operator_class.clone(),
-            iso(r.start),
-            r.start_lat.to_string(),
-            r.start_lon.to_string(),
-            iso(r.end),
-            r.end_lat.to_string(),
-            r.end_lon.to_string(),
-            r.distance.to_string(),
-            r.status.as_str().to_owned(),
-            r.incentive.to_string(),
-        ];
-        out.push_str(&fields.join(","));
-        out.push_str("\r\n");
-    }
-    out
-}
-
-/// An operator's free text as one CSV field (RFC 4180 quoting). Text a spreadsheet would
-/// read as a formula gets a leading `'`.
-fn csv_text(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
     }
 }
 
@@ -231,7 +128,7 @@ fn funding_call_body(call: &FundingCall) -> Value {
 
 /// Whose data the caller reads: its own operator's for operator roles (asking for another
 /// one is a 404), `operator_id`'s or everyone's for registry roles.
-fn scope(principal: &Principal, asked: Option<i64>) -> Result<Option<i64>, RpcError> {
+pub(super) fn scope(principal: &Principal, asked: Option<i64>) -> Result<Option<i64>, RpcError> {
     match principal.role {
         Some(role) if role.is_operator() => {
             let own = principal
@@ -248,10 +145,10 @@ fn scope(principal: &Principal, asked: Option<i64>) -> Result<Option<i64>, RpcEr
 }
 
 /// Query parameters, each allowed at most once.
-struct Params<'a>(&'a [(String, String)]);
+pub(super) struct Params<'a>(&'a [(String, String)]);
 
 impl<'a> Params<'a> {
-    fn read(params: &'a [(String, String)], allowed: &[&str]) -> Result<Self, RpcError> {
+    pub(super) fn read(params: &'a [(String, String)], allowed: &[&str]) -> Result<Self, RpcError> {
         let mut errors = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (name, _) in params {
@@ -275,7 +172,7 @@ impl<'a> Params<'a> {
             .map(|(_, v)| v.as_str())
     }
 
-    fn time(&self, name: &str, errors: &mut Vec<String>) -> Option<DateTime<Utc>> {
+    pub(super) fn time(&self, name: &str, errors: &mut Vec<String>) -> Option<DateTime<Utc>> {
         match self.get(name) {
             None => {
                 errors.push(format!(": must have required property '{name}'"));
@@ -288,27 +185,12 @@ impl<'a> Params<'a> {
         }
     }
 
-    fn operator_id(&self, errors: &mut Vec<String>) -> Option<i64> {
+    pub(super) fn operator_id(&self, errors: &mut Vec<String>) -> Option<i64> {
         self.get("operator_id").and_then(|s| {
             s.parse::<i64>().ok().filter(|id| *id >= 1).or_else(|| {
                 errors.push("/operator_id: must be a positive integer".to_owned());
                 None
             })
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_defused() {
-        assert_eq!(csv_text("plain-id"), "plain-id");
-        assert_eq!(csv_text("a,b"), "\"a,b\"");
-        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_text("line\nbreak"), "\"line\nbreak\"");
-        assert_eq!(csv_text("=SUM(A1)"), "'=SUM(A1)");
-        assert_eq!(csv_text("-1,2"), "\"'-1,2\"");
     }
 }

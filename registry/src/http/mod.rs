@@ -6,6 +6,7 @@
 
 mod cee;
 mod cee_import;
+mod exports;
 mod journeys;
 mod lifecycle;
 mod metrics;
@@ -94,6 +95,11 @@ pub fn api(
         principal.clone().boxed(),
         json_body().boxed(),
     );
+    let exports = export_routes(
+        with_state.clone().boxed(),
+        principal.clone().boxed(),
+        json_body().boxed(),
+    );
     let cee = cee_routes(with_state.boxed(), principal.boxed(), json_body().boxed());
 
     create
@@ -109,9 +115,11 @@ pub fn api(
         .unify()
         .or(lifecycle)
         .unify()
+        .or(exports)
+        .unify()
 }
 
-/// `/admin/campaigns`, `/{version}/exports/journeys`, `/{version}/funding-calls`.
+/// `/admin/campaigns`, `/{version}/funding-calls`.
 fn lifecycle_routes(
     with_state: BoxedFilter<(Arc<State>,)>,
     principal: BoxedFilter<(auth_token::Principal,)>,
@@ -129,15 +137,6 @@ fn lifecycle_routes(
         .and(with_state.clone())
         .and(principal.clone())
         .then(lifecycle::list_campaigns);
-    let export = version()
-        .and(warp::path("exports"))
-        .and(warp::path("journeys"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(principal.clone())
-        .and(warp::query::<Vec<(String, String)>>())
-        .then(lifecycle::export);
     let funding_calls = version()
         .and(warp::path("funding-calls"))
         .and(warp::path::end())
@@ -149,9 +148,56 @@ fn lifecycle_routes(
     create_campaign
         .or(list_campaigns)
         .unify()
-        .or(export)
-        .unify()
         .or(funding_calls)
+        .unify()
+}
+
+/// `/{version}/exports...`; the synchronous `journeys` is matched before `{uuid}`.
+fn export_routes(
+    with_state: BoxedFilter<(Arc<State>,)>,
+    principal: BoxedFilter<(auth_token::Principal,)>,
+    json_body: BoxedFilter<(serde_json::Value,)>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let exports = || version().and(warp::path("exports"));
+    let journeys_csv = exports()
+        .and(warp::path("journeys"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(warp::query::<Vec<(String, String)>>())
+        .then(exports::journeys_csv);
+    let create = exports()
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and(json_body)
+        .then(exports::create);
+    let one = || exports().and(warp::path::param::<String>().and_then(decoded_segment));
+    let status = one()
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(principal.clone())
+        .and_then(|uuid, state, principal| async move {
+            Ok::<_, Rejection>(exports::status(state, principal, uuid).await)
+        });
+    let download = one()
+        .and(warp::path("download"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state)
+        .and(principal)
+        .and_then(|uuid, state, principal| async move {
+            Ok::<_, Rejection>(exports::download(state, principal, uuid).await)
+        });
+    journeys_csv
+        .or(create)
+        .unify()
+        .or(status)
+        .unify()
+        .or(download)
         .unify()
 }
 
@@ -277,7 +323,10 @@ pub fn route_template(path: &str) -> &'static str {
         ["metrics"] => "/metrics",
         ["journeys", "push"] => "/journeys/push",
         ["admin", "campaigns"] => "/admin/campaigns",
+        [_, "exports"] if versioned => "/{version}/exports",
         [_, "exports", "journeys"] if versioned => "/{version}/exports/journeys",
+        [_, "exports", _] if versioned => "/{version}/exports/{uuid}",
+        [_, "exports", _, "download"] if versioned => "/{version}/exports/{uuid}/download",
         [_, "funding-calls"] if versioned => "/{version}/funding-calls",
         [_, "journeys"] if versioned => "/{version}/journeys",
         [_, "journeys", _] if versioned => "/{version}/journeys/{id}",
@@ -328,7 +377,13 @@ mod tests {
             ),
             ("/v3/policies/cee/import/other", "unmatched"),
             ("/admin/campaigns", "/admin/campaigns"),
+            ("/v3/exports", "/{version}/exports"),
             ("/v3/exports/journeys", "/{version}/exports/journeys"),
+            ("/v3.3/exports/8a9d2da9-39e3", "/{version}/exports/{uuid}"),
+            (
+                "/v3/exports/8a9d2da9-39e3/download",
+                "/{version}/exports/{uuid}/download",
+            ),
             ("/v3.3/funding-calls", "/{version}/funding-calls"),
             ("/v3/unknown", "unmatched"),
             ("/journeys/abc", "unmatched"),

@@ -25,6 +25,7 @@ mod sqlite;
 pub use batch::BatchMetrics;
 pub use cee::{CeeStore, ImportOutcome, NewApplication, RegisterOutcome};
 pub use lifecycle::LifecycleStore;
+pub use lifecycle::exports::ExportStore;
 pub use observed::{DbMetrics, observed};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -205,6 +206,14 @@ pub fn cee_for_database(db: &Database) -> Arc<dyn CeeStore> {
 
 /// Jobs, checks, campaigns, incentives and funding calls over whichever database `db` is.
 pub fn lifecycle_for_database(db: &Database) -> Arc<dyn LifecycleStore> {
+    match db {
+        Database::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
+        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+    }
+}
+
+/// The export store over whichever database `db` is.
+pub fn exports_for_database(db: &Database) -> Arc<dyn ExportStore> {
     match db {
         Database::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
         Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),

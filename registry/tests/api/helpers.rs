@@ -5,7 +5,9 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use layered_settings::Secret;
 use registry::clock::{Clock, ManualClock, SystemClock};
 use registry::jobs::Runner;
-use registry::{Application, CeeSettings, IngestSettings, JobsSettings, Settings};
+use registry::{
+    Application, CeeSettings, ExportsSettings, IngestSettings, JobsSettings, MailSettings, Settings,
+};
 use reqwest::{Method, RequestBuilder, Response};
 use rpc_service::db::DatabaseSettings;
 use serde_json::{Value, json};
@@ -39,6 +41,8 @@ pub struct TestApp {
     sqlite_file: Option<PathBuf>,
     /// PostgreSQL URL and schema to drop when the test ends.
     pg_schema: Option<(String, String)>,
+    /// The exports directory to remove when the test ends (`None` for replicas).
+    exports_dir: Option<PathBuf>,
 }
 
 /// Starts the registry on a fresh database and waits until it listens.
@@ -73,10 +77,38 @@ pub async fn spawn_app_at_grouping(
     )
 }
 
+/// [`spawn_app_at`] mailing export recipients through `mail`.
+pub async fn spawn_app_at_mailing(
+    kind: StoreKind,
+    at: DateTime<Utc>,
+    mail: MailSettings,
+) -> (TestApp, ManualClock) {
+    let clock = ManualClock::at(at);
+    (
+        spawn_app_configured(
+            kind,
+            Arc::new(clock.clone()),
+            IngestSettings::default(),
+            mail,
+        )
+        .await,
+        clock,
+    )
+}
+
 async fn spawn_app_with_clock(
     kind: StoreKind,
     clock: Arc<dyn Clock>,
     ingest: IngestSettings,
+) -> TestApp {
+    spawn_app_configured(kind, clock, ingest, MailSettings::default()).await
+}
+
+async fn spawn_app_configured(
+    kind: StoreKind,
+    clock: Arc<dyn Clock>,
+    ingest: IngestSettings,
+    mail: MailSettings,
 ) -> TestApp {
     let mut pg_schema = None;
     let (database, sqlite_file) = match kind {
@@ -108,9 +140,19 @@ async fn spawn_app_with_clock(
             ..JobsSettings::default()
         },
         ingest,
+        exports: ExportsSettings {
+            directory: std::env::temp_dir()
+                .join(format!("registry-exports-{}", Uuid::new_v4().simple())),
+            public_url: "https://api.example.test".to_owned(),
+            mail,
+            ..ExportsSettings::default()
+        },
         ..Settings::default()
     };
-    start(settings, clock, sqlite_file, pg_schema).await
+    let exports_dir = Some(settings.exports.directory.clone());
+    let mut app = start(settings, clock, sqlite_file, pg_schema).await;
+    app.exports_dir = exports_dir;
+    app
 }
 
 async fn start(
@@ -138,6 +180,7 @@ async fn start(
         stop: Some(stop),
         sqlite_file,
         pg_schema,
+        exports_dir: None,
     }
 }
 
@@ -145,6 +188,38 @@ impl TestApp {
     /// The PostgreSQL schema of this registry's tables (`None` on SQLite and for replicas).
     pub fn pg_schema(&self) -> Option<&str> {
         self.pg_schema.as_ref().map(|(_, schema)| schema.as_str())
+    }
+
+    /// The names of the files in the exports directory, sorted.
+    pub fn export_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.settings.exports.directory)
+            .expect("the exports directory exists")
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Runs `statement` on this registry's database, behind its back (to break a row).
+    pub async fn execute_sql(&self, statement: &str) {
+        use sqlx::Connection;
+        if let Some(file) = &self.sqlite_file {
+            let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+                .await
+                .expect("SQLite reachable");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(&mut db)
+                .await
+                .expect("statement runs");
+        } else {
+            let schema = self.pg_schema().expect("a database of its own");
+            let mut db = postgres_connection().await;
+            let sql = format!("SET search_path TO \"{schema}\"; {statement}");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut db)
+                .await
+                .expect("statement runs");
+        }
     }
 
     /// Another registry process on the same database and clock (a replica); the database
@@ -174,6 +249,9 @@ impl Drop for TestApp {
                 });
             })
             .join();
+        }
+        if let Some(dir) = &self.exports_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
         if let Some(file) = &self.sqlite_file {
             for suffix in ["", "-wal", "-shm"] {

@@ -19,10 +19,12 @@ macro_rules! on_both_stores {
 
 mod cee;
 mod cee_import;
+mod exports;
 mod grouped_inserts;
 mod helpers;
 mod jobs;
 mod journeys;
 mod lifecycle;
 mod lifecycle_money;
+mod smtp_sink;
 mod terms;

@@ -11,6 +11,7 @@
 
 pub mod campaign;
 pub mod checks;
+pub mod export;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Europe::Paris;

@@ -43,10 +43,10 @@ macro_rules! impl_lifecycle_store {
         use $crate::domain::lifecycle::campaign::{Campaign, NewCampaign, Spent, Trip};
         use $crate::domain::lifecycle::checks::{self, Facts, Neighbour};
         use $crate::domain::lifecycle::{FINAL_AFTER, Month};
-        use $crate::domain::{AcquisitionStatus, CheckStatus, JourneyStatus, OperatorClass};
+        use $crate::domain::{AcquisitionStatus, JourneyStatus, OperatorClass};
         use $crate::store::StoreError;
         use $crate::store::lifecycle::{
-            ExportRow, FundingCall, FundingLine, Job, JobKind, JobOutcome, JourneyIncentive,
+            FundingCall, FundingLine, Job, JobKind, JobOutcome, JourneyIncentive,
             LifecycleStore, QueueStats, Written, body, checkable, campaign_from,
         };
         use async_trait::async_trait;
@@ -381,65 +381,6 @@ macro_rules! impl_lifecycle_store {
                 // Audited: a constant column list.
                 let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
                 rows.iter().map(read_campaign).collect()
-            }
-
-            async fn export(
-                &self,
-                operator_id: Option<i64>,
-                start: DateTime<Utc>,
-                end: DateTime<Utc>,
-            ) -> Result<Vec<ExportRow>, StoreError> {
-                let sql = format!(
-                    "SELECT j.journey_id, j.operator_id, j.operator_journey_id, \
-                     j.operator_trip_id, j.operator_class, j.start_datetime, j.start_lat, \
-                     j.start_lon, j.end_datetime, j.end_lat, j.end_lon, j.distance, \
-                     j.acquisition_status, j.fraud_status, j.anomaly_status, \
-                     (SELECT CAST(COALESCE(SUM(i.amount), 0) AS BIGINT) FROM incentives i \
-                      WHERE i.journey_id = j.journey_id) AS incentive \
-                     FROM journeys j WHERE j.start_datetime >= $1 AND j.start_datetime < $2 \
-                     AND j.acquisition_status <> 'canceled' {} \
-                     ORDER BY j.start_datetime, j.journey_id",
-                    if operator_id.is_some() { "AND j.operator_id = $3" } else { "" }
-                );
-                // Audited: one of two constant texts.
-                let mut q = sqlx::query(AssertSqlSafe(sql))
-                    .bind($db::t(start))
-                    .bind($db::t(end));
-                if let Some(id) = operator_id {
-                    q = q.bind(id);
-                }
-                let rows = q.fetch_all(&self.pool).await?;
-                rows.iter()
-                    .map(|r| {
-                        let status = |c: &str| -> Result<CheckStatus, StoreError> {
-                            let s: String = r.try_get(c)?;
-                            CheckStatus::parse(&s)
-                                .ok_or_else(|| StoreError::Corrupt(format!("{c} {s:?}")))
-                        };
-                        let acquisition: String = r.try_get("acquisition_status")?;
-                        let class: String = r.try_get("operator_class")?;
-                        Ok(ExportRow {
-                            journey_id: r.try_get("journey_id")?,
-                            operator_id: r.try_get("operator_id")?,
-                            operator_journey_id: r.try_get("operator_journey_id")?,
-                            operator_trip_id: r.try_get("operator_trip_id")?,
-                            operator_class: class.trim().to_owned(),
-                            start: $db::get_t(r, "start_datetime")?,
-                            start_lat: r.try_get("start_lat")?,
-                            start_lon: r.try_get("start_lon")?,
-                            end: $db::get_t(r, "end_datetime")?,
-                            end_lat: r.try_get("end_lat")?,
-                            end_lon: r.try_get("end_lon")?,
-                            distance: i64::from(r.try_get::<i32, _>("distance")?),
-                            status: JourneyStatus::compute(
-                                AcquisitionStatus::parse(&acquisition),
-                                status("fraud_status")?,
-                                status("anomaly_status")?,
-                            ),
-                            incentive: r.try_get("incentive")?,
-                        })
-                    })
-                    .collect()
             }
 
             async fn funding_call(

@@ -1,5 +1,5 @@
 //! The lifecycle in the database: jobs, the 24 h / 48 h checks, campaigns, incentives,
-//! funding calls and exports. [`LifecycleStore`] is implemented once, by the
+//! funding calls and exports (the export records in [`exports`]). [`LifecycleStore`] is implemented once, by the
 //! [`impl_lifecycle_store!`] macro, for [`super::PgStore`] and [`super::SqliteStore`]: one SQL
 //! text, with per-database helpers for timestamps, JSON, transactions and row locks.
 //!
@@ -11,6 +11,9 @@
 
 #[macro_use]
 pub(in crate::store) mod body;
+pub mod exports;
+#[macro_use]
+mod exports_sql;
 mod postgres;
 mod sqlite;
 
@@ -31,13 +34,22 @@ pub enum JobKind {
     JourneyFinal,
     /// A month's funding call, on the 6th of the next month (subject: `YYYY-MM`).
     FundingCall,
+    /// Building an export's file, as soon as it is asked for (subject: the export's uuid).
+    Export,
+    /// Mailing an export's recipients once it is built (subject: the export's uuid).
+    ExportNotify,
+    /// Deleting an export's file when its retention ends (subject: the export's uuid).
+    ExportExpiry,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::JourneyChecks,
         JobKind::JourneyFinal,
         JobKind::FundingCall,
+        JobKind::Export,
+        JobKind::ExportNotify,
+        JobKind::ExportExpiry,
     ];
 
     /// The storage spelling, also the `kind` label of the job metrics.
@@ -46,6 +58,9 @@ impl JobKind {
             JobKind::JourneyChecks => "journey_checks",
             JobKind::JourneyFinal => "journey_final",
             JobKind::FundingCall => "funding_call",
+            JobKind::Export => "export",
+            JobKind::ExportNotify => "export_notify",
+            JobKind::ExportExpiry => "export_expiry",
         }
     }
 
@@ -200,15 +215,6 @@ pub trait LifecycleStore: Send + Sync + 'static {
 
     /// Every campaign, oldest first.
     async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError>;
-
-    /// Journeys starting in `[start, end)`, of `operator_id` or of all, canceled ones
-    /// excluded, in start order.
-    async fn export(
-        &self,
-        operator_id: Option<i64>,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Vec<ExportRow>, StoreError>;
 
     /// `month`'s funding call if issued, with the lines of `operator_id` or of all.
     async fn funding_call(

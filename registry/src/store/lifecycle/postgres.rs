@@ -22,6 +22,14 @@ mod db {
         Ok(r.try_get(column)?)
     }
 
+    pub fn id(uuid: uuid::Uuid) -> uuid::Uuid {
+        uuid
+    }
+
+    pub fn get_id(r: &Row, column: &str) -> Result<uuid::Uuid, StoreError> {
+        Ok(r.try_get(column)?)
+    }
+
     pub fn j(value: &Value) -> Value {
         value.clone()
     }
@@ -46,3 +54,5 @@ impl_lifecycle_store!(
     skip_locked = " FOR UPDATE SKIP LOCKED",
     neighbours = super::body::NEIGHBOURS_PG
 );
+
+impl_export_store!(crate::store::PgStore, db);

@@ -25,6 +25,15 @@ mod db {
             .transpose()
     }
 
+    pub fn id(uuid: uuid::Uuid) -> String {
+        uuid.to_string()
+    }
+
+    pub fn get_id(r: &Row, column: &str) -> Result<uuid::Uuid, StoreError> {
+        let text: String = r.try_get(column)?;
+        uuid::Uuid::parse_str(&text).map_err(|_| StoreError::Corrupt(format!("{column} {text:?}")))
+    }
+
     pub fn j(value: &Value) -> String {
         value.to_string()
     }
@@ -57,3 +66,5 @@ impl_lifecycle_store!(
     skip_locked = "",
     neighbours = super::body::NEIGHBOURS_SQLITE
 );
+
+impl_export_store!(crate::store::SqliteStore, db);
