@@ -235,7 +235,8 @@ async fn visible_export(
 }
 
 /// `{uuid, target, status, start_at, end_at, operator_id, created_at}`, with `completed_at`
-/// once built or failed, and `rows` and `expires_at` for a success.
+/// once built or failed, `rows` and `expires_at` for a success, and for a failure `error`,
+/// the kind of failure (its cause is in the logs, not here).
 fn status_body(export: &ExportRecord) -> Value {
     let mut body = json!({
         "uuid": export.uuid,
@@ -252,6 +253,9 @@ fn status_body(export: &ExportRecord) -> Value {
     if matches!(export.status, ExportStatus::Success | ExportStatus::Expired) {
         body["rows"] = json!(export.row_count);
         body["expires_at"] = json!(export.expires_at.map(iso));
+    }
+    if let Some(error) = &export.error {
+        body["error"] = json!(error);
     }
     body
 }

@@ -503,11 +503,13 @@ fn name_phone_lock(name: &str, phone: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-/// While a registration of TO +336010203 holds its person's lock, an import of that person
+/// While a registration of LCK +336424242 holds its person's lock, an import of that person
 /// waits (so the registration cannot decide on a history it did not see), then commits.
+/// Advisory locks are shared by every test of the database: this person is this test's only,
+/// so no other test's import waits on (and is counted with) the lock held here.
 async fn an_import_waits_for_a_registration_of_the_same_person() {
     let app = app(StoreKind::Postgres).await;
-    let lock = name_phone_lock("TO ", "+336010203");
+    let lock = name_phone_lock("LCK", "+336424242");
     let mut holder = postgres_connection().await;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(lock)
@@ -516,7 +518,7 @@ async fn an_import_waits_for_a_registration_of_the_same_person() {
         .expect("lock");
     let body = json!([
         operation("long", "DUP", "+336999999", "2016-01-01T00:00:00Z"),
-        operation("long", "TO ", "+336010203", "2016-01-01T00:00:00Z"),
+        operation("long", "LCK", "+336424242", "2016-01-01T00:00:00Z"),
     ]);
     let import = {
         let request = app

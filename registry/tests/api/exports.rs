@@ -374,6 +374,7 @@ async fn an_export_whose_rows_fail_mid_stream_is_a_failure_without_a_file(kind: 
     app.runner.run_due().await.unwrap();
     let (_, failed) = status(&app, &op, &uuid).await;
     assert_eq!(failed["status"], "failure", "{failed}");
+    assert_eq!(failed["error"], "reading the journeys failed", "{failed}");
     assert!(failed.get("rows").is_none(), "{failed}");
     assert_eq!(download(&app, &op, &uuid).await.status(), 404);
     assert!(

@@ -2,7 +2,8 @@
 //! a clock the test moves (its job runner polls every 20 ms): a registry admin defines a
 //! campaign; an operator's application sends a journey; at 48 h its status is final with the
 //! campaign's incentive; the export lists it; the funding call appears on the 6th of the
-//! following month at midnight, Paris time.
+//! following month at midnight, Paris time; weeks later, the reference's asynchronous export
+//! of the journey's days is built into a zip holding the same CSV.
 
 use chrono::{Duration, SecondsFormat, Utc};
 use registry::clock::ManualClock;
@@ -126,5 +127,43 @@ async fn scenario(mode: Mode) {
         "e2e-1"
     );
     assert_eq!(call["calls"][0]["amount"], 120);
+
+    // The asynchronous export wants periods ended five days ago.
+    clock.set(now + Duration::days(40));
+    let asked = stack
+        .request(Method::POST, "/v3/exports")
+        .bearer_auth(&token)
+        .json(&json!({
+            "tz": "Europe/Paris",
+            "start_at": iso(now - Duration::days(1)),
+            "end_at": iso(now + Duration::days(1)),
+            "operator_id": [],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 201);
+    let asked: Value = asked.json().await.unwrap();
+    assert_eq!(asked["target"], "operator");
+    let export = format!("/v3/exports/{}", asked["uuid"].as_str().unwrap());
+    let built = stack
+        .eventually(std::time::Duration::from_secs(10), || async {
+            get(export.clone()).await.1.contains("\"success\"")
+        })
+        .await;
+    assert!(built, "{}", get(export.clone()).await.1);
+    let zipped = stack
+        .request(Method::GET, &format!("{export}/download"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.status(), 200);
+    assert_eq!(zipped.headers()["content-type"], "application/zip");
+    let bytes = zipped.bytes().await.unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut zipped_csv = String::new();
+    std::io::Read::read_to_string(&mut archive.by_index(0).unwrap(), &mut zipped_csv).unwrap();
+    assert_eq!(zipped_csv, csv, "the synchronous export's lines");
     stack.stop().await;
 }
