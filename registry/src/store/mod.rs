@@ -323,8 +323,14 @@ mod sql {
     /// two of the six scans separate counts take. A journey found twice (someone carpooling
     /// with themselves) is one trip for `count(DISTINCT ...)` all the same.
     fn neighbour_counts(i: &Inputs<'_>) -> String {
+        // `+operator_id`, not `operator_id`: the operator's index must not be a way to the
+        // neighbours. With the statistics of an empty table (a registry's first day, before
+        // autoanalyze) every index looked as cheap, and PostgreSQL counted each journey's
+        // neighbours through every journey its operator sent that day: quadratic in the
+        // day's volume. An expression matches no index, so the person indexes are the only
+        // ones these scans can use, whatever the statistics (a test holds the plans).
         let counting = format!(
-            "operator_id = {} AND journey_id <> {} AND operator_trip_id <> {} \
+            "+operator_id = {} AND journey_id <> {} AND operator_trip_id <> {} \
              AND acquisition_status NOT IN ({})",
             i.operator,
             i.own_id,

@@ -304,3 +304,73 @@ impl JourneyStore for SqliteStore {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sql;
+    use rpc_service::db::{Database, DatabaseSettings};
+    use sqlx::{AssertSqlSafe, Executor};
+
+    /// On SQLite too the neighbour counts find a person's journeys through the person indexes
+    /// alone, never through the operator's journeys of the day: on a database never
+    /// analysed (as every embedded registry is) and once analysed, with one operator sending
+    /// every journey of the day.
+    #[tokio::test]
+    async fn neighbour_counts_read_the_person_indexes_whatever_the_statistics() {
+        let path = std::env::temp_dir().join(format!(
+            "registry-plan-{}.db",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let settings = DatabaseSettings::new(format!("sqlite://{}", path.display()), None);
+        let Database::Sqlite(pool) = Database::connect(
+            &settings,
+            &crate::POSTGRES_MIGRATIONS,
+            &crate::SQLITE_MIGRATIONS,
+        )
+        .await
+        .unwrap() else {
+            unreachable!("a SQLite URL")
+        };
+        pool.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
+             INSERT INTO journeys (uuid, operator_id, operator_journey_id, operator_trip_id, \
+             operator_class, start_datetime, start_lat, start_lon, end_datetime, end_lat, \
+             end_lon, distance, driver_identity_key, passenger_identity_key, payload, \
+             created_at, acquisition_status) \
+             SELECT lower(hex(randomblob(16))), 1, 'j' || i, 't' || i, 'C', \
+             1764892800000 + i * 60000, 48.85, 2.35, 1764892800000 + i * 60000 + 1800000, \
+             48.9, 2.4, 12000, printf('%064x', i % 500), printf('%064x', 1000 + i % 800), \
+             '{}', 1764892800000 + i * 60000, 'received' FROM n",
+        )
+        .await
+        .unwrap();
+        let mut plans = Vec::new();
+        for analysed in [false, true] {
+            if analysed {
+                pool.execute("ANALYZE").await.unwrap();
+            }
+            let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {}",
+                sql::NEIGHBOURS_SQLITE.as_str()
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let plan: Vec<String> = rows.into_iter().map(|(.., detail)| detail).collect();
+            plans.push((analysed, plan.join("\n")));
+        }
+        pool.close().await;
+        let _ = std::fs::remove_file(&path);
+        for (analysed, plan) in plans {
+            assert!(
+                plan.contains("journeys_driver_time_idx")
+                    && plan.contains("journeys_passenger_time_idx"),
+                "analysed: {analysed}: the person indexes are not used:\n{plan}"
+            );
+            assert!(
+                !plan.contains("journeys_operator_start_idx") && !plan.contains("SCAN journeys"),
+                "analysed: {analysed}: the operator's journeys or the whole table are read:\n{plan}"
+            );
+        }
+    }
+}
