@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
-# Ingestion benchmark (issue 3): journeys/s, p50 and p99 of POST /v3/journeys through
-# gateway -> registry -> PostgreSQL, at 64 concurrent clients, with 1 M journeys already stored.
+# Ingestion benchmark (issues 3, 25): journeys/s, p50 and p99 of POST /v3/journeys through
+# gateway -> registry -> PostgreSQL, at 64 concurrent clients, from an empty registry and with
+# 1 M journeys already stored (SEED="0 1000000", one new stack each).
 #
 #   scripts/bench/ingest.sh            # defaults below; every knob is an environment variable
 #
 # It builds the release binaries, starts auth-service, registry and the gateway on 127.0.0.1
 # (ports 18080-18090) against the machine's PostgreSQL (fresh schemas bench_auth and
-# bench_registry, dropped at the end) and Redis (prefix bench:), seeds SEED journeys with SQL,
-# creates an operator and an application token through the API, runs wrk for DURATION, then
-# checks that every 201 is a stored row. Each run also prints each process's CPU per journey,
-# the WAL written, the checkpoints and autovacuum passes, the batches, and the mean time spent
-# in the gateway, the registry's handler and its store insert. Everything it starts is stopped on exit.
+# bench_registry, dropped at the end) and Redis (prefix bench:), and for each SEED: seeds that
+# many journeys with SQL and analyses them (0: the statistics of an empty table, as a new
+# registry's first day before autoanalyze), creates an operator and an application token
+# through the API, runs wrk for DURATION (after WARMUP, except from empty: the cold start is
+# what is measured), then checks that every 201 is a stored row. Each run also prints each process's CPU per journey,
+# the WAL written, the checkpoints and autovacuum passes, the tuples each index of the journeys
+# table read, the batches, and the mean time spent in the gateway, the registry's handler and
+# its store insert. BENCH_BIN runs other binaries (e.g. the code before, built elsewhere). Everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-SEED=${SEED:-1000000}                 # journeys stored before the run
+SEED=${SEED:-"0 1000000"}             # journeys stored before the runs, one stack per value
 CONNECTIONS=${CONNECTIONS:-64}        # concurrent clients
 THREADS=${THREADS:-2}                 # wrk threads
-DURATION=${DURATION:-30s}
+DURATION=${DURATION:-60s}
 WARMUP=${WARMUP:-5s}
-RUNS=${RUNS:-1}                       # measured runs after one seed and warm-up
+RUNS=${RUNS:-1}                       # measured runs after each seed (and warm-up)
 # REGISTRY_PG_URL overrides PG_URL for the registry alone (e.g. to pass `options=-c ...`);
 # BENCH_DEBUG=1 prints wrk's whole output and the first refused answers.
 
@@ -31,9 +35,10 @@ REGISTRY_THREADS=${REGISTRY_THREADS:-1}
 # One operator sends every journey here: lift the reference's 20 000/min per operator.
 export GATEWAY__RATE_LIMITS__CLASSES__JOURNEYS_WRITE=1000000000
 source scripts/bench/stack.sh
-bench_start registry
 
-log "seeding $SEED journeys"
+# Seeds $1 journeys into a new registry, analysed.
+seed() {
+log "seeding $1 journeys"
 seed_start=$(date +%s)
 psql "$PG_URL" -q -v ON_ERROR_STOP=1 <<SQL
 SET search_path TO bench_registry;
@@ -57,7 +62,7 @@ SELECT gen_random_uuid(), 1 + i % 20, 'seed-' || i, 'seed-trip-' || i / 2, 'C',
             'identity_key', md5('passenger' || i % 500000) || md5('p' || i % 500000),
             'operator_user_id', 'p' || i % 500000, 'phone_trunc', '+336010203'))),
     t + interval '2 hours', 'received', '+33601020304', '+336010203'
-FROM generate_series(1, $SEED) AS i,
+FROM generate_series(1, $1) AS i,
      LATERAL (SELECT now() - interval '2 days' - (i % 365) * interval '1 day'
                     - (i % 1440) * interval '1 minute' AS t) AS s;
 VACUUM ANALYZE journeys;
@@ -65,14 +70,7 @@ VACUUM ANALYZE journeys;
 CHECKPOINT;
 SQL
 log "seeded in $(( $(date +%s) - seed_start )) s"
-
-log "creating an operator and an application token"
-token=$(bench_token)
-
-rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
-log "warm-up ($WARMUP), then $DURATION at $CONNECTIONS connections ($THREADS wrk threads); $rows_before journeys stored; gateway threads $GATEWAY_THREADS, registry threads $REGISTRY_THREADS (0: one per core)"
-BENCH_TOKEN=$token BENCH_RUN=warm wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" \
-    -s scripts/bench/ingest.lua http://127.0.0.1:18080 >/dev/null
+}
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }    # user + system, in clock ticks
 # PostgreSQL: every server process (the registry's pooled backends live through the run).
 cpu_pg() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(cpu "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
@@ -106,6 +104,11 @@ mean_ms() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN {if (d > b) print
 wal() { psql "$PG_URL" -tAF' ' -c 'SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal'; }
 # Background work that competes with the run: checkpoints started (timed or requested by the
 # WAL volume) and autovacuum passes over the registry's tables.
+# Index scans and tuples read by each index of the journeys table, cumulative.
+index_reads() {
+    psql "$PG_URL" -tAF' ' -c "SELECT indexrelname, idx_scan, idx_tup_read FROM pg_stat_user_indexes
+        WHERE schemaname = 'bench_registry' AND relname = 'journeys' ORDER BY indexrelname"
+}
 background() {
     psql "$PG_URL" -tAF' ' -c "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
         (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_all_tables
@@ -121,6 +124,7 @@ measure() {
     read -r wal_records wal_fpi wal_bytes <<<"$(wal)"
     read -r gw_s0 gw_n0 http_s0 http_n0 db_s0 db_n0 <<<"$(latencies)"
     read -r checkpoints autovacuums <<<"$(background)"
+    indexes_before=$(index_reads)
     output=$(BENCH_TOKEN=$token BENCH_RUN=run$1 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
         -s scripts/bench/ingest.lua http://127.0.0.1:18080)
     [ -z "${BENCH_DEBUG:-}" ] || echo "$output"
@@ -138,6 +142,10 @@ measure() {
     echo "WAL during the run: $((wal_records_after - wal_records)) records, $((wal_fpi_after - wal_fpi)) full-page images, $(( (${wal_bytes_after%.*} - ${wal_bytes%.*}) / 1048576 )) MiB"
     read -r checkpoints_after autovacuums_after <<<"$(background)"
     echo "background during the run: $((checkpoints_after - checkpoints)) checkpoints started, $((autovacuums_after - autovacuums)) autovacuum or autoanalyze passes"
+    echo "index reads during the run (scans, tuples read):"
+    join <(echo "$indexes_before") <(index_reads) | awk '{
+        scans = $4 - $2; tuples = $5 - $3
+        if (scans > 0) printf "  %s: %d scans, %d tuples (%.1f per scan)\n", $1, scans, tuples, tuples / scans }'
     echo "grouped inserts during the run: $transactions transactions carrying $(( ${batched_after%.*} - ${batched_before%.*} )) journeys"
     read -r gw_s1 gw_n1 http_s1 http_n1 db_s1 db_n1 <<<"$(latencies)"
     echo "mean time per journey: gateway $(mean_ms "$gw_s0" "$gw_n0" "$gw_s1" "$gw_n1") ms, registry HTTP $(mean_ms "$http_s0" "$http_n0" "$http_s1" "$http_n1") ms, store insert (queue and transaction) $(mean_ms "$db_s0" "$db_n0" "$db_s1" "$db_n1") ms"
@@ -147,7 +155,22 @@ measure() {
     echo "stored during the run: $stored rows; answered 201: $((requests - non2xx)); refused: $non2xx"
     [ "$stored" -ge $((requests - non2xx)) ] || { log "fewer rows than 201 answers"; exit 1; }
 }
-for run in $(seq 1 "$RUNS"); do
-    [ "$RUNS" = 1 ] || log "run $run of $RUNS"
-    measure "$run"
+for seeded in $SEED; do
+    bench_start registry
+    seed "$seeded"
+    log "creating an operator and an application token"
+    token=$(bench_token)
+    rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
+    log "$rows_before journeys stored; $DURATION at $CONNECTIONS connections ($THREADS wrk threads); gateway threads $GATEWAY_THREADS, registry threads $REGISTRY_THREADS (0: one per core)"
+    if [ "$seeded" -gt 0 ]; then
+        log "warm-up ($WARMUP)"
+        BENCH_TOKEN=$token BENCH_RUN=warm wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" \
+            -s scripts/bench/ingest.lua http://127.0.0.1:18080 >/dev/null
+    fi
+    for run in $(seq 1 "$RUNS"); do
+        log "seed $seeded: run $run of $RUNS"
+        echo "== seed $seeded, run $run"
+        measure "$run"
+    done
+    bench_stop
 done

@@ -6,6 +6,7 @@
 #                            `registry`, the registry (18082). Without it the gateway's
 #                            registry upstream is $GATEWAY_REGISTRY (e.g. a peer backend).
 #   bench_token              prints an application token of a new operator.
+#   bench_stop               stops them and drops their data (bench_start again: a new stack).
 # Sets: work (temp dir), pids (started processes), gateway_pid, registry_pid.
 
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -20,18 +21,24 @@ command -v wrk >/dev/null || { log "installing wrk"; apt-get update -qq && apt-g
 ./scripts/prereqs.sh services >/dev/null
 log "building release binaries"
 cargo build --release --workspace --quiet
-bin=${CARGO_TARGET_DIR:-target}/release
+bin=${BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release}
 
 work=$(mktemp -d /tmp/rpc-bench.XXXXXX)
 pids=()
 drop_schemas() {
     psql "$PG_URL" -qc 'DROP SCHEMA IF EXISTS bench_auth CASCADE; DROP SCHEMA IF EXISTS bench_registry CASCADE' >/dev/null 2>&1 || true
 }
-bench_cleanup() {
+# Stops what bench_start started and forgets its data (schemas, Redis keys): the next
+# bench_start begins with a new, empty registry.
+bench_stop() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    pids=()
     drop_schemas
     redis-cli -u "$REDIS_URL" --scan --pattern 'bench:*' | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+}
+bench_cleanup() {
+    bench_stop
     rm -rf "$work"
 }
 trap bench_cleanup EXIT
