@@ -524,8 +524,8 @@ mod tests {
     }
 
     /// Journeys `from..=to` starting today, spread over `operators` operators (one operator:
-    /// operator 1), of 5 000 drivers and 8 000 passengers.
-    fn journeys(from: u32, to: u32, operators: u32) -> String {
+    /// operator 1) and `people` drivers and as many passengers.
+    fn journeys(from: u32, to: u32, operators: u32, people: u32) -> String {
         let operator = format!("1 + i % {operators}");
         format!(
             "INSERT INTO journeys (uuid, operator_id, operator_journey_id, operator_trip_id, \
@@ -534,8 +534,8 @@ mod tests {
              created_at, acquisition_status) \
              SELECT gen_random_uuid(), {operator}, 'j' || i, 't' || i, 'C', t, 48.85, 2.35, \
              t + interval '30 minutes', 48.9, 2.4, 12000, \
-             md5('d' || i % 5000) || md5('dd' || i % 5000), \
-             md5('p' || i % 8000) || md5('pp' || i % 8000), '{{}}', t, 'received' \
+             md5('d' || i % {people}) || md5('dd' || i % {people}), \
+             md5('p' || i % {people}) || md5('pp' || i % {people}), '{{}}', t, 'received' \
              FROM generate_series({from}, {to}) AS i, \
              LATERAL (SELECT date_trunc('day', now()) + (i % 1440) * interval '1 minute' AS t) AS s"
         )
@@ -583,21 +583,21 @@ mod tests {
         let cases = [
             (
                 "statistics of an empty table, 20 000 journeys since",
-                format!("ANALYZE journeys; {}", journeys(1, 20_000, 1)),
+                format!("ANALYZE journeys; {}", journeys(1, 20_000, 1, 5_000)),
             ),
-            ("never analysed", journeys(1, 20_000, 1)),
+            ("never analysed", journeys(1, 20_000, 1, 5_000)),
             (
-                "an operator onboarding with a backlog: analysed with 2 000 journeys of four \
-                 operators, then 20 000 of one",
+                "an operator onboarding with a backlog: analysed while 200 operators shared a \
+                 few regulars' 2 000 journeys, then 20 000 of one operator's 5 000 people",
                 format!(
                     "{}; ANALYZE journeys; {}",
-                    journeys(1, 2_000, 4),
-                    journeys(2_001, 22_000, 1)
+                    journeys(1, 2_000, 200, 20),
+                    journeys(2_001, 22_000, 1, 5_000)
                 ),
             ),
             (
                 "four operators, analysed",
-                format!("{}; ANALYZE journeys", journeys(1, 20_000, 4)),
+                format!("{}; ANALYZE journeys", journeys(1, 20_000, 4, 5_000)),
             ),
         ];
         let mut wrong = Vec::new();
