@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use auth_token::session::{
     CSRF_HEADER, SESSAUTH_COOKIE, SESSID_COOKIE, is_well_formed_sessid, new_sessid, sid_of,
 };
-use auth_token::{ASSERTION_HEADER, Assertion, Principal};
+use auth_token::{ASSERTION_HEADER, Assertion, CredentialKind, Principal};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -381,8 +381,13 @@ impl Gateway {
         else {
             return true;
         };
+        let person = matches!(
+            principal.kind,
+            Some(CredentialKind::Agent | CredentialKind::Session)
+        );
         let subject = Subject::of(
             class,
+            person,
             principal.operator_id,
             Some(&principal.id),
             ctx.client_ip,

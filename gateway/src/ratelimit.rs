@@ -50,6 +50,11 @@ pub enum RouteClass {
     Cee,
     /// The reference's `auth/access_token`, always counted per client address.
     AccessToken,
+    /// Revocations and sign-out (`DELETE /applications/{uuid}`, `DELETE
+    /// /{version}/auth/credentials`, `DELETE /api/v1/auth/sign_out`, `POST /profile/signout`),
+    /// counted per person in a class of their own: whatever else is spent, a person can still
+    /// revoke what leaked.
+    Manage,
     /// Everything else.
     Default,
 }
@@ -68,11 +73,12 @@ impl Policy {
 }
 
 impl RouteClass {
-    pub const ALL: [RouteClass; 5] = [
+    pub const ALL: [RouteClass; 6] = [
         RouteClass::JourneysWrite,
         RouteClass::JourneysRead,
         RouteClass::Cee,
         RouteClass::AccessToken,
+        RouteClass::Manage,
         RouteClass::Default,
     ];
 
@@ -93,6 +99,11 @@ impl RouteClass {
             ("PATCH" | "POST", "/{version}/journeys/{id}") => JourneysRead,
             (_, t) if t.starts_with("/{version}/policies/cee") => Cee,
             (_, "/{version}/auth/access_token") => AccessToken,
+            (
+                "DELETE",
+                "/applications/{uuid}" | "/{version}/auth/credentials" | "/api/v1/auth/sign_out",
+            )
+            | ("POST", "/profile/signout") => Manage,
             _ => Default,
         })
     }
@@ -105,7 +116,7 @@ impl RouteClass {
             RouteClass::JourneysRead => (2_000, minute),
             RouteClass::Cee => (20_000, minute),
             RouteClass::AccessToken => (5, minute),
-            RouteClass::Default => (100, Duration::from_secs(300)),
+            RouteClass::Manage | RouteClass::Default => (100, Duration::from_secs(300)),
         };
         Policy { limit, window }
     }
@@ -117,6 +128,7 @@ impl RouteClass {
             RouteClass::JourneysRead => "journeys_read",
             RouteClass::Cee => "cee",
             RouteClass::AccessToken => "access_token",
+            RouteClass::Manage => "manage",
             RouteClass::Default => "default",
         }
     }
@@ -125,9 +137,11 @@ impl RouteClass {
 /// Who is counted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
-    /// Every credential of an operator (applications, API keys, its agents).
+    /// Every machine credential of an operator (applications, API keys), and its people on
+    /// the operator API.
     Operator(i64),
-    /// A signed-in person without an operator (staff), by principal id.
+    /// A signed-in person (agent triple or browser session) outside the operator API, and
+    /// staff without an operator, by principal id.
     Principal(String),
     /// An anonymous client, and every client of `auth/access_token`.
     Address(IpAddr),
@@ -135,16 +149,26 @@ pub enum Subject {
 
 impl Subject {
     /// What a request counts against: its client address for [`RouteClass::AccessToken`]
-    /// (the credential is being proved there) and for anonymous requests, else its operator,
-    /// else its principal.
+    /// (the credential is being proved there) and for anonymous requests; a person's own
+    /// budget (`person`: an agent or browser credential) outside the operator API, so that
+    /// one leaked or looping credential of an operator cannot spend its admins' requests;
+    /// else its operator, else its principal.
     pub fn of(
         class: RouteClass,
+        person: bool,
         operator_id: Option<i64>,
         principal: Option<&str>,
         client_ip: IpAddr,
     ) -> Subject {
+        let operator_api = matches!(
+            class,
+            RouteClass::JourneysWrite | RouteClass::JourneysRead | RouteClass::Cee
+        );
         match (class, operator_id, principal) {
             (RouteClass::AccessToken, _, _) => Subject::Address(client_ip),
+            (_, _, Some(principal)) if person && !operator_api && !principal.is_empty() => {
+                Subject::Principal(principal.to_owned())
+            }
             (_, Some(operator), _) => Subject::Operator(operator),
             (_, None, Some(principal)) if !principal.is_empty() => {
                 Subject::Principal(principal.to_owned())
@@ -756,27 +780,85 @@ mod tests {
             .collect();
         assert_eq!(
             policies,
-            [(20_000, 60), (2_000, 60), (20_000, 60), (5, 60), (100, 300)]
+            [
+                (20_000, 60),
+                (2_000, 60),
+                (20_000, 60),
+                (5, 60),
+                (100, 300),
+                (100, 300)
+            ]
         );
     }
 
     #[test]
     fn subjects_are_operator_then_principal_then_address() {
         use RouteClass::*;
+        let person = |id: &str| Subject::Principal(id.into());
         let cases = [
-            (JourneysWrite, Some(4), Some("u1"), Subject::Operator(4)),
-            (JourneysRead, Some(4), None, Subject::Operator(4)),
-            (Default, None, Some("u1"), Subject::Principal("u1".into())),
-            (Default, None, Some(""), Subject::Address(IP)),
-            (Cee, None, None, Subject::Address(IP)),
-            (AccessToken, Some(4), Some("u1"), Subject::Address(IP)),
-            (AccessToken, None, None, Subject::Address(IP)),
+            // Machines count against their operator.
+            (
+                JourneysWrite,
+                false,
+                Some(4),
+                Some("app"),
+                Subject::Operator(4),
+            ),
+            (JourneysRead, false, Some(4), None, Subject::Operator(4)),
+            (Default, false, Some(4), Some("app"), Subject::Operator(4)),
+            (Manage, false, Some(4), Some("app"), Subject::Operator(4)),
+            // People too on the operator API, as the reference counts...
+            (
+                JourneysWrite,
+                true,
+                Some(4),
+                Some("u1"),
+                Subject::Operator(4),
+            ),
+            (Cee, true, Some(4), Some("u1"), Subject::Operator(4)),
+            // ...and against themselves elsewhere: one looping account cannot spend its
+            // operator's admins' requests.
+            (Default, true, Some(4), Some("u1"), person("u1")),
+            (Manage, true, Some(4), Some("u1"), person("u1")),
+            (Default, true, None, Some("u1"), person("u1")),
+            (Default, false, None, Some("u1"), person("u1")),
+            (Default, true, None, Some(""), Subject::Address(IP)),
+            (Cee, false, None, None, Subject::Address(IP)),
+            (AccessToken, true, Some(4), Some("u1"), Subject::Address(IP)),
+            (AccessToken, false, None, None, Subject::Address(IP)),
         ];
-        for (class, operator, principal, subject) in cases {
+        for (class, is_person, operator, principal, subject) in cases {
             assert_eq!(
-                Subject::of(class, operator, principal, IP),
+                Subject::of(class, is_person, operator, principal, IP),
                 subject,
-                "{class:?}"
+                "{class:?} person: {is_person} {operator:?} {principal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn revocations_and_sign_out_have_a_class_of_their_own() {
+        for (method, template) in [
+            ("DELETE", "/applications/{uuid}"),
+            ("DELETE", "/{version}/auth/credentials"),
+            ("DELETE", "/api/v1/auth/sign_out"),
+            ("POST", "/profile/signout"),
+        ] {
+            assert_eq!(
+                RouteClass::of(template, method),
+                Some(RouteClass::Manage),
+                "{method} {template}"
+            );
+        }
+        for (method, template) in [
+            ("GET", "/applications"),
+            ("POST", "/{version}/auth/credentials"),
+            ("GET", "/profile"),
+        ] {
+            assert_eq!(
+                RouteClass::of(template, method),
+                Some(RouteClass::Default),
+                "{method} {template}"
             );
         }
     }

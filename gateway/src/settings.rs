@@ -143,7 +143,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
         let limits = &settings.rate_limits;
         let ip = std::net::IpAddr::from([127, 0, 0, 1]);
-        let operator = |id| Subject::of(RouteClass::JourneysWrite, Some(id), None, ip);
+        let operator = |id| Subject::of(RouteClass::JourneysWrite, false, Some(id), None, ip);
         assert_eq!(
             limits
                 .policy(RouteClass::JourneysWrite, &operator(42))

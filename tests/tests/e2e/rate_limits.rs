@@ -160,3 +160,88 @@ async fn with_redis_down_each_replica_allows_its_share_and_counts_in_redis_once_
     assert_eq!(health["rate_limits"]["degraded"], false, "{health}");
     stack.stop().await;
 }
+
+/// Everything outside the operator API: 5 requests per 5 minutes.
+fn five_default_requests(gw: &mut gateway::Settings) {
+    gw.rate_limits.classes.insert(RouteClass::Default, 5);
+}
+
+/// The attack of the security review (issue 26, 1): an operator's low-privilege account, leaked
+/// or looping, spends the operator's whole "everything else" budget on `GET /profile`. Its
+/// admins must still see the console and revoke what leaked: people are counted on their
+/// own outside the operator API, and revocations have a class of their own.
+async fn a_looping_account_cannot_lock_its_admins_out(mode: Mode) {
+    let options = Options {
+        gateway_settings: Some(five_default_requests),
+        ..Options::default()
+    };
+    let stack = Stack::start_with(mode, options).await.unwrap();
+    let admin = stack.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    let (operator_id, op_admin) = stack.operator_with_admin(&admin).await.unwrap();
+    let looping = stack
+        .user_with_role(&admin, operator_id, "operator.user")
+        .await
+        .unwrap();
+    let created: serde_json::Value = stack
+        .request(Method::POST, "/applications")
+        .headers(op_admin.clone())
+        .json(&serde_json::json!({"name": "leaked"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app = created["application"]["uuid"].as_str().unwrap().to_owned();
+    // Five minutes of windows: start clear of an edge so the loop and the checks share one.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if now % 300 >= 270 {
+        tokio::time::sleep(Duration::from_secs(301 - now % 300)).await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = stack
+            .request(Method::GET, "/profile")
+            .headers(looping.clone())
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[..5], [200; 5], "{statuses:?}");
+    assert_eq!(
+        statuses[5..],
+        [429; 3],
+        "the looping account is limited: {statuses:?}"
+    );
+
+    // Its admin still reads the console's data and revokes.
+    let profile = stack
+        .request(Method::GET, "/profile")
+        .headers(op_admin.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(profile.status(), 200, "the admin's own budget");
+    let revoked = stack
+        .request(Method::DELETE, &format!("/applications/{app}"))
+        .headers(op_admin.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204, "revocation stays usable");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_looping_account_cannot_lock_its_admins_out_embedded() {
+    a_looping_account_cannot_lock_its_admins_out(Mode::Embedded).await;
+}
+
+#[tokio::test]
+async fn a_looping_account_cannot_lock_its_admins_out_production() {
+    a_looping_account_cannot_lock_its_admins_out(Mode::Production).await;
+}
