@@ -143,7 +143,8 @@ pub enum Subject {
     /// A signed-in person (agent triple or browser session) outside the operator API, and
     /// staff without an operator, by principal id.
     Principal(String),
-    /// An anonymous client, and every client of `auth/access_token`.
+    /// An anonymous client, and every client of `auth/access_token`, by its network
+    /// ([`Subject::network`]): an IPv4 address, or an IPv6 /64 (lower 64 bits zero).
     Address(IpAddr),
 }
 
@@ -164,8 +165,9 @@ impl Subject {
             class,
             RouteClass::JourneysWrite | RouteClass::JourneysRead | RouteClass::Cee
         );
+        let client = Subject::network(client_ip);
         match (class, operator_id, principal) {
-            (RouteClass::AccessToken, _, _) => Subject::Address(client_ip),
+            (RouteClass::AccessToken, _, _) => Subject::Address(client),
             (_, _, Some(principal)) if person && !operator_api && !principal.is_empty() => {
                 Subject::Principal(principal.to_owned())
             }
@@ -173,7 +175,24 @@ impl Subject {
             (_, None, Some(principal)) if !principal.is_empty() => {
                 Subject::Principal(principal.to_owned())
             }
-            _ => Subject::Address(client_ip),
+            _ => Subject::Address(client),
+        }
+    }
+
+    /// The network a client address is counted by. One IPv6 subscriber usually holds a
+    /// whole /64, and rotating source addresses inside it costs nothing: IPv6 addresses are
+    /// counted by their /64 (as the sign-in throttle groups them). An IPv4-mapped address
+    /// (`::ffff:a.b.c.d`, what a dual-stack listener sees of an IPv4 client) is its IPv4
+    /// address, so IPv4 clients do not collapse into one /64.
+    pub fn network(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(v6) & !u128::from(u64::MAX),
+                )),
+            },
         }
     }
 }
@@ -183,7 +202,8 @@ impl fmt::Display for Subject {
         match self {
             Subject::Operator(id) => write!(f, "op:{id}"),
             Subject::Principal(id) => write!(f, "user:{id}"),
-            Subject::Address(ip) => write!(f, "ip:{ip}"),
+            Subject::Address(ip @ IpAddr::V4(_)) => write!(f, "ip:{ip}"),
+            Subject::Address(ip @ IpAddr::V6(_)) => write!(f, "ip:{ip}/64"),
         }
     }
 }
@@ -834,6 +854,23 @@ mod tests {
                 "{class:?} person: {is_person} {operator:?} {principal:?}"
             );
         }
+    }
+
+    #[test]
+    fn addresses_are_counted_by_network() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let of = |s: &str| Subject::of(RouteClass::AccessToken, false, None, None, ip(s));
+        // Rotating inside one /64 is one subject.
+        assert_eq!(
+            of("2001:db8:1:2::1"),
+            of("2001:db8:1:2:ffff:ffff:ffff:fffe")
+        );
+        assert_eq!(of("2001:db8:1:2::1").to_string(), "ip:2001:db8:1:2::/64");
+        assert_ne!(of("2001:db8:1:2::1"), of("2001:db8:1:3::1"));
+        // IPv4 addresses stay whole, also as a dual-stack listener sees them.
+        assert_eq!(of("::ffff:192.0.2.7"), of("192.0.2.7"));
+        assert_ne!(of("::ffff:192.0.2.7"), of("::ffff:192.0.2.8"));
+        assert_eq!(of("192.0.2.7").to_string(), "ip:192.0.2.7");
     }
 
     #[test]

@@ -245,3 +245,63 @@ async fn a_looping_account_cannot_lock_its_admins_out_embedded() {
 async fn a_looping_account_cannot_lock_its_admins_out_production() {
     a_looping_account_cannot_lock_its_admins_out(Mode::Production).await;
 }
+
+/// The balancer in front of the gateway is this machine: X-Forwarded-For names the client;
+/// `auth/access_token` at the reference's 5 a minute.
+fn behind_a_local_balancer(gw: &mut gateway::Settings) {
+    gw.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    gw.rate_limits.classes.insert(RouteClass::AccessToken, 5);
+}
+
+/// The attack of the security review (issue 26, 2): one IPv6 subscriber holds a whole /64,
+/// so rotating source addresses inside it escaped every per-address limit. The reference's
+/// `auth/access_token` allows 5 a minute per client: the sixth from the same /64 is refused,
+/// and another /64 is another client.
+async fn one_ipv6_network_is_one_client(mode: Mode) {
+    let options = Options {
+        gateway_settings: Some(behind_a_local_balancer),
+        ..Options::default()
+    };
+    let stack = Stack::start_with(mode, options).await.unwrap();
+    clear_of_a_window_edge().await;
+    let attempt = |client: String| {
+        // A new key each time: auth-service's per-login throttle never sees a repeat.
+        let keys = serde_json::json!({"access_key": uuid::Uuid::new_v4().to_string(),
+                                      "secret_key": "guess"});
+        let request = stack
+            .request(Method::POST, "/v3/auth/access_token")
+            .header("x-forwarded-for", client)
+            .json(&keys);
+        async move {
+            let r = request.send().await.unwrap();
+            let reason = r
+                .headers()
+                .get("x-gateway-error")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), reason)
+        }
+    };
+    for n in 1..=5 {
+        let (status, _) = attempt(format!("2001:db8:1:2::{n:x}")).await;
+        assert_eq!(status, 401, "attempt {n}: a wrong key");
+    }
+    let (status, reason) = attempt("2001:db8:1:2:ffff:ffff:ffff:1".to_owned()).await;
+    assert_eq!(
+        (status, reason.as_deref()),
+        (429, Some("rate_limited")),
+        "a sixth address of the same /64"
+    );
+    let (status, _) = attempt("2001:db8:1:3::1".to_owned()).await;
+    assert_eq!(status, 401, "another /64 is another client");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn one_ipv6_network_is_one_client_embedded() {
+    one_ipv6_network_is_one_client(Mode::Embedded).await;
+}
+
+#[tokio::test]
+async fn one_ipv6_network_is_one_client_production() {
+    one_ipv6_network_is_one_client(Mode::Production).await;
+}
