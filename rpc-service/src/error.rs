@@ -134,6 +134,17 @@ impl RpcError {
         )
     }
 
+    /// 503 with `Retry-After`: the service is saturated for now (`data` says what).
+    pub fn unavailable(data: impl Into<Value>, retry_after: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            -32603,
+            "Service Unavailable",
+            Some(data.into()),
+        )
+        .retry_after(retry_after)
+    }
+
     /// 500. Says nothing internal: log the cause where it happened, once.
     pub fn internal() -> Self {
         Self::new(

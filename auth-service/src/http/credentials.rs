@@ -302,7 +302,7 @@ async fn access_token(
     let now = Utc::now();
     let attempt = async {
         let found = authenticate(&state, &req.access_key, req.secret_key, now).await;
-        found.map_err(internal)
+        found.map_err(RpcError::from)
     };
     let credential = throttled(&state, &key_login(&req.access_key), ip, attempt)
         .await?
@@ -324,6 +324,24 @@ pub(super) fn key_login(access_key: &str) -> String {
     Uuid::parse_str(access_key).map_or_else(|_| access_key.to_owned(), |u| u.to_string())
 }
 
+/// Why a key pair could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AuthError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Busy(#[from] passwords::Busy),
+}
+
+impl From<AuthError> for RpcError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Store(e) => internal(e),
+            AuthError::Busy(b) => super::session::busy(b),
+        }
+    }
+}
+
 /// The live, unblacklisted credential of `access_key` if `secret` is its secret. An unknown
 /// or malformed key is verified against a dummy hash: same work, same answer.
 pub(super) async fn authenticate(
@@ -331,7 +349,7 @@ pub(super) async fn authenticate(
     access_key: &str,
     secret: String,
     now: DateTime<Utc>,
-) -> Result<Option<CredentialSecret>, StoreError> {
+) -> Result<Option<CredentialSecret>, AuthError> {
     let credential = match Uuid::parse_str(access_key) {
         Ok(key) => state.0.store.live_credential(key).await?,
         Err(_) => None,
@@ -339,7 +357,7 @@ pub(super) async fn authenticate(
     let phc = credential
         .as_ref()
         .map_or_else(|| state.0.dummy_hash.clone(), |c| c.secret_hash.clone());
-    let secret_ok = passwords::verify(secret, phc).await;
+    let secret_ok = passwords::verify(secret, phc).await?;
     let Some(credential) = credential.filter(|_| secret_ok) else {
         return Ok(None);
     };

@@ -63,7 +63,7 @@ pub(super) async fn authenticate(
         let phc = user
             .as_ref()
             .map_or_else(|| state.0.dummy_hash.clone(), |u| u.password_hash.clone());
-        let password_ok = passwords::verify(password, phc).await;
+        let password_ok = passwords::verify(password, phc).await.map_err(busy)?;
         Ok::<_, RpcError>(user.filter(|_| password_ok))
     };
     throttled(state, &email, ip, attempt)
@@ -204,4 +204,9 @@ pub(super) async fn publish_target(state: &State, kind: Kind, value: &str) -> Re
 pub(super) fn internal(e: crate::store::StoreError) -> RpcError {
     tracing::error!(error = %e, "store error");
     RpcError::internal()
+}
+
+/// 503 `hashing_busy` with `Retry-After`: too many secrets wait to be checked.
+pub(super) fn busy(b: passwords::Busy) -> RpcError {
+    RpcError::unavailable("hashing_busy", b.retry_after())
 }

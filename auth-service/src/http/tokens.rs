@@ -110,6 +110,22 @@ impl From<Locked> for TokenError {
     }
 }
 
+impl From<super::credentials::AuthError> for TokenError {
+    fn from(e: super::credentials::AuthError) -> Self {
+        match e {
+            super::credentials::AuthError::Store(e) => e.into(),
+            super::credentials::AuthError::Busy(busy) => Self {
+                retry_after: Some(busy.retry_after()),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "hashing_busy",
+                    "Too many secrets are being checked; retry later",
+                )
+            },
+        }
+    }
+}
+
 impl From<StoreError> for TokenError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error");
