@@ -4,7 +4,7 @@
 
 use super::session::{internal, publish_target};
 use super::{State, Who, audit, body, json, no_content, require, run};
-use crate::store::BlacklistRow;
+use crate::store::{BlacklistRow, Lift};
 use auth_token::{KeySet, Permission, Principal};
 use blacklist::Kind;
 use chrono::{DateTime, Utc};
@@ -154,13 +154,17 @@ async fn list(state: State, p: Principal) -> Result<Response, RpcError> {
 async fn lift(state: State, id: uuid::Uuid, p: Principal) -> Result<Response, RpcError> {
     require(&p, Permission::Blacklist)?;
     let record = audit(&p, "blacklist.lift", format!("blacklist:{id}"), j!({}));
-    let row = state
+    let row = match state
         .0
         .store
         .lift_blacklist(id, &p.id, record)
         .await
         .map_err(internal)?
-        .ok_or_else(RpcError::not_found)?;
+    {
+        Lift::Lifted(row) => row,
+        Lift::Absent => return Err(RpcError::not_found()),
+        Lift::Revocation => return Err(RpcError::conflict("revocation_cannot_be_lifted")),
+    };
     if let Ok(kind) = row.target_kind.parse::<Kind>() {
         publish_target(&state, kind, &row.target_value).await?;
     }

@@ -19,6 +19,16 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
 }
 
+/// What lifting a blacklist entry did.
+#[derive(Debug)]
+pub enum Lift {
+    Lifted(BlacklistRow),
+    /// No such active entry.
+    Absent,
+    /// The entry records a revocation (its target is revoked or deactivated): kept.
+    Revocation,
+}
+
 fn conflict_or(e: sqlx::Error) -> StoreError {
     if is_unique_violation(&e) {
         StoreError::Conflict
@@ -413,15 +423,48 @@ impl Store {
         Ok(rows.into_iter().map(|(at,)| at).collect())
     }
 
-    /// Lifts an active entry; returns it, or `None` when there is no such active entry.
+    /// Lifts an active entry. An entry whose target is itself revoked (an application or
+    /// API credential revoked by its operator, a deactivated user) is a revocation's record:
+    /// lifting it would bring back what was revoked, and its operator could no longer revoke
+    /// it (it is gone from its lists), so it stays, and the answer says so.
     pub async fn lift_blacklist(
         &self,
         id: Uuid,
         by: &str,
         audit: Audit,
-    ) -> Result<Option<BlacklistRow>, StoreError> {
+    ) -> Result<Lift, StoreError> {
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
+            let target: Option<(String, String)> = sqlx::query_as(
+                "SELECT target_kind, target_value FROM blacklist WHERE id = $1 AND lifted_at IS NULL",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((kind, value)) = target else {
+                return Ok(Lift::Absent);
+            };
+            let revoked_sql = match kind.as_str() {
+                "application" => Some(
+                    "SELECT count(*) FROM applications WHERE uuid = $1 AND revoked_at IS NOT NULL",
+                ),
+                "credential" => Some(
+                    "SELECT count(*) FROM credentials WHERE access_key = $1 AND revoked_at IS NOT NULL",
+                ),
+                "user" => {
+                    Some("SELECT count(*) FROM users WHERE id = $1 AND disabled_at IS NOT NULL")
+                }
+                _ => None,
+            };
+            if let (Some(sql), Ok(target)) = (revoked_sql, Uuid::parse_str(&value)) {
+                let revoked: i64 = sqlx::query_scalar(sql)
+                    .bind(target)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if revoked > 0 {
+                    return Ok(Lift::Revocation);
+                }
+            }
             let row: Option<BlacklistRow> = sqlx::query_as(
                 "UPDATE blacklist SET lifted_at = $1, lifted_by = $2 \
                  WHERE id = $3 AND lifted_at IS NULL \
@@ -433,11 +476,14 @@ impl Store {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-            if row.is_some() {
-                audit_in!(tx, audit)?;
-                tx.commit().await?;
+            match row {
+                Some(row) => {
+                    audit_in!(tx, audit)?;
+                    tx.commit().await?;
+                    Ok(Lift::Lifted(row))
+                }
+                None => Ok(Lift::Absent),
             }
-            Ok(row)
         })
     }
 

@@ -13,6 +13,7 @@ mod keys;
 mod lifecycle;
 mod observability;
 mod rate_limits;
+mod revocations_stay;
 mod sessions;
 mod sign_in_throttle;
 mod staff_cli;
