@@ -316,7 +316,7 @@ fn len(national: &str) -> u16 {
     u16::try_from(national.len()).unwrap_or(u16::MAX)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy)]
 enum Anchor {
     Start,
     Both,
@@ -325,8 +325,12 @@ enum Anchor {
 /// A metadata pattern compiled once, anchored as asked (libphonenumber writes its patterns
 /// with whitespace for reading, hence `ignore_whitespace`).
 fn compiled(pattern: &str, anchor: Anchor) -> Arc<Regex> {
-    let key = (pattern.to_owned(), anchor);
-    if let Some(regex) = ANCHORED.read().expect("phone patterns").get(&key) {
+    let cache = match anchor {
+        Anchor::Start => &ANCHORED_AT_START,
+        Anchor::Both => &ANCHORED_AT_BOTH_ENDS,
+    };
+    // Looked up by `&str`: no allocation once a pattern is compiled.
+    if let Some(regex) = cache.read().expect("phone patterns").get(pattern) {
         return regex.clone();
     }
     let source = match anchor {
@@ -339,20 +343,22 @@ fn compiled(pattern: &str, anchor: Anchor) -> Arc<Regex> {
             .build()
             .expect("libphonenumber's patterns compile"),
     );
-    ANCHORED
+    cache
         .write()
         .expect("phone patterns")
-        .insert(key, regex.clone());
+        .insert(pattern.to_owned(), regex.clone());
     regex
 }
 
 /// A group reference in a transform rule.
 static GROUP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\$(\d)").expect("group pattern"));
 
-/// The anchored national-number patterns compiled so far, by pattern.
-static ANCHORED: LazyLock<RwLock<Compiled>> = LazyLock::new(Default::default);
+/// The metadata patterns compiled so far, by pattern: anchored at the start (national
+/// prefixes), and at both ends (national-number patterns).
+static ANCHORED_AT_START: LazyLock<RwLock<Compiled>> = LazyLock::new(Default::default);
+static ANCHORED_AT_BOTH_ENDS: LazyLock<RwLock<Compiled>> = LazyLock::new(Default::default);
 
-type Compiled = HashMap<(String, Anchor), Arc<Regex>>;
+type Compiled = HashMap<String, Arc<Regex>>;
 
 /// libphonenumber's extension syntax at the end of a number, as libphonenumber-js parses it:
 /// `;ext=N`, an explicit label (`ext`, `extn`, `anexo`…) or an ambiguous one (`x`, `#`, `~`,
