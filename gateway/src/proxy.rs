@@ -424,9 +424,9 @@ impl Gateway {
         }
     }
 
-    /// Answers with a gateway error; the request body is drained first so the connection
-    /// can be reused. An oversized body is not read: the answer goes first and the
-    /// connection closes after a bounded [`linger`].
+    /// Answers with a gateway error. A small declared body is drained first (within
+    /// [`LINGER`]) so the connection can be reused; an oversized, large or streamed body is
+    /// not read: the answer goes first and the connection closes after a bounded [`linger`].
     async fn answer(&self, session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<bool> {
         if reason == Reason::PayloadTooLarge {
             session.set_keepalive(None);
@@ -434,15 +434,28 @@ impl Gateway {
             linger(session).await;
             return Ok(true);
         }
-        let drained = session
-            .as_downstream_mut()
-            .drain_request_body()
-            .await
-            .is_ok();
+        // Only a small declared body is read to keep the connection, and only for so long: a
+        // refused chunked or large body could otherwise be streamed at the gateway forever.
+        // Anything else is answered at once and closed after a bounded linger.
+        let headers = &session.req_header().headers;
+        let declared = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        let streamed = headers.contains_key("transfer-encoding");
+        let drainable = !streamed && declared.unwrap_or(0) <= DRAIN_MAX_BYTES;
+        let drained = drainable
+            && matches!(
+                tokio::time::timeout(LINGER, session.as_downstream_mut().drain_request_body())
+                    .await,
+                Ok(Ok(()))
+            );
         if !drained {
             session.set_keepalive(None);
         }
         self.write_error(session, ctx, reason).await?;
+        if !drainable {
+            linger(session).await;
+        }
         Ok(true)
     }
 
@@ -528,6 +541,10 @@ fn forwarded_client<'a>(values: impl Iterator<Item = &'a str>) -> Option<IpAddr>
     let last = values.last()?.rsplit(',').next()?.trim();
     last.parse().ok()
 }
+
+/// The largest declared body of a refused request that is read (and discarded) to keep the
+/// connection alive; larger ones, and streamed (chunked) ones, close it.
+const DRAIN_MAX_BYTES: u64 = 64 * 1024;
 
 /// How long a connection refused with 413 keeps reading (and discarding) what the client
 /// is still sending before it closes.

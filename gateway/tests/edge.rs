@@ -302,3 +302,42 @@ async fn behind_a_trusted_balancer_the_forwarded_address_is_the_client() {
     let other = exchange(&behind, "198.51.100.2").await.unwrap();
     assert_eq!(other.status(), 200);
 }
+
+/// The attack of the security review (issue 26, finding 6): a refused request whose chunked
+/// body never ends used to be drained for as long as the client kept sending, holding the
+/// connection and its buffers. Now the refusal comes at once and the connection closes after
+/// a bounded linger, while the client is still streaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_endless_chunked_body_is_answered_and_closed() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |_| {}).await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let (mut from_gw, mut to_gw) = TcpStream::connect(&addr).await.unwrap().into_split();
+    let head = format!(
+        "POST /v3/journeys HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer not-a-token\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    to_gw.write_all(head.as_bytes()).await.unwrap();
+    // A client that sends a small chunk every 50 ms for a minute.
+    let writer = tokio::spawn(async move {
+        for _ in 0..1200 {
+            if to_gw.write_all(b"1\r\n \r\n").await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    });
+    let mut answer = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(20), from_gw.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        closed.is_ok(),
+        "the connection is still open while the body streams: {answer}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("invalid_token"), "{answer}");
+    writer.abort();
+}
