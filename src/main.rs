@@ -1,6 +1,6 @@
 //! `cargo run --release` at the repo root: the whole stack in one process on its embedded
 //! defaults: auth-service, registry and the gateway on 127.0.0.1:8080, SQLite under
-//! `./data/`, an in-process blacklist feed, and a per-run secret for the gateway's identity
+//! `./data/`, an in-process blacklist feed, and per-run secrets for the gateway's identity
 //! assertions. Each service still listens on its own loopback port and is reached only
 //! through the gateway, exactly as in production.
 //!
@@ -39,15 +39,22 @@ async fn main() -> anyhow::Result<()> {
     let mut gateway: gateway::Settings = layered_settings::load("gateway", None)?;
     telemetry::init(telemetry::Format::from_name(&gateway.log_format), "info");
 
-    // One process: the assertion secret never leaves it unless configured.
-    let secret = Secret::new(random_secret());
-    for s in [
-        &mut auth.assertion_secret,
-        &mut registry.assertion_secret,
-        &mut gateway.assertion_secret,
+    // One process: the assertion secrets never leave it unless configured. Each upstream
+    // has its own, as in production.
+    for (upstream, gateway) in [
+        (
+            &mut auth.assertion_secret,
+            &mut gateway.assertion_secrets.auth_service,
+        ),
+        (
+            &mut registry.assertion_secret,
+            &mut gateway.assertion_secrets.registry,
+        ),
     ] {
-        if s.expose().is_empty() {
-            *s = secret.clone();
+        if upstream.expose().is_empty() && gateway.expose().is_empty() {
+            let secret = Secret::new(random_secret());
+            *upstream = secret.clone();
+            *gateway = secret;
         }
     }
     if let Ok(email) = std::env::var("RPC_BOOTSTRAP_ADMIN_EMAIL") {

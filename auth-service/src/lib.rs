@@ -24,6 +24,7 @@ use blacklist::Feed;
 use prometheus::Registry;
 use rpc_service::db::Database;
 use rpc_service::http::HttpMetrics;
+use rpc_service::identity::Gatekeeper;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 pub struct Application {
     listener: TcpListener,
     state: http::State,
+    /// Checks the gateway's assertion on every request, before routing.
+    gatekeeper: Arc<Gatekeeper>,
     metrics: HttpMetrics,
     registry: Registry,
     publisher: Arc<publisher::Publisher>,
@@ -70,17 +73,12 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let state = http::State::new(
-            store,
-            keys,
-            publisher.clone(),
-            Arc::new(assertion),
-            settings.cookie_secure,
-        )
-        .await?;
+        let state =
+            http::State::new(store, keys, publisher.clone(), settings.cookie_secure).await?;
         Ok(Self {
             listener,
             state,
+            gatekeeper: Arc::new(Gatekeeper::new(assertion, http::AUDIENCE)),
             metrics,
             registry,
             publisher,
@@ -111,6 +109,6 @@ impl Application {
             let _ = stop.send(true);
         };
         let routes = http::routes(self.state, self.registry, self.metrics);
-        rpc_service::http::serve(routes, self.listener, shutdown).await;
+        rpc_service::http::serve(routes, self.gatekeeper, self.listener, shutdown).await;
     }
 }

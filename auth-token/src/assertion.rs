@@ -1,9 +1,12 @@
 //! The identity assertion the gateway attaches to every request it forwards.
 //!
 //! The gateway has already checked the credential; the upstream only needs to know *who* the
-//! caller is and that the gateway said so. The assertion is an HS256 JWT under a secret shared
-//! by the gateway and the upstreams, bound to one audience (the upstream's name), one method and
-//! path, and a 30-second lifetime, so a captured header is of little use elsewhere.
+//! caller is and that the gateway said so. The assertion is an HS256 JWT under a secret the
+//! gateway shares with that one upstream (each upstream has its own, so one that is compromised
+//! cannot speak to the other), bound to one audience (the upstream's name), one request (method,
+//! path, query string and a SHA-256 digest of the body) and a 30-second lifetime, and carrying a
+//! random `jti` so that the upstream accepts it once ([`Replays`]): a captured header is of no
+//! use for another request, nor for the same one again.
 
 use crate::claims::CredentialKind;
 use crate::roles::Role;
@@ -11,13 +14,18 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 /// The request header carrying the assertion. The gateway strips any client-supplied copy.
 pub const ASSERTION_HEADER: &str = "x-rpc-identity";
 
 /// How long an assertion is valid after the gateway issued it.
 pub const ASSERTION_TTL_SECS: i64 = 30;
+
+/// How far the gateway's clock may be ahead of an upstream's: an assertion expiring later than
+/// `now + ASSERTION_TTL_SECS + CLOCK_SKEW_SECS` is refused, which bounds how long an upstream
+/// must remember a `jti` ([`Replays`]).
+pub const CLOCK_SKEW_SECS: i64 = 30;
 
 /// Who is calling, as established by the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +82,23 @@ impl Principal {
     }
 }
 
+/// The request an assertion is made for, as the upstream receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The query string, without `?`; empty when there is none.
+    pub query: &'a str,
+    /// The body's digest ([`body_digest`]); `None` for an empty body.
+    pub body: Option<&'a str>,
+}
+
+/// The base64url SHA-256 of a request body, `None` when it is empty (a request without a body
+/// and one with an empty body are the same request to the upstreams).
+pub fn body_digest(body: &[u8]) -> Option<String> {
+    (!body.is_empty()).then(|| URL_SAFE_NO_PAD.encode(Sha256::digest(body)))
+}
+
 /// The signed payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assertion {
@@ -83,9 +108,48 @@ pub struct Assertion {
     pub aud: String,
     pub method: String,
     pub path: String,
+    /// The query string, without `?` (absent when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub query: String,
+    /// The body's digest ([`body_digest`]), absent for an empty body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Random and unique: the upstream accepts each assertion once ([`Replays`]).
+    pub jti: String,
     /// The request id, so upstream logs join the gateway's.
     pub rid: String,
     pub exp: i64,
+}
+
+impl Assertion {
+    /// An assertion for `request` to the upstream `aud`, valid [`ASSERTION_TTL_SECS`] after
+    /// `now`, with a fresh random `jti`.
+    pub fn new(
+        principal: Principal,
+        aud: &str,
+        request: &Request<'_>,
+        rid: &str,
+        now: i64,
+    ) -> Self {
+        Self {
+            principal,
+            aud: aud.to_owned(),
+            method: request.method.to_owned(),
+            path: request.path.to_owned(),
+            query: request.query.to_owned(),
+            body: request.body.map(str::to_owned),
+            jti: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
+            rid: rid.to_owned(),
+            exp: now + ASSERTION_TTL_SECS,
+        }
+    }
+
+    fn is_for(&self, request: &Request<'_>) -> bool {
+        self.method == request.method
+            && self.path == request.path
+            && self.query == request.query
+            && self.body.as_deref() == request.body
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,9 +160,12 @@ pub enum AssertionError {
     Invalid,
     #[error("identity assertion was issued for another request")]
     WrongRequest,
+    #[error("identity assertion was already used")]
+    Replayed,
 }
 
-/// The shared secret, able to sign (gateway) and verify (upstreams).
+/// The secret the gateway shares with one upstream, able to sign (gateway) and verify (that
+/// upstream).
 #[derive(Clone)]
 pub struct AssertionKey {
     /// HMAC-SHA256 already keyed with the secret: signing clones it instead of hashing the
@@ -143,22 +210,23 @@ impl AssertionKey {
         token
     }
 
-    /// Verifies signature, audience, expiry (against `now`, unix seconds) and that the assertion
-    /// was made for this method and path.
+    /// Verifies signature, audience, expiry (against `now`, unix seconds; an expiry further
+    /// ahead than the gateway gives is refused too) and that the assertion was made for this
+    /// very request. Whether it was used before is [`Replays`]' business.
     pub fn verify(
         &self,
         token: Option<&str>,
         audience: &str,
-        method: &str,
-        path: &str,
+        request: &Request<'_>,
         now: i64,
     ) -> Result<Assertion, AssertionError> {
         let token = token.ok_or(AssertionError::Missing)?;
         let assertion = self.decode(token).ok_or(AssertionError::Invalid)?;
-        if assertion.exp < now || assertion.aud != audience {
+        let latest = now + ASSERTION_TTL_SECS + CLOCK_SKEW_SECS;
+        if assertion.exp < now || assertion.exp > latest || assertion.aud != audience {
             return Err(AssertionError::Invalid);
         }
-        if assertion.method != method || assertion.path != path {
+        if !assertion.is_for(request) {
             return Err(AssertionError::WrongRequest);
         }
         Ok(assertion)
@@ -193,69 +261,203 @@ impl AssertionKey {
 #[error("the assertion secret must be at least 32 bytes")]
 pub struct ShortSecret;
 
+/// The `jti`s of the assertions an upstream has accepted, each remembered at least until it
+/// expires, so that every assertion is accepted once. Two generations of at most
+/// `ASSERTION_TTL_SECS + CLOCK_SKEW_SECS` each: memory is bounded by the requests of the last
+/// two minutes, and by `capacity` entries (about 40 bytes each), past which [`Replays::admit`]
+/// refuses rather than forget.
+pub struct Replays {
+    capacity: usize,
+    generations: std::sync::Mutex<Generations>,
+}
+
+#[derive(Default)]
+struct Generations {
+    current: std::collections::HashSet<[u8; 16]>,
+    previous: std::collections::HashSet<[u8; 16]>,
+    started: i64,
+}
+
+/// Why [`Replays::admit`] refused an assertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its `jti` was accepted before.
+    Replayed,
+    /// `capacity` assertions are being remembered: this one could not be.
+    Full,
+}
+
+impl Replays {
+    /// Default capacity: four million assertions in two minutes, some 30 000 requests a second
+    /// to one upstream replica, in at most about 160 MB.
+    pub const DEFAULT_CAPACITY: usize = 4_000_000;
+
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            generations: std::sync::Mutex::new(Generations::default()),
+        }
+    }
+
+    /// Records the `jti` of a verified assertion, at `now` (unix seconds), unless it was seen
+    /// before. [`AssertionKey::verify`] has refused every assertion expiring more than
+    /// `ASSERTION_TTL_SECS + CLOCK_SKEW_SECS` after `now`, which is how long one generation lasts.
+    pub fn admit(&self, jti: &str, now: i64) -> Result<(), Refusal> {
+        const GENERATION: i64 = ASSERTION_TTL_SECS + CLOCK_SKEW_SECS;
+        let mut key = [0; 16];
+        key.copy_from_slice(&Sha256::digest(jti.as_bytes())[..16]);
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if now - g.started >= 2 * GENERATION {
+            g.previous = Default::default();
+            g.current = Default::default();
+            g.started = now;
+        } else if now - g.started >= GENERATION {
+            g.previous = std::mem::take(&mut g.current);
+            g.started = now;
+        }
+        if g.current.contains(&key) || g.previous.contains(&key) {
+            return Err(Refusal::Replayed);
+        }
+        if g.current.len() + g.previous.len() >= self.capacity {
+            return Err(Refusal::Full);
+        }
+        g.current.insert(key);
+        Ok(())
+    }
+}
+
+impl Default for Replays {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-    fn assertion() -> Assertion {
-        Assertion {
-            principal: Principal {
-                kind: Some(CredentialKind::Application),
-                id: "app-1".into(),
-                operator_id: Some(3),
-                operator_siret: Some("13002526500013".into()),
-                role: Some(Role::OperatorApplication),
-                token_id: Some("jti".into()),
-                client: None,
-                token_exp: None,
-                session: Some("sid".into()),
-                csrf: None,
-            },
-            aud: "registry".into(),
-            method: "POST".into(),
-            path: "/v3/journeys".into(),
-            rid: "r1".into(),
-            exp: 100,
+    const BODY: &[u8] = br#"{"operator_journey_id":"j1"}"#;
+
+    fn request(digest: &str) -> Request<'_> {
+        Request {
+            method: "POST",
+            path: "/v3/journeys",
+            query: "dry=1",
+            body: Some(digest),
         }
+    }
+
+    fn assertion() -> Assertion {
+        let principal = Principal {
+            kind: Some(CredentialKind::Application),
+            id: "app-1".into(),
+            operator_id: Some(3),
+            operator_siret: Some("13002526500013".into()),
+            role: Some(Role::OperatorApplication),
+            token_id: Some("jti".into()),
+            client: None,
+            token_exp: None,
+            session: Some("sid".into()),
+            csrf: None,
+        };
+        let digest = body_digest(BODY).unwrap();
+        Assertion::new(principal, "registry", &request(&digest), "r1", 70)
     }
 
     #[test]
     fn an_assertion_verifies_only_for_its_audience_request_and_lifetime() {
         let key = AssertionKey::new(&[7; 32]).unwrap();
-        let token = key.sign(&assertion());
-        let ok = key.verify(Some(&token), "registry", "POST", "/v3/journeys", 100);
-        assert_eq!(ok.unwrap(), assertion());
-        let v = |aud, m, p, now| key.verify(Some(&token), aud, m, p, now).unwrap_err();
+        let assertion = assertion();
+        let token = key.sign(&assertion);
+        let digest = body_digest(BODY).unwrap();
+        let ok = key.verify(Some(&token), "registry", &request(&digest), 100);
+        assert_eq!(ok.unwrap(), assertion);
+        let v = |aud, r: Request<'_>, now| key.verify(Some(&token), aud, &r, now).unwrap_err();
+        let this = request(&digest);
+        assert_eq!(v("auth-service", this, 90), AssertionError::Invalid);
+        assert_eq!(v("registry", this, 101), AssertionError::Invalid);
+        // Issued further ahead than the gateway issues them: a clock or a signer gone wrong.
+        assert_eq!(v("registry", this, 39), AssertionError::Invalid);
+        let other_body = body_digest(b"{}").unwrap();
+        for other in [
+            Request {
+                method: "GET",
+                ..this
+            },
+            Request {
+                path: "/v3/journeys/x",
+                ..this
+            },
+            Request { query: "", ..this },
+            Request {
+                query: "dry=2",
+                ..this
+            },
+            Request { body: None, ..this },
+            Request {
+                body: Some(&other_body),
+                ..this
+            },
+        ] {
+            assert_eq!(
+                v("registry", other, 90),
+                AssertionError::WrongRequest,
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_assertion_has_its_own_jti_and_an_empty_body_has_no_digest() {
+        assert_ne!(assertion().jti, assertion().jti);
+        assert_eq!(assertion().jti.len(), 22);
+        assert_eq!(body_digest(b""), None);
+        // The SHA-256 of "abc" (FIPS 180-2), in base64url.
         assert_eq!(
-            v("auth-service", "POST", "/v3/journeys", 90),
-            AssertionError::Invalid
+            body_digest(b"abc").as_deref(),
+            Some("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0")
         );
-        assert_eq!(
-            v("registry", "POST", "/v3/journeys", 101),
-            AssertionError::Invalid
-        );
-        assert_eq!(
-            v("registry", "GET", "/v3/journeys", 90),
-            AssertionError::WrongRequest
-        );
-        assert_eq!(
-            v("registry", "POST", "/v3/journeys/x", 90),
-            AssertionError::WrongRequest
-        );
+    }
+
+    #[test]
+    fn a_jti_is_admitted_once_while_it_can_be_valid() {
+        let replays = Replays::new(10);
+        assert_eq!(replays.admit("a", 1000), Ok(()));
+        assert_eq!(replays.admit("a", 1000), Err(Refusal::Replayed));
+        assert_eq!(replays.admit("b", 1000), Ok(()));
+        // A generation later "a" is in the previous one: still refused while it can be valid.
+        assert_eq!(replays.admit("c", 1060), Ok(()));
+        assert_eq!(replays.admit("a", 1061), Err(Refusal::Replayed));
+        // Two generations after "a" was seen it has expired (verify refuses it): forgotten.
+        assert_eq!(replays.admit("a", 1120), Ok(()));
+        assert_eq!(replays.admit("c", 1120), Err(Refusal::Replayed));
+        assert_eq!(replays.admit("d", 1300), Ok(()));
+        assert_eq!(replays.admit("a", 1300), Ok(()));
+    }
+
+    #[test]
+    fn past_its_capacity_replays_refuses_rather_than_forgets() {
+        let replays = Replays::new(2);
+        assert_eq!(replays.admit("a", 0), Ok(()));
+        assert_eq!(replays.admit("b", 0), Ok(()));
+        assert_eq!(replays.admit("c", 0), Err(Refusal::Full));
+        assert_eq!(replays.admit("a", 0), Err(Refusal::Replayed));
+        assert_eq!(replays.admit("c", 120), Ok(()));
     }
 
     #[test]
     fn assertions_are_standard_hs256_jwts() {
         let key = AssertionKey::new(&[7; 32]).unwrap();
-        let token = key.sign(&assertion());
+        let assertion = assertion();
+        let token = key.sign(&assertion);
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::HS256);
         assert_eq!(header.typ.as_deref(), Some("JWT"));
         // jsonwebtoken's own encoder signs the same claims to the same token.
         let reference = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(Algorithm::HS256),
-            &assertion(),
+            &assertion,
             &jsonwebtoken::EncodingKey::from_secret(&[7; 32]),
         )
         .unwrap();
@@ -266,12 +468,13 @@ mod tests {
     fn another_secret_or_no_header_is_refused() {
         let token = AssertionKey::new(&[7; 32]).unwrap().sign(&assertion());
         let other = AssertionKey::new(&[8; 32]).unwrap();
+        let digest = body_digest(BODY).unwrap();
         assert_eq!(
-            other.verify(Some(&token), "registry", "POST", "/v3/journeys", 0),
+            other.verify(Some(&token), "registry", &request(&digest), 80),
             Err(AssertionError::Invalid)
         );
         assert_eq!(
-            other.verify(None, "registry", "POST", "/v3/journeys", 0),
+            other.verify(None, "registry", &request(&digest), 80),
             Err(AssertionError::Missing)
         );
         assert!(AssertionKey::new(b"short").is_err());
@@ -280,25 +483,27 @@ mod tests {
     #[test]
     fn any_hs256_jwt_of_the_secret_verifies_and_nothing_else_does() {
         let key = AssertionKey::new(&[7; 32]).unwrap();
-        let verify = |token: &str| key.verify(Some(token), "registry", "POST", "/v3/journeys", 0);
+        let assertion = assertion();
+        let digest = body_digest(BODY).unwrap();
+        let verify = |token: &str| key.verify(Some(token), "registry", &request(&digest), 80);
         let encode = |header: &Header, secret: &[u8]| {
-            jsonwebtoken::encode(header, &assertion(), &EncodingKey::from_secret(secret)).unwrap()
+            jsonwebtoken::encode(header, &assertion, &EncodingKey::from_secret(secret)).unwrap()
         };
         // Another header than the gateway's (a key id, no `typ`) is still HS256.
         let mut with_kid = Header::new(Algorithm::HS256);
         with_kid.kid = Some("k1".into());
         with_kid.typ = None;
-        assert_eq!(verify(&encode(&with_kid, &[7; 32])).unwrap(), assertion());
+        assert_eq!(verify(&encode(&with_kid, &[7; 32])).unwrap(), assertion);
         for refused in [
             encode(&Header::new(Algorithm::HS384), &[7; 32]),
             encode(&Header::new(Algorithm::HS256), &[8; 32]),
         ] {
             assert_eq!(verify(&refused), Err(AssertionError::Invalid));
         }
-        let token = key.sign(&assertion());
+        let token = key.sign(&assertion);
         let (signed, signature) = token.rsplit_once('.').unwrap();
         let (header, _) = signed.split_once('.').unwrap();
-        let mut other = assertion();
+        let mut other = assertion.clone();
         other.principal.operator_id = Some(4);
         let forged_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap());
         let unsigned_alg = URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#);

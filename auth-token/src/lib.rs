@@ -16,7 +16,10 @@ pub mod keys;
 pub mod roles;
 pub mod session;
 
-pub use assertion::{ASSERTION_HEADER, Assertion, AssertionError, AssertionKey, Principal};
+pub use assertion::{
+    ASSERTION_HEADER, Assertion, AssertionError, AssertionKey, Principal, Replays, Request,
+    body_digest,
+};
 pub use claims::{Claims, CredentialKind};
 pub use keys::{KeySet, SigningKey, VerifyError};
 pub use roles::{Permission, Role};

@@ -39,13 +39,16 @@ pub use settings::Settings;
 
 /// What every part of the gateway reads.
 pub struct Shared {
-    pub assertion: AssertionKey,
+    pub assertion: AssertionKeys,
     pub jwks: jwks::Jwks,
     pub blacklist: Arc<BlacklistSet>,
     /// Tokens whose signature already verified under the current keys.
     pub tokens: token_cache::TokenCache,
     pub limiter: ratelimit::Limiter,
     pub metrics: metrics::Metrics,
+    /// Upstream connections for the requests the gateway forwards itself (bodies larger than
+    /// pingora's retry buffer).
+    pub connector: pingora::connectors::http::Connector,
     pub auth_service: SocketAddr,
     pub registry: SocketAddr,
     pub connect_timeout: Duration,
@@ -54,6 +57,39 @@ pub struct Shared {
     pub cookie_secure: bool,
     /// Peers whose `X-Forwarded-For` names the client ([`Settings::trusted_proxies`]).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// The assertion keys, one per upstream.
+pub struct AssertionKeys {
+    auth_service: AssertionKey,
+    registry: AssertionKey,
+}
+
+impl AssertionKeys {
+    /// Refuses secrets shorter than 32 bytes, and one secret for both upstreams (then either
+    /// could sign what the other accepts).
+    pub fn new(secrets: &settings::AssertionSecrets) -> anyhow::Result<Self> {
+        let (auth, registry) = (secrets.auth_service.expose(), secrets.registry.expose());
+        anyhow::ensure!(
+            auth != registry,
+            "assertion_secrets.auth_service and assertion_secrets.registry must differ: each \
+             upstream gets its own"
+        );
+        Ok(Self {
+            auth_service: AssertionKey::new(auth.as_bytes())
+                .context("assertion_secrets.auth_service")?,
+            registry: AssertionKey::new(registry.as_bytes())
+                .context("assertion_secrets.registry")?,
+        })
+    }
+
+    /// The key of `upstream`.
+    pub fn of(&self, upstream: routes::Upstream) -> &AssertionKey {
+        match upstream {
+            routes::Upstream::AuthService => &self.auth_service,
+            routes::Upstream::Registry => &self.registry,
+        }
+    }
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -69,8 +105,7 @@ pub fn build_server(
     feed: Arc<dyn Feed>,
     opt: Option<Opt>,
 ) -> anyhow::Result<Server> {
-    let assertion = AssertionKey::new(settings.assertion_secret.expose().as_bytes())
-        .context("assertion_secret")?;
+    let assertion = AssertionKeys::new(&settings.assertion_secrets)?;
     let versions = routes::Versions::new(&settings.versions)
         .context("versions must name at least one version like v3.3")?;
     let metrics = metrics::Metrics::new().context("metrics")?;
@@ -94,6 +129,7 @@ pub fn build_server(
         tokens: token_cache::TokenCache::new(settings.token_cache_capacity),
         limiter: ratelimit::Limiter::new(settings.rate_limits.clone(), counters),
         metrics,
+        connector: pingora::connectors::http::Connector::new(None),
         auth_service: settings.auth_service,
         registry: settings.registry,
         connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),

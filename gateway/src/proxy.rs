@@ -16,8 +16,8 @@ use auth_token::session::{
     CSRF_HEADER, SESSAUTH_COOKIE, SESSID_COOKIE, is_well_formed_sessid, new_sessid, sid_of,
 };
 use auth_token::{ASSERTION_HEADER, Assertion, CredentialKind, Principal};
-use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use bytes::{Bytes, BytesMut};
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
+
+/// How long an idle connection to an upstream is kept for the next request.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 
 /// Request lines plus headers above this are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -67,6 +70,8 @@ pub struct Ctx {
     /// Request body bytes read so far (a body without `Content-Length` is counted as it
     /// streams).
     body_bytes: u64,
+    /// The digest of the request body ([`auth_token::body_digest`]), bound in the assertion.
+    body_digest: Option<String>,
 }
 
 #[async_trait]
@@ -85,6 +90,7 @@ impl ProxyHttp for Gateway {
             new_sessid: false,
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             body_bytes: 0,
+            body_digest: None,
         }
     }
 
@@ -162,7 +168,21 @@ impl ProxyHttp for Gateway {
             session: (!ctx.sessid.is_empty()).then(|| sid_of(&ctx.sessid)),
             ..principal
         });
-        Ok(false)
+        if !has_body(session.req_header()) {
+            return Ok(false);
+        }
+        // The assertion binds a digest of the body, so the body is read before anything is
+        // forwarded. pingora then sends it from its retry buffer, which holds 64 KiB; a larger
+        // body (bulk imports) is forwarded here.
+        let body = match read_body(session).await? {
+            Some(body) => body,
+            None => return self.answer(session, ctx, Reason::PayloadTooLarge).await,
+        };
+        ctx.body_digest = auth_token::body_digest(&body);
+        if session.as_downstream().get_retry_buffer().is_some() || body.is_empty() {
+            return Ok(false);
+        }
+        self.forward_buffered(session, ctx, body).await
     }
 
     /// Counts a streamed body (one without `Content-Length`) and stops it past the limit.
@@ -184,52 +204,16 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let upstream = ctx
-            .route
-            .as_ref()
-            .map_or(Upstream::Registry, |r| r.upstream);
-        let addr = match upstream {
-            Upstream::AuthService => self.shared.auth_service,
-            Upstream::Registry => self.shared.registry,
-        };
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(self.shared.connect_timeout);
-        peer.options.read_timeout = Some(self.shared.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        Ok(Box::new(peer))
+        Ok(Box::new(self.peer(ctx)))
     }
 
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
-        upstream_request: &mut pingora::http::RequestHeader,
+        upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for name in STRIPPED {
-            upstream_request.remove_header(name);
-        }
-        let kept = cookies::forwarded(cookie_headers(&upstream_request.headers));
-        upstream_request.remove_header("cookie");
-        if let Some(kept) = kept {
-            upstream_request.insert_header("cookie", kept)?;
-        }
-        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if !ctx.client_ip.is_unspecified() {
-            upstream_request.insert_header("x-forwarded-for", ctx.client_ip.to_string())?;
-        }
-        let (Some(route), Some(principal)) = (&ctx.route, ctx.principal.take()) else {
-            return Error::e_explain(ErrorType::InternalError, "forwarding an unrouted request");
-        };
-        let assertion = Assertion {
-            principal,
-            aud: route.upstream.audience().to_owned(),
-            method: upstream_request.method.as_str().to_owned(),
-            path: upstream_request.uri.path().to_owned(),
-            rid: ctx.request_id.clone(),
-            exp: unix_now() + auth_token::assertion::ASSERTION_TTL_SECS,
-        };
-        upstream_request.insert_header(ASSERTION_HEADER, self.shared.assertion.sign(&assertion))?;
-        Ok(())
+        self.prepare_upstream_request(upstream_request, ctx)
     }
 
     async fn response_filter(
@@ -326,6 +310,124 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// The upstream of the request's route (the registry for an unrouted one, which is never
+    /// forwarded).
+    fn peer(&self, ctx: &Ctx) -> HttpPeer {
+        let upstream = ctx
+            .route
+            .as_ref()
+            .map_or(Upstream::Registry, |r| r.upstream);
+        let addr = match upstream {
+            Upstream::AuthService => self.shared.auth_service,
+            Upstream::Registry => self.shared.registry,
+        };
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(self.shared.connect_timeout);
+        peer.options.read_timeout = Some(self.shared.read_timeout);
+        peer.options.idle_timeout = Some(UPSTREAM_IDLE);
+        peer
+    }
+
+    /// The request as the upstream gets it: the client's own forwarding and identity headers
+    /// replaced by the gateway's, the credential cookies dropped, and the identity assertion
+    /// for this very request (method, path, query string, body) under the upstream's own key.
+    fn prepare_upstream_request(
+        &self,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        for name in STRIPPED {
+            upstream_request.remove_header(name);
+        }
+        let kept = cookies::forwarded(cookie_headers(&upstream_request.headers));
+        upstream_request.remove_header("cookie");
+        if let Some(kept) = kept {
+            upstream_request.insert_header("cookie", kept)?;
+        }
+        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if !ctx.client_ip.is_unspecified() {
+            upstream_request.insert_header("x-forwarded-for", ctx.client_ip.to_string())?;
+        }
+        let (Some(route), Some(principal)) = (&ctx.route, ctx.principal.take()) else {
+            return Error::e_explain(ErrorType::InternalError, "forwarding an unrouted request");
+        };
+        let request = auth_token::Request {
+            method: upstream_request.method.as_str(),
+            path: upstream_request.uri.path(),
+            query: upstream_request.uri.query().unwrap_or(""),
+            body: ctx.body_digest.as_deref(),
+        };
+        let audience = route.upstream.audience();
+        let assertion = Assertion::new(principal, audience, &request, &ctx.request_id, unix_now());
+        let token = self.shared.assertion.of(route.upstream).sign(&assertion);
+        upstream_request.insert_header(ASSERTION_HEADER, token)?;
+        Ok(())
+    }
+
+    /// Forwards a request whose body was read whole but is larger than pingora's retry buffer,
+    /// through pingora's connector, and relays the answer as the proxy would.
+    async fn forward_buffered(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        body: Bytes,
+    ) -> Result<bool> {
+        let peer = self.peer(ctx);
+        let mut request = session.req_header().clone();
+        self.prepare_upstream_request(&mut request, ctx)?;
+        request.remove_header("transfer-encoding");
+        request.insert_header("content-length", body.len())?;
+        let connector = &self.shared.connector;
+        let (mut upstream, _) = connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| e.into_up())?;
+        upstream.set_read_timeout(Some(self.shared.read_timeout));
+        upstream
+            .write_request_header(Box::new(request))
+            .await
+            .map_err(|e| e.into_up())?;
+        upstream
+            .write_request_body(body, true)
+            .await
+            .map_err(|e| e.into_up())?;
+        upstream
+            .finish_request_body()
+            .await
+            .map_err(|e| e.into_up())?;
+        upstream
+            .read_response_header()
+            .await
+            .map_err(|e| e.into_up())?;
+        let Some(response) = upstream.response_header() else {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
+                .map_err(|e| e.into_up());
+        };
+        let mut response = response.clone();
+        self.response_filter(session, &mut response, ctx).await?;
+        let done = upstream.response_done();
+        session
+            .write_response_header(Box::new(response), done)
+            .await?;
+        if !done {
+            loop {
+                let chunk = upstream
+                    .read_response_body()
+                    .await
+                    .map_err(|e| e.into_up())?;
+                let end = chunk.is_none() || upstream.response_done();
+                session.write_response_body(chunk, end).await?;
+                if end {
+                    break;
+                }
+            }
+        }
+        connector
+            .release_http_session(upstream, &peer, Some(UPSTREAM_IDLE))
+            .await;
+        Ok(true)
+    }
+
     /// The credential and permission steps, refreshing the JWKS once for an unknown key.
     /// `sessid` is the client's session id, if it sent a well-formed one.
     async fn authorize(
@@ -567,6 +669,39 @@ fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
 }
 
 /// `RateLimit-*` (and `Retry-After` when refused) on responses of limited routes.
+/// Whether the request has a body to forward: a `Content-Length` above 0, or a transfer coding.
+fn has_body(request: &RequestHeader) -> bool {
+    let headers = &request.headers;
+    headers.contains_key("transfer-encoding")
+        || headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
+/// The whole request body, kept in pingora's retry buffer too (up to its 64 KiB), or `None`
+/// past [`MAX_BODY_BYTES`]. A client that asked to be told to go on (`Expect: 100-continue`)
+/// is told so first; the upstream is not asked again.
+async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
+    let downstream = session.as_downstream_mut();
+    if downstream
+        .get_header("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    {
+        downstream.write_continue_response().await?;
+    }
+    downstream.req_header_mut().remove_header("expect");
+    downstream.enable_retry_buffering();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = downstream.read_request_body().await? {
+        if (body.len() + chunk.len()) as u64 > MAX_BODY_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}
+
 fn rate_limit_headers(response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
     if let Some(decision) = &ctx.rate {
         for (name, value) in decision.headers() {

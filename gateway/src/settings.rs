@@ -15,8 +15,9 @@ pub struct Settings {
     pub auth_service: SocketAddr,
     /// registry's address.
     pub registry: SocketAddr,
-    /// Secret shared with the upstreams to sign identity assertions (>= 32 bytes).
-    pub assertion_secret: Secret<String>,
+    /// The secrets signing the identity assertions, one per upstream (each >= 32 bytes, and
+    /// different: an upstream holding one cannot speak to the other).
+    pub assertion_secrets: AssertionSecrets,
     /// Redis carrying the blacklist feed; required by the standalone binary.
     pub redis: Option<RedisSettings>,
     /// API versions served under `/{version}/`; `v3` names the newest `v3.x`.
@@ -50,6 +51,16 @@ pub struct Settings {
     pub log_format: String,
     /// pingora's server settings.
     pub server: ServerSettings,
+}
+
+/// One assertion secret per upstream, each shared with that upstream only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssertionSecrets {
+    /// auth-service's `assertion_secret`.
+    pub auth_service: Secret<String>,
+    /// registry's `assertion_secret`.
+    pub registry: Secret<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,7 +117,7 @@ impl Default for Settings {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             auth_service: SocketAddr::from(([127, 0, 0, 1], 8081)),
             registry: SocketAddr::from(([127, 0, 0, 1], 8082)),
-            assertion_secret: Secret::default(),
+            assertion_secrets: AssertionSecrets::default(),
             redis: None,
             versions: vec!["v3.2".into(), "v3.3".into()],
             jwks_refresh_min_interval_ms: 1000,

@@ -51,8 +51,12 @@ impl Instance {
             .env("GATEWAY__AUTH_SERVICE", self.upstream.to_string())
             .env("GATEWAY__REGISTRY", self.upstream.to_string())
             .env(
-                "GATEWAY__ASSERTION_SECRET",
-                "an assertion secret of at least 32 bytes",
+                "GATEWAY__ASSERTION_SECRETS__AUTH_SERVICE",
+                "auth-service's assertion secret, 32 bytes or more",
+            )
+            .env(
+                "GATEWAY__ASSERTION_SECRETS__REGISTRY",
+                "the registry's assertion secret, 32 bytes or more",
             )
             .env("GATEWAY__REDIS__URL", redis_url())
             .env("GATEWAY__REDIS__PREFIX", &self.prefix)

@@ -28,6 +28,7 @@ use anyhow::Context;
 use auth_token::AssertionKey;
 use rpc_service::db::Database;
 use rpc_service::http::{observed, operational, serve};
+use rpc_service::identity::Gatekeeper;
 use sqlx::migrate::Migrator;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     routes: BoxedFilter<(Response,)>,
+    gatekeeper: Arc<Gatekeeper>,
     metrics: http::Metrics,
     runner: jobs::Runner,
     poll_interval: Option<std::time::Duration>,
@@ -65,8 +67,8 @@ impl Application {
         let secret = settings.assertion_secret.expose();
         anyhow::ensure!(
             !secret.is_empty(),
-            "assertion_secret is not set: give the registry the gateway's assertion secret \
-             (REGISTRY__ASSERTION_SECRET)"
+            "assertion_secret is not set: give the registry the gateway's \
+             assertion_secrets.registry (REGISTRY__ASSERTION_SECRET)"
         );
         let key = AssertionKey::new(secret.as_bytes())
             .context("assertion_secret must be at least 32 bytes")?;
@@ -102,9 +104,10 @@ impl Application {
             cee,
         });
         let routes = operational(db, registry)
-            .or(http::api(state, Arc::new(key)))
+            .or(http::api(state))
             .unify()
             .boxed();
+        let gatekeeper = Arc::new(Gatekeeper::new(key, http::AUDIENCE));
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -115,6 +118,7 @@ impl Application {
             listener,
             local_addr,
             routes,
+            gatekeeper,
             metrics,
             runner,
             poll_interval,
@@ -141,7 +145,7 @@ impl Application {
             .map(|interval| tokio::spawn(self.runner.run(interval)));
         let routes = self.routes.recover(rpc_service::error::recover).unify();
         let routes = observed(routes, self.metrics.http, http::route_template);
-        serve(routes, self.listener, shutdown).await;
+        serve(routes, self.gatekeeper, self.listener, shutdown).await;
         if let Some(runner) = runner {
             runner.abort();
         }

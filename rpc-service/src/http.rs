@@ -1,11 +1,18 @@
 //! Serving: health, metrics, request metrics and logs, graceful stop.
 
+use crate::RpcError;
 use crate::db::Database;
+use crate::identity::{self, Gatekeeper};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 use serde_json::json;
+use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower_service::Service;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
@@ -144,8 +151,13 @@ pub fn operational(
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+///
+/// warp's own loop, with one step before routing: the body is read (at most
+/// [`identity::MAX_BODY_BYTES`], else 413) and the [`Gatekeeper`] gives its verdict on the
+/// request's assertion, which [`identity::principal`] reads.
 pub async fn serve<F>(
     routes: F,
+    gatekeeper: Arc<Gatekeeper>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) where
@@ -155,9 +167,80 @@ pub async fn serve<F>(
         + Sync
         + 'static,
 {
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let routes = warp::service(routes.clone());
+        let gatekeeper = gatekeeper.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let (routes, gatekeeper) = (routes.clone(), gatekeeper.clone());
+            async move { Ok::<_, Infallible>(admit(routes, &gatekeeper, request).await) }
+        });
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Reads the body, puts the gatekeeper's verdict in the request and routes it.
+async fn admit<S>(
+    mut routes: S,
+    gatekeeper: &Gatekeeper,
+    request: http::Request<hyper::body::Incoming>,
+) -> warp::reply::Response
+where
+    S: Service<
+            http::Request<Full<bytes::Bytes>>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+        >,
+{
+    let (mut parts, body) = request.into_parts();
+    let body = match Limited::new(body, identity::MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return RpcError::payload_too_large().into_response();
+        }
+        // The client went away while sending: nobody reads this answer.
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let verified = gatekeeper.check(&parts, &body, now);
+    parts.extensions.insert(verified);
+    let request = http::Request::from_parts(parts, Full::new(body));
+    match routes.call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// warp's answer to a failed accept: a connection error is the client's, anything else
+/// (EMFILE...) is waited out for a second.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -51,6 +51,9 @@ pub struct Stack {
     pub redis: Option<(String, String)>,
     pub registry_addr: SocketAddr,
     pub auth_addr: SocketAddr,
+    /// The assertion secrets the gateways share with auth-service and the registry (attack
+    /// tests sign assertions with them).
+    pub assertion_secrets: gateway::settings::AssertionSecrets,
     pub http: reqwest::Client,
     /// auth-service's signing keys: tests sign tokens it could have signed (expired ones).
     pub keys: auth_service::keyring::Keyring,
@@ -128,7 +131,10 @@ impl Stack {
         let prefix = format!("test:{id}:");
         let dir = std::env::temp_dir().join(format!("rpc-e2e-{id}"));
         std::fs::create_dir_all(&dir)?;
-        let secret = Secret::new(format!("{id}{id}"));
+        let secrets = gateway::settings::AssertionSecrets {
+            auth_service: Secret::new(format!("auth-service {id}")),
+            registry: Secret::new(format!("registry {id}")),
+        };
         let (auth_db, registry_db, feed, schemas) = match mode {
             Mode::Embedded => {
                 let sqlite = |name: &str| format!("sqlite://{}", dir.join(name).display());
@@ -160,7 +166,7 @@ impl Stack {
         let mut auth = auth_service::Settings {
             listen: any_port,
             database: auth_db,
-            assertion_secret: secret.clone(),
+            assertion_secret: secrets.auth_service.clone(),
             ..Default::default()
         };
         auth.bootstrap.email = Some(ADMIN_EMAIL.into());
@@ -174,7 +180,7 @@ impl Stack {
         let registry = registry::Settings {
             listen: any_port,
             database: registry_db,
-            assertion_secret: secret.clone(),
+            assertion_secret: secrets.registry.clone(),
             cee: registry::CeeSettings {
                 private_key_pem: Secret::new(CEE_TEST_KEY.into()),
                 ..Default::default()
@@ -210,7 +216,7 @@ impl Stack {
                 admin_listen: free_port()?,
                 auth_service: auth_addr,
                 registry: registry_addr,
-                assertion_secret: secret.clone(),
+                assertion_secrets: secrets.clone(),
                 ..Default::default()
             };
             // Keys retired by a rotation leave the gateway within a second.
@@ -253,6 +259,7 @@ impl Stack {
             redis: (mode == Mode::Production).then_some((redis, prefix)),
             registry_addr,
             auth_addr,
+            assertion_secrets: secrets,
             http: reqwest::Client::new(),
             keys,
             replicas,

@@ -16,7 +16,7 @@ use crate::keyring::Keyring;
 use crate::passwords;
 use crate::store::{Audit, Store};
 use crate::throttle::{Locked, Throttle};
-use auth_token::{AssertionKey, Permission, Principal};
+use auth_token::{Permission, Principal};
 use prometheus::Registry;
 use rpc_service::RpcError;
 use rpc_service::error::{recover, respond};
@@ -32,6 +32,9 @@ use warp::{Filter, Reply};
 /// Request bodies above this are refused (413).
 const BODY_LIMIT: u64 = 64 * 1024;
 
+/// The audience the gateway's assertions name for this service.
+pub const AUDIENCE: &str = "auth-service";
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct State(Arc<Inner>);
@@ -40,7 +43,6 @@ struct Inner {
     store: Store,
     keys: Keyring,
     publisher: Arc<crate::publisher::Publisher>,
-    assertion: Arc<AssertionKey>,
     /// Verified against when the login is unknown, so both answers take as long.
     dummy_hash: String,
     throttle: Throttle,
@@ -57,7 +59,6 @@ impl State {
         store: Store,
         keys: Keyring,
         publisher: Arc<crate::publisher::Publisher>,
-        assertion: Arc<AssertionKey>,
         cookie_secure: bool,
     ) -> anyhow::Result<Self> {
         let dummy_hash = passwords::hash(passwords::random_secret(24)).await?;
@@ -65,7 +66,6 @@ impl State {
             store,
             keys,
             publisher,
-            assertion,
             dummy_hash,
             throttle: Throttle::new(),
             cookie_secure,
@@ -89,8 +89,7 @@ pub fn routes(
             // published for far longer than this.
             warp::reply::with_header(jwks, "cache-control", "public, max-age=60").into_response()
         });
-    let who: Who =
-        rpc_service::identity::principal(state.0.assertion.clone(), "auth-service").boxed();
+    let who: Who = rpc_service::identity::principal().boxed();
     let api = session::routes(state.clone(), who.clone())
         .or(profile::routes(state.clone(), who.clone()))
         .unify()

@@ -15,7 +15,6 @@ pub use cee::Cee;
 pub use journeys::State;
 pub use metrics::{Metrics, Outcome};
 
-use auth_token::AssertionKey;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -32,11 +31,8 @@ pub const AUDIENCE: &str = "registry";
 
 /// The journey and CEE routes, each behind the identity assertion. Rejections are left to
 /// `recover`.
-pub fn api(
-    state: Arc<State>,
-    key: Arc<AssertionKey>,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let principal = rpc_service::identity::principal(key, AUDIENCE);
+pub fn api(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let principal = rpc_service::identity::principal();
     let with_state = warp::any().map(move || state.clone());
 
     let collection = || version().and(warp::path("journeys")).and(warp::path::end());

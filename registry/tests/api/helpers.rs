@@ -36,7 +36,7 @@ pub struct TestApp {
     settings: Settings,
     clock: Arc<dyn Clock>,
     client: reqwest::Client,
-    key: AssertionKey,
+    key: Arc<AssertionKey>,
     stop: Option<oneshot::Sender<()>>,
     sqlite_file: Option<PathBuf>,
     /// PostgreSQL URL and schema to drop when the test ends.
@@ -176,7 +176,7 @@ async fn start(
         settings,
         clock,
         client: reqwest::Client::new(),
-        key: AssertionKey::new(SECRET.as_bytes()).unwrap(),
+        key: Arc::new(AssertionKey::new(SECRET.as_bytes()).unwrap()),
         stop: Some(stop),
         sqlite_file,
         pg_schema,
@@ -365,28 +365,16 @@ pub fn at(s: &str) -> DateTime<Utc> {
 }
 
 impl TestApp {
-    /// A request carrying the gateway's assertion for `principal` (none when `None`).
-    pub fn request(
-        &self,
-        method: Method,
-        path: &str,
-        principal: Option<&Principal>,
-    ) -> RequestBuilder {
-        let builder = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.address));
-        let Some(principal) = principal else {
-            return builder;
-        };
-        let assertion = Assertion {
-            principal: principal.clone(),
-            aud: "registry".into(),
-            method: method.as_str().to_owned(),
-            path: path.split('?').next().unwrap_or(path).to_owned(),
-            rid: Uuid::new_v4().to_string(),
-            exp: Utc::now().timestamp() + 30,
-        };
-        builder.header(ASSERTION_HEADER, self.key.sign(&assertion))
+    /// A request carrying the gateway's assertion for `principal` (none when `None`), made
+    /// when it is sent, for the request as built (method, path, query string, body).
+    pub fn request(&self, method: Method, path: &str, principal: Option<&Principal>) -> Signed {
+        Signed {
+            client: self.client.clone(),
+            builder: self
+                .client
+                .request(method, format!("{}{path}", self.address)),
+            signer: principal.map(|p| (p.clone(), self.key.clone())),
+        }
     }
 
     /// `POST {path}` with `body` as `principal`.
@@ -471,4 +459,64 @@ pub async fn status_and_json(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response.json().await.expect("JSON body");
     (status, body)
+}
+
+/// A request to the registry, signed as the gateway would sign it when built.
+pub struct Signed {
+    client: reqwest::Client,
+    builder: RequestBuilder,
+    signer: Option<(Principal, Arc<AssertionKey>)>,
+}
+
+impl Signed {
+    pub fn json<T: serde::Serialize + ?Sized>(self, body: &T) -> Self {
+        Self {
+            builder: self.builder.json(body),
+            ..self
+        }
+    }
+
+    pub fn header(self, name: &str, value: &str) -> Self {
+        Self {
+            builder: self.builder.header(name, value),
+            ..self
+        }
+    }
+
+    pub fn body(self, body: impl Into<reqwest::Body>) -> Self {
+        Self {
+            builder: self.builder.body(body),
+            ..self
+        }
+    }
+
+    /// The request, with the assertion of this very request.
+    pub fn build(self) -> reqwest::Result<reqwest::Request> {
+        let mut request = self.builder.build()?;
+        if let Some((principal, key)) = self.signer {
+            let body = request
+                .body()
+                .and_then(|b| b.as_bytes())
+                .unwrap_or_default();
+            let digest = auth_token::body_digest(body);
+            let url = request.url();
+            let bound = auth_token::Request {
+                method: request.method().as_str(),
+                path: url.path(),
+                query: url.query().unwrap_or(""),
+                body: digest.as_deref(),
+            };
+            let rid = Uuid::new_v4().to_string();
+            let assertion =
+                Assertion::new(principal, "registry", &bound, &rid, Utc::now().timestamp());
+            let token = key.sign(&assertion).parse().expect("a header value");
+            request.headers_mut().insert(ASSERTION_HEADER, token);
+        }
+        Ok(request)
+    }
+
+    pub async fn send(self) -> reqwest::Result<Response> {
+        let client = self.client.clone();
+        client.execute(self.build()?).await
+    }
 }

@@ -1,6 +1,7 @@
 //! Journey creation and status, on both stores.
 
 use crate::helpers::{StoreKind, journey, operator, registry_user, spawn_app, status_and_json};
+use auth_token::ASSERTION_HEADER;
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -11,6 +12,7 @@ on_both_stores!(
     concurrent_submissions_of_one_id_create_exactly_one_journey,
     another_operators_journey_is_not_found,
     requests_without_gateway_assertion_get_401,
+    a_captured_assertion_serves_its_own_request_once,
     invalid_payload_returns_400_listing_every_violation,
     short_distance_is_stored_as_terms_violation_and_answered_422,
     legacy_alias_and_served_versions_create_journeys,
@@ -160,6 +162,71 @@ async fn requests_without_gateway_assertion_get_401(kind: StoreKind) {
         (status, body["error"]["data"].clone()),
         (401, json!("invalid_gateway_assertion"))
     );
+}
+
+/// Someone who captured an assertion on its way to the registry (issue 26, finding 4) sends
+/// it again, with another journey in the body, or with another query string: each is refused,
+/// and only the journey the gateway asserted is stored.
+async fn a_captured_assertion_serves_its_own_request_once(kind: StoreKind) {
+    let app = spawn_app(kind).await;
+    let id = new_id();
+    let body = serde_json::to_vec(&journey(&id)).unwrap();
+    let captured = app
+        .request(Method::POST, "/v3/journeys", Some(&operator(1)))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .build()
+        .expect("built");
+    let assertion = captured.headers()[ASSERTION_HEADER].clone();
+    let replay = |body: Vec<u8>, query: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/v3/journeys{query}", app.address))
+            .header(ASSERTION_HEADER, assertion.clone())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let refused = |response: reqwest::Response| async {
+        let (status, body) = status_and_json(response).await;
+        (
+            status,
+            body["error"]["data"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+
+    // Before the genuine request arrives: another body, or the same body with a query.
+    let forged = new_id();
+    let response = replay(serde_json::to_vec(&journey(&forged)).unwrap(), "")
+        .await
+        .expect("sent");
+    assert_eq!(
+        refused(response).await,
+        (401, "invalid_gateway_assertion".into())
+    );
+    let response = replay(body.clone(), "?dry=1").await.expect("sent");
+    assert_eq!(
+        refused(response).await,
+        (401, "invalid_gateway_assertion".into())
+    );
+
+    let genuine = reqwest::Client::new()
+        .execute(captured)
+        .await
+        .expect("sent");
+    assert_eq!(genuine.status(), 201);
+    // The very same request again: the assertion was used.
+    let response = replay(body, "").await.expect("sent");
+    assert_eq!(
+        refused(response).await,
+        (401, "replayed_gateway_assertion".into())
+    );
+
+    app.status_of(&operator(1), &id).await;
+    let (status, _) = status_and_json(app.journey_status(&operator(1), &forged, "").await).await;
+    assert_eq!(status, 404, "the forged journey was not stored");
 }
 
 async fn invalid_payload_returns_400_listing_every_violation(kind: StoreKind) {
