@@ -310,3 +310,27 @@ pub fn spawn(settings: &Settings, feed: Arc<dyn Feed>) -> anyhow::Result<Running
         thread: Some(thread),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layered_settings::Secret;
+
+    #[test]
+    fn each_upstream_needs_its_own_long_secret() {
+        let secrets = |auth: &str, registry: &str| settings::AssertionSecrets {
+            auth_service: Secret::new(auth.into()),
+            registry: Secret::new(registry.into()),
+        };
+        let long = "a secret of thirty-two bytes or more";
+        let other = "another secret of thirty-two bytes or more";
+        assert!(AssertionKeys::new(&secrets(long, other)).is_ok());
+        let same = AssertionKeys::new(&secrets(long, long)).err().unwrap();
+        assert!(format!("{same:#}").contains("must differ"), "{same:#}");
+        let short = AssertionKeys::new(&secrets("short", other)).err().unwrap();
+        assert!(
+            format!("{short:#}").contains("assertion_secrets.auth_service"),
+            "{short:#}"
+        );
+    }
+}
