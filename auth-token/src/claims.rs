@@ -21,6 +21,20 @@ pub enum CredentialKind {
 }
 
 /// The payload of a credential JWT.
+impl CredentialKind {
+    /// The JWT `typ` of this kind's tokens (RFC 8725 §3.11: explicit typing), so that a token
+    /// of one kind is never read as another's.
+    pub fn typ(self) -> &'static str {
+        match self {
+            Self::Application => "application+jwt",
+            Self::Access => "access+jwt",
+            Self::Refresh => "refresh+jwt",
+            Self::Agent => "agent+jwt",
+            Self::Session => "session+jwt",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// Unique id of this token (blacklist kind `jti`).

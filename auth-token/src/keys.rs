@@ -60,11 +60,18 @@ impl SigningKey {
         &self.kid
     }
 
-    /// Signs `claims` as an EdDSA JWT whose header names this key.
+    /// Signs `claims` as an EdDSA JWT whose header names this key and the kind's `typ`, issued
+    /// by [`ISSUER`] for [`AUDIENCE`].
     pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
+        header.typ = Some(claims.kind.typ().to_owned());
+        let issued = Issued {
+            claims,
+            iss: Some(ISSUER.to_owned()),
+            aud: Some(AUDIENCE.to_owned()),
+        };
+        jsonwebtoken::encode(&header, &issued, &self.encoding)
     }
 
     /// The public half as published after its retirement while live application tokens
@@ -116,6 +123,27 @@ pub enum VerifyError {
     UnknownKey(String),
     #[error("token has expired")]
     Expired,
+}
+
+/// The `iss` of every credential: auth-service.
+pub const ISSUER: &str = "rpc:auth-service";
+
+/// The `aud` of every credential: the gateway, where credentials are presented.
+pub const AUDIENCE: &str = "rpc:gateway";
+
+/// The `typ` of the tokens signed before tokens were typed by kind; still honoured in their
+/// old form (no `iss`, no `aud`) so that application tokens, which never expire, keep working.
+const UNTYPED: &str = "JWT";
+
+/// What a token carries besides its [`Claims`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Issued<C> {
+    #[serde(flatten)]
+    claims: C,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
 }
 
 /// Public keys by `kid`, built from a JWKS document.
@@ -184,14 +212,32 @@ impl KeySet {
             .keys
             .get(&kid)
             .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?;
-        let data = jsonwebtoken::decode::<Claims>(token, &verifier.key, &self.validation)
-            .map_err(|_| VerifyError::Invalid)?;
-        if verifier.application_only && data.claims.kind != CredentialKind::Application {
+        let Issued { claims, iss, aud } =
+            jsonwebtoken::decode::<Issued<Claims>>(token, &verifier.key, &self.validation)
+                .map_err(|_| VerifyError::Invalid)?
+                .claims;
+        if verifier.application_only && claims.kind != CredentialKind::Application {
             return Err(VerifyError::Invalid);
         }
-        match data.claims.exp {
+        // RFC 8725: the type names the kind, the issuer and audience are ours; a token signed
+        // before typing is honoured only in its old form.
+        let well_typed = match header.typ.as_deref() {
+            Some(UNTYPED) => iss.is_none() && aud.is_none(),
+            Some(typ) => {
+                typ == claims.kind.typ()
+                    && iss.as_deref() == Some(ISSUER)
+                    && aud.as_deref() == Some(AUDIENCE)
+            }
+            None => false,
+        };
+        if !well_typed {
+            return Err(VerifyError::Invalid);
+        }
+        // Only application tokens live until blacklisted; every other kind has an expiry.
+        match claims.exp {
+            None if claims.kind != CredentialKind::Application => Err(VerifyError::Invalid),
             Some(exp) if exp <= now => Err(VerifyError::Expired),
-            _ => Ok(data.claims),
+            _ => Ok(claims),
         }
     }
 }
@@ -246,6 +292,119 @@ mod tests {
         let token = key.sign(&claims(Some(5_000))).unwrap();
         assert!(set.verify(&token, 4_999).is_ok());
         assert_eq!(set.verify(&token, 5_000), Err(VerifyError::Expired));
+    }
+
+    /// A token signed by `key` with `header` and `payload` as given, as a careless or
+    /// compromised signer could make it.
+    fn forged(key: &SigningKey, typ: Option<&str>, payload: serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid().to_owned());
+        header.typ = typ.map(str::to_owned);
+        jsonwebtoken::encode(&header, &payload, &key.encoding).unwrap()
+    }
+
+    #[test]
+    fn tokens_name_their_kind_issuer_and_audience() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let mut access = claims(Some(5_000));
+        access.kind = CredentialKind::Access;
+        let token = key.sign(&access).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("access+jwt"));
+        let payload: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (&payload["iss"], &payload["aud"]),
+            (&ISSUER.into(), &AUDIENCE.into())
+        );
+        assert_eq!(set_of(&[&key]).verify(&token, 0).unwrap(), access);
+    }
+
+    #[test]
+    fn a_token_of_another_type_issuer_or_audience_is_refused() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let set = set_of(&[&key]);
+        let mut body = serde_json::to_value(claims(Some(5_000))).unwrap();
+        body["iss"] = ISSUER.into();
+        body["aud"] = AUDIENCE.into();
+        assert!(
+            set.verify(&forged(&key, Some("application+jwt"), body.clone()), 0)
+                .is_ok()
+        );
+        let refused = |typ: Option<&str>, field: &str, value: serde_json::Value| {
+            let mut body = body.clone();
+            body[field] = value;
+            set.verify(&forged(&key, typ, body), 0)
+        };
+        for (typ, field, value) in [
+            // The type of another kind than the claims say.
+            (Some("access+jwt"), "kind", "application".into()),
+            (Some("application+jwt"), "kind", "access".into()),
+            // Another issuer, another audience, or none.
+            (
+                Some("application+jwt"),
+                "iss",
+                "https://elsewhere.example".into(),
+            ),
+            (Some("application+jwt"), "aud", "rpc:auth-service".into()),
+            (Some("application+jwt"), "iss", serde_json::Value::Null),
+            (Some("application+jwt"), "aud", serde_json::Value::Null),
+            // No type at all, or the untyped form with an issuer (not a token of ours).
+            (None, "kind", "application".into()),
+            (Some("JWT"), "kind", "application".into()),
+        ] {
+            assert_eq!(
+                refused(typ, field, value.clone()),
+                Err(VerifyError::Invalid),
+                "{typ:?} {field} {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_kind_but_application_tokens_must_expire() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let set = set_of(&[&key]);
+        for kind in [
+            CredentialKind::Access,
+            CredentialKind::Refresh,
+            CredentialKind::Agent,
+            CredentialKind::Session,
+        ] {
+            let mut never = claims(None);
+            never.kind = kind;
+            assert_eq!(
+                set.verify(&key.sign(&never).unwrap(), 0),
+                Err(VerifyError::Invalid),
+                "{kind:?}"
+            );
+            let mut expiring = claims(Some(5_000));
+            expiring.kind = kind;
+            assert!(
+                set.verify(&key.sign(&expiring).unwrap(), 0).is_ok(),
+                "{kind:?}"
+            );
+        }
+        assert!(set.verify(&key.sign(&claims(None)).unwrap(), 0).is_ok());
+    }
+
+    #[test]
+    fn tokens_signed_before_typing_are_honoured_in_their_old_form() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let set = set_of(&[&key]);
+        // What `sign` made before: jsonwebtoken's default `typ`, no issuer, no audience.
+        let old =
+            |claims: &Claims| forged(&key, Some("JWT"), serde_json::to_value(claims).unwrap());
+        assert_eq!(set.verify(&old(&claims(None)), 0).unwrap(), claims(None));
+        let mut refresh = claims(Some(5_000));
+        refresh.kind = CredentialKind::Refresh;
+        assert_eq!(set.verify(&old(&refresh), 0).unwrap(), refresh);
+        refresh.exp = None;
+        assert_eq!(set.verify(&old(&refresh), 0), Err(VerifyError::Invalid));
     }
 
     #[test]

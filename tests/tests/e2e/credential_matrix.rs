@@ -268,6 +268,21 @@ async fn matrix(mode: Mode) {
         "expired agent",
     )
     .await;
+    // The same agent token minted without an expiry (a signer's slip, or a key misused):
+    // only application tokens live until blacklisted (issue 26, finding 8).
+    claims.exp = None;
+    let mut eternal = op_user.clone();
+    eternal.insert(
+        "access-token",
+        stack.keys.sign(&claims).unwrap().parse().unwrap(),
+    );
+    expect(
+        triple(&eternal, Method::GET, "/applications"),
+        401,
+        Some("invalid_token"),
+        "agent token without expiry",
+    )
+    .await;
     let out = triple(&op_user, Method::DELETE, "/api/v1/auth/sign_out")
         .send()
         .await
