@@ -14,6 +14,7 @@ mod lifecycle;
 mod observability;
 mod rate_limits;
 mod revocations_stay;
+mod sealed_keys;
 mod sessions;
 mod sign_in_throttle;
 mod staff_cli;
