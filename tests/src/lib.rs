@@ -28,7 +28,8 @@ pub enum Mode {
     Production,
 }
 
-fn database_url() -> String {
+/// The machine's PostgreSQL for the production mode (`RPC_TEST_DATABASE_URL` or the default).
+pub fn database_url() -> String {
     std::env::var("RPC_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
@@ -82,6 +83,9 @@ pub struct Options {
     pub auth_settings: Option<fn(&mut auth_service::Settings)>,
     /// The registry's clock (lifecycle tests move it); the system clock when `None`.
     pub registry_clock: Option<Arc<dyn registry::clock::Clock>>,
+    /// auth-service's and the registry's databases, instead of the mode's fresh ones (the
+    /// caller creates and removes them).
+    pub databases: Option<(DatabaseSettings, DatabaseSettings)>,
 }
 
 impl Default for Options {
@@ -92,6 +96,7 @@ impl Default for Options {
             gateway_settings: None,
             auth_settings: None,
             registry_clock: None,
+            databases: None,
         }
     }
 }
@@ -134,7 +139,7 @@ impl Stack {
         let dir = std::env::temp_dir().join(format!("rpc-e2e-{id}"));
         std::fs::create_dir_all(&dir)?;
         let secret = Secret::new(format!("{id}{id}"));
-        let (auth_db, registry_db, feed, schemas) = match mode {
+        let (auth_db, registry_db, feed, mut schemas) = match mode {
             Mode::Embedded => {
                 let sqlite = |name: &str| format!("sqlite://{}", dir.join(name).display());
                 let feed: Arc<dyn Feed> = Arc::new(LocalFeed::new());
@@ -159,6 +164,14 @@ impl Stack {
                     vec![a, r],
                 )
             }
+        };
+
+        let (auth_db, registry_db) = match options.databases.clone() {
+            Some(given) => {
+                schemas.clear();
+                given
+            }
+            None => (auth_db, registry_db),
         };
 
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));

@@ -8,6 +8,7 @@ mod compat;
 mod console;
 mod credential_matrix;
 mod credentials;
+mod database_roles;
 mod journeys;
 mod keys;
 mod lifecycle;
