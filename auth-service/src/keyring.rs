@@ -6,14 +6,21 @@
 //! overlap period, so tokens they signed keep working until they expire. Application tokens
 //! never expire: an old key stays published while a live application's token was signed
 //! with it, unless the rotation is an emergency one (`keep_for_applications: false`).
+//!
+//! Private halves are stored sealed under the key-encryption keys ([`crate::kek`]): at
+//! start every stored key not sealed under the first KEK (a clear row from before sealing,
+//! or one sealed under an older KEK) is re-sealed under it; a key that no configured KEK
+//! opens stops the start.
 
-use crate::store::{Audit, KeyRow, Rotation, Store};
+use crate::kek::Keks;
+use crate::store::{Audit, KeyRow, Rotation, Store, StoredKey};
 use anyhow::Context;
 use auth_token::{Claims, SigningKey};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// How often each replica rereads the keys (a rotation made elsewhere, a retirement due).
 pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
@@ -22,6 +29,7 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Keyring {
     store: Store,
+    keks: Arc<Keks>,
     loaded: Arc<RwLock<Arc<Loaded>>>,
 }
 
@@ -40,29 +48,37 @@ struct Published {
 }
 
 impl Keyring {
-    pub async fn load_or_create(store: &Store) -> anyhow::Result<Self> {
+    /// Re-seals every stored key under the first KEK, then loads the keys (creating the
+    /// first one on a new database).
+    pub async fn load_or_create(store: &Store, keks: Keks) -> anyhow::Result<Self> {
+        reseal(store, &keks).await?;
+        let loaded = load(store, &keks).await?;
         let keyring = Self {
             store: store.clone(),
-            loaded: Arc::new(RwLock::new(Arc::new(load(store).await?))),
+            keks: Arc::new(keks),
+            loaded: Arc::new(RwLock::new(Arc::new(loaded))),
         };
         Ok(keyring)
     }
 
     /// Rereads the keys from the database; on failure the current ones stay.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let loaded = load(&self.store).await?;
+        let loaded = load(&self.store, &self.keks).await?;
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         Ok(())
     }
 
-    /// Reloads every [`RELOAD_EVERY`], for ever.
-    pub async fn keep_fresh(self) {
+    /// Reloads every [`RELOAD_EVERY`], until `stop` turns true.
+    pub async fn keep_fresh(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(RELOAD_EVERY);
         tick.tick().await;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
             if let Err(e) = self.reload().await {
-                tracing::warn!(error = %e, "cannot reload signing keys; keeping the current ones");
+                tracing::warn!(error = %format!("{e:#}"), "cannot reload signing keys; keeping the current ones");
             }
         }
     }
@@ -120,6 +136,7 @@ impl Keyring {
         audit: Audit,
     ) -> anyhow::Result<Rotation> {
         let (key, der) = SigningKey::generate().context("cannot generate a signing key")?;
+        let sealed = self.keks.seal(key.kid(), &Zeroizing::new(der))?;
         let retire_at =
             Utc::now() + chrono::Duration::from_std(overlap).context("overlap out of range")?;
         let audit = Audit {
@@ -128,7 +145,7 @@ impl Keyring {
         };
         let rotation = self
             .store
-            .rotate_keys(key.kid(), &der, retire_at, keep_for_applications, audit)
+            .rotate_keys(key.kid(), &sealed, retire_at, keep_for_applications, audit)
             .await?;
         self.reload().await?;
         tracing::info!(
@@ -140,29 +157,73 @@ impl Keyring {
     }
 }
 
-async fn load(store: &Store) -> anyhow::Result<Loaded> {
+/// Opens every stored key, retired ones too (one that no configured KEK opens stops the
+/// start), and seals under the first KEK each one that is not: clear rows of a database
+/// made before sealing, and keys sealed under another KEK (a rotation of KEKs).
+async fn reseal(store: &Store, keks: &Keks) -> anyhow::Result<()> {
+    let mut resealed = 0;
+    for row in store.all_keys().await? {
+        let der = match row.stored() {
+            Some(StoredKey::Sealed(sealed)) => {
+                let der = keks.open(&row.kid, &sealed)?;
+                if sealed.kek == keks.sealing_name() {
+                    continue;
+                }
+                der
+            }
+            Some(StoredKey::Clear(der)) => Zeroizing::new(der),
+            None => anyhow::bail!("signing key {} has no private half stored", row.kid),
+        };
+        SigningKey::from_pkcs8_der(&der)
+            .with_context(|| format!("stored signing key {} is unreadable", row.kid))?;
+        let sealed = keks.seal(&row.kid, &der)?;
+        store.reseal_key(&row.kid, &sealed).await?;
+        resealed += 1;
+    }
+    if resealed > 0 {
+        tracing::info!(
+            resealed,
+            kek = keks.sealing_name(),
+            "sealed signing keys under the first key-encryption key"
+        );
+    }
+    Ok(())
+}
+
+async fn load(store: &Store, keks: &Keks) -> anyhow::Result<Loaded> {
     let mut rows = store.published_keys(Utc::now()).await?;
     if signer(&rows).is_none() {
         let (key, der) = SigningKey::generate().context("cannot generate a signing key")?;
-        store.insert_key(key.kid(), &der).await?;
+        let sealed = keks.seal(key.kid(), &Zeroizing::new(der))?;
+        store.insert_key(key.kid(), &sealed).await?;
         tracing::info!(kid = key.kid(), "created a signing key");
         rows = store.published_keys(Utc::now()).await?;
     }
     let signer = signer(&rows).context("no signing key after creating one")?;
-    let signing =
-        SigningKey::from_pkcs8_der(&signer.private_der).context("the signing key is unreadable")?;
+    let signing = open(keks, signer)?;
     let published = rows
         .iter()
         .map(|row| {
-            SigningKey::from_pkcs8_der(&row.private_der).map(|key| Published {
+            open(keks, row).map(|key| Published {
                 jwk: key.jwk(),
                 application_only: row.kept.then(|| key.jwk_application_only()),
                 until: row.retired_at,
             })
         })
-        .collect::<Result<Vec<_>, _>>()
-        .context("a stored signing key is unreadable")?;
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Loaded { signing, published })
+}
+
+/// The signing key stored in `row`.
+fn open(keks: &Keks, row: &KeyRow) -> anyhow::Result<SigningKey> {
+    let der = match row.stored() {
+        Some(StoredKey::Sealed(sealed)) => keks.open(&row.kid, &sealed)?,
+        // A clear row written by an older replica after this one re-sealed at start.
+        Some(StoredKey::Clear(der)) => Zeroizing::new(der),
+        None => anyhow::bail!("signing key {} has no private half stored", row.kid),
+    };
+    SigningKey::from_pkcs8_der(&der)
+        .with_context(|| format!("stored signing key {} is unreadable", row.kid))
 }
 
 /// The newest key with no planned retirement.

@@ -10,6 +10,7 @@
 pub mod bootstrap;
 pub mod cli;
 pub mod http;
+pub mod kek;
 pub mod keyring;
 pub mod passwords;
 pub mod publisher;
@@ -58,7 +59,8 @@ impl Application {
             .context("assertion_secret")?;
         let db = Database::connect(&settings.database, &POSTGRES, &SQLITE).await?;
         let store = store::Store::new(db);
-        let keys = keyring::Keyring::load_or_create(&store).await?;
+        let keks = kek::Keks::from_settings(&settings)?;
+        let keys = keyring::Keyring::load_or_create(&store, keks).await?;
         bootstrap::ensure_admin(&store, &settings.bootstrap).await?;
         let publisher = Arc::new(publisher::Publisher::new(store.clone(), feed));
         match publisher.republish().await {
@@ -101,8 +103,8 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     /// The blacklist's fast copy stays equal to the database while it serves.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        tokio::spawn(self.state.keys().clone().keep_fresh());
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(self.state.keys().clone().keep_fresh(stopped.clone()));
         tokio::spawn(self.publisher.run(self.republish_every, stopped));
         let shutdown = async move {
             shutdown.await;

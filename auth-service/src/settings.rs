@@ -1,5 +1,6 @@
 //! auth-service settings. Defaults are the embedded single-machine ones.
 
+use crate::kek::KekList;
 use layered_settings::Secret;
 use rpc_service::db::DatabaseSettings;
 use serde::Deserialize;
@@ -27,6 +28,15 @@ pub struct Settings {
     pub bootstrap: BootstrapSettings,
     /// Upkeep of the blacklist's fast copy in the feed.
     pub blacklist: BlacklistSettings,
+    /// Key-encryption keys sealing the signing keys' private halves in the database, each
+    /// `name:base64` (32 random bytes: `openssl rand -base64 32`); a list, or one string of
+    /// comma-separated entries (`AUTH_SERVICE__KEY_ENCRYPTION_KEYS`). The first seals, every
+    /// one opens; at start every stored key is re-sealed under the first. Required with
+    /// PostgreSQL. See [`crate::kek`] and docs/operations.md.
+    pub key_encryption_keys: Secret<KekList>,
+    /// Where the embedded default (SQLite, no `key_encryption_keys`) keeps the KEK it
+    /// generates on first start (mode 0600). Next to the data it protects: one machine only.
+    pub generated_kek_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +102,8 @@ impl Default for Settings {
             log_format: "pretty".into(),
             bootstrap: BootstrapSettings::default(),
             blacklist: BlacklistSettings::default(),
+            key_encryption_keys: Secret::default(),
+            generated_kek_file: PathBuf::from("data/auth-kek.txt"),
         }
     }
 }

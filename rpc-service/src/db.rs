@@ -18,7 +18,8 @@ use std::time::Duration;
 pub struct DatabaseSettings {
     /// `postgres://user@host:port/db` or `sqlite://path/to/file.db`.
     pub url: Secret<String>,
-    /// PostgreSQL schema holding this service's tables (created if missing).
+    /// PostgreSQL schema holding this service's tables (created if missing and the role may;
+    /// in production, made beforehand and owned by the service's role).
     #[serde(default)]
     pub schema: Option<String>,
     /// Pool size.
@@ -104,10 +105,7 @@ async fn connect_postgres(settings: &DatabaseSettings) -> anyhow::Result<PgPool>
             .connect()
             .await
             .context("cannot connect to PostgreSQL")?;
-        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-        conn.execute(sqlx::AssertSqlSafe(create))
-            .await
-            .context("cannot create the schema")?;
+        ensure_schema(&mut conn, schema).await?;
         conn.close().await.ok();
         options = options.options([("search_path", schema.as_str())]);
     }
@@ -117,6 +115,42 @@ async fn connect_postgres(settings: &DatabaseSettings) -> anyhow::Result<PgPool>
         .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL")
+}
+
+/// Makes sure `schema` exists and this role may create its tables there. In production each
+/// service connects as its own role owning its schema, made beforehand
+/// (`config/compose/postgres-roles.sql`): such a role may not create schemas, and
+/// PostgreSQL checks that right even for `CREATE SCHEMA IF NOT EXISTS` on an existing one,
+/// so the schema is only created when missing (tests and a superuser's setups).
+async fn ensure_schema(conn: &mut sqlx::PgConnection, schema: &str) -> anyhow::Result<()> {
+    let (exists, may_create): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1), \
+                COALESCE((SELECT has_schema_privilege(oid, 'CREATE') \
+                          FROM pg_namespace WHERE nspname = $1), FALSE)",
+    )
+    .bind(schema)
+    .fetch_one(&mut *conn)
+    .await
+    .context("cannot look up the schema")?;
+    if !exists {
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+        return conn
+            .execute(sqlx::AssertSqlSafe(create))
+            .await
+            .map(drop)
+            .with_context(|| {
+                format!(
+                    "database.schema {schema:?} does not exist and this role cannot create it \
+                     (create it owned by the service's role: docs/operations.md)"
+                )
+            });
+    }
+    anyhow::ensure!(
+        may_create,
+        "this role may not create tables in database.schema {schema:?}: make the service's \
+         role its owner (docs/operations.md, \"Database roles\")"
+    );
+    Ok(())
 }
 
 async fn connect_sqlite(settings: &DatabaseSettings) -> anyhow::Result<SqlitePool> {

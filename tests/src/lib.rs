@@ -28,7 +28,8 @@ pub enum Mode {
     Production,
 }
 
-fn database_url() -> String {
+/// The machine's PostgreSQL for the production mode (`RPC_TEST_DATABASE_URL` or the default).
+pub fn database_url() -> String {
     std::env::var("RPC_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
@@ -57,6 +58,11 @@ pub struct Stack {
     pub http: reqwest::Client,
     /// auth-service's signing keys: tests sign tokens it could have signed (expired ones).
     pub keys: auth_service::keyring::Keyring,
+    /// The settings auth-service runs with (its listen address is the bound one).
+    pub auth_settings: auth_service::Settings,
+    /// Stops auth-service alone ([`Stack::restart_auth_service`]), and its task.
+    auth_stop: tokio::sync::watch::Sender<bool>,
+    auth_task: Option<tokio::task::JoinHandle<()>>,
     replicas: Vec<Replica>,
     /// The in-process feed every replica shares in the embedded mode.
     local_feed: Option<Arc<dyn Feed>>,
@@ -80,6 +86,9 @@ pub struct Options {
     pub auth_settings: Option<fn(&mut auth_service::Settings)>,
     /// The registry's clock (lifecycle tests move it); the system clock when `None`.
     pub registry_clock: Option<Arc<dyn registry::clock::Clock>>,
+    /// auth-service's and the registry's databases, instead of the mode's fresh ones (the
+    /// caller creates and removes them).
+    pub databases: Option<(DatabaseSettings, DatabaseSettings)>,
 }
 
 impl Default for Options {
@@ -90,6 +99,7 @@ impl Default for Options {
             gateway_settings: None,
             auth_settings: None,
             registry_clock: None,
+            databases: None,
         }
     }
 }
@@ -135,7 +145,7 @@ impl Stack {
             auth_service: Secret::new(format!("auth-service {id}")),
             registry: Secret::new(format!("registry {id}")),
         };
-        let (auth_db, registry_db, feed, schemas) = match mode {
+        let (auth_db, registry_db, feed, mut schemas) = match mode {
             Mode::Embedded => {
                 let sqlite = |name: &str| format!("sqlite://{}", dir.join(name).display());
                 let feed: Arc<dyn Feed> = Arc::new(LocalFeed::new());
@@ -162,11 +172,23 @@ impl Stack {
             }
         };
 
+        let (auth_db, registry_db) = match options.databases.clone() {
+            Some(given) => {
+                schemas.clear();
+                given
+            }
+            None => (auth_db, registry_db),
+        };
+
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut auth = auth_service::Settings {
             listen: any_port,
             database: auth_db,
             assertion_secret: secrets.auth_service.clone(),
+            key_encryption_keys: Secret::new(auth_service::kek::KekList::new([
+                auth_service::kek::generate_entry("test"),
+            ])),
+            generated_kek_file: dir.join("never-generated-kek.txt"),
             ..Default::default()
         };
         auth.bootstrap.email = Some(ADMIN_EMAIL.into());
@@ -175,7 +197,8 @@ impl Stack {
         if let Some(adjust) = options.auth_settings {
             adjust(&mut auth);
         }
-        let auth_app = auth_service::Application::build(auth, feed.clone()).await?;
+        let auth_app = auth_service::Application::build(auth.clone(), feed.clone()).await?;
+        auth.listen = auth_app.local_addr();
 
         let registry = registry::Settings {
             listen: any_port,
@@ -206,7 +229,9 @@ impl Stack {
         };
         let (auth_addr, registry_addr) = (auth_app.local_addr(), registry_app.local_addr());
         let keys = auth_app.keyring();
-        tokio::spawn(auth_app.run_until_stopped(stopped(rx.clone())));
+        let (auth_stop, auth_rx) = tokio::sync::watch::channel(false);
+        let auth_task =
+            tokio::spawn(auth_app.run_until_stopped(stopped_either(rx.clone(), auth_rx)));
         tokio::spawn(registry_app.run_until_stopped(stopped(rx)));
 
         let mut replicas = Vec::new();
@@ -262,6 +287,9 @@ impl Stack {
             assertion_secrets: secrets,
             http: reqwest::Client::new(),
             keys,
+            auth_settings: auth,
+            auth_stop,
+            auth_task: Some(auth_task),
             replicas,
             local_feed: (mode == Mode::Embedded).then_some(feed),
             stop,
@@ -291,6 +319,41 @@ impl Stack {
         // The public and the admin listeners are separate pingora services: wait for both.
         wait_until_listening(replica.settings.listen).await?;
         wait_until_listening(replica.settings.admin_listen).await
+    }
+
+    /// Stops auth-service and starts it again on the same address and database with its
+    /// settings changed by `adjust` (a restart with other key-encryption keys). Gateways
+    /// keep running.
+    pub async fn restart_auth_service(
+        &mut self,
+        adjust: impl FnOnce(&mut auth_service::Settings),
+    ) -> anyhow::Result<()> {
+        let _ = self.auth_stop.send(true);
+        if let Some(task) = self.auth_task.take() {
+            task.await.context("auth-service stopped badly")?;
+        }
+        let mut settings = self.auth_settings.clone();
+        adjust(&mut settings);
+        let feed: Arc<dyn Feed> = match (&self.local_feed, &self.redis) {
+            (Some(local), _) => local.clone(),
+            (None, Some((url, prefix))) => Arc::new(RedisFeed::connect(url, prefix).await?),
+            (None, None) => anyhow::bail!("a stack has a feed"),
+        };
+        let app = auth_service::Application::build(settings.clone(), feed).await?;
+        let (auth_stop, auth_rx) = tokio::sync::watch::channel(false);
+        let all = self.stop.subscribe();
+        self.keys = app.keyring();
+        self.auth_task = Some(tokio::spawn(
+            app.run_until_stopped(stopped_either(all, auth_rx)),
+        ));
+        self.auth_stop = auth_stop;
+        self.auth_settings = settings;
+        Ok(())
+    }
+
+    /// auth-service's database (to read what it stores, as an attacker with a copy would).
+    pub fn auth_database(&self) -> &DatabaseSettings {
+        &self.auth_settings.database
     }
 
     /// Stops gateway replica `n` (its in-memory blacklist goes with it).
@@ -443,6 +506,17 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Resolves once either receiver turns true.
+async fn stopped_either(
+    mut all: tokio::sync::watch::Receiver<bool>,
+    mut one: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = all.wait_for(|s| *s) => {}
+        _ = one.wait_for(|s| *s) => {}
     }
 }
 

@@ -3,8 +3,13 @@
 //! A key is published (verifies) until its `retired_at`, or indefinitely while it is kept for
 //! applications and a live application's token was signed with it. The newest key with no
 //! planned retirement signs.
+//!
+//! Private halves are stored sealed ([`crate::kek`]); this module stores and returns the
+//! sealed bytes and never sees a clear key, except the clear rows of a database made before
+//! sealing, which [`Store::reseal_key`] replaces at start.
 
 use super::{Audit, INSERT_AUDIT, Store, StoreError};
+use crate::kek::Sealed;
 use chrono::{DateTime, Utc};
 use rpc_service::on_db;
 use serde::Serialize;
@@ -12,11 +17,36 @@ use serde::Serialize;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRow {
     pub kid: String,
-    pub private_der: Vec<u8>,
+    /// The clear PKCS#8 DER of a row written before keys were sealed (until start seals it).
+    pub private_der: Option<Vec<u8>>,
+    /// The sealed PKCS#8 DER, and the name of the key-encryption key that sealed it.
+    pub sealed_key: Option<Vec<u8>>,
+    pub kek: Option<String>,
     pub created_at: DateTime<Utc>,
     pub retired_at: Option<DateTime<Utc>>,
     /// Published past `retired_at`: a live application's token was signed with it.
     pub kept: bool,
+}
+
+/// A stored private half: sealed, or clear in a database made before sealing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredKey {
+    Sealed(Sealed),
+    Clear(Vec<u8>),
+}
+
+impl KeyRow {
+    /// Its private half as stored (the table's CHECK makes a row exactly one of the two).
+    pub fn stored(&self) -> Option<StoredKey> {
+        match (&self.sealed_key, &self.kek, &self.private_der) {
+            (Some(bytes), Some(kek), _) => Some(StoredKey::Sealed(Sealed {
+                kek: kek.clone(),
+                bytes: bytes.clone(),
+            })),
+            (_, _, Some(der)) => Some(StoredKey::Clear(der.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// A key as staff see it (never the private half).
@@ -38,7 +68,7 @@ pub struct Rotation {
     pub retiring: Vec<KeyInfo>,
 }
 
-const PUBLISHED: &str = "SELECT * FROM (SELECT kid, private_der, created_at, retired_at, \
+const PUBLISHED: &str = "SELECT * FROM (SELECT kid, private_der, sealed_key, kek, created_at, retired_at, \
       (keep_for_applications AND EXISTS (SELECT 1 FROM applications a \
          WHERE a.kid = k.kid AND a.revoked_at IS NULL)) AS kept \
     FROM signing_keys k) keys \
@@ -64,7 +94,15 @@ const RETIRE: [(&str, bool); 2] = [
     ),
 ];
 
-const INSERT: &str = "INSERT INTO signing_keys (kid, private_der, created_at) VALUES ($1, $2, $3)";
+const INSERT: &str =
+    "INSERT INTO signing_keys (kid, sealed_key, kek, created_at) VALUES ($1, $2, $3, $4)";
+
+/// Every key, retired or not (`kept` is not computed: re-sealing does not need it).
+const ALL: &str = "SELECT kid, private_der, sealed_key, kek, created_at, retired_at, \
+    FALSE AS kept FROM signing_keys ORDER BY created_at";
+
+const RESEAL: &str =
+    "UPDATE signing_keys SET sealed_key = $1, kek = $2, private_der = NULL WHERE kid = $3";
 
 impl Store {
     /// Every key that verifies at `now`, newest first.
@@ -75,11 +113,32 @@ impl Store {
             .await)?)
     }
 
-    pub async fn insert_key(&self, kid: &str, der: &[u8]) -> Result<(), StoreError> {
+    pub async fn insert_key(&self, kid: &str, sealed: &Sealed) -> Result<(), StoreError> {
         on_db!(&self.db, |pool| sqlx::query(INSERT)
             .bind(kid)
-            .bind(der)
+            .bind(&sealed.bytes)
+            .bind(&sealed.kek)
             .bind(Utc::now())
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// Every stored key, retired or not, oldest first.
+    pub async fn all_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(ALL)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Replaces key `kid`'s stored private half (sealed under another KEK, or clear) with
+    /// `sealed`.
+    pub async fn reseal_key(&self, kid: &str, sealed: &Sealed) -> Result<(), StoreError> {
+        on_db!(&self.db, |pool| sqlx::query(RESEAL)
+            .bind(&sealed.bytes)
+            .bind(&sealed.kek)
+            .bind(kid)
             .execute(pool)
             .await
             .map(drop))?;
@@ -101,7 +160,7 @@ impl Store {
     pub async fn rotate_keys(
         &self,
         kid: &str,
-        der: &[u8],
+        sealed: &Sealed,
         retire_at: DateTime<Utc>,
         keep_for_applications: bool,
         audit: Audit,
@@ -111,7 +170,8 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query(INSERT)
                 .bind(kid)
-                .bind(der)
+                .bind(&sealed.bytes)
+                .bind(&sealed.kek)
                 .bind(Utc::now())
                 .execute(&mut *tx)
                 .await?;

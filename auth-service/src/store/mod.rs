@@ -168,7 +168,7 @@ mod credentials;
 mod keys;
 mod users;
 pub use credentials::{Credential, CredentialSecret, Issued, Minted, NewRefresh, RefreshRow};
-pub use keys::{KeyInfo, KeyRow, Rotation};
+pub use keys::{KeyInfo, KeyRow, Rotation, StoredKey};
 
 /// auth-service's data.
 #[derive(Debug, Clone)]
