@@ -24,7 +24,10 @@ def main() -> int:
                 token,
                 key=keys[kid],
                 algorithms=["EdDSA"],
-                options={"require": ["jti", "sub", "iat"]},
+                # As any verifier of ours must: the issuer and the audience are checked.
+                issuer="rpc:auth-service",
+                audience="rpc:gateway",
+                options={"require": ["jti", "sub", "iat", "iss", "aud"]},
             )
             print(json.dumps({"ok": True, "kid": kid, "claims": claims}))
         except Exception as e:  # every failure is reported, none is fatal
