@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 pub const MAX_FAILURES: usize = 5;
 pub const WINDOW: Duration = Duration::from_secs(60);
-/// Keys tracked at most; beyond it, stale keys are dropped first, then the oldest.
+/// Keys tracked at most; beyond it, stale keys are dropped first, then the unlocked key whose
+/// last failure is oldest. A locked key is never dropped before its window ends: with every
+/// key locked, a new (login, address) is refused until one ends.
 pub const MAX_KEYS: usize = 100_000;
 
 /// The (login, IP) attempt counter.
@@ -88,8 +90,11 @@ impl Throttle {
     ) -> Result<Attempt<'_>, Locked> {
         let key = self.key(login, ip);
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if keys.len() >= MAX_KEYS && !keys.contains_key(&key) {
-            make_room(&mut keys, now);
+        if keys.len() >= MAX_KEYS
+            && !keys.contains_key(&key)
+            && let Err(locked) = make_room(&mut keys, now)
+        {
+            return Err(locked);
         }
         let attempts = keys.entry(key).or_default();
         forget_old(&mut attempts.failures, now);
@@ -168,19 +173,34 @@ fn network_of(ip: IpAddr) -> String {
 }
 
 /// Drops keys with nothing recent and nothing in flight; if none, the stalest key.
-fn make_room(keys: &mut HashMap<[u8; 32], Attempts>, now: Instant) {
+/// Room for one more key: attempts out of the window are forgotten, then the unlocked key
+/// whose last failure is oldest. A locked key is kept (forgetting it would give its guesser a
+/// fresh start, which filling the table with other keys would otherwise buy); when every key
+/// is locked or in flight, the new one waits for the first window to end.
+fn make_room(keys: &mut HashMap<[u8; 32], Attempts>, now: Instant) -> Result<(), Locked> {
     keys.retain(|_, a| {
         forget_old(&mut a.failures, now);
         a.pending > 0 || !a.failures.is_empty()
     });
-    if keys.len() >= MAX_KEYS {
-        let stalest = keys
-            .iter()
-            .filter(|(_, a)| a.pending == 0)
-            .min_by_key(|(_, a)| a.failures.back().copied())
-            .map(|(k, _)| *k);
-        if let Some(stalest) = stalest {
+    if keys.len() < MAX_KEYS {
+        return Ok(());
+    }
+    let stalest = keys
+        .iter()
+        .filter(|(_, a)| a.pending == 0 && a.failures.len() < MAX_FAILURES)
+        .min_by_key(|(_, a)| a.failures.back().copied())
+        .map(|(k, _)| *k);
+    match stalest {
+        Some(stalest) => {
             keys.remove(&stalest);
+            Ok(())
+        }
+        None => {
+            let first_to_end = keys.values().filter_map(|a| a.failures.front()).min();
+            let retry_after = first_to_end.map_or(Duration::from_secs(1), |t| {
+                (*t + WINDOW).saturating_duration_since(now)
+            });
+            Err(Locked { retry_after })
         }
     }
 }
@@ -223,6 +243,38 @@ mod tests {
         // Still locked one second before the minute; open at the minute.
         assert!(t.begin("a@x.fr", ip("10.0.0.1"), at(59)).is_err());
         assert!(t.begin("a@x.fr", ip("10.0.0.1"), at(60)).is_ok());
+    }
+
+    /// To verify of the security review (issue 26, 11): a guesser who locked a login fills
+    /// the table with other (login, address) pairs to have it forgotten, and guess again.
+    #[test]
+    fn filling_the_table_does_not_unlock_a_locked_login() {
+        let t = Throttle::new();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        for s in 0..5 {
+            fail(&t, "victim@x.fr", ip("10.0.0.1"), at(s));
+        }
+        // One failure each for as many other logins as the table holds, all more recent.
+        for n in 0..MAX_KEYS {
+            fail(&t, &format!("filler{n}"), ip("10.0.0.2"), at(10));
+        }
+        assert!(t.begin("one more", ip("10.0.0.2"), at(11)).is_ok());
+        assert!(
+            t.begin("victim@x.fr", ip("10.0.0.1"), at(12)).is_err(),
+            "still locked"
+        );
+
+        // Every key locked: a new pair waits for the first window to end, then gets in.
+        let t = Throttle::new();
+        for n in 0..MAX_KEYS {
+            for _ in 0..MAX_FAILURES {
+                fail(&t, &format!("locked{n}"), None, at(0));
+            }
+        }
+        let locked = t.begin("newcomer", None, at(30)).err().expect("no room");
+        assert_eq!(locked.retry_after, Duration::from_secs(30));
+        assert!(t.begin("newcomer", None, at(60)).is_ok());
     }
 
     #[test]
