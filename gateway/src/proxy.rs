@@ -623,7 +623,9 @@ fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> IpAddr {
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        // A dual-stack listener (`[::]`) sees an IPv4 peer as `::ffff:a.b.c.d`: it is that
+        // IPv4 address, for the trusted balancers as for the limits.
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip().to_canonical());
     if trusted.is_empty() || !trusted.iter().any(|net| net.contains(&peer)) {
         return peer;
     }
@@ -641,7 +643,7 @@ fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> IpAddr {
 /// The last address of `X-Forwarded-For` (the one the trusted balancer wrote), if it is one.
 fn forwarded_client<'a>(values: impl Iterator<Item = &'a str>) -> Option<IpAddr> {
     let last = values.last()?.rsplit(',').next()?.trim();
-    last.parse().ok()
+    last.parse().ok().map(|ip: IpAddr| ip.to_canonical())
 }
 
 /// The largest declared body of a refused request that is read (and discarded) to keep the

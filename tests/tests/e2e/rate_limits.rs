@@ -305,3 +305,47 @@ async fn one_ipv6_network_is_one_client_embedded() {
 async fn one_ipv6_network_is_one_client_production() {
     one_ipv6_network_is_one_client(Mode::Production).await;
 }
+
+/// To verify of the security review (issue 26, 11): a gateway listening on both stacks
+/// (`[::]`) sees its IPv4 balancer as `::ffff:127.0.0.1`. It must still trust it, so that the
+/// clients it names keep limits of their own instead of all sharing the balancer's.
+async fn a_dual_stack_listener_still_trusts_its_ipv4_balancer(mode: Mode) {
+    fn dual_stack(gw: &mut gateway::Settings) {
+        behind_a_local_balancer(gw);
+        gw.listen = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, gw.listen.port()));
+    }
+    let options = Options {
+        gateway_settings: Some(dual_stack),
+        ..Options::default()
+    };
+    let stack = Stack::start_with(mode, options).await.unwrap();
+    let port = stack.url.rsplit(':').next().unwrap().to_owned();
+    clear_of_a_window_edge().await;
+    let attempt = |client: &str| {
+        let keys = serde_json::json!({"access_key": uuid::Uuid::new_v4().to_string(),
+                                      "secret_key": "guess"});
+        // Over IPv4, as the balancer in front would come.
+        let request = stack
+            .http
+            .post(format!("http://127.0.0.1:{port}/v3/auth/access_token"))
+            .header("x-forwarded-for", client)
+            .json(&keys);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for n in 1..=5 {
+        assert_eq!(attempt("203.0.113.1").await, 401, "attempt {n}: a wrong key");
+    }
+    assert_eq!(attempt("203.0.113.1").await, 429, "the sixth of one client");
+    assert_eq!(attempt("203.0.113.2").await, 401, "another client has its own limit");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_dual_stack_listener_still_trusts_its_ipv4_balancer_embedded() {
+    a_dual_stack_listener_still_trusts_its_ipv4_balancer(Mode::Embedded).await;
+}
+
+#[tokio::test]
+async fn a_dual_stack_listener_still_trusts_its_ipv4_balancer_production() {
+    a_dual_stack_listener_still_trusts_its_ipv4_balancer(Mode::Production).await;
+}
