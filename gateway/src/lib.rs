@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod connections;
 pub mod cookies;
 pub mod jwks;
 pub mod metrics;
