@@ -56,8 +56,16 @@ impl Limits {
     /// `per_replica` and `per_network` of 0 mean no cap.
     pub fn new(per_replica: usize, per_network: usize, exempt: Vec<ipnet::IpNet>) -> Self {
         Self {
-            per_replica: if per_replica == 0 { usize::MAX } else { per_replica },
-            per_network: if per_network == 0 { usize::MAX } else { per_network },
+            per_replica: if per_replica == 0 {
+                usize::MAX
+            } else {
+                per_replica
+            },
+            per_network: if per_network == 0 {
+                usize::MAX
+            } else {
+                per_network
+            },
             exempt,
             open: AtomicUsize::new(0),
             networks: Mutex::new(HashMap::new()),
@@ -71,8 +79,8 @@ impl Limits {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Cap::Replica);
         }
-        let network = (!self.exempt.iter().any(|net| net.contains(&peer)))
-            .then(|| Subject::network(peer));
+        let network =
+            (!self.exempt.iter().any(|net| net.contains(&peer))).then(|| Subject::network(peer));
         if let Some(network) = network {
             let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
             let count = networks.entry(network).or_insert(0);
@@ -109,7 +117,11 @@ pub struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(network) = self.network {
-            let mut networks = self.limits.networks.lock().unwrap_or_else(|e| e.into_inner());
+            let mut networks = self
+                .limits
+                .networks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(count) = networks.get_mut(&network) {
                 *count -= 1;
                 if *count == 0 {
@@ -244,10 +256,7 @@ mod tests {
         let limits = Arc::new(Limits::new(100, 2, vec![]));
         let a = limits.admit(ip("198.51.100.7")).unwrap();
         let _b = limits.admit(ip("198.51.100.7")).unwrap();
-        assert_eq!(
-            limits.admit(ip("198.51.100.7")).err(),
-            Some(Cap::Network)
-        );
+        assert_eq!(limits.admit(ip("198.51.100.7")).err(), Some(Cap::Network));
         // Another network is not affected.
         let _c = limits.admit(ip("198.51.100.8")).unwrap();
         drop(a);

@@ -51,6 +51,9 @@ pub struct Shared {
     pub registry: SocketAddr,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Seconds a kept-alive client connection waits for its next request; `None`: no
+    /// keep-alive ([`settings::ConnectionSettings::keepalive_idle_secs`]).
+    pub keepalive_idle_secs: Option<u64>,
     /// Whether the `sessid` cookie is marked `Secure`.
     pub cookie_secure: bool,
     /// Peers whose `X-Forwarded-For` names the client ([`Settings::trusted_proxies`]).
@@ -99,6 +102,7 @@ pub fn build_server(
         registry: settings.registry,
         connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),
         read_timeout: Duration::from_secs(settings.upstream_read_timeout_secs),
+        keepalive_idle_secs: Some(settings.connections.keepalive_idle_secs).filter(|&s| s > 0),
         cookie_secure: settings.cookie_secure,
         trusted_proxies: settings.trusted_proxies.clone(),
     });

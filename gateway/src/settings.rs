@@ -46,6 +46,8 @@ pub struct Settings {
     /// Rate limits (CONTRACT §6): the reference's by default. Counted in Redis across
     /// replicas when `redis` is set, in this process otherwise.
     pub rate_limits: crate::ratelimit::Limits,
+    /// Downstream connections: idle timeout (docs/gateway.md, "Connections").
+    pub connections: ConnectionSettings,
     /// `pretty` or `json`.
     pub log_format: String,
     /// pingora's server settings.
@@ -62,6 +64,23 @@ pub struct RedisSettings {
 
 fn default_prefix() -> String {
     "rpc:".into()
+}
+
+/// Downstream (client) connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionSettings {
+    /// Seconds a kept-alive connection may wait for its next request before it is closed
+    /// (nginx's `keepalive_timeout`). 0 turns keep-alive off: every answer closes.
+    pub keepalive_idle_secs: u64,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            keepalive_idle_secs: 75,
+        }
+    }
 }
 
 /// The parts of pingora's `ServerConf` worth setting here.
@@ -118,6 +137,7 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             cookie_secure: false,
             rate_limits: crate::ratelimit::Limits::default(),
+            connections: ConnectionSettings::default(),
             log_format: "pretty".into(),
             server: ServerSettings::default(),
         }
