@@ -9,6 +9,7 @@
 //! - [`routes`], [`authorize`], [`reason`], [`cookies`]: the decisions, plain functions.
 //! - [`ratelimit`]: per (class, subject) limits, leased from Redis across replicas.
 //! - [`proxy`]: the pingora `ProxyHttp` glue.
+//! - [`connections`]: per-replica and per-network connection caps.
 //! - [`jwks`], [`admin`], [`metrics`]: keys, the admin port, metrics.
 //! - [`spawn`] / [`build_server`]: start it (in a thread for tests and the all-in-one runner).
 
@@ -29,9 +30,11 @@ use anyhow::Context;
 use async_trait::async_trait;
 use auth_token::AssertionKey;
 use blacklist::{BlacklistSet, Feed};
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
+use pingora::services::listening::Service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,10 +132,7 @@ pub fn build_server(
         shared: shared.clone(),
         versions,
     };
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
-    proxy.add_tcp(&settings.listen.to_string());
-    server.add_service(proxy);
+    server.add_service(proxy_service(&server, gateway, settings, &shared));
 
     let mut admin = admin::service(shared.clone());
     admin.add_tcp(&settings.admin_listen.to_string());
@@ -159,6 +159,29 @@ pub fn build_server(
         },
     ));
     Ok(server)
+}
+
+/// The public listener: pingora's proxy behind the connection caps.
+fn proxy_service(
+    server: &Server,
+    gateway: proxy::Gateway,
+    settings: &Settings,
+    shared: &Shared,
+) -> Service<connections::Capped<HttpProxy<proxy::Gateway>>> {
+    let c = &settings.connections;
+    let limits = connections::Limits::new(
+        c.max_per_replica,
+        c.max_per_network,
+        settings.trusted_proxies.clone(),
+    );
+    let app = connections::Capped::new(
+        pingora::proxy::http_proxy(&server.configuration, gateway),
+        Arc::new(limits),
+        shared.metrics.connections(),
+    );
+    let mut service = Service::new("gateway".into(), app);
+    service.add_tcp(&settings.listen.to_string());
+    service
 }
 
 /// Keeps the blacklist set equal to the feed ([`blacklist::run_sync`]), into the metrics.

@@ -46,7 +46,7 @@ pub struct Settings {
     /// Rate limits (CONTRACT §6): the reference's by default. Counted in Redis across
     /// replicas when `redis` is set, in this process otherwise.
     pub rate_limits: crate::ratelimit::Limits,
-    /// Downstream connections: idle timeout (docs/gateway.md, "Connections").
+    /// Downstream connections: idle timeout and caps (docs/gateway.md, "Connections").
     pub connections: ConnectionSettings,
     /// `pretty` or `json`.
     pub log_format: String,
@@ -73,12 +73,22 @@ pub struct ConnectionSettings {
     /// Seconds a kept-alive connection may wait for its next request before it is closed
     /// (nginx's `keepalive_timeout`). 0 turns keep-alive off: every answer closes.
     pub keepalive_idle_secs: u64,
+    /// Connections this replica holds at most (0: no cap); past it a new one gets 503
+    /// `too_many_connections` and is closed.
+    pub max_per_replica: usize,
+    /// Connections one client network (an IPv4 address, an IPv6 /64) holds at most on this
+    /// replica (0: no cap). Peers in `trusted_proxies` are exempt: behind a balancer every
+    /// client shares its address, so only `max_per_replica` bounds them, and the balancer
+    /// is the one to cap its clients.
+    pub max_per_network: usize,
 }
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
         Self {
             keepalive_idle_secs: 75,
+            max_per_replica: 20_000,
+            max_per_network: 256,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Client connections (issue 26, finding 10): a kept-alive connection that sends nothing
 //! more is closed after `connections.keepalive_idle_secs` while busy connections keep
-//! working.
+//! working, and connections past the per-network or per-replica cap get 503
+//! `too_many_connections` and are closed, until one of the held ones closes.
 //!
 //! The requests are `POST` sign-ins, a public route forwarded to the test's upstream.
 
@@ -12,12 +13,13 @@ use layered_settings::Secret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{SIGN_IN, Upstream, free_port};
+use support::{SIGN_IN, Upstream, free_port, reason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 struct Gateway {
     listen: SocketAddr,
+    admin: SocketAddr,
     _running: gateway::Running,
     dir: std::path::PathBuf,
 }
@@ -53,10 +55,35 @@ async fn gateway(auth: SocketAddr, tune: impl FnOnce(&mut Settings)) -> Gateway 
     }
     let gw = Gateway {
         listen: settings.listen,
+        admin: settings.admin_listen,
         _running: running,
         dir,
     };
+    // The probes took connections the caps count: wait until the gateway saw them close.
+    while open_connections(&gw).await != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the probe connections are still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     gw
+}
+
+/// A line of the gateway's metrics, by its name and labels.
+async fn metric(gw: &Gateway, series: &str) -> Option<u64> {
+    let text = reqwest::get(format!("http://{}/metrics", gw.admin))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn open_connections(gw: &Gateway) -> Option<u64> {
+    metric(gw, "gateway_connections_open").await
 }
 
 /// Sends one sign-in on `conn` and reads its answer whole: status line and body.
@@ -161,4 +188,83 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_timeout_while_a_busy_
     );
     let served = busy.await.unwrap();
     assert!(served > 10, "{served}");
+}
+
+/// The caps: past `max_per_network` connections from one address, a new one is answered 503
+/// `too_many_connections` (a whole HTTP answer a client reads, not a reset) and closed; once
+/// one held connection closes, the network may connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_past_its_connection_cap_is_refused_until_one_of_its_connections_closes() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |s| s.connections.max_per_network = 3).await;
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(held(&gw).await);
+    }
+
+    let refused = reqwest::Client::new()
+        .post(format!("http://{}{SIGN_IN}", gw.listen))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.headers()["connection"], "close");
+    assert_eq!(reason(refused, 503, -32603).await, "too_many_connections");
+    // Raw: the refusal, then the close.
+    let mut raw = TcpStream::connect(gw.listen).await.unwrap();
+    let (status, body) = exchange(&mut raw).await.unwrap();
+    assert!(status.starts_with("http/1.1 503"), "{status}");
+    assert!(body.contains("too_many_connections"), "{body}");
+    assert!(
+        closed_within(&mut raw, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "a refused connection is closed"
+    );
+
+    // The held connections still work.
+    for conn in &mut conns {
+        let (status, _) = exchange(conn).await.unwrap();
+        assert!(status.starts_with("http/1.1 200"), "{status}");
+    }
+
+    // One closes: the gateway notices and counts it out, then a new one is served.
+    drop(conns.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut conn = TcpStream::connect(gw.listen).await.unwrap();
+        let (status, _) = exchange(&mut conn).await.unwrap();
+        if status.starts_with("http/1.1 200") {
+            break;
+        }
+        assert!(status.starts_with("http/1.1 503"), "{status}");
+        assert!(
+            Instant::now() < deadline,
+            "never served again after a close"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let refusals = metric(&gw, r#"gateway_connections_refused_total{cap="network"}"#).await;
+    assert!(refusals >= Some(2), "{refusals:?}");
+}
+
+/// Behind a trusted balancer every client has the balancer's address, so the per-network
+/// cap does not apply to it; the replica's cap still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_balancer_is_bounded_by_the_replica_cap_only() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |s| {
+        s.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        s.connections.max_per_network = 1;
+        s.connections.max_per_replica = 2;
+    })
+    .await;
+    let _held = [held(&gw).await, held(&gw).await];
+    let mut third = TcpStream::connect(gw.listen).await.unwrap();
+    let (status, body) = exchange(&mut third).await.unwrap();
+    assert!(status.starts_with("http/1.1 503"), "{status}");
+    assert!(body.contains("too_many_connections"), "{body}");
 }
