@@ -30,6 +30,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use auth_token::AssertionKey;
 use blacklist::{BlacklistSet, Feed};
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -161,7 +162,8 @@ pub fn build_server(
     Ok(server)
 }
 
-/// The public listener: pingora's proxy behind the connection caps.
+/// The public listener: pingora's proxy behind the connection caps, with the read buffer
+/// of `connections.read_buffer_bytes`.
 fn proxy_service(
     server: &Server,
     gateway: proxy::Gateway,
@@ -180,7 +182,12 @@ fn proxy_service(
         shared.metrics.connections(),
     );
     let mut service = Service::new("gateway".into(), app);
-    service.add_tcp(&settings.listen.to_string());
+    service.add_listener(ListenerConfig::tcp(settings.listen.to_string()).l4_buffer(
+        L4BufferSettings {
+            read: Some(c.read_buffer_bytes),
+            write: None,
+        },
+    ));
     service
 }
 

@@ -81,6 +81,11 @@ pub struct ConnectionSettings {
     /// client shares its address, so only `max_per_replica` bounds them, and the balancer
     /// is the one to cap its clients.
     pub max_per_network: usize,
+    /// pingora's per-connection read buffer in bytes (pingora's default: 64 KiB), held for
+    /// the connection's whole life, idle or not. 0: none; pingora then reads a request's
+    /// head into its own 4 KiB buffer (grown as needed) and a body into its own, straight
+    /// from the socket (docs/performance.md).
+    pub read_buffer_bytes: usize,
 }
 
 impl Default for ConnectionSettings {
@@ -89,6 +94,7 @@ impl Default for ConnectionSettings {
             keepalive_idle_secs: 75,
             max_per_replica: 20_000,
             max_per_network: 256,
+            read_buffer_bytes: 0,
         }
     }
 }
