@@ -9,11 +9,13 @@
 //! - [`routes`], [`authorize`], [`reason`], [`cookies`]: the decisions, plain functions.
 //! - [`ratelimit`]: per (class, subject) limits, leased from Redis across replicas.
 //! - [`proxy`]: the pingora `ProxyHttp` glue.
+//! - [`connections`]: per-replica and per-network connection caps.
 //! - [`jwks`], [`admin`], [`metrics`]: keys, the admin port, metrics.
 //! - [`spawn`] / [`build_server`]: start it (in a thread for tests and the all-in-one runner).
 
 pub mod admin;
 pub mod authorize;
+pub mod connections;
 pub mod cookies;
 pub mod jwks;
 pub mod metrics;
@@ -28,9 +30,12 @@ use anyhow::Context;
 use async_trait::async_trait;
 use auth_token::AssertionKey;
 use blacklist::{BlacklistSet, Feed};
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
+use pingora::services::listening::Service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +58,9 @@ pub struct Shared {
     pub registry: SocketAddr,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Seconds a kept-alive client connection waits for its next request; `None`: no
+    /// keep-alive ([`settings::ConnectionSettings::keepalive_idle_secs`]).
+    pub keepalive_idle_secs: Option<u64>,
     /// Whether the `sessid` cookie is marked `Secure`.
     pub cookie_secure: bool,
     /// Peers whose `X-Forwarded-For` names the client ([`Settings::trusted_proxies`]).
@@ -134,6 +142,7 @@ pub fn build_server(
         registry: settings.registry,
         connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),
         read_timeout: Duration::from_secs(settings.upstream_read_timeout_secs),
+        keepalive_idle_secs: Some(settings.connections.keepalive_idle_secs).filter(|&s| s > 0),
         cookie_secure: settings.cookie_secure,
         trusted_proxies: settings.trusted_proxies.clone(),
     });
@@ -160,10 +169,7 @@ pub fn build_server(
         shared: shared.clone(),
         versions,
     };
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
-    proxy.add_tcp(&settings.listen.to_string());
-    server.add_service(proxy);
+    server.add_service(proxy_service(&server, gateway, settings, &shared));
 
     let mut admin = admin::service(shared.clone());
     admin.add_tcp(&settings.admin_listen.to_string());
@@ -190,6 +196,35 @@ pub fn build_server(
         },
     ));
     Ok(server)
+}
+
+/// The public listener: pingora's proxy behind the connection caps, with the read buffer
+/// of `connections.read_buffer_bytes`.
+fn proxy_service(
+    server: &Server,
+    gateway: proxy::Gateway,
+    settings: &Settings,
+    shared: &Shared,
+) -> Service<connections::Capped<HttpProxy<proxy::Gateway>>> {
+    let c = &settings.connections;
+    let limits = connections::Limits::new(
+        c.max_per_replica,
+        c.max_per_network,
+        settings.trusted_proxies.clone(),
+    );
+    let app = connections::Capped::new(
+        pingora::proxy::http_proxy(&server.configuration, gateway),
+        Arc::new(limits),
+        shared.metrics.connections(),
+    );
+    let mut service = Service::new("gateway".into(), app);
+    service.add_listener(ListenerConfig::tcp(settings.listen.to_string()).l4_buffer(
+        L4BufferSettings {
+            read: Some(c.read_buffer_bytes),
+            write: None,
+        },
+    ));
+    service
 }
 
 /// Keeps the blacklist set equal to the feed ([`blacklist::run_sync`]), into the metrics.

@@ -1,5 +1,6 @@
 //! The gateway's metrics (CONTRACT §9), in its own registry, served on the admin port.
 
+use crate::connections::{Cap, ConnectionMetrics};
 use crate::ratelimit::{RouteClass, SharedCounter, StoreError};
 use crate::reason::Reason;
 use crate::routes::Upstream;
@@ -55,6 +56,10 @@ pub struct Metrics {
     pub blacklist_feed_errors: IntCounterVec,
     /// From auth-service publishing a change to this gateway applying it.
     pub blacklist_propagation: Histogram,
+    /// Downstream connections open now.
+    pub connections_open: IntGauge,
+    /// Connections refused past a cap, by cap (`replica`, `network`).
+    pub connections_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -167,6 +172,23 @@ impl Metrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
         )?;
+        let connections_open = IntGauge::new(
+            "gateway_connections_open",
+            "Downstream connections open (kept-alive idle ones included)",
+        )?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "gateway_connections_refused_total",
+                "Downstream connections refused with 503 too_many_connections, by cap \
+                 (replica, network)",
+            ),
+            &["cap"],
+        )?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        for cap in [Cap::Replica, Cap::Network] {
+            connections_refused.with_label_values(&[cap.as_str()]);
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(auth.clone()))?;
@@ -215,7 +237,22 @@ impl Metrics {
             blacklist_feed_up,
             blacklist_feed_errors,
             blacklist_propagation,
+            connections_open,
+            connections_refused,
         })
+    }
+
+    /// What [`crate::connections::Capped`] records.
+    pub fn connections(&self) -> ConnectionMetrics {
+        ConnectionMetrics {
+            open: self.connections_open.clone(),
+            refused_replica: self
+                .connections_refused
+                .with_label_values(&[Cap::Replica.as_str()]),
+            refused_network: self
+                .connections_refused
+                .with_label_values(&[Cap::Network.as_str()]),
+        }
     }
 
     /// The `operator` label of an operator id: its id for the first [`OPERATOR_LABELS`]

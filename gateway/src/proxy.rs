@@ -94,6 +94,12 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// Bounds how long this connection, once answered, waits for its next request.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        set_idle_timeout(session, self.shared.keepalive_idle_secs);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = request_id(
             session
@@ -616,6 +622,16 @@ fn carries_machine_credential(headers: &http::HeaderMap) -> bool {
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
     });
     bearer || headers.contains_key("access-token")
+}
+
+/// Sets the keep-alive of this request's connection to `idle_secs` (`None`: close after the
+/// answer). pingora 0.9.1 gives a connection 60 s for its first request, but once a request
+/// is read it takes the client's keep-alive, which for HTTP/1.1 is no timeout at all: an
+/// idle kept-alive connection was held forever. The timeout set here is carried to the wait
+/// for the next request (pingora's `HttpPersistentSettings`), where pingora closes the
+/// connection when it runs out. A client's `Connection: close` still wins.
+fn set_idle_timeout(session: &mut Session, idle_secs: Option<u64>) {
+    session.set_keepalive(idle_secs);
 }
 
 /// The client's address ([`Ctx::client_ip`]); unspecified when unknown (a Unix socket).

@@ -23,10 +23,13 @@ pub enum Reason {
     /// This gateway has not loaded the blacklist yet (it started while Redis was down or
     /// empty), so it cannot vouch for any credential: 503, never 401.
     BlacklistUnavailable,
+    /// The connection is past this replica's cap, or its client network's
+    /// (docs/gateway.md, "Connections"): 503, then the connection closes.
+    TooManyConnections,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::RouteNotFound,
         Reason::MissingToken,
         Reason::InvalidToken,
@@ -42,6 +45,7 @@ impl Reason {
         Reason::UpstreamUnavailable,
         Reason::UpstreamTimeout,
         Reason::BlacklistUnavailable,
+        Reason::TooManyConnections,
     ];
 
     pub fn code(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Reason {
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::BlacklistUnavailable => "blacklist_unavailable",
+            Reason::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -79,7 +84,7 @@ impl Reason {
             Reason::HeadersTooLarge => 431,
             Reason::UpstreamUnavailable => 502,
             Reason::UpstreamTimeout => 504,
-            Reason::BlacklistUnavailable => 503,
+            Reason::BlacklistUnavailable | Reason::TooManyConnections => 503,
         }
     }
 

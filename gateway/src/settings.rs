@@ -47,6 +47,8 @@ pub struct Settings {
     /// Rate limits (CONTRACT §6): the reference's by default. Counted in Redis across
     /// replicas when `redis` is set, in this process otherwise.
     pub rate_limits: crate::ratelimit::Limits,
+    /// Downstream connections: idle timeout and caps (docs/gateway.md, "Connections").
+    pub connections: ConnectionSettings,
     /// `pretty` or `json`.
     pub log_format: String,
     /// pingora's server settings.
@@ -73,6 +75,39 @@ pub struct RedisSettings {
 
 fn default_prefix() -> String {
     "rpc:".into()
+}
+
+/// Downstream (client) connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionSettings {
+    /// Seconds a kept-alive connection may wait for its next request before it is closed
+    /// (nginx's `keepalive_timeout`). 0 turns keep-alive off: every answer closes.
+    pub keepalive_idle_secs: u64,
+    /// Connections this replica holds at most (0: no cap); past it a new one gets 503
+    /// `too_many_connections` and is closed.
+    pub max_per_replica: usize,
+    /// Connections one client network (an IPv4 address, an IPv6 /64) holds at most on this
+    /// replica (0: no cap). Peers in `trusted_proxies` are exempt: behind a balancer every
+    /// client shares its address, so only `max_per_replica` bounds them, and the balancer
+    /// is the one to cap its clients.
+    pub max_per_network: usize,
+    /// pingora's per-connection read buffer in bytes (pingora's default: 64 KiB), held for
+    /// the connection's whole life, idle or not. 0: none; pingora then reads a request's
+    /// head into its own 4 KiB buffer (grown as needed) and a body into its own, straight
+    /// from the socket (docs/performance.md).
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            keepalive_idle_secs: 75,
+            max_per_replica: 20_000,
+            max_per_network: 256,
+            read_buffer_bytes: 0,
+        }
+    }
 }
 
 /// The parts of pingora's `ServerConf` worth setting here.
@@ -129,6 +164,7 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             cookie_secure: false,
             rate_limits: crate::ratelimit::Limits::default(),
+            connections: ConnectionSettings::default(),
             log_format: "pretty".into(),
             server: ServerSettings::default(),
         }

@@ -1,0 +1,310 @@
+//! Downstream connections: how many a replica holds, how many one client network holds, and
+//! how a connection past either cap is refused.
+//!
+//! [`Limits`] is the count (plain, tested without a socket); [`Capped`] wraps pingora's HTTP
+//! application so that every accepted connection takes a [`Permit`] for its whole life,
+//! kept-alive idle time included, and gives it back when it closes. pingora's own accept
+//! filter (`ConnectionFilter`, behind a feature) only sees the accept, never the close, so it
+//! cannot count open connections.
+//!
+//! A refused connection is answered, not reset: 503 `too_many_connections` in the gateway's
+//! JSON-RPC shape, then a lingering close ([`refuse`]). What the idle timeout and the buffer
+//! sizes are is `crate::build_server`'s; see docs/gateway.md, "Connections".
+
+use crate::ratelimit::Subject;
+use crate::reason::Reason;
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use prometheus::{IntCounter, IntGauge};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Which cap refused a connection (the `cap` label of `gateway_connections_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    Replica,
+    Network,
+}
+
+impl Cap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cap::Replica => "replica",
+            Cap::Network => "network",
+        }
+    }
+}
+
+/// Open connections, in all and per client network, against their caps.
+pub struct Limits {
+    per_replica: usize,
+    per_network: usize,
+    /// Peers not counted per network (the trusted balancers: every client behind one shares
+    /// its address).
+    exempt: Vec<ipnet::IpNet>,
+    open: AtomicUsize,
+    networks: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Limits {
+    /// `per_replica` and `per_network` of 0 mean no cap.
+    pub fn new(per_replica: usize, per_network: usize, exempt: Vec<ipnet::IpNet>) -> Self {
+        Self {
+            per_replica: if per_replica == 0 {
+                usize::MAX
+            } else {
+                per_replica
+            },
+            per_network: if per_network == 0 {
+                usize::MAX
+            } else {
+                per_network
+            },
+            exempt,
+            open: AtomicUsize::new(0),
+            networks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a new connection from `peer`, or says which cap it is past.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Permit, Cap> {
+        let previous = self.open.fetch_add(1, Ordering::AcqRel);
+        if previous >= self.per_replica {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Cap::Replica);
+        }
+        let network =
+            (!self.exempt.iter().any(|net| net.contains(&peer))).then(|| Subject::network(peer));
+        if let Some(network) = network {
+            let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
+            let count = networks.entry(network).or_insert(0);
+            if *count >= self.per_network {
+                drop(networks);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                return Err(Cap::Network);
+            }
+            *count += 1;
+        }
+        Ok(Permit {
+            limits: self.clone(),
+            network,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Networks with at least one connection open (the map never holds more).
+    pub fn networks(&self) -> usize {
+        self.networks.lock().map_or(0, |n| n.len())
+    }
+}
+
+/// One open connection; dropping it gives its place back.
+pub struct Permit {
+    limits: Arc<Limits>,
+    network: Option<IpAddr>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(network) = self.network {
+            let mut networks = self
+                .limits
+                .networks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = networks.get_mut(&network) {
+                *count -= 1;
+                if *count == 0 {
+                    networks.remove(&network);
+                }
+            }
+        }
+        self.limits.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The connection metrics [`Capped`] keeps.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: IntGauge,
+    pub refused_replica: IntCounter,
+    pub refused_network: IntCounter,
+}
+
+/// pingora's HTTP application behind the connection caps.
+pub struct Capped<A> {
+    inner: Arc<A>,
+    limits: Arc<Limits>,
+    metrics: ConnectionMetrics,
+    /// Refusals being answered now; past [`MAX_LINGERING`] a refused connection is closed
+    /// without an answer, so a flood of refused connections holds nothing.
+    lingering: Arc<AtomicUsize>,
+}
+
+impl<A> Capped<A> {
+    pub fn new(inner: A, limits: Arc<Limits>, metrics: ConnectionMetrics) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            limits,
+            metrics,
+            lingering: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// Refused connections answered at once at most; more are closed unanswered.
+const MAX_LINGERING: usize = 1024;
+
+/// How long a refused connection waits for its request, then drains it after the answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let permit = match self.limits.admit(peer) {
+            Ok(permit) => permit,
+            Err(cap) => {
+                match cap {
+                    Cap::Replica => self.metrics.refused_replica.inc(),
+                    Cap::Network => self.metrics.refused_network.inc(),
+                }
+                let lingering = self.lingering.fetch_add(1, Ordering::AcqRel);
+                if lingering < MAX_LINGERING {
+                    refuse(stream).await;
+                }
+                self.lingering.fetch_sub(1, Ordering::AcqRel);
+                return None;
+            }
+        };
+        self.metrics.open.inc();
+        let reused = self.inner.process_new(stream, shutdown).await;
+        self.metrics.open.dec();
+        drop(permit);
+        reused
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+/// Answers 503 `too_many_connections` on a connection that will not be served, then
+/// closes it cleanly: the answer follows the first bytes of the request (or a short wait),
+/// and what the client still sends is read and discarded for a moment (a lingering close),
+/// so the client reads the answer instead of a reset.
+async fn refuse(mut stream: Stream) {
+    let mut scratch = [0u8; 2048];
+    let _ = tokio::time::timeout(REFUSAL_LINGER, stream.read(&mut scratch)).await;
+    if stream.write_all(&refusal()).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let _ = stream.shutdown().await;
+        let mut drained = 0usize;
+        while drained < 64 * 1024 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// The refusal as sent: pingora has not read the request, so the answer is written here.
+fn refusal() -> Vec<u8> {
+    let reason = Reason::TooManyConnections;
+    let body = reason.body();
+    let head = format!(
+        "HTTP/1.1 {} Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nx-gateway-error: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        reason.status(),
+        body.len(),
+        reason.code(),
+    );
+    [head.as_bytes(), &body].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_network_past_its_cap_is_refused_until_one_of_its_connections_closes() {
+        let limits = Arc::new(Limits::new(100, 2, vec![]));
+        let a = limits.admit(ip("198.51.100.7")).unwrap();
+        let _b = limits.admit(ip("198.51.100.7")).unwrap();
+        assert_eq!(limits.admit(ip("198.51.100.7")).err(), Some(Cap::Network));
+        // Another network is not affected.
+        let _c = limits.admit(ip("198.51.100.8")).unwrap();
+        drop(a);
+        let _d = limits.admit(ip("198.51.100.7")).unwrap();
+        assert_eq!(limits.open(), 3);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let limits = Arc::new(Limits::new(100, 1, vec![]));
+        let _a = limits.admit(ip("2001:db8:1:2::1")).unwrap();
+        assert_eq!(
+            limits.admit(ip("2001:db8:1:2:ffff::9")).err(),
+            Some(Cap::Network)
+        );
+        let _b = limits.admit(ip("2001:db8:1:3::1")).unwrap();
+    }
+
+    #[test]
+    fn the_replica_cap_counts_every_peer_and_trusted_balancers_only_against_it() {
+        let limits = Arc::new(Limits::new(3, 1, vec!["10.0.0.0/8".parse().unwrap()]));
+        let balancer = (0..3)
+            .map(|_| limits.admit(ip("10.0.0.5")).unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(limits.admit(ip("198.51.100.7")).err(), Some(Cap::Replica));
+        drop(balancer);
+        assert_eq!(limits.open(), 0);
+        assert_eq!(limits.networks(), 0, "closed networks leave the map");
+        let _a = limits.admit(ip("198.51.100.7")).unwrap();
+    }
+
+    #[test]
+    fn zero_means_no_cap() {
+        let limits = Arc::new(Limits::new(0, 0, vec![]));
+        let held = (0..1000)
+            .map(|_| limits.admit(ip("198.51.100.7")).unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(limits.open(), held.len());
+    }
+
+    #[test]
+    fn the_refusal_is_a_whole_http_answer_in_the_json_rpc_shape() {
+        let answer = String::from_utf8(refusal()).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["data"], "too_many_connections");
+    }
+}
