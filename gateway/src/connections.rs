@@ -74,6 +74,8 @@ impl Limits {
 
     /// Counts a new connection from `peer`, or says which cap it is past.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Permit, Cap> {
+        // A dual-stack listener's IPv4 peer (`::ffff:a.b.c.d`) is that IPv4 address.
+        let peer = peer.to_canonical();
         let previous = self.open.fetch_add(1, Ordering::AcqRel);
         if previous >= self.per_replica {
             self.open.fetch_sub(1, Ordering::AcqRel);
@@ -286,6 +288,9 @@ mod tests {
         assert_eq!(limits.open(), 0);
         assert_eq!(limits.networks(), 0, "closed networks leave the map");
         let _a = limits.admit(ip("198.51.100.7")).unwrap();
+        // A dual-stack listener sees the balancer as ::ffff:10.0.0.5: still trusted.
+        let _b = limits.admit(ip("::ffff:10.0.0.5")).unwrap();
+        let _c = limits.admit(ip("::ffff:10.0.0.5")).unwrap();
     }
 
     #[test]

@@ -38,7 +38,10 @@ async fn gateway(auth: SocketAddr, tune: impl FnOnce(&mut Settings)) -> Gateway 
         admin_listen: free_port(),
         auth_service: auth,
         registry: free_port(),
-        assertion_secret: Secret::new("an assertion secret of at least 32 bytes".into()),
+        assertion_secrets: gateway::settings::AssertionSecrets {
+            auth_service: Secret::new("auth-service's assertion secret, 32 bytes or more".into()),
+            registry: Secret::new("the registry's assertion secret, 32 bytes or more".into()),
+        },
         ..Default::default()
     };
     settings.server.threads = 1;

@@ -333,10 +333,18 @@ async fn a_dual_stack_listener_still_trusts_its_ipv4_balancer(mode: Mode) {
         async move { request.send().await.unwrap().status().as_u16() }
     };
     for n in 1..=5 {
-        assert_eq!(attempt("203.0.113.1").await, 401, "attempt {n}: a wrong key");
+        assert_eq!(
+            attempt("203.0.113.1").await,
+            401,
+            "attempt {n}: a wrong key"
+        );
     }
     assert_eq!(attempt("203.0.113.1").await, 429, "the sixth of one client");
-    assert_eq!(attempt("203.0.113.2").await, 401, "another client has its own limit");
+    assert_eq!(
+        attempt("203.0.113.2").await,
+        401,
+        "another client has its own limit"
+    );
     stack.stop().await;
 }
 
