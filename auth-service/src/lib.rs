@@ -47,6 +47,7 @@ pub struct Application {
     registry: Registry,
     publisher: Arc<publisher::Publisher>,
     republish_every: Duration,
+    compare_every: Duration,
 }
 
 impl Application {
@@ -85,6 +86,7 @@ impl Application {
             registry,
             publisher,
             republish_every: Duration::from_secs(settings.blacklist.republish_check_secs.max(1)),
+            compare_every: Duration::from_secs(settings.blacklist.compare_secs.max(1)),
         })
     }
 
@@ -105,7 +107,10 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(self.state.keys().clone().keep_fresh(stopped.clone()));
-        tokio::spawn(self.publisher.run(self.republish_every, stopped));
+        tokio::spawn(
+            self.publisher
+                .run(self.republish_every, self.compare_every, stopped),
+        );
         let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);

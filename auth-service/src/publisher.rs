@@ -5,8 +5,10 @@
 //! only), or Redis comes back empty (it keeps nothing on disk) or its keys are deleted. So a
 //! background task ([`Publisher::run`]) looks every `republish_check_secs` and rewrites the
 //! whole copy from the database ([`Publisher::republish`]) when a publish failed since the
-//! last rewrite or the copy's loaded marker is gone. The rewrite announces itself on the
-//! change channel, so gateways reload at once.
+//! last rewrite or the copy's loaded marker is gone, or when, compared whole with the
+//! database every `compare_secs`, it differs: someone who can write to Redis cannot lift an
+//! entry for longer than that. The rewrite announces itself on the change channel, so gateways
+//! reload at once.
 //!
 //! Ordering: publishes share a lock that a rewrite takes alone. A change committed while the
 //! rewrite reads the database is either in what it read or published after the rewrite, so a
@@ -123,19 +125,56 @@ impl Publisher {
         Ok(!self.feed.loaded().await?)
     }
 
+    /// Whether the fast copy holds exactly the database's unexpired entries. Taken alone, as
+    /// a rewrite is, so that no publish falls between the two reads.
+    pub async fn matches_database(&self) -> anyhow::Result<bool> {
+        let _alone = self.order.write().await;
+        let now = chrono::Utc::now().timestamp();
+        let live = |e: &Entry| e.expires_at.is_none_or(|at| at > now);
+        let sorted = |mut entries: Vec<Entry>| {
+            entries.retain(live);
+            entries.sort_by(|a, b| (a.key(), a.expires_at).cmp(&(b.key(), b.expires_at)));
+            entries
+        };
+        let record = sorted(self.current_entries().await?);
+        let copy = match self.feed.snapshot().await {
+            Ok(copy) => sorted(copy),
+            Err(FeedError::NotLoaded) => return Ok(false),
+            Err(e) => return Err(e).context("cannot read the blacklist's fast copy"),
+        };
+        Ok(record == copy)
+    }
+
     /// Checks every `every` (and at once after a failed publish) until `stop` is set; rewrites
-    /// the copy when it is due. Logs once per outage, not once per check.
+    /// the copy when it is due, or when it differs from the database, compared whole every
+    /// `compare_every`. Logs once per outage, not once per check.
     pub async fn run(
         self: Arc<Self>,
         every: Duration,
+        compare_every: Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut failing = false;
+        let mut compared = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = self.wake.notified() => {}
                 _ = stop.wait_for(|stop| *stop) => return,
+            }
+            if compared.elapsed() >= compare_every {
+                compared = tokio::time::Instant::now();
+                match self.matches_database().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(
+                            "blacklist fast copy differs from the database; rewriting it"
+                        );
+                        self.behind.store(true, Ordering::Release);
+                    }
+                    // The check below meets the same failure and reports it.
+                    Err(_) => {}
+                }
             }
             let outcome = match self.due().await {
                 Ok(false) => Ok(None),

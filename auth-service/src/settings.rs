@@ -46,12 +46,16 @@ pub struct BlacklistSettings {
     /// there and no publish failed since the last rewrite); when not, it is rewritten from
     /// the database. Bounds how long a Redis restart or flush leaves gateways behind.
     pub republish_check_secs: u64,
+    /// Seconds between two comparisons of the whole fast copy with the database; a copy that
+    /// differs (an entry deleted or changed by someone who can write to Redis) is rewritten.
+    pub compare_secs: u64,
 }
 
 impl Default for BlacklistSettings {
     fn default() -> Self {
         Self {
             republish_check_secs: 1,
+            compare_secs: 30,
         }
     }
 }

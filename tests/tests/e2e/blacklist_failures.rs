@@ -322,6 +322,62 @@ async fn a_flushed_fast_copy_is_rebuilt_and_revoked_tokens_stay_refused() {
     stack.stop().await;
 }
 
+/// The attack of the security review (issue 26, finding 9): someone who can write to Redis
+/// deletes a blacklist entry from the fast copy, marker left in place, and tells the gateways
+/// it was removed. auth-service compares the copy with the database and puts it back.
+#[tokio::test]
+async fn an_entry_deleted_from_redis_comes_back_from_the_database() {
+    let options = Options {
+        auth_settings: Some(|s| s.blacklist.compare_secs = 1),
+        gateway_settings: Some(|s| s.blacklist_reconcile_secs = 1),
+        ..Options::default()
+    };
+    let stack = Stack::start_with(Mode::Production, options).await.unwrap();
+    let (admin, good, bad) = setup(&stack).await;
+    assert_eq!(blacklist_token(&stack, 0, &admin, &bad).await, 201);
+    assert!(refused_everywhere(&stack, &bad, Duration::from_secs(1)).await);
+
+    let (url, prefix) = stack.redis.clone().unwrap();
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let hash = format!("{prefix}blacklist");
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(&hash)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let entry = fields
+        .iter()
+        .find(|f| f.starts_with("jti:"))
+        .expect("the token's entry")
+        .clone();
+    let deleted: i64 = redis::cmd("HDEL")
+        .arg(&hash)
+        .arg(&entry)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+
+    // Within seconds the entry is back in Redis and the token refused, the other served.
+    let back = stack
+        .eventually(Duration::from_secs(10), || async {
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let present: bool = redis::cmd("HEXISTS")
+                .arg(&hash)
+                .arg(&entry)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            present
+        })
+        .await;
+    assert!(back, "auth-service put the deleted entry back");
+    assert!(refused_everywhere(&stack, &bad, Duration::from_secs(3)).await);
+    assert_eq!(outcome(&stack, 0, &good).await.0, 200);
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_restarted_without_a_copy_to_load_refuses_with_503_until_it_has_one() {
     let mut redis = RedisServer::start().await.unwrap();
@@ -330,7 +386,10 @@ async fn a_gateway_restarted_without_a_copy_to_load_refuses_with_503_until_it_ha
         gateways: 2,
         // auth-service checks the copy only hourly here, so Redis stays empty after its
         // restart until a publish finds the copy missing.
-        auth_settings: Some(|s| s.blacklist.republish_check_secs = 3600),
+        auth_settings: Some(|s| {
+            s.blacklist.republish_check_secs = 3600;
+            s.blacklist.compare_secs = 3600;
+        }),
         ..Options::default()
     };
     let mut stack = Stack::start_with(Mode::Production, options).await.unwrap();
