@@ -133,7 +133,7 @@ impl Publisher {
         let live = |e: &Entry| e.expires_at.is_none_or(|at| at > now);
         let sorted = |mut entries: Vec<Entry>| {
             entries.retain(live);
-            entries.sort_by(|a, b| (a.key(), a.expires_at).cmp(&(b.key(), b.expires_at)));
+            entries.sort_by_key(|e| (e.key(), e.expires_at));
             entries
         };
         let record = sorted(self.current_entries().await?);
