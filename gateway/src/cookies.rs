@@ -18,11 +18,64 @@ pub fn values<'a>(
         })
 }
 
+/// The session cookies' names on this gateway. Reached over TLS (`secure`: the public
+/// address is not loopback, or `cookie_secure` is set) they are `__Host-sessid` and
+/// `__Host-sessauth`, and `Secure`: a browser accepts a `__Host-` cookie only from this very
+/// host, over TLS, for the whole site, so a sibling subdomain or a plain-HTTP page cannot
+/// plant one (cookie tossing, session fixation). On loopback they are plain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Names {
+    pub sessid: &'static str,
+    pub sessauth: &'static str,
+    pub secure: bool,
+}
+
+/// The `__Host-` prefix (RFC 6265bis §4.1.3.2).
+const HOST_PREFIX: &str = "__Host-";
+
+impl Names {
+    pub fn new(secure: bool) -> Self {
+        if secure {
+            Self {
+                sessid: "__Host-sessid",
+                sessauth: "__Host-sessauth",
+                secure,
+            }
+        } else {
+            Self {
+                sessid: SESSID_COOKIE,
+                sessauth: SESSAUTH_COOKIE,
+                secure,
+            }
+        }
+    }
+
+    /// auth-service's `Set-Cookie` for `sessauth` under this gateway's name and `Secure`;
+    /// `None` for any other cookie, or when the names are plain (nothing to change).
+    pub fn outgoing(&self, set_cookie: &str) -> Option<String> {
+        if !self.secure {
+            return None;
+        }
+        let rest = set_cookie
+            .strip_prefix(SESSAUTH_COOKIE)?
+            .strip_prefix('=')?;
+        let secure = if rest.to_ascii_lowercase().contains("; secure") {
+            ""
+        } else {
+            "; Secure"
+        };
+        Some(format!("{}={rest}{secure}", self.sessauth))
+    }
+}
+
 /// `Set-Cookie` for a new session id: for the whole site, out of scripts' reach, not sent on
-/// cross-site subrequests or posts, and only over TLS when `secure`.
-pub fn set_sessid(sessid: &str, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{SESSID_COOKIE}={sessid}; Path=/; HttpOnly; SameSite=Lax{secure}")
+/// cross-site subrequests or posts, and only over TLS when the names are `secure`.
+pub fn set_sessid(names: Names, sessid: &str) -> String {
+    let secure = if names.secure { "; Secure" } else { "" };
+    format!(
+        "{}={sessid}; Path=/; HttpOnly; SameSite=Lax{secure}",
+        names.sessid
+    )
 }
 
 /// The `Cookie` header to forward: the client's cookies minus the session ones, so upstreams
@@ -35,6 +88,7 @@ pub fn forwarded<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Strin
         .map(str::trim)
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
+            let name = name.strip_prefix(HOST_PREFIX).unwrap_or(name);
             !pair.is_empty() && name != SESSID_COOKIE && name != SESSAUTH_COOKIE
         })
         .collect();
@@ -57,21 +111,43 @@ mod tests {
     }
 
     #[test]
-    fn the_sessid_cookie_is_http_only_and_lax_and_secure_when_configured() {
+    fn the_sessid_cookie_is_http_only_and_lax_and_host_only_and_secure_over_tls() {
         assert_eq!(
-            set_sessid("abc", false),
+            set_sessid(Names::new(false), "abc"),
             "sessid=abc; Path=/; HttpOnly; SameSite=Lax"
         );
         assert_eq!(
-            set_sessid("abc", true),
-            "sessid=abc; Path=/; HttpOnly; SameSite=Lax; Secure"
+            set_sessid(Names::new(true), "abc"),
+            "__Host-sessid=abc; Path=/; HttpOnly; SameSite=Lax; Secure"
         );
+    }
+
+    #[test]
+    fn auth_services_sessauth_takes_the_gateways_name_over_tls() {
+        let line = "sessauth=t.o.k; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax";
+        assert_eq!(Names::new(false).outgoing(line), None);
+        assert_eq!(
+            Names::new(true).outgoing(line).as_deref(),
+            Some("__Host-sessauth=t.o.k; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax; Secure")
+        );
+        assert_eq!(
+            Names::new(true)
+                .outgoing(&format!("{line}; Secure"))
+                .as_deref(),
+            Some("__Host-sessauth=t.o.k; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax; Secure")
+        );
+        assert_eq!(Names::new(true).outgoing("theme=dark; Path=/"), None);
+        assert_eq!(Names::new(true).outgoing("sessauthx=1"), None);
     }
 
     #[test]
     fn session_cookies_are_not_forwarded() {
         let cases: &[(&[&str], Option<&str>)] = &[
             (&["sessid=a; sessauth=b"], None),
+            (
+                &["__Host-sessid=a; __Host-sessauth=b; __Host-theme=1"],
+                Some("__Host-theme=1"),
+            ),
             (
                 &["theme=dark; sessid=a", "sessauth=b; lang=fr"],
                 Some("theme=dark; lang=fr"),

@@ -61,8 +61,9 @@ pub struct Shared {
     /// Seconds a kept-alive client connection waits for its next request; `None`: no
     /// keep-alive ([`settings::ConnectionSettings::keepalive_idle_secs`]).
     pub keepalive_idle_secs: Option<u64>,
-    /// Whether the `sessid` cookie is marked `Secure`.
-    pub cookie_secure: bool,
+    /// The session cookies' names and whether they are `Secure` (over TLS: a public address
+    /// that is not loopback, or `cookie_secure`).
+    pub cookies: cookies::Names,
     /// Peers whose `X-Forwarded-For` names the client ([`Settings::trusted_proxies`]).
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -143,7 +144,7 @@ pub fn build_server(
         connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),
         read_timeout: Duration::from_secs(settings.upstream_read_timeout_secs),
         keepalive_idle_secs: Some(settings.connections.keepalive_idle_secs).filter(|&s| s > 0),
-        cookie_secure: settings.cookie_secure,
+        cookies: cookies::Names::new(settings.cookie_secure || !settings.listen.ip().is_loopback()),
         trusted_proxies: settings.trusted_proxies.clone(),
     });
 

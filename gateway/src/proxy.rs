@@ -12,9 +12,7 @@ use crate::routes::{HEALTH, PROFILE_SIGNIN, Route, Upstream, Versions, route};
 use crate::token_cache::Cached;
 use crate::{Shared, unix_now};
 use async_trait::async_trait;
-use auth_token::session::{
-    CSRF_HEADER, SESSAUTH_COOKIE, SESSID_COOKIE, is_well_formed_sessid, new_sessid, sid_of,
-};
+use auth_token::session::{CSRF_HEADER, is_well_formed_sessid, new_sessid, sid_of};
 use auth_token::{ASSERTION_HEADER, Assertion, CredentialKind, Principal};
 use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -108,7 +106,7 @@ impl ProxyHttp for Gateway {
         );
         ctx.client_ip = client_ip(session, &self.shared.trusted_proxies);
         let req = session.req_header();
-        match cookies::values(cookie_headers(&req.headers), SESSID_COOKIE)
+        match cookies::values(cookie_headers(&req.headers), self.shared.cookies.sessid)
             .find(|id| is_well_formed_sessid(id))
         {
             Some(sent) => ctx.sessid = sent.to_owned(),
@@ -444,7 +442,8 @@ impl Gateway {
     ) -> std::result::Result<Principal, Reason> {
         let req = session.req_header();
         let header = |name: &str| session.get_header(name).and_then(|v| v.to_str().ok());
-        let sessauth = cookies::values(cookie_headers(&req.headers), SESSAUTH_COOKIE).next();
+        let sessauth =
+            cookies::values(cookie_headers(&req.headers), self.shared.cookies.sessauth).next();
         let presented = Presented::from_headers(
             header("authorization"),
             header("access-token"),
@@ -604,8 +603,20 @@ impl Gateway {
 
     /// Hands a new session id to the browser, whatever the answer.
     fn set_session_cookie(&self, response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+        let names = self.shared.cookies;
+        if names.secure && response.headers.contains_key("set-cookie") {
+            // auth-service's `sessauth`, under this gateway's `__Host-` name.
+            let lines: Vec<String> = (response.headers.get_all("set-cookie").iter())
+                .filter_map(|v| v.to_str().ok())
+                .map(|line| names.outgoing(line).unwrap_or_else(|| line.to_owned()))
+                .collect();
+            response.remove_header("set-cookie");
+            for line in lines {
+                response.append_header("set-cookie", line)?;
+            }
+        }
         if ctx.new_sessid {
-            let cookie = cookies::set_sessid(&ctx.sessid, self.shared.cookie_secure);
+            let cookie = cookies::set_sessid(self.shared.cookies, &ctx.sessid);
             response.append_header("set-cookie", cookie)?;
         }
         Ok(())

@@ -41,8 +41,9 @@ pub struct Settings {
     /// sent). From any other peer the header is ignored: the TCP peer is the client. The
     /// client address keys the per-address limits and is what upstreams are told.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Marks the `sessid` cookie `Secure` (browsers then send it only over TLS). Set it
-    /// whenever clients reach the gateway over HTTPS.
+    /// Session cookies named `__Host-sessid` / `__Host-sessauth` and marked `Secure`
+    /// (browsers then take and send them only over TLS, from this host only). Always so when
+    /// `listen` is not a loopback address: such a gateway is reached over HTTPS.
     pub cookie_secure: bool,
     /// Rate limits (CONTRACT §6): the reference's by default. Counted in Redis across
     /// replicas when `redis` is set, in this process otherwise.

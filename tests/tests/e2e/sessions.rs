@@ -360,3 +360,73 @@ async fn bad_sign_ins_get_a_clear_4xx_embedded() {
 async fn bad_sign_ins_get_a_clear_4xx_on_postgres_and_redis() {
     bad_sign_ins(Mode::Production).await;
 }
+
+/// The attack of the security review (issue 26, finding 9): where the gateway is reached
+/// over TLS (its public address is not loopback), a page on a sibling subdomain or over plain
+/// HTTP could plant a `sessid` cookie of its choosing (cookie tossing) and fixate a session.
+/// There the session cookies are `__Host-` cookies, `Secure`, which browsers accept only from
+/// this very host over TLS; cookies under the plain names are not a session.
+async fn over_tls_session_cookies_are_host_only_and_secure(mode: Mode) {
+    fn public(gw: &mut gateway::Settings) {
+        gw.listen = std::net::SocketAddr::from(([0, 0, 0, 0], gw.listen.port()));
+    }
+    let options = tests::Options {
+        gateway_settings: Some(public),
+        ..tests::Options::default()
+    };
+    let stack = Stack::start_with(mode, options)
+        .await
+        .expect("stack starts");
+    let first = stack.request(Method::GET, "/profile").send().await.unwrap();
+    assert!(set_cookie(&first, "sessid").is_none(), "no plain sessid");
+    let line = set_cookie(&first, "__Host-sessid").expect("a __Host-sessid");
+    for attribute in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(line.contains(attribute), "{line} has {attribute}");
+    }
+    let sessid = cookie_value(&line);
+
+    let signin = stack
+        .request(Method::POST, "/profile/signin")
+        .header("cookie", format!("__Host-sessid={sessid}"))
+        .json(&json!({"login": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signin.status(), 200);
+    assert!(
+        set_cookie(&signin, "sessauth").is_none(),
+        "no plain sessauth"
+    );
+    let line = set_cookie(&signin, "__Host-sessauth").expect("a __Host-sessauth");
+    assert!(line.contains("Secure") && line.contains("Path=/"), "{line}");
+    let sessauth = cookie_value(&line);
+
+    let profile = |cookie: String| {
+        stack
+            .request(Method::GET, "/profile")
+            .header("cookie", cookie)
+            .send()
+    };
+    let mine = profile(format!(
+        "__Host-sessid={sessid}; __Host-sessauth={sessauth}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(mine.status(), 200);
+    // The same values under the names a sibling subdomain can set: no session.
+    let tossed = profile(format!("sessid={sessid}; sessauth={sessauth}"))
+        .await
+        .unwrap();
+    refused(tossed, 401, "missing_token").await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn over_tls_session_cookies_are_host_only_and_secure_embedded() {
+    over_tls_session_cookies_are_host_only_and_secure(Mode::Embedded).await;
+}
+
+#[tokio::test]
+async fn over_tls_session_cookies_are_host_only_and_secure_production() {
+    over_tls_session_cookies_are_host_only_and_secure(Mode::Production).await;
+}
