@@ -301,6 +301,7 @@ mod tests {
     use auth_token::{Role, SigningKey};
     use blacklist::Entry;
     use jsonwebtoken::jwk::JwkSet;
+    use proptest::prelude::*;
 
     const NOW: i64 = 1_000_000;
     const SESSID: &str = "sessid-of-the-browser-under-test-0123456789";
@@ -603,6 +604,91 @@ mod tests {
                 refused,
                 "{unsafe_method} {ambient} {provenance:?}"
             );
+        }
+    }
+
+    /// A header value as a client could send it: nothing, any text, a JWT's shape, a JWT's
+    /// shape whose header names an EdDSA key, or a bearer of one of those.
+    fn header_value() -> impl Strategy<Value = Option<String>> {
+        let segment = "[A-Za-z0-9_-]{0,60}";
+        let jwt_shaped = (segment, segment, segment).prop_map(|(a, b, c)| format!("{a}.{b}.{c}"));
+        let eddsa_header = (segment, segment, "[a-z0-9]{0,20}").prop_map(|(claims, sig, kid)| {
+            use base64::Engine;
+            let header = format!(r#"{{"alg":"EdDSA","typ":"access+jwt","kid":"{kid}"}}"#);
+            let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header);
+            format!("{header}.{claims}.{sig}")
+        });
+        let text = prop_oneof![".{0,80}", jwt_shaped, eddsa_header];
+        prop_oneof![
+            Just(None),
+            text.clone().prop_map(Some),
+            text.prop_map(|t| Some(format!("Bearer {t}"))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        /// Fuzzed credentials (issue 26): whatever a client puts in the bearer header, the
+        /// header triple or the session cookies, on any route, the decision is a refusal with
+        /// its reason (or, for an unknown key id, a JWKS refresh), never a caller, never a panic.
+        #[test]
+        fn no_header_value_is_a_credential(
+            authorization in header_value(),
+            access_token in header_value(),
+            client in header_value(),
+            uid in header_value(),
+            sessid in header_value(),
+            sessauth in header_value(),
+            csrf in header_value(),
+            unsafe_method: bool,
+            which in 0..4usize,
+        ) {
+            let (_, set) = keys();
+            let blacklist = BlacklistSet::new();
+            blacklist.replace([]);
+            let (method, path) = [
+                ("POST", "/v3/journeys"),
+                ("GET", "/admin/operators"),
+                ("DELETE", "/applications/3f2b5c9e-1c1d-4c1e-9a8b-0d6f4b8a2e11"),
+                ("GET", "/profile"),
+            ][which];
+            let route = route(&method.parse().unwrap(), path).unwrap();
+            let presented = Presented::from_headers(
+                authorization.as_deref(),
+                access_token.as_deref(),
+                client.as_deref(),
+                uid.as_deref(),
+            )
+            .or_session(sessid.as_deref(), sessauth.as_deref(), csrf.as_deref(), unsafe_method);
+            match authorize(&route, presented, &set, &blacklist, NOW) {
+                Outcome::Denied(reason) => prop_assert!(
+                    matches!(reason.status(), 401 | 403),
+                    "{reason:?}"
+                ),
+                Outcome::UnknownKey => {}
+                Outcome::Allowed(p) => prop_assert!(false, "allowed {p:?}"),
+            }
+        }
+
+        /// A genuine token with any one character changed is no credential.
+        #[test]
+        fn a_changed_character_spoils_a_genuine_token(at in 0..400usize, with in "[A-Za-z0-9_.=-]") {
+            let (key, set) = keys();
+            let blacklist = BlacklistSet::new();
+            blacklist.replace([]);
+            let mut claims = session_claims(Role::OperatorAdmin);
+            claims.kind = CredentialKind::Access;
+            let token = key.sign(&claims).unwrap();
+            let at = at % token.len();
+            let mut changed = token.clone();
+            changed.replace_range(at..at + 1, &with);
+            prop_assume!(changed != token);
+            let route = route(&http::Method::GET, "/admin/operators").unwrap();
+            let bearer = format!("Bearer {changed}");
+            let presented = Presented::from_headers(Some(&bearer), None, None, None);
+            let outcome = authorize(&route, presented, &set, &blacklist, NOW);
+            prop_assert!(!matches!(outcome, Outcome::Allowed(_)), "{outcome:?}");
         }
     }
 }

@@ -873,4 +873,24 @@ mod tests {
             assert!(!carries_machine_credential(&browser), "{browser:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Fuzzed `X-Forwarded-For` and cookies (issue 26): any header values give a canonical
+        /// address or none, and cookie values that were in the header, never a panic.
+        #[test]
+        fn forwarded_for_and_cookies_take_any_text(
+            values in proptest::collection::vec("[ -~]{0,60}", 0..4),
+            name in "[a-zA-Z_-]{1,12}",
+        ) {
+            if let Some(ip) = forwarded_client(values.iter().map(String::as_str)) {
+                proptest::prop_assert_eq!(ip, ip.to_canonical());
+                let last = values.last().unwrap();
+                proptest::prop_assert!(last.contains(&ip.to_string()) || last.contains(':'));
+            }
+            for value in cookies::values(values.iter().map(String::as_str), &name) {
+                proptest::prop_assert!(values.iter().any(|v| v.contains(value)));
+            }
+            let _ = cookies::forwarded(values.iter().map(String::as_str));
+        }
+    }
 }

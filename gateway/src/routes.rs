@@ -712,4 +712,33 @@ mod tests {
         assert_eq!(v.resolve("3.1"), None);
         assert!(is_version("v3.3.0") && !is_version("v") && !is_version("3") && !is_version("v3."));
     }
+
+    proptest::proptest! {
+        /// Fuzzed paths (issue 26): any method and path is a route or none, never a panic; a
+        /// route's template has as many segments as the path it matched.
+        #[test]
+        fn any_path_is_a_route_or_none(
+            method in proptest::sample::select(vec!["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]),
+            segments in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("v3".to_owned()),
+                    proptest::strategy::Just("journeys".to_owned()),
+                    proptest::strategy::Just("policies".to_owned()),
+                    proptest::strategy::Just("cee".to_owned()),
+                    proptest::strategy::Just("..".to_owned()),
+                    "[ -~]{0,12}",
+                ],
+                0..6,
+            ),
+        ) {
+            let path = format!("/{}", segments.join("/"));
+            if let Some(matched) = route(&method.parse().unwrap(), &path) {
+                proptest::prop_assert_eq!(
+                    matched.template.split('/').count(),
+                    path.split('/').count(),
+                    "{} matched {}", path, matched.template
+                );
+            }
+        }
+    }
 }
