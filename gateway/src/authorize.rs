@@ -627,7 +627,9 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1_000))]
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000)
+        ))]
 
         /// Fuzzed credentials (issue 26): whatever a client puts in the bearer header, the
         /// header triple or the session cookies, on any route, the decision is a refusal with

@@ -8,6 +8,7 @@ use super::*;
 use serde_json::json;
 
 mod constraints;
+mod fuzz;
 mod phones;
 mod requests;
 
