@@ -763,7 +763,9 @@ pub struct PgServer {
 /// Where Debian puts PostgreSQL's server binaries (`RPC_TEST_PG_BIN` overrides).
 fn pg_bin(tool: &str) -> PathBuf {
     let dir = std::env::var("RPC_TEST_PG_BIN").unwrap_or_else(|_| {
-        let versions = std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten();
+        let versions = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten();
         let newest = (versions.flatten())
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .max()
@@ -776,7 +778,9 @@ fn pg_bin(tool: &str) -> PathBuf {
 /// The uid and gid of OS user `name` (`id -u`, `id -g`).
 fn os_user(name: &str) -> anyhow::Result<(u32, u32)> {
     let id = |flag: &str| -> anyhow::Result<u32> {
-        let out = std::process::Command::new("id").args([flag, name]).output()?;
+        let out = std::process::Command::new("id")
+            .args([flag, name])
+            .output()?;
         anyhow::ensure!(out.status.success(), "no OS user {name}");
         Ok(String::from_utf8(out.stdout)?.trim().parse()?)
     };
