@@ -189,7 +189,45 @@ macro_rules! on_db {
     };
 }
 
+/// Whether `e` says the database is out of reach (down, restarting, refusing connections, no
+/// connection free within the pool's acquire timeout) rather than that it refused this call.
+/// Such a failure is answered 503 `database_unavailable` ([`crate::RpcError`]), never 500.
+///
+/// A statement whose connection broke may have been committed or not: the caller cannot
+/// know, and a retry of a create meets the first one's row if it was (a 409 for journeys).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P01-57P03: the server is shutting down,
+            // crashed, or is not accepting connections yet (recovery); 53300: too many
+            // connections.
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 /// Whether `e` is a unique-constraint violation.
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_unavailable;
+
+    #[test]
+    fn only_an_unreachable_database_is_unavailable() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(is_unavailable(&sqlx::Error::Io(refused)));
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::PoolClosed));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::Protocol("unexpected".into())));
+    }
 }

@@ -8,6 +8,10 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+/// `Retry-After` of a 503 `database_unavailable`: PostgreSQL's crash recovery or a restart
+/// takes seconds.
+pub const DATABASE_RETRY_AFTER_SECS: u64 = 2;
+
 /// An error answered to the client in the JSON-RPC shape.
 #[derive(Debug, Clone)]
 pub struct RpcError {
@@ -145,6 +149,24 @@ impl RpcError {
         .retry_after(retry_after)
     }
 
+    /// 503 `database_unavailable` with `Retry-After`: the database is out of reach
+    /// ([`crate::db::is_unavailable`]); nothing was decided, the client may send again.
+    pub fn database_unavailable() -> Self {
+        Self::unavailable("database_unavailable", DATABASE_RETRY_AFTER_SECS)
+    }
+
+    /// The answer to a failed database call: [`RpcError::database_unavailable`] when the
+    /// database is out of reach, else [`RpcError::internal`]. Logs the cause once.
+    pub fn database(e: &sqlx::Error) -> Self {
+        if crate::db::is_unavailable(e) {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::database_unavailable()
+        } else {
+            tracing::error!(error = %e, "database error");
+            Self::internal()
+        }
+    }
+
     /// 500. Says nothing internal: log the cause where it happened, once.
     pub fn internal() -> Self {
         Self::new(
@@ -181,8 +203,7 @@ impl Reply for RpcError {
 
 impl From<sqlx::Error> for RpcError {
     fn from(e: sqlx::Error) -> Self {
-        tracing::error!(error = %e, "database error");
-        RpcError::internal()
+        RpcError::database(&e)
     }
 }
 

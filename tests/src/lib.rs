@@ -747,3 +747,158 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A private PostgreSQL server for tests that crash and restart the database (never the
+/// machine's shared one): its own data directory (`initdb` in a temp dir), its own port.
+/// As root (the tests' CI) it runs as the `postgres` OS user, which PostgreSQL requires.
+/// Its processes are killed and its directory removed when dropped, also on a panic.
+pub struct PgServer {
+    port: u16,
+    dir: PathBuf,
+    /// The uid and gid it runs as when the tests run as root.
+    owner: Option<(u32, u32)>,
+    child: Option<std::process::Child>,
+}
+
+/// Where Debian puts PostgreSQL's server binaries (`RPC_TEST_PG_BIN` overrides).
+fn pg_bin(tool: &str) -> PathBuf {
+    let dir = std::env::var("RPC_TEST_PG_BIN").unwrap_or_else(|_| {
+        let versions = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten();
+        let newest = (versions.flatten())
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(15);
+        format!("/usr/lib/postgresql/{newest}/bin")
+    });
+    PathBuf::from(dir).join(tool)
+}
+
+/// The uid and gid of OS user `name` (`id -u`, `id -g`).
+fn os_user(name: &str) -> anyhow::Result<(u32, u32)> {
+    let id = |flag: &str| -> anyhow::Result<u32> {
+        let out = std::process::Command::new("id")
+            .args([flag, name])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "no OS user {name}");
+        Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+    };
+    Ok((id("-u")?, id("-g")?))
+}
+
+impl PgServer {
+    /// Makes a data directory and starts the server on a free port; returns once it accepts
+    /// connections. The superuser is `postgres`, trusted on loopback.
+    pub async fn start() -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let port = free_port()?.port();
+        let dir = std::env::temp_dir().join(format!("rpc-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let owner = if current_uid()? == 0 {
+            let owner = os_user("postgres")
+                .context("PostgreSQL refuses to run as root: the postgres OS user is needed")?;
+            std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1))?;
+            Some(owner)
+        } else {
+            None
+        };
+        let mut server = Self {
+            port,
+            dir,
+            owner,
+            child: None,
+        };
+        let mut initdb = std::process::Command::new(pg_bin("initdb"));
+        initdb
+            .arg("-D")
+            .arg(server.data())
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some((uid, gid)) = owner {
+            initdb.uid(uid).gid(gid);
+        }
+        let out = initdb
+            .output()
+            .context("initdb must be installed (scripts/prereqs.sh services)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        server.resume().await?;
+        Ok(server)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Kills the postmaster and every backend at once (SIGKILL to its process group: a
+    /// crash, not a shutdown) and waits until the postmaster is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let group = format!("-{}", child.id());
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .stderr(std::process::Stdio::null())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same data directory and port (crash recovery replays the
+    /// WAL); returns once it accepts connections.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        use std::os::unix::process::CommandExt;
+        anyhow::ensure!(self.child.is_none(), "postgres already runs");
+        let mut command = std::process::Command::new(pg_bin("postgres"));
+        command
+            .arg("-D")
+            .arg(self.data())
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "max_connections=100"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own process group, so a kill reaches the backends too.
+            .process_group(0);
+        if let Some((uid, gid)) = self.owner {
+            command.uid(uid).gid(gid);
+        }
+        self.child = Some(command.spawn().context("cannot start postgres")?);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(pool) = sqlx::PgPool::connect(&self.url()).await {
+                let ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
+                pool.close().await;
+                if ok {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("postgres did not start on port {}", self.port)
+    }
+}
+
+/// This process's uid (`id -u`).
+fn current_uid() -> anyhow::Result<u32> {
+    let out = std::process::Command::new("id").arg("-u").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

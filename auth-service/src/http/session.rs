@@ -201,7 +201,13 @@ pub(super) async fn publish_target(state: &State, kind: Kind, value: &str) -> Re
     publish(state, change).await
 }
 
+/// A failed store call: 503 `database_unavailable` when the database is out of reach, else
+/// 500. Logs the cause once.
 pub(super) fn internal(e: crate::store::StoreError) -> RpcError {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "store: database unavailable");
+        return RpcError::database_unavailable();
+    }
     tracing::error!(error = %e, "store error");
     RpcError::internal()
 }

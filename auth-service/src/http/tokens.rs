@@ -128,6 +128,17 @@ impl From<super::credentials::AuthError> for TokenError {
 
 impl From<StoreError> for TokenError {
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "store: database unavailable");
+            return Self {
+                retry_after: Some(rpc_service::error::DATABASE_RETRY_AFTER_SECS),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "The database is unavailable; retry later",
+                )
+            };
+        }
         tracing::error!(error = %e, "store error");
         INTERNAL
     }

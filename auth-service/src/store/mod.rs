@@ -19,6 +19,14 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// Whether the database was out of reach ([`rpc_service::db::is_unavailable`]): the
+    /// client may send again (503), rather than a failure of this call (500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Db(e) if rpc_service::db::is_unavailable(e))
+    }
+}
+
 /// What lifting a blacklist entry did.
 #[derive(Debug)]
 pub enum Lift {

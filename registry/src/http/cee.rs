@@ -235,7 +235,13 @@ fn refused(refusal: DateRefusal) -> RpcError {
     RpcError::invalid_params(vec![refusal.message()])
 }
 
+/// A failed store call: 503 `database_unavailable` when the database is out of reach, else
+/// 500. Logs the cause once.
 pub(super) fn internal(e: StoreError) -> RpcError {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "CEE store: database unavailable");
+        return RpcError::database_unavailable();
+    }
     tracing::error!(error = %e, "CEE store failed");
     RpcError::internal()
 }

@@ -472,7 +472,13 @@ pub(super) fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// A failed store call: 503 `database_unavailable` when the database is out of reach, else
+/// 500. Logs the cause once.
 pub(super) fn internal(e: StoreError) -> RpcError {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "journey store: database unavailable");
+        return RpcError::database_unavailable();
+    }
     tracing::error!(error = %e, "journey store failed");
     RpcError::internal()
 }

@@ -21,6 +21,10 @@
 //! refusal is a stored row). When a statement fails anyway, nothing of the batch is kept and
 //! each of its journeys is inserted again in a transaction of its own, so that one bad journey
 //! fails alone. A failed COMMIT fails every journey of the batch.
+//!
+//! When the database is out of reach (crashed, restarting), the whole batch is answered
+//! `Unavailable` at once (503 to the clients) and the writer lets its connection go and
+//! acquires a new one for the next batch.
 
 use super::postgres::{begin_locking, insert_alone, insert_independent, insert_locked};
 use super::{InsertOutcome, JourneyRow, StoreError, person_locks};
@@ -148,14 +152,23 @@ impl Batcher {
                     if batch.is_empty() {
                         break;
                     }
-                    self.commit_batch(&mut conn, batch).await;
+                    if let Writer::Reconnect = self.commit_batch(&mut conn, batch).await {
+                        // Never again on a dead connection: the next turn acquires anew
+                        // (the pool tests a connection before handing it out).
+                        conn.close_on_drop();
+                        break;
+                    }
                 },
                 Err(e) => {
                     let message = e.to_string();
+                    let unavailable = rpc_service::db::is_unavailable(&e);
                     for p in self.take() {
-                        let _ = p.reply.send(Err(StoreError::Database(sqlx::Error::Protocol(
-                            message.clone(),
-                        ))));
+                        let error = if unavailable {
+                            StoreError::Unavailable(message.clone())
+                        } else {
+                            StoreError::Database(sqlx::Error::Protocol(message.clone()))
+                        };
+                        let _ = p.reply.send(Err(error));
                     }
                 }
             }
@@ -172,20 +185,38 @@ impl Batcher {
         }
     }
 
-    /// Inserts `batch` in one transaction on `conn` and answers each journey.
-    async fn commit_batch(&self, conn: &mut PoolConnection<Postgres>, batch: Vec<Pending>) {
+    /// Inserts `batch` in one transaction on `conn` and answers each journey. When the
+    /// database is out of reach, every journey of the batch is answered so at once (none
+    /// waits for the others' attempts) and the connection is reported lost.
+    async fn commit_batch(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        batch: Vec<Pending>,
+    ) -> Writer {
         self.metrics.sizes.observe(batch.len() as f64);
         if batch.len() == 1 {
             let p = batch.into_iter().next().expect("one journey");
             let outcome = insert_alone_on(conn, &p.row()).await;
+            let lost = outcome.as_ref().is_err_and(StoreError::is_unavailable);
             let _ = p.reply.send(outcome);
-            return;
+            return if lost {
+                Writer::Reconnect
+            } else {
+                Writer::Keep
+            };
         }
         match insert_together(conn, &batch).await {
             Ok(Ok(outcomes)) => {
                 for (p, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = p.reply.send(Ok(outcome));
                 }
+                Writer::Keep
+            }
+            Ok(Err(commit)) if rpc_service::db::is_unavailable(&commit) => {
+                // The COMMIT may have reached the server or not: a journey sent again
+                // finds its row (409) if it did.
+                tracing::warn!(error = %commit, journeys = batch.len(), "batch commit: database unavailable");
+                unavailable(batch, &commit.to_string())
             }
             Ok(Err(commit)) => {
                 tracing::error!(error = %commit, journeys = batch.len(), "batch commit failed");
@@ -193,6 +224,11 @@ impl Batcher {
                 for p in batch {
                     let _ = p.reply.send(Err(StoreError::BatchCommit(message.clone())));
                 }
+                Writer::Keep
+            }
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, journeys = batch.len(), "batch: database unavailable");
+                unavailable(batch, &e.to_string())
             }
             Err(e) => {
                 // Rolled back: each journey again, alone, so that the failure stays with the
@@ -202,9 +238,27 @@ impl Batcher {
                     let outcome = insert_alone(&self.pool, &p.row()).await;
                     let _ = p.reply.send(outcome);
                 }
+                Writer::Keep
             }
         }
     }
+}
+
+/// Whether a writer's connection may serve its next batch.
+enum Writer {
+    Keep,
+    /// The database went out of reach on it.
+    Reconnect,
+}
+
+/// Answers every journey of `batch` [`StoreError::Unavailable`].
+fn unavailable(batch: Vec<Pending>, message: &str) -> Writer {
+    for p in batch {
+        let _ = p
+            .reply
+            .send(Err(StoreError::Unavailable(message.to_owned())));
+    }
+    Writer::Reconnect
 }
 
 /// [`insert_alone`] on a connection already held.

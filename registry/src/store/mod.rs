@@ -57,6 +57,22 @@ pub enum StoreError {
     /// The batch writer holding the journey stopped before answering.
     #[error("the batch writer stopped before answering")]
     BatchLost,
+    /// The database is out of reach ([`rpc_service::db::is_unavailable`]) for a journey of a
+    /// batch (the writer answers every journey it holds with it).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether the database was out of reach: the client may send again (503), rather than
+    /// a failure of this call (500).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => rpc_service::db::is_unavailable(e),
+            StoreError::Unavailable(_) => true,
+            StoreError::Corrupt(_) | StoreError::BatchCommit(_) | StoreError::BatchLost => false,
+        }
+    }
 }
 
 /// One journey to insert.

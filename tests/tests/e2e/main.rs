@@ -9,6 +9,7 @@ mod compat;
 mod console;
 mod credential_matrix;
 mod credentials;
+mod database_crash;
 mod database_roles;
 mod journeys;
 mod keys;
