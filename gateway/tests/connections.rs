@@ -7,61 +7,16 @@
 
 mod support;
 
-use blacklist::LocalFeed;
 use gateway::Settings;
-use layered_settings::Secret;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{SIGN_IN, Upstream, free_port, reason};
+use support::{Gateway, SIGN_IN, Upstream, free_port, reason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Gateway {
-    listen: SocketAddr,
-    admin: SocketAddr,
-    _running: gateway::Running,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.dir).ok();
-    }
-}
-
 async fn gateway(auth: SocketAddr, tune: impl FnOnce(&mut Settings)) -> Gateway {
-    let dir = std::env::temp_dir().join(format!("gw-conns-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut settings = Settings {
-        listen: free_port(),
-        admin_listen: free_port(),
-        auth_service: auth,
-        registry: free_port(),
-        assertion_secrets: gateway::settings::AssertionSecrets {
-            auth_service: Secret::new("auth-service's assertion secret, 32 bytes or more".into()),
-            registry: Secret::new("the registry's assertion secret, 32 bytes or more".into()),
-        },
-        ..Default::default()
-    };
-    settings.server.threads = 1;
-    settings.server.grace_period_seconds = 0;
-    settings.server.graceful_shutdown_timeout_seconds = 1;
-    settings.server.pid_file = dir.join("gateway.pid").display().to_string();
-    settings.server.upgrade_sock = dir.join("upgrade.sock").display().to_string();
-    tune(&mut settings);
-    let running = gateway::spawn(&settings, Arc::new(LocalFeed::new())).unwrap();
+    let gw = support::gateway(auth, tune).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(settings.listen).await.is_err() {
-        assert!(Instant::now() < deadline, "the gateway never started");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let gw = Gateway {
-        listen: settings.listen,
-        admin: settings.admin_listen,
-        _running: running,
-        dir,
-    };
     // The probes took connections the caps count: wait until the gateway saw them close.
     while open_connections(&gw).await != Some(0) {
         assert!(

@@ -7,64 +7,23 @@
 
 mod support;
 
-use blacklist::LocalFeed;
 use gateway::Settings;
 use gateway::ratelimit::RouteClass;
-use layered_settings::Secret;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use support::{SIGN_IN, Upstream, free_port, reason};
+use support::{Gateway, SIGN_IN, Upstream, free_port, reason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Gateway {
-    url: String,
-    _running: gateway::Running,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.dir).ok();
-    }
-}
-
-/// A gateway whose auth-service is `auth` (which may not be listening).
+/// A gateway whose auth-service is `auth` (which may not be listening), with a 1 s upstream
+/// read timeout.
 async fn gateway(auth: SocketAddr, tune: impl FnOnce(&mut Settings)) -> Gateway {
-    let dir = std::env::temp_dir().join(format!("gw-edge-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut settings = Settings {
-        listen: free_port(),
-        admin_listen: free_port(),
-        auth_service: auth,
-        registry: free_port(),
-        assertion_secrets: gateway::settings::AssertionSecrets {
-            auth_service: Secret::new("auth-service's assertion secret, 32 bytes or more".into()),
-            registry: Secret::new("the registry's assertion secret, 32 bytes or more".into()),
-        },
-        upstream_read_timeout_secs: 1,
-        ..Default::default()
-    };
-    settings.server.threads = 1;
-    settings.server.grace_period_seconds = 0;
-    settings.server.graceful_shutdown_timeout_seconds = 1;
-    settings.server.pid_file = dir.join("gateway.pid").display().to_string();
-    settings.server.upgrade_sock = dir.join("upgrade.sock").display().to_string();
-    tune(&mut settings);
-    let running = gateway::spawn(&settings, Arc::new(LocalFeed::new())).unwrap();
-    for _ in 0..200 {
-        if TcpStream::connect(settings.listen).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Gateway {
-        url: format!("http://{}", settings.listen),
-        _running: running,
-        dir,
-    }
+    support::gateway(auth, |settings| {
+        settings.upstream_read_timeout_secs = 1;
+        tune(settings);
+    })
+    .await
 }
 
 async fn sign_in(gw: &Gateway) -> reqwest::Response {

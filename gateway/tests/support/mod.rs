@@ -1,5 +1,6 @@
-//! What the gateway's integration tests share: an upstream whose behaviour the test
-//! switches, free ports, and the gateway's JSON-RPC error shape.
+//! What the gateway's integration tests share: a gateway started in the test's process, an
+//! upstream whose behaviour the test switches, free ports, and the gateway's JSON-RPC error
+//! shape.
 #![allow(dead_code, reason = "each test binary uses its own part")]
 
 use std::net::SocketAddr;
@@ -156,4 +157,62 @@ pub async fn reason(response: reqwest::Response, status: u16, rpc_code: i64) -> 
     assert_eq!(body["error"]["code"], rpc_code, "{body}");
     assert_eq!(body["error"]["data"], header.as_str(), "{body}");
     header
+}
+
+/// A gateway running in the test's process; its temporary directory goes when it is dropped.
+pub struct Gateway {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    /// `http://<listen>`.
+    pub url: String,
+    _running: gateway::Running,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// A gateway whose auth-service is `auth` (which may not be listening), one thread, settings
+/// then changed by `tune`; returns once it accepts connections.
+pub async fn gateway(auth: SocketAddr, tune: impl FnOnce(&mut gateway::Settings)) -> Gateway {
+    use layered_settings::Secret;
+    let dir = std::env::temp_dir().join(format!("gw-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings = gateway::Settings {
+        listen: free_port(),
+        admin_listen: free_port(),
+        auth_service: auth,
+        registry: free_port(),
+        assertion_secrets: gateway::settings::AssertionSecrets {
+            auth_service: Secret::new("auth-service's assertion secret, 32 bytes or more".into()),
+            registry: Secret::new("the registry's assertion secret, 32 bytes or more".into()),
+        },
+        ..Default::default()
+    };
+    settings.server.threads = 1;
+    settings.server.grace_period_seconds = 0;
+    settings.server.graceful_shutdown_timeout_seconds = 1;
+    settings.server.pid_file = dir.join("gateway.pid").display().to_string();
+    settings.server.upgrade_sock = dir.join("upgrade.sock").display().to_string();
+    tune(&mut settings);
+    let feed = Arc::new(blacklist::LocalFeed::new());
+    let running = gateway::spawn(&settings, feed).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(settings.listen).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never started"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Gateway {
+        listen: settings.listen,
+        admin: settings.admin_listen,
+        url: format!("http://{}", settings.listen),
+        _running: running,
+        dir,
+    }
 }
