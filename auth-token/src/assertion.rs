@@ -160,8 +160,6 @@ pub enum AssertionError {
     Invalid,
     #[error("identity assertion was issued for another request")]
     WrongRequest,
-    #[error("identity assertion was already used")]
-    Replayed,
 }
 
 /// The secret the gateway shares with one upstream, able to sign (gateway) and verify (that

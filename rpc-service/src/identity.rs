@@ -75,9 +75,7 @@ impl Gatekeeper {
                 return Verified::Refused("invalid_gateway_assertion");
             }
             Err(AssertionError::Missing) => return Verified::Refused("missing_gateway_assertion"),
-            Err(AssertionError::Invalid | AssertionError::Replayed) => {
-                return Verified::Refused("invalid_gateway_assertion");
-            }
+            Err(AssertionError::Invalid) => return Verified::Refused("invalid_gateway_assertion"),
         };
         match self.replays.admit(&assertion.jti, now) {
             Ok(()) => Verified::Caller(assertion.principal),
