@@ -1,23 +1,35 @@
 //! pingora with nothing on top: every request forwarded to one upstream, no filter at all,
-//! the same server settings as the gateway (threads, scheduler, allocator, keep-alive).
-//! It measures pingora's own cost on this machine, the floor under the gateway's figures
+//! in the gateway's server layout (one single-threaded service per core, each with its own
+//! `SO_REUSEPORT` listener; no downstream module; one peer built at start). It measures
+//! pingora's own cost on this machine, the floor under the gateway's figures
 //! (docs/performance.md):
 //!
 //!     cargo build --release -p gateway --example bare_proxy
 //!     BARE_LISTEN=127.0.0.1:18180 BARE_UPSTREAM=127.0.0.1:9201 target/release/examples/bare_proxy
+//!
+//! Other layouts, for comparison: `BARE_SERVICES` (default: one per core), `BARE_THREADS`
+//! per service (default 1), `BARE_WORK_STEALING=true`, `BARE_MODULES=default` (pingora's
+//! disabled compression module), `BARE_SHARED_SOCKET=true` (every service accepts on one
+//! socket instead of one `SO_REUSEPORT` socket each).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use async_trait::async_trait;
+use pingora::listeners::{ListenerConfig, TcpSocketOptions};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
+use pingora::services::listening::Service;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-struct Bare(SocketAddr);
+struct Bare {
+    peer: HttpPeer,
+    default_modules: bool,
+}
 
 #[async_trait]
 impl ProxyHttp for Bare {
@@ -25,10 +37,14 @@ impl ProxyHttp for Bare {
 
     fn new_ctx(&self) {}
 
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        if self.default_modules {
+            modules.add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(0));
+        }
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        let mut peer = HttpPeer::new(self.0, false, String::new());
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        Ok(Box::new(peer))
+        Ok(Box::new(self.peer.clone()))
     }
 }
 
@@ -37,19 +53,42 @@ fn env(name: &str, default: &str) -> String {
 }
 
 fn main() {
-    let listen = env("BARE_LISTEN", "127.0.0.1:18180");
+    let listen: SocketAddr = env("BARE_LISTEN", "127.0.0.1:18180")
+        .parse()
+        .expect("BARE_LISTEN is host:port");
     let upstream: SocketAddr = env("BARE_UPSTREAM", "127.0.0.1:9201")
         .parse()
         .expect("BARE_UPSTREAM is host:port");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let services: usize = env("BARE_SERVICES", &cores.to_string())
+        .parse()
+        .expect("BARE_SERVICES");
+    let threads: usize = env("BARE_THREADS", "1").parse().expect("BARE_THREADS");
+    let shared_socket = env("BARE_SHARED_SOCKET", "false") == "true";
     let conf = ServerConf {
-        threads: env("BARE_THREADS", "2").parse().expect("BARE_THREADS"),
+        threads: 1,
         work_stealing: env("BARE_WORK_STEALING", "false") == "true",
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Bare(upstream));
-    proxy.add_tcp(&listen);
-    server.add_service(proxy);
+    let mut peer = HttpPeer::new(upstream, false, String::new());
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
+    for index in 0..services {
+        let bare = Bare {
+            peer: peer.clone(),
+            default_modules: env("BARE_MODULES", "none") == "default",
+        };
+        let app = pingora::proxy::http_proxy(&server.configuration, bare);
+        let mut service = Service::new(format!("bare {index}"), app);
+        service.threads = Some(threads);
+        let mut socket = TcpSocketOptions::default();
+        socket.so_reuseport = Some(true);
+        // A distinct spelling per service gets a socket of its own (gateway::listener_key);
+        // the same spelling shares the first service's socket.
+        let key = gateway::listener_key(listen, if shared_socket { 0 } else { index });
+        service.add_listener(ListenerConfig::tcp(key).tcp_socket_options(socket));
+        server.add_service(service);
+    }
     server.run_forever()
 }

@@ -50,6 +50,10 @@ pub struct Limits {
     exempt: Vec<ipnet::IpNet>,
     open: AtomicUsize,
     networks: Mutex<HashMap<IpAddr, usize>>,
+    /// Refusals being answered now, by every listener; past [`MAX_LINGERING`] a refused
+    /// connection is closed without an answer, so a flood of refused connections holds
+    /// nothing.
+    lingering: AtomicUsize,
 }
 
 impl Limits {
@@ -69,6 +73,7 @@ impl Limits {
             exempt,
             open: AtomicUsize::new(0),
             networks: Mutex::new(HashMap::new()),
+            lingering: AtomicUsize::new(0),
         }
     }
 
@@ -148,9 +153,6 @@ pub struct Capped<A> {
     inner: Arc<A>,
     limits: Arc<Limits>,
     metrics: ConnectionMetrics,
-    /// Refusals being answered now; past [`MAX_LINGERING`] a refused connection is closed
-    /// without an answer, so a flood of refused connections holds nothing.
-    lingering: Arc<AtomicUsize>,
 }
 
 impl<A> Capped<A> {
@@ -159,7 +161,6 @@ impl<A> Capped<A> {
             inner: Arc::new(inner),
             limits,
             metrics,
-            lingering: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -188,11 +189,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
                     Cap::Replica => self.metrics.refused_replica.inc(),
                     Cap::Network => self.metrics.refused_network.inc(),
                 }
-                let lingering = self.lingering.fetch_add(1, Ordering::AcqRel);
-                if lingering < MAX_LINGERING {
+                let lingering = &self.limits.lingering;
+                if lingering.fetch_add(1, Ordering::AcqRel) < MAX_LINGERING {
                     refuse(stream).await;
                 }
-                self.lingering.fetch_sub(1, Ordering::AcqRel);
+                lingering.fetch_sub(1, Ordering::AcqRel);
                 return None;
             }
         };

@@ -30,7 +30,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use auth_token::AssertionKey;
 use blacklist::{BlacklistSet, Feed};
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -155,7 +155,8 @@ pub fn build_server(
         }
     }
     let conf = ServerConf {
-        threads: s.threads.max(1),
+        // The proxy services set their own; this is the admin port's and the tasks'.
+        threads: 1,
         work_stealing: s.work_stealing,
         grace_period_seconds: Some(s.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
@@ -166,11 +167,17 @@ pub fn build_server(
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let gateway = proxy::Gateway {
-        shared: shared.clone(),
-        versions,
-    };
-    server.add_service(proxy_service(&server, gateway, settings, &shared));
+    let c = &settings.connections;
+    let limits = Arc::new(connections::Limits::new(
+        c.max_per_replica,
+        c.max_per_network,
+        settings.trusted_proxies.clone(),
+    ));
+    for index in 0..s.proxy_services() {
+        let gateway = proxy::Gateway::new(shared.clone(), versions.clone(), index);
+        let service = proxy_service(&server, gateway, settings, &shared, limits.clone(), index);
+        server.add_service(service);
+    }
 
     let mut admin = admin::service(shared.clone());
     admin.add_tcp(&settings.admin_listen.to_string());
@@ -199,33 +206,48 @@ pub fn build_server(
     Ok(server)
 }
 
-/// The public listener: pingora's proxy behind the connection caps, with the read buffer
-/// of `connections.read_buffer_bytes`.
+/// Proxy service `index`: one thread, pingora's proxy behind the connection caps (shared by
+/// all services), its own listener on the public address with the read buffer of
+/// `connections.read_buffer_bytes`.
 fn proxy_service(
     server: &Server,
     gateway: proxy::Gateway,
     settings: &Settings,
     shared: &Shared,
+    limits: Arc<connections::Limits>,
+    index: usize,
 ) -> Service<connections::Capped<HttpProxy<proxy::Gateway>>> {
-    let c = &settings.connections;
-    let limits = connections::Limits::new(
-        c.max_per_replica,
-        c.max_per_network,
-        settings.trusted_proxies.clone(),
-    );
     let app = connections::Capped::new(
         pingora::proxy::http_proxy(&server.configuration, gateway),
-        Arc::new(limits),
+        limits,
         shared.metrics.connections(),
     );
-    let mut service = Service::new("gateway".into(), app);
-    service.add_listener(ListenerConfig::tcp(settings.listen.to_string()).l4_buffer(
-        L4BufferSettings {
-            read: Some(c.read_buffer_bytes),
+    let mut service = Service::new(format!("gateway {index}"), app);
+    service.threads = Some(1);
+    let mut socket = TcpSocketOptions::default();
+    socket.so_reuseport = Some(true);
+    let listener = ListenerConfig::tcp(listener_key(settings.listen, index))
+        .tcp_socket_options(socket)
+        .l4_buffer(L4BufferSettings {
+            read: Some(settings.connections.read_buffer_bytes),
             write: None,
-        },
-    ));
+        });
+    service.add_listener(listener);
     service
+}
+
+/// The address string of service `index`'s listener: `addr` with its port written with
+/// `index` extra leading zeros (`127.0.0.1:8080`, `127.0.0.1:08080`, ...). pingora hands
+/// listening sockets over in a graceful upgrade by this string, and a second listener
+/// under an existing string would share the first's socket instead of binding its own;
+/// every spelling binds the same address.
+pub fn listener_key(addr: SocketAddr, index: usize) -> String {
+    let port = addr.port().to_string();
+    let width = port.len() + index;
+    match addr {
+        SocketAddr::V4(a) => format!("{}:{port:0>width$}", a.ip()),
+        SocketAddr::V6(a) => format!("[{}]:{port:0>width$}", a.ip()),
+    }
 }
 
 /// Keeps the blacklist set equal to the feed ([`blacklist::run_sync`]), into the metrics.
@@ -351,6 +373,20 @@ pub fn spawn(settings: &Settings, feed: Arc<dyn Feed>) -> anyhow::Result<Running
 mod tests {
     use super::*;
     use layered_settings::Secret;
+
+    #[test]
+    fn every_listener_key_binds_the_same_address() {
+        for addr in ["127.0.0.1:8080", "[::]:443", "0.0.0.0:1", "[::1]:65535"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let keys: Vec<String> = (0..64).map(|i| listener_key(addr, i)).collect();
+            assert_eq!(keys[0], addr.to_string());
+            for key in &keys {
+                assert_eq!(key.parse::<SocketAddr>().unwrap(), addr, "{key}");
+            }
+            let distinct: std::collections::HashSet<_> = keys.iter().collect();
+            assert_eq!(distinct.len(), keys.len());
+        }
+    }
 
     #[test]
     fn each_upstream_needs_its_own_long_secret() {

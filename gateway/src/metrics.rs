@@ -60,6 +60,8 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     /// Connections refused past a cap, by cap (`replica`, `network`).
     pub connections_refused: IntCounterVec,
+    /// Requests by proxy service: how the kernel spreads connections over the listeners.
+    service_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -184,6 +186,14 @@ impl Metrics {
             ),
             &["cap"],
         )?;
+        let service_requests = IntCounterVec::new(
+            Opts::new(
+                "gateway_service_requests_total",
+                "Requests by proxy service (one thread and one listener each)",
+            ),
+            &["service"],
+        )?;
+        registry.register(Box::new(service_requests.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         for cap in [Cap::Replica, Cap::Network] {
@@ -239,6 +249,7 @@ impl Metrics {
             blacklist_propagation,
             connections_open,
             connections_refused,
+            service_requests,
         })
     }
 
@@ -253,6 +264,12 @@ impl Metrics {
                 .connections_refused
                 .with_label_values(&[Cap::Network.as_str()]),
         }
+    }
+
+    /// Proxy service `index`'s request counter (its series exists from the start).
+    pub fn service_requests(&self, index: usize) -> IntCounter {
+        self.service_requests
+            .with_label_values(&[index.to_string().as_str()])
     }
 
     /// The `operator` label of an operator id: its id for the first [`OPERATOR_LABELS`]

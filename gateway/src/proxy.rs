@@ -43,9 +43,35 @@ const STRIPPED: [&str; 6] = [
     "forwarded",
 ];
 
+/// One proxy service's pipeline ([`crate::build_server`] makes one per service).
 pub struct Gateway {
     pub(crate) shared: Arc<Shared>,
     pub(crate) versions: Versions,
+    /// The upstreams, built once and cloned per request.
+    auth_service: HttpPeer,
+    registry: HttpPeer,
+    /// This service's `gateway_service_requests_total`.
+    served: prometheus::IntCounter,
+}
+
+impl Gateway {
+    /// The pipeline of proxy service `index`.
+    pub fn new(shared: Arc<Shared>, versions: Versions, index: usize) -> Self {
+        let peer = |addr| {
+            let mut peer = HttpPeer::new(addr, false, String::new());
+            peer.options.connection_timeout = Some(shared.connect_timeout);
+            peer.options.read_timeout = Some(shared.read_timeout);
+            peer.options.idle_timeout = Some(UPSTREAM_IDLE);
+            peer
+        };
+        Self {
+            auth_service: peer(shared.auth_service),
+            registry: peer(shared.registry),
+            served: shared.metrics.service_requests(index),
+            shared,
+            versions,
+        }
+    }
 }
 
 /// Per-request state.
@@ -75,6 +101,10 @@ pub struct Ctx {
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
+
+    /// No downstream module: pingora's default adds a response compression module, disabled,
+    /// that still runs on every request; the gateway compresses nothing.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
@@ -208,7 +238,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.peer(ctx)))
+        Ok(Box::new(self.peer(ctx).clone()))
     }
 
     async fn upstream_request_filter(
@@ -292,6 +322,7 @@ impl ProxyHttp for Gateway {
             None => "unmatched",
         };
         let method = method_label(&session.req_header().method);
+        self.served.inc();
         let metrics = &self.shared.metrics;
         metrics
             .requests
@@ -302,7 +333,9 @@ impl ProxyHttp for Gateway {
             .duration
             .with_label_values(&[template])
             .observe(elapsed.as_secs_f64());
-        tracing::info!(
+        // The access log is a debug one (`RUST_LOG=gateway=debug`): the metrics count every
+        // request, and a line per request would cost more than the rest of this method.
+        tracing::debug!(
             request_id = ctx.request_id.as_str(),
             method,
             route = template,
@@ -316,20 +349,11 @@ impl ProxyHttp for Gateway {
 impl Gateway {
     /// The upstream of the request's route (the registry for an unrouted one, which is never
     /// forwarded).
-    fn peer(&self, ctx: &Ctx) -> HttpPeer {
-        let upstream = ctx
-            .route
-            .as_ref()
-            .map_or(Upstream::Registry, |r| r.upstream);
-        let addr = match upstream {
-            Upstream::AuthService => self.shared.auth_service,
-            Upstream::Registry => self.shared.registry,
-        };
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(self.shared.connect_timeout);
-        peer.options.read_timeout = Some(self.shared.read_timeout);
-        peer.options.idle_timeout = Some(UPSTREAM_IDLE);
-        peer
+    fn peer(&self, ctx: &Ctx) -> &HttpPeer {
+        match ctx.route.as_ref().map(|r| r.upstream) {
+            Some(Upstream::AuthService) => &self.auth_service,
+            Some(Upstream::Registry) | None => &self.registry,
+        }
     }
 
     /// The request as the upstream gets it: the client's own forwarding and identity headers
@@ -376,7 +400,7 @@ impl Gateway {
         ctx: &mut Ctx,
         body: Bytes,
     ) -> Result<bool> {
-        let peer = self.peer(ctx);
+        let peer = self.peer(ctx).clone();
         let mut request = session.req_header().clone();
         self.prepare_upstream_request(&mut request, ctx)?;
         request.remove_header("transfer-encoding");

@@ -115,11 +115,13 @@ impl Default for ConnectionSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
-    /// Worker threads of the proxy service.
+    /// Proxy services, each one thread with its own listener on `listen` (`SO_REUSEPORT`:
+    /// the kernel spreads new connections over them) and its own upstream connections, so a
+    /// connection's work never hops between threads. 0: one per available core.
     pub threads: usize,
-    /// Tokio's work-stealing scheduler across the threads (true), or one single-threaded
-    /// runtime per thread (false): a connection then stays on one thread, which saves the
-    /// cross-thread wake-ups that dominate a proxy's CPU on few cores.
+    /// Each service's runtime: tokio's multi-threaded one (true, with one worker), or
+    /// pingora's single-threaded one (false, the cheaper). Processes that start a gateway
+    /// more than once (the tests) need true ([`crate::spawn`]).
     pub work_stealing: bool,
     /// Seconds requests in flight get to finish after SIGTERM (or after handing the
     /// listeners over on SIGQUIT); no new connection is accepted meanwhile. Longer than the
@@ -133,10 +135,20 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
 }
 
+impl ServerSettings {
+    /// The number of proxy services: [`ServerSettings::threads`], or one per core.
+    pub fn proxy_services(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            threads: 2,
+            threads: 0,
             work_stealing: false,
             grace_period_seconds: 5,
             graceful_shutdown_timeout_seconds: 10,

@@ -1,6 +1,8 @@
 //! The gateway binary as operators run it: a graceful upgrade (a new process started with
 //! `-u` takes the listening sockets over when the old one gets SIGQUIT) and a graceful
-//! shutdown (SIGTERM) lose no request. Needs Redis on 127.0.0.1:6379 (the binary's feed).
+//! shutdown (SIGTERM) lose no request, and its proxy services (one thread and one
+//! `SO_REUSEPORT` listener each) all take connections. Needs Redis on 127.0.0.1:6379 (the
+//! binary's feed).
 
 mod support;
 
@@ -61,7 +63,8 @@ impl Instance {
             .env("GATEWAY__REDIS__URL", redis_url())
             .env("GATEWAY__REDIS__PREFIX", &self.prefix)
             .env("GATEWAY__RATE_LIMITS__CLASSES__DEFAULT", "1000000000")
-            .env("GATEWAY__SERVER__THREADS", "1")
+            // Two proxy services: two listening sockets on the one address to hand over.
+            .env("GATEWAY__SERVER__THREADS", "2")
             .env(
                 "GATEWAY__SERVER__GRACE_PERIOD_SECONDS",
                 self.grace_secs.to_string(),
@@ -308,4 +311,47 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     signal(&gateway.0, "TERM");
     assert_eq!(in_flight.await.unwrap().unwrap(), 200);
     assert!(exited(&mut gateway.0, Duration::from_secs(30)).await);
+}
+
+/// The value of `gateway_service_requests_total{service="<index>"}` in a `/metrics` text.
+fn served_by(metrics: &str, index: usize) -> Option<u64> {
+    let series = format!("gateway_service_requests_total{{service=\"{index}\"}} ");
+    let line = metrics.lines().find(|l| l.starts_with(&series))?;
+    line[series.len()..].trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kernel_spreads_connections_over_every_proxy_service() {
+    let upstream_addr = free_port();
+    let _upstream = Upstream::start(upstream_addr).await;
+    let instance = Instance::new(upstream_addr);
+    let _gateway = Reaped(instance.start(false));
+    wait_until_healthy(&instance).await;
+    // Each request on a new connection: the kernel picks a listener per connection (by
+    // a hash of its addresses and ports), so 64 of them all landing on one of two
+    // listeners would happen once in 2^63 runs, or always if only one listened.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for _ in 0..64 {
+        client
+            .get(format!("http://{}/health", instance.listen))
+            .send()
+            .await
+            .unwrap();
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", instance.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (first, second) = (served_by(&metrics, 0), served_by(&metrics, 1));
+    assert!(
+        first.is_some_and(|n| n > 0) && second.is_some_and(|n| n > 0),
+        "requests by service: {first:?} and {second:?}"
+    );
+    assert_eq!(first.unwrap() + second.unwrap(), 64);
+    assert_eq!(served_by(&metrics, 2), None, "two services, not three");
 }

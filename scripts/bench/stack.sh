@@ -7,12 +7,13 @@
 #                            registry upstream is $GATEWAY_REGISTRY (e.g. a peer backend).
 #   bench_token              prints an application token of a new operator.
 #   bench_stop               stops them and drops their data (bench_start again: a new stack).
+# GATEWAY_BIN: another gateway binary (the code before a change, built elsewhere).
 # Sets: work (temp dir), pids (started processes), gateway_pid, registry_pid.
 
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 REGISTRY_POOL=${REGISTRY_POOL:-16}    # registry's PostgreSQL connections
-GATEWAY_THREADS=${GATEWAY_THREADS:-2}
+GATEWAY_THREADS=${GATEWAY_THREADS:-0}  # gateway proxy services (one thread each); 0: one per core
 REGISTRY_THREADS=${REGISTRY_THREADS:-0}  # registry's runtime threads; 0: one per core
 GATEWAY_REGISTRY=${GATEWAY_REGISTRY:-127.0.0.1:18082}
 
@@ -72,7 +73,7 @@ bench_start() {
         "$bin/registry" >"$work/registry.log" 2>&1 & pids+=($!); registry_pid=$!
         wait_for http://127.0.0.1:18082/health
     fi
-    "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!); gateway_pid=$!
+    "${GATEWAY_BIN:-$bin/gateway}" >"$work/gateway.log" 2>&1 & pids+=($!); gateway_pid=$!
     wait_for http://127.0.0.1:18090/health
 }
 
