@@ -9,7 +9,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// What `gateway_auth_outcomes_total` counts besides `ok`: the refusals of the credential,
 /// cross-site and permission steps (other refusals are in `gateway_requests_total` only).
@@ -62,6 +62,14 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Requests by proxy service: how the kernel spreads connections over the listeners.
     service_requests: IntCounterVec,
+    /// `gateway_auth_outcomes_total{outcome="ok"}`, resolved once.
+    pub auth_ok: IntCounter,
+    /// `gateway_ratelimit_decisions_total` by class (in [`RouteClass::ALL`]'s order), allowed
+    /// and limited, resolved once.
+    decisions: Vec<[IntCounter; 2]>,
+    /// The request counter and duration histogram of each (route, method, status) seen,
+    /// resolved on first use: a label look-up hashes every label value on every call.
+    by_request: Mutex<HashMap<[(usize, usize); 3], (IntCounter, Histogram), foldhash::fast::FixedState>>,
 }
 
 impl Metrics {
@@ -233,11 +241,11 @@ impl Metrics {
             registry,
             requests,
             duration,
-            auth,
+            auth: auth.clone(),
             upstream_errors,
             blacklist_entries,
             blacklist_sync_age,
-            ratelimit_decisions,
+            ratelimit_decisions: ratelimit_decisions.clone(),
             ratelimit_limited,
             ratelimit_degraded,
             ratelimit_counters,
@@ -250,6 +258,15 @@ impl Metrics {
             connections_open,
             connections_refused,
             service_requests,
+            auth_ok: auth.with_label_values(&["ok"]),
+            decisions: RouteClass::ALL
+                .iter()
+                .map(|class| {
+                    ["allowed", "limited"]
+                        .map(|outcome| ratelimit_decisions.with_label_values(&[class.as_str(), outcome]))
+                })
+                .collect(),
+            by_request: Mutex::new(HashMap::default()),
         })
     }
 
@@ -264,6 +281,37 @@ impl Metrics {
                 .connections_refused
                 .with_label_values(&[Cap::Network.as_str()]),
         }
+    }
+
+    /// Counts a rate-limit decision for `class`.
+    pub fn decision(&self, class: RouteClass, allowed: bool) {
+        let index = RouteClass::ALL.iter().position(|c| *c == class);
+        if let Some(counters) = index.and_then(|i| self.decisions.get(i)) {
+            counters[usize::from(!allowed)].inc();
+        }
+    }
+
+    /// Counts a request answered with `status` (a label) on `route` (a template) and
+    /// records its duration. The labels are `'static` strings from the route table and
+    /// fixed label sets, so their address and length identify them.
+    pub fn request(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: &'static str,
+        elapsed: Duration,
+    ) {
+        let at = |label: &'static str| (label.as_ptr() as usize, label.len());
+        let key = [at(route), at(method), at(status)];
+        let mut cache = self.by_request.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, duration) = cache.entry(key).or_insert_with(|| {
+            (
+                self.requests.with_label_values(&[route, method, status]),
+                self.duration.with_label_values(&[route]),
+            )
+        });
+        count.inc();
+        duration.observe(elapsed.as_secs_f64());
     }
 
     /// Proxy service `index`'s request counter (its series exists from the start).

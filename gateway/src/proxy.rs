@@ -12,13 +12,14 @@ use crate::routes::{HEALTH, PROFILE_SIGNIN, Route, Upstream, Versions, route};
 use crate::token_cache::Cached;
 use crate::{Shared, unix_now};
 use async_trait::async_trait;
-use auth_token::session::{CSRF_HEADER, is_well_formed_sessid, new_sessid, sid_of};
-use auth_token::{ASSERTION_HEADER, Assertion, CredentialKind, Principal};
+use auth_token::session::{is_well_formed_sessid, new_sessid, sid_of};
+use auth_token::{ASSERTION_HEADER, CredentialKind, Principal};
 use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
+use http::HeaderName;
 use pingora::{Error, ErrorSource, ErrorType};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -33,14 +34,34 @@ const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 /// Request lines plus headers above this are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// The header names the pipeline reads or writes, parsed once: a name given as text is
+/// parsed again on every look-up.
+mod name {
+    use http::HeaderName;
+    pub use http::header::{
+        AUTHORIZATION, CONTENT_LENGTH, COOKIE, EXPECT, FORWARDED, HOST, ORIGIN, SET_COOKIE,
+        TRANSFER_ENCODING,
+    };
+    pub static ASSERTION: HeaderName = HeaderName::from_static(auth_token::ASSERTION_HEADER);
+    pub static CSRF: HeaderName = HeaderName::from_static(auth_token::session::CSRF_HEADER);
+    pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub static X_API_VERSION: HeaderName = HeaderName::from_static("x-api-version");
+    pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    pub static ACCESS_TOKEN: HeaderName = HeaderName::from_static("access-token");
+    pub static CLIENT: HeaderName = HeaderName::from_static("client");
+    pub static UID: HeaderName = HeaderName::from_static("uid");
+    pub static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+}
+
 /// Headers the client may not choose: they would let it speak for the gateway.
-const STRIPPED: [&str; 6] = [
-    ASSERTION_HEADER,
-    "authorization",
-    "access-token",
-    "x-forwarded-for",
-    "x-real-ip",
-    "forwarded",
+static STRIPPED: [&http::HeaderName; 6] = [
+    &name::ASSERTION,
+    &name::AUTHORIZATION,
+    &name::ACCESS_TOKEN,
+    &name::X_FORWARDED_FOR,
+    &name::X_REAL_IP,
+    &name::FORWARDED,
 ];
 
 /// One proxy service's pipeline ([`crate::build_server`] makes one per service).
@@ -129,9 +150,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let now = unix_now();
         ctx.request_id = request_id(
             session
-                .get_header("x-request-id")
+                .get_header(&name::X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok()),
         );
         ctx.client_ip = client_ip(session, &self.shared.trusted_proxies);
@@ -150,7 +172,7 @@ impl ProxyHttp for Gateway {
         }
         let too_large = req
             .headers
-            .get("content-length")
+            .get(&name::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .is_some_and(|n| n > MAX_BODY_BYTES);
         if too_large {
@@ -173,7 +195,7 @@ impl ProxyHttp for Gateway {
         }
         let sent_sessid =
             (!ctx.new_sessid && !ctx.sessid.is_empty()).then_some(ctx.sessid.as_str());
-        let principal = match self.authorize(session, &matched, sent_sessid).await {
+        let principal = match self.authorize(session, &matched, sent_sessid, now).await {
             Ok(principal) => principal,
             Err(reason) => {
                 ctx.route = Some(matched);
@@ -182,7 +204,7 @@ impl ProxyHttp for Gateway {
         };
         if let Some(named) = &matched.version {
             let header = session
-                .get_header("x-api-version")
+                .get_header(&name::X_API_VERSION)
                 .map(|v| v.to_str().unwrap_or("?"));
             match self.served_version(named, header) {
                 Some(v) => ctx.version = Some(v.to_owned()),
@@ -195,7 +217,7 @@ impl ProxyHttp for Gateway {
             }
         }
         ctx.route = Some(matched);
-        if !self.rate_limit(session, ctx, &principal).await {
+        if !self.rate_limit(session, ctx, &principal, now).await {
             return self.answer(session, ctx, Reason::RateLimited).await;
         }
         ctx.principal = Some(Principal {
@@ -323,16 +345,9 @@ impl ProxyHttp for Gateway {
         };
         let method = method_label(&session.req_header().method);
         self.served.inc();
-        let metrics = &self.shared.metrics;
-        metrics
-            .requests
-            .with_label_values(&[template, method, status_label(status)])
-            .inc();
         let elapsed = ctx.start.elapsed();
-        metrics
-            .duration
-            .with_label_values(&[template])
-            .observe(elapsed.as_secs_f64());
+        let metrics = &self.shared.metrics;
+        metrics.request(template, method, status_label(status), elapsed);
         // The access log is a debug one (`RUST_LOG=gateway=debug`): the metrics count every
         // request, and a line per request would cost more than the rest of this method.
         tracing::debug!(
@@ -364,11 +379,15 @@ impl Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for name in STRIPPED {
-            upstream_request.remove_header(name);
+        for stripped in STRIPPED {
+            if upstream_request.headers.contains_key(stripped) {
+                upstream_request.remove_header(stripped);
+            }
         }
         let kept = cookies::forwarded(cookie_headers(&upstream_request.headers));
-        upstream_request.remove_header("cookie");
+        if upstream_request.headers.contains_key(&name::COOKIE) {
+            upstream_request.remove_header(&name::COOKIE);
+        }
         if let Some(kept) = kept {
             upstream_request.insert_header("cookie", kept)?;
         }
@@ -386,8 +405,8 @@ impl Gateway {
             body: ctx.body_digest.as_deref(),
         };
         let audience = route.upstream.audience();
-        let assertion = Assertion::new(principal, audience, &request, &ctx.request_id, unix_now());
-        let token = self.shared.assertion.of(route.upstream).sign(&assertion);
+        let key = self.shared.assertion.of(route.upstream);
+        let token = key.sign_new(&principal, audience, &request, &ctx.request_id, unix_now());
         upstream_request.insert_header(ASSERTION_HEADER, token)?;
         Ok(())
     }
@@ -403,7 +422,7 @@ impl Gateway {
         let peer = self.peer(ctx).clone();
         let mut request = session.req_header().clone();
         self.prepare_upstream_request(&mut request, ctx)?;
-        request.remove_header("transfer-encoding");
+        request.remove_header(&name::TRANSFER_ENCODING);
         request.insert_header("content-length", body.len())?;
         let connector = &self.shared.connector;
         let (mut upstream, _) = connector
@@ -463,21 +482,22 @@ impl Gateway {
         session: &Session,
         matched: &Route,
         sessid: Option<&str>,
+        now: i64,
     ) -> std::result::Result<Principal, Reason> {
         let req = session.req_header();
-        let header = |name: &str| session.get_header(name).and_then(|v| v.to_str().ok());
+        let header = |name: &HeaderName| session.get_header(name).and_then(|v| v.to_str().ok());
         let sessauth =
             cookies::values(cookie_headers(&req.headers), self.shared.cookies.sessauth).next();
         let presented = Presented::from_headers(
-            header("authorization"),
-            header("access-token"),
-            header("client"),
-            header("uid"),
+            header(&name::AUTHORIZATION),
+            header(&name::ACCESS_TOKEN),
+            header(&name::CLIENT),
+            header(&name::UID),
         )
         .or_session(
             sessid,
             sessauth,
-            header(CSRF_HEADER),
+            header(&name::CSRF),
             is_unsafe_method(req.method.as_str()),
         );
         let shared = &self.shared;
@@ -485,7 +505,7 @@ impl Gateway {
             cache: &shared.tokens,
             keys: shared.jwks.current(),
         };
-        let mut outcome = authorize(matched, presented, &keys(), &shared.blacklist, unix_now());
+        let mut outcome = authorize(matched, presented, &keys(), &shared.blacklist, now);
         if outcome == Outcome::UnknownKey && shared.jwks.refresh().await {
             outcome = authorize(matched, presented, &keys(), &shared.blacklist, unix_now());
         }
@@ -495,15 +515,23 @@ impl Gateway {
             Outcome::UnknownKey => Err(Reason::InvalidToken),
         };
         if matched.access != crate::routes::Access::Public {
-            let label = result.as_ref().map_or_else(|r| r.code(), |_| "ok");
-            shared.metrics.auth.with_label_values(&[label]).inc();
+            match &result {
+                Ok(_) => shared.metrics.auth_ok.inc(),
+                Err(reason) => shared.metrics.auth.with_label_values(&[reason.code()]).inc(),
+            }
         }
         result
     }
 
     /// The rate-limit step: counts the request against its (route class, subject) and keeps
     /// the decision for the response's headers. False when refused.
-    async fn rate_limit(&self, session: &Session, ctx: &mut Ctx, principal: &Principal) -> bool {
+    async fn rate_limit(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        principal: &Principal,
+        now: i64,
+    ) -> bool {
         let method = session.req_header().method.as_str();
         let Some(class) = ctx
             .route
@@ -523,23 +551,17 @@ impl Gateway {
             Some(&principal.id),
             ctx.client_ip,
         );
-        let now = u64::try_from(unix_now()).unwrap_or(0);
+        let now = u64::try_from(now).unwrap_or(0);
         let decision = self.shared.limiter.check(class, &subject, now).await;
         let metrics = &self.shared.metrics;
-        let outcome = if decision.allowed {
-            "allowed"
-        } else {
+        if !decision.allowed {
             let operator = metrics.operator_label(principal.operator_id);
             metrics
                 .ratelimit_limited
                 .with_label_values(&[operator.as_str(), class.as_str()])
                 .inc();
-            "limited"
-        };
-        metrics
-            .ratelimit_decisions
-            .with_label_values(&[class.as_str(), outcome])
-            .inc();
+        }
+        metrics.decision(class, decision.allowed);
         let allowed = decision.allowed;
         ctx.rate = Some(decision);
         allowed
@@ -570,9 +592,9 @@ impl Gateway {
         // Anything else is answered at once and closed after a bounded linger.
         let headers = &session.req_header().headers;
         let declared = headers
-            .get("content-length")
+            .get(&name::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-        let streamed = headers.contains_key("transfer-encoding");
+        let streamed = headers.contains_key(&name::TRANSFER_ENCODING);
         let drainable = !streamed && declared.unwrap_or(0) <= DRAIN_MAX_BYTES;
         let drained = drainable
             && matches!(
@@ -628,13 +650,13 @@ impl Gateway {
     /// Hands a new session id to the browser, whatever the answer.
     fn set_session_cookie(&self, response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
         let names = self.shared.cookies;
-        if names.secure && response.headers.contains_key("set-cookie") {
+        if names.secure && response.headers.contains_key(&name::SET_COOKIE) {
             // auth-service's `sessauth`, under this gateway's `__Host-` name.
-            let lines: Vec<String> = (response.headers.get_all("set-cookie").iter())
+            let lines: Vec<String> = (response.headers.get_all(&name::SET_COOKIE).iter())
                 .filter_map(|v| v.to_str().ok())
                 .map(|line| names.outgoing(line).unwrap_or_else(|| line.to_owned()))
                 .collect();
-            response.remove_header("set-cookie");
+            response.remove_header(&name::SET_COOKIE);
             for line in lines {
                 response.append_header("set-cookie", line)?;
             }
@@ -651,12 +673,12 @@ impl Gateway {
 /// `Authorization: Bearer` token or the `access-token` of a header triple. Such a request
 /// cannot use a browser session, so it is handed none (CONTRACT §3.3).
 fn carries_machine_credential(headers: &http::HeaderMap) -> bool {
-    let bearer = headers.get_all("authorization").iter().any(|v| {
+    let bearer = headers.get_all(&name::AUTHORIZATION).iter().any(|v| {
         v.as_bytes()
             .get(..7)
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
     });
-    bearer || headers.contains_key("access-token")
+    bearer || headers.contains_key(&name::ACCESS_TOKEN)
 }
 
 /// Sets the keep-alive of this request's connection to `idle_secs` (`None`: close after the
@@ -684,7 +706,7 @@ fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> IpAddr {
         session
             .req_header()
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(&name::X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok()),
     )
@@ -725,9 +747,9 @@ fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
 /// Whether the request has a body to forward: a `Content-Length` above 0, or a transfer coding.
 fn has_body(request: &RequestHeader) -> bool {
     let headers = &request.headers;
-    headers.contains_key("transfer-encoding")
+    headers.contains_key(&name::TRANSFER_ENCODING)
         || headers
-            .get("content-length")
+            .get(&name::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
             .is_some_and(|n| n > 0)
 }
@@ -738,12 +760,12 @@ fn has_body(request: &RequestHeader) -> bool {
 async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
     let downstream = session.as_downstream_mut();
     if downstream
-        .get_header("expect")
+        .get_header(&name::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
     {
         downstream.write_continue_response().await?;
     }
-    downstream.req_header_mut().remove_header("expect");
+    downstream.req_header_mut().remove_header(&name::EXPECT);
     downstream.enable_retry_buffering();
     let mut body = BytesMut::new();
     while let Some(chunk) = downstream.read_request_body().await? {
@@ -767,7 +789,7 @@ fn rate_limit_headers(response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
 /// The `Cookie` header values that are text.
 fn cookie_headers(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
     headers
-        .get_all("cookie")
+        .get_all(&name::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
 }
@@ -775,12 +797,12 @@ fn cookie_headers(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
 /// An unsafe request from another site that carries cookies, or signs in (login CSRF).
 fn cross_site(session: &Session, matched: &Route) -> bool {
     let req = session.req_header();
-    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-    let ambient = req.headers.contains_key("cookie") || matched.template == PROFILE_SIGNIN;
+    let header = |name: &HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let ambient = req.headers.contains_key(&name::COOKIE) || matched.template == PROFILE_SIGNIN;
     let from = Provenance {
-        fetch_site: header("sec-fetch-site"),
-        origin: header("origin"),
-        host: header("host").or_else(|| req.uri.authority().map(|a| a.as_str())),
+        fetch_site: header(&name::SEC_FETCH_SITE),
+        origin: header(&name::ORIGIN),
+        host: header(&name::HOST).or_else(|| req.uri.authority().map(|a| a.as_str())),
     };
     cross_site_refused(is_unsafe_method(req.method.as_str()), ambient, from)
 }

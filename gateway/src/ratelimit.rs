@@ -31,6 +31,7 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::HashMap;
+use http::HeaderValue;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
@@ -281,25 +282,30 @@ pub struct Decision {
     pub remaining: u64,
     /// Seconds until the window ends.
     pub reset_secs: u64,
-    /// `RateLimit-Policy`: `<limit>;w=<window secs>`.
-    pub policy: String,
+    /// The window's length, for `RateLimit-Policy` (`<limit>;w=<window secs>`).
+    pub window_secs: u64,
     /// Counted locally because the shared store is down.
     pub degraded: bool,
 }
 
 impl Decision {
-    /// The `RateLimit-*` headers, and `Retry-After` when refused.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![
-            ("RateLimit-Limit", self.limit.to_string()),
-            ("RateLimit-Remaining", self.remaining.to_string()),
-            ("RateLimit-Reset", self.reset_secs.to_string()),
-            ("RateLimit-Policy", self.policy.clone()),
-        ];
-        if !self.allowed {
-            headers.push(("Retry-After", self.reset_secs.to_string()));
-        }
-        headers
+    /// The `RateLimit-*` headers, and `Retry-After` when refused (numbers written straight
+    /// into header values, with no string formatting on the request path).
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, HeaderValue)> + use<> {
+        let mut policy = itoa::Buffer::new().format(self.limit).as_bytes().to_vec();
+        policy.extend_from_slice(b";w=");
+        policy.extend_from_slice(itoa::Buffer::new().format(self.window_secs).as_bytes());
+        let policy = HeaderValue::from_maybe_shared(bytes::Bytes::from(policy))
+            .expect("digits and ;w= make a header value");
+        let retry = (!self.allowed).then(|| ("Retry-After", HeaderValue::from(self.reset_secs)));
+        [
+            ("RateLimit-Limit", HeaderValue::from(self.limit)),
+            ("RateLimit-Remaining", HeaderValue::from(self.remaining)),
+            ("RateLimit-Reset", HeaderValue::from(self.reset_secs)),
+            ("RateLimit-Policy", policy),
+        ]
+        .into_iter()
+        .chain(retry)
     }
 }
 
@@ -564,7 +570,7 @@ impl Limiter {
             limit,
             remaining: spent.remaining,
             reset_secs: start + window - now,
-            policy: format!("{limit};w={window}"),
+            window_secs: window,
             degraded: spent.degraded,
         };
 
@@ -958,7 +964,7 @@ mod tests {
         let refused = limiter.check(class, &subject, now + 30).await;
         assert!(!refused.allowed);
         assert_eq!(refused.reset_secs, 15, "time to the window's end");
-        assert!(refused.headers().contains(&("Retry-After", "15".into())));
+        assert!(texts(&refused).contains(&("Retry-After", "15".into())));
         assert!(limiter.check(class, &subject, T0 + 60).await.allowed);
         // Another address has its own counter.
         let other = Subject::Address(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -1104,6 +1110,11 @@ mod tests {
         );
     }
 
+    fn texts(decision: &Decision) -> Vec<(&'static str, String)> {
+        let text = |v: HeaderValue| v.to_str().unwrap().to_owned();
+        decision.headers().map(|(n, v)| (n, text(v))).collect()
+    }
+
     #[tokio::test]
     async fn headers_of_allowed_and_refused_decisions() {
         let limiter = Limiter::new(Limits::default(), Arc::new(MemoryCounter::default()));
@@ -1112,7 +1123,7 @@ mod tests {
             .check(RouteClass::AccessToken, &subject, T0 + 20)
             .await;
         assert_eq!(
-            first.headers(),
+            texts(&first),
             [
                 ("RateLimit-Limit", "5".to_owned()),
                 ("RateLimit-Remaining", "4".to_owned()),
@@ -1129,7 +1140,7 @@ mod tests {
             .check(RouteClass::AccessToken, &subject, T0 + 59)
             .await;
         assert_eq!(
-            refused.headers(),
+            texts(&refused),
             [
                 ("RateLimit-Limit", "5".to_owned()),
                 ("RateLimit-Remaining", "0".to_owned()),

@@ -11,7 +11,7 @@
 use crate::authorize::Verify;
 use auth_token::{Claims, KeySet, VerifyError};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 16;
@@ -19,14 +19,16 @@ const SHARDS: usize = 16;
 pub struct TokenCache {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
-    hasher: RandomState,
+    /// foldhash, seeded per process: SipHash cost more than the rest of a hit. Only tokens
+    /// that verified are ever stored, so their hashes are not the caller's to choose.
+    hasher: foldhash::fast::RandomState,
 }
 
 #[derive(Default)]
 struct Shard {
     /// The key set the entries were verified with; entries of another set are stale.
     keys: Option<Arc<KeySet>>,
-    entries: HashMap<Box<str>, Arc<Claims>>,
+    entries: HashMap<Box<str>, Arc<Claims>, foldhash::fast::RandomState>,
 }
 
 impl TokenCache {
@@ -35,7 +37,7 @@ impl TokenCache {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: capacity.div_ceil(SHARDS),
-            hasher: RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
