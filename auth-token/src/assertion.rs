@@ -523,7 +523,13 @@ mod tests {
         let read = key.verify(Some(&token), "registry", &this, 90).unwrap();
         assert_eq!(read.jti.len(), 22);
         assert_ne!(read.jti, made.jti);
-        assert_eq!(read, Assertion { jti: read.jti.clone(), ..made.clone() });
+        assert_eq!(
+            read,
+            Assertion {
+                jti: read.jti.clone(),
+                ..made.clone()
+            }
+        );
         // The same JSON as the owned struct gives, key for key.
         let claims = |token: &str| -> serde_json::Value {
             let part = token.split('.').nth(1).unwrap();
@@ -531,9 +537,16 @@ mod tests {
         };
         let owned = serde_json::to_value(&read).unwrap();
         assert_eq!(claims(&token), owned);
-        assert_eq!(claims(&key.sign(&made)), serde_json::to_value(&made).unwrap());
+        assert_eq!(
+            claims(&key.sign(&made)),
+            serde_json::to_value(&made).unwrap()
+        );
         let anonymous = Principal::anonymous();
-        let bare = Request { query: "", body: None, ..this };
+        let bare = Request {
+            query: "",
+            body: None,
+            ..this
+        };
         let token = key.sign_new(&anonymous, "registry", &bare, "r2", 70);
         let read = key.verify(Some(&token), "registry", &bare, 90).unwrap();
         assert_eq!(claims(&token), serde_json::to_value(&read).unwrap());

@@ -39,7 +39,9 @@ impl ProxyHttp for Bare {
 
     fn init_downstream_modules(&self, modules: &mut HttpModules) {
         if self.default_modules {
-            modules.add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(0));
+            modules.add_module(
+                pingora::modules::http::compression::ResponseCompressionBuilder::enable(0),
+            );
         }
     }
 

@@ -69,7 +69,7 @@ pub struct Metrics {
     decisions: Vec<[IntCounter; 2]>,
     /// The request counter and duration histogram of each (route, method, status) seen,
     /// resolved on first use: a label look-up hashes every label value on every call.
-    by_request: Mutex<HashMap<[(usize, usize); 3], (IntCounter, Histogram), foldhash::fast::FixedState>>,
+    by_request: Mutex<ByRequest>,
 }
 
 impl Metrics {
@@ -262,8 +262,9 @@ impl Metrics {
             decisions: RouteClass::ALL
                 .iter()
                 .map(|class| {
-                    ["allowed", "limited"]
-                        .map(|outcome| ratelimit_decisions.with_label_values(&[class.as_str(), outcome]))
+                    ["allowed", "limited"].map(|outcome| {
+                        ratelimit_decisions.with_label_values(&[class.as_str(), outcome])
+                    })
                 })
                 .collect(),
             by_request: Mutex::new(HashMap::default()),
@@ -340,6 +341,10 @@ impl Metrics {
         out
     }
 }
+
+/// The series of each (route, method, status) label set seen, by the labels' addresses and
+/// lengths.
+type ByRequest = HashMap<[(usize, usize); 3], (IntCounter, Histogram), foldhash::fast::FixedState>;
 
 /// The `op` label of the rate limiter's leases.
 pub const RATELIMIT_LEASE: &str = "ratelimit_lease";

@@ -15,11 +15,11 @@ use async_trait::async_trait;
 use auth_token::session::{is_well_formed_sessid, new_sessid, sid_of};
 use auth_token::{ASSERTION_HEADER, CredentialKind, Principal};
 use bytes::{Bytes, BytesMut};
+use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use http::HeaderName;
 use pingora::{Error, ErrorSource, ErrorType};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -517,7 +517,11 @@ impl Gateway {
         if matched.access != crate::routes::Access::Public {
             match &result {
                 Ok(_) => shared.metrics.auth_ok.inc(),
-                Err(reason) => shared.metrics.auth.with_label_values(&[reason.code()]).inc(),
+                Err(reason) => shared
+                    .metrics
+                    .auth
+                    .with_label_values(&[reason.code()])
+                    .inc(),
             }
         }
         result

@@ -29,9 +29,9 @@
 //! Time is a parameter (`now`, unix seconds) so tests control it.
 
 use async_trait::async_trait;
+use http::HeaderValue;
 use serde::Deserialize;
 use std::collections::HashMap;
-use http::HeaderValue;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
