@@ -354,4 +354,28 @@ async fn the_kernel_spreads_connections_over_every_proxy_service() {
     );
     assert_eq!(first.unwrap() + second.unwrap(), 64);
     assert_eq!(served_by(&metrics, 2), None, "two services, not three");
+    // Each service on a socket of its own (two runtimes polling one shared socket would
+    // also serve, with every idle thread woken for each new connection).
+    assert_eq!(listening_sockets(instance.listen.port()), 2);
+}
+
+/// Sockets listening on TCP `port` on this machine, from `/proc/net/tcp` and `tcp6`.
+fn listening_sockets(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .map(|line| {
+                    line.split_whitespace()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        // Fields: slot, local address, remote address, state (0A: LISTEN), ...
+        .filter(|fields| fields.len() > 3 && fields[1].ends_with(&local) && fields[3] == "0A")
+        .count()
 }
