@@ -67,9 +67,6 @@ pub struct Metrics {
     /// `gateway_ratelimit_decisions_total` by class (in [`RouteClass::ALL`]'s order), allowed
     /// and limited, resolved once.
     decisions: Vec<[IntCounter; 2]>,
-    /// The request counter and duration histogram of each (route, method, status) seen,
-    /// resolved on first use: a label look-up hashes every label value on every call.
-    by_request: Mutex<ByRequest>,
 }
 
 impl Metrics {
@@ -267,7 +264,6 @@ impl Metrics {
                     })
                 })
                 .collect(),
-            by_request: Mutex::new(HashMap::default()),
         })
     }
 
@@ -292,27 +288,13 @@ impl Metrics {
         }
     }
 
-    /// Counts a request answered with `status` (a label) on `route` (a template) and
-    /// records its duration. The labels are `'static` strings from the route table and
-    /// fixed label sets, so their address and length identify them.
-    pub fn request(
-        &self,
-        route: &'static str,
-        method: &'static str,
-        status: &'static str,
-        elapsed: Duration,
-    ) {
-        let at = |label: &'static str| (label.as_ptr() as usize, label.len());
-        let key = [at(route), at(method), at(status)];
-        let mut cache = self.by_request.lock().unwrap_or_else(|e| e.into_inner());
-        let (count, duration) = cache.entry(key).or_insert_with(|| {
-            (
-                self.requests.with_label_values(&[route, method, status]),
-                self.duration.with_label_values(&[route]),
-            )
-        });
-        count.inc();
-        duration.observe(elapsed.as_secs_f64());
+    /// The request series of one proxy service ([`RequestSeries`]).
+    pub fn request_series(&self) -> RequestSeries {
+        RequestSeries {
+            requests: self.requests.clone(),
+            duration: self.duration.clone(),
+            resolved: Mutex::new(HashMap::default()),
+        }
     }
 
     /// Proxy service `index`'s request counter (its series exists from the start).
@@ -345,6 +327,41 @@ impl Metrics {
 /// The series of each (route, method, status) label set seen, by the labels' addresses and
 /// lengths.
 type ByRequest = HashMap<[(usize, usize); 3], (IntCounter, Histogram), foldhash::fast::FixedState>;
+
+/// `gateway_requests_total` and `gateway_request_duration_seconds` as one proxy service
+/// records them: the series of each (route, method, status) seen is resolved on first use
+/// (a label look-up hashes every label value on every call), in a map of this service's
+/// own, which no other thread touches.
+pub struct RequestSeries {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    resolved: Mutex<ByRequest>,
+}
+
+impl RequestSeries {
+    /// Counts a request answered with `status` (a label) on `route` (a template) and
+    /// records its duration. The labels are `'static` strings from the route table and
+    /// fixed label sets, so their address and length identify them.
+    pub fn record(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: &'static str,
+        elapsed: Duration,
+    ) {
+        let at = |label: &'static str| (label.as_ptr() as usize, label.len());
+        let key = [at(route), at(method), at(status)];
+        let mut resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, duration) = resolved.entry(key).or_insert_with(|| {
+            (
+                self.requests.with_label_values(&[route, method, status]),
+                self.duration.with_label_values(&[route]),
+            )
+        });
+        count.inc();
+        duration.observe(elapsed.as_secs_f64());
+    }
+}
 
 /// The `op` label of the rate limiter's leases.
 pub const RATELIMIT_LEASE: &str = "ratelimit_lease";

@@ -73,6 +73,8 @@ pub struct Gateway {
     registry: HttpPeer,
     /// This service's `gateway_service_requests_total`.
     served: prometheus::IntCounter,
+    /// This service's requests by route, method and status.
+    series: crate::metrics::RequestSeries,
 }
 
 impl Gateway {
@@ -89,6 +91,7 @@ impl Gateway {
             auth_service: peer(shared.auth_service),
             registry: peer(shared.registry),
             served: shared.metrics.service_requests(index),
+            series: shared.metrics.request_series(),
             shared,
             versions,
         }
@@ -346,8 +349,7 @@ impl ProxyHttp for Gateway {
         let method = method_label(&session.req_header().method);
         self.served.inc();
         let elapsed = ctx.start.elapsed();
-        let metrics = &self.shared.metrics;
-        metrics.request(template, method, status_label(status), elapsed);
+        (self.series).record(template, method, status_label(status), elapsed);
         // The access log is a debug one (`RUST_LOG=gateway=debug`): the metrics count every
         // request, and a line per request would cost more than the rest of this method.
         tracing::debug!(
