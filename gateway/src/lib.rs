@@ -242,12 +242,10 @@ fn proxy_service(
 /// under an existing string would share the first's socket instead of binding its own;
 /// every spelling binds the same address.
 pub fn listener_key(addr: SocketAddr, index: usize) -> String {
-    let port = addr.port().to_string();
-    let width = port.len() + index;
-    match addr {
-        SocketAddr::V4(a) => format!("{}:{port:0>width$}", a.ip()),
-        SocketAddr::V6(a) => format!("[{}]:{port:0>width$}", a.ip()),
-    }
+    // The address as written (an IPv6 scope id included), zeros put before the port.
+    let written = addr.to_string();
+    let (host, port) = written.rsplit_once(':').unwrap_or((&written, ""));
+    format!("{host}:{}{port}", "0".repeat(index))
 }
 
 /// Keeps the blacklist set equal to the feed ([`blacklist::run_sync`]), into the metrics.
@@ -376,7 +374,13 @@ mod tests {
 
     #[test]
     fn every_listener_key_binds_the_same_address() {
-        for addr in ["127.0.0.1:8080", "[::]:443", "0.0.0.0:1", "[::1]:65535"] {
+        for addr in [
+            "127.0.0.1:8080",
+            "[::]:443",
+            "0.0.0.0:1",
+            "[::1]:65535",
+            "[fe80::1%2]:80",
+        ] {
             let addr: SocketAddr = addr.parse().unwrap();
             let keys: Vec<String> = (0..64).map(|i| listener_key(addr, i)).collect();
             assert_eq!(keys[0], addr.to_string());
