@@ -21,7 +21,6 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Deserializer};
-use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -256,19 +255,8 @@ fn load_or_generate(path: &Path) -> anyhow::Result<Keks> {
     }
     let entry = Zeroizing::new(generate_entry("generated"));
     let keks = Keks::parse(&KekList::new([entry.as_str()]))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(format!("{}\n", entry.as_str()).as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let line = Zeroizing::new(format!("{}\n", entry.as_str()));
+    rpc_service::secret_file::create(path, line.as_bytes())?;
     tracing::info!(
         path = %path.display(),
         "generated the key-encryption key of the signing keys (one machine only; set key_encryption_keys in production)"

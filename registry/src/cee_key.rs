@@ -5,7 +5,6 @@
 use crate::domain::cee::CeeSigner;
 use crate::settings::CeeSettings;
 use anyhow::Context;
-use std::io::Write;
 use std::path::Path;
 
 /// The configured signer, or the embedded default's.
@@ -27,19 +26,7 @@ fn load_or_generate(path: &Path) -> anyhow::Result<CeeSigner> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
     let (signer, pem) = CeeSigner::generate().context("cannot generate a CEE signing key")?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(pem.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    rpc_service::secret_file::create(path, pem.as_bytes())?;
     tracing::info!(path = %path.display(), "generated the CEE signing key (set cee.private_key_pem in production)");
     Ok(signer)
 }
