@@ -349,9 +349,11 @@ impl ProxyHttp for Gateway {
         let method = method_label(&session.req_header().method);
         self.served.inc();
         let elapsed = ctx.start.elapsed();
-        (self.series).record(template, method, status_label(status), elapsed);
+        self.series
+            .record(template, method, status_label(status), elapsed);
         // The access log is a debug one (`RUST_LOG=gateway=debug`): the metrics count every
-        // request, and a line per request would cost more than the rest of this method.
+        // request, and a formatted line written to stdout per request is not the pipeline's
+        // purpose.
         tracing::debug!(
             request_id = ctx.request_id.as_str(),
             method,
