@@ -57,6 +57,12 @@ async fn main() -> anyhow::Result<()> {
             *gateway = secret;
         }
     }
+    // HTTPS beside the plain port, on a certificate made for localhost on the first run
+    // (data/tls/, trusted through data/tls/ca.pem), unless the settings name another.
+    if gateway.tls.listen.is_none() {
+        gateway.tls.listen = Some(SocketAddr::from(([127, 0, 0, 1], 8443)));
+        gateway.tls.self_signed = true;
+    }
     if let Ok(email) = std::env::var("RPC_BOOTSTRAP_ADMIN_EMAIL") {
         auth.bootstrap.email = Some(email);
     }
@@ -86,6 +92,15 @@ async fn main() -> anyhow::Result<()> {
         "carpool registry ready on http://{} (gateway metrics on http://{}/metrics)",
         gateway.listen, gateway.admin_listen
     );
+    match gateway.tls.listen {
+        Some(tls) if gateway.tls.self_signed => println!(
+            "and on https://{tls} (curl --cacert {} https://localhost:{}/health)",
+            gateway.tls.cert_file.with_file_name("ca.pem").display(),
+            tls.port()
+        ),
+        Some(tls) => println!("and on https://{tls}"),
+        None => {}
+    }
 
     telemetry::shutdown_signal().await;
     tracing::info!("stopping");

@@ -10,6 +10,7 @@
 //! - [`ratelimit`]: per (class, subject) limits, leased from Redis across replicas.
 //! - [`proxy`]: the pingora `ProxyHttp` glue.
 //! - [`connections`]: per-replica and per-network connection caps.
+//! - [`tls`]: the HTTPS listener's certificate, checked at start and reloaded live.
 //! - [`jwks`], [`admin`], [`metrics`]: keys, the admin port, metrics.
 //! - [`spawn`] / [`build_server`]: start it (in a thread for tests and the all-in-one runner).
 
@@ -24,6 +25,7 @@ pub mod ratelimit;
 pub mod reason;
 pub mod routes;
 pub mod settings;
+pub mod tls;
 pub mod token_cache;
 
 use anyhow::Context;
@@ -66,6 +68,11 @@ pub struct Shared {
     pub cookies: cookies::Names,
     /// Peers whose `X-Forwarded-For` names the client ([`Settings::trusted_proxies`]).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `Strict-Transport-Security` for answers over TLS (`None`: not sent).
+    pub hsts: Option<http::HeaderValue>,
+    /// The HTTPS port a request on the plain listener is sent to with 308, when TLS is on
+    /// and the plain listener is not loopback; `None`: plain requests are served.
+    pub redirect_to_tls: Option<u16>,
 }
 
 /// The assertion keys, one per upstream.
@@ -146,7 +153,25 @@ pub fn build_server(
         keepalive_idle_secs: Some(settings.connections.keepalive_idle_secs).filter(|&s| s > 0),
         cookies: cookies::Names::new(settings.cookie_secure || !settings.listen.ip().is_loopback()),
         trusted_proxies: settings.trusted_proxies.clone(),
+        hsts: (settings.tls.hsts_max_age_secs > 0).then(|| {
+            http::HeaderValue::from_str(&format!("max-age={}", settings.tls.hsts_max_age_secs))
+                .expect("digits are a header value")
+        }),
+        redirect_to_tls: settings
+            .tls
+            .listen
+            .filter(|_| !settings.listen.ip().is_loopback())
+            .map(|tls| tls.port()),
     });
+    // The certificate is checked before anything listens: a gateway that cannot serve it
+    // does not start, and says which file is at fault.
+    let tls = match settings.tls.listen {
+        Some(_) => Some(Arc::new(
+            tls::Reloader::new(&settings.tls, &shared.metrics)
+                .map_err(|e| anyhow::anyhow!("tls: {e}"))?,
+        )),
+        None => None,
+    };
 
     let s = &settings.server;
     for path in [&s.pid_file, &s.upgrade_sock] {
@@ -175,8 +200,26 @@ pub fn build_server(
     ));
     for index in 0..s.proxy_services() {
         let gateway = proxy::Gateway::new(shared.clone(), versions.clone(), index);
-        let service = proxy_service(&server, gateway, settings, &shared, limits.clone(), index);
+        let certificates = tls.as_ref().map(|t| t.certificates());
+        let service = proxy_service(
+            &server,
+            gateway,
+            settings,
+            &shared,
+            limits.clone(),
+            certificates,
+            index,
+        );
         server.add_service(service);
+    }
+    if let Some(reloader) = tls {
+        server.add_service(background_service(
+            "tls reload",
+            tls::ReloadService {
+                reloader,
+                every: Duration::from_secs(settings.tls.reload_secs),
+            },
+        ));
     }
 
     let mut admin = admin::service(shared.clone());
@@ -208,13 +251,14 @@ pub fn build_server(
 
 /// Proxy service `index`: one thread, pingora's proxy behind the connection caps (shared by
 /// all services), its own listener on the public address with the read buffer of
-/// `connections.read_buffer_bytes`.
+/// `connections.read_buffer_bytes`, and with TLS its own listener on `tls.listen` too.
 fn proxy_service(
     server: &Server,
     gateway: proxy::Gateway,
     settings: &Settings,
     shared: &Shared,
     limits: Arc<connections::Limits>,
+    certificates: Option<Arc<tls::Certificates>>,
     index: usize,
 ) -> Service<connections::Capped<HttpProxy<proxy::Gateway>>> {
     let app = connections::Capped::new(
@@ -226,13 +270,26 @@ fn proxy_service(
     service.threads = Some(1);
     let mut socket = TcpSocketOptions::default();
     socket.so_reuseport = Some(true);
+    let buffers = L4BufferSettings {
+        read: Some(settings.connections.read_buffer_bytes),
+        write: None,
+    };
     let listener = ListenerConfig::tcp(listener_key(settings.listen, index))
-        .tcp_socket_options(socket)
-        .l4_buffer(L4BufferSettings {
-            read: Some(settings.connections.read_buffer_bytes),
-            write: None,
-        });
+        .tcp_socket_options(socket.clone())
+        .l4_buffer(buffers.clone());
     service.add_listener(listener);
+    if let (Some(addr), Some(certificates)) = (settings.tls.listen, certificates) {
+        // No files named here: every handshake asks `certificates` for the current pair.
+        let mut tls = pingora::listeners::tls::TlsSettings::intermediate("", "")
+            .expect("settings without files");
+        tls.set_cert_resolver(certificates);
+        tls.enable_h2();
+        let listener = ListenerConfig::tcp(listener_key(addr, index))
+            .tcp_socket_options(socket)
+            .l4_buffer(buffers)
+            .tls(tls);
+        service.add_listener(listener);
+    }
     service
 }
 

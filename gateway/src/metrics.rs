@@ -64,6 +64,10 @@ pub struct Metrics {
     service_requests: IntCounterVec,
     /// `gateway_auth_outcomes_total{outcome="ok"}`, resolved once.
     pub auth_ok: IntCounter,
+    /// The served certificate's `notAfter` as a Unix time (0 without TLS).
+    pub tls_not_after: IntGauge,
+    /// Looks at the certificate files by outcome (`loaded`, `unchanged`, `failed`).
+    pub tls_reloads: IntCounterVec,
     /// `gateway_ratelimit_decisions_total` by class (in [`RouteClass::ALL`]'s order), allowed
     /// and limited, resolved once.
     decisions: Vec<[IntCounter; 2]>,
@@ -199,6 +203,23 @@ impl Metrics {
             &["service"],
         )?;
         registry.register(Box::new(service_requests.clone()))?;
+        let tls_not_after = IntGauge::new(
+            "gateway_tls_certificate_not_after_seconds",
+            "Unix time at which the served TLS certificate expires (0: no TLS listener)",
+        )?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "gateway_tls_reloads_total",
+                "Looks at the TLS certificate files, by outcome (loaded, unchanged, failed: \
+                 the previous certificate is still served)",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["loaded", "unchanged", "failed"] {
+            tls_reloads.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(tls_not_after.clone()))?;
+        registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         for cap in [Cap::Replica, Cap::Network] {
@@ -256,6 +277,8 @@ impl Metrics {
             connections_refused,
             service_requests,
             auth_ok: auth.with_label_values(&["ok"]),
+            tls_not_after,
+            tls_reloads,
             decisions: RouteClass::ALL
                 .iter()
                 .map(|class| {

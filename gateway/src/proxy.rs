@@ -40,7 +40,7 @@ mod name {
     use http::HeaderName;
     pub use http::header::{
         AUTHORIZATION, CONTENT_LENGTH, COOKIE, EXPECT, FORWARDED, HOST, ORIGIN, SET_COOKIE,
-        TRANSFER_ENCODING,
+        STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING,
     };
     pub static ASSERTION: HeaderName = HeaderName::from_static(auth_token::ASSERTION_HEADER);
     pub static CSRF: HeaderName = HeaderName::from_static(auth_token::session::CSRF_HEADER);
@@ -120,6 +120,9 @@ pub struct Ctx {
     body_bytes: u64,
     /// The digest of the request body ([`auth_token::body_digest`]), bound in the assertion.
     body_digest: Option<String>,
+    /// The request came over TLS: its answer carries HSTS, and its session cookies are the
+    /// `__Host-` ones, `Secure`.
+    tls: bool,
 }
 
 #[async_trait]
@@ -143,6 +146,7 @@ impl ProxyHttp for Gateway {
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             body_bytes: 0,
             body_digest: None,
+            tls: false,
         }
     }
 
@@ -160,8 +164,11 @@ impl ProxyHttp for Gateway {
                 .and_then(|v| v.to_str().ok()),
         );
         ctx.client_ip = client_ip(session, &self.shared.trusted_proxies);
+        ctx.tls = session
+            .digest()
+            .is_some_and(|digest| digest.ssl_digest.is_some());
         let req = session.req_header();
-        match cookies::values(cookie_headers(&req.headers), self.shared.cookies.sessid)
+        match cookies::values(cookie_headers(&req.headers), self.cookies(ctx).sessid)
             .find(|id| is_well_formed_sessid(id))
         {
             Some(sent) => ctx.sessid = sent.to_owned(),
@@ -186,6 +193,12 @@ impl ProxyHttp for Gateway {
         }
         if req.method == http::Method::GET && req.uri.path() == HEALTH {
             return self.answer_health(session, ctx).await;
+        }
+        if let Some(port) = self.shared.redirect_to_tls
+            && !ctx.tls
+            && !is_trusted(&self.shared.trusted_proxies, session)
+        {
+            return self.redirect_to_tls(session, ctx, port).await;
         }
         let Some(matched) = route(&req.method, req.uri.path()) else {
             return self.answer(session, ctx, Reason::RouteNotFound).await;
@@ -286,6 +299,7 @@ impl ProxyHttp for Gateway {
             response.insert_header("x-api-version", version.as_str())?;
         }
         rate_limit_headers(response, ctx)?;
+        self.set_transport_headers(response, ctx)?;
         self.set_session_cookie(response, ctx)
     }
 
@@ -631,11 +645,71 @@ impl Gateway {
             header.insert_header("www-authenticate", "Bearer")?;
         }
         rate_limit_headers(&mut header, ctx)?;
+        self.set_transport_headers(&mut header, ctx)?;
         self.set_session_cookie(&mut header, ctx)?;
         session
             .write_response_header(Box::new(header), false)
             .await?;
         session.write_response_body(Some(body), true).await
+    }
+
+    /// Sends a request that came in plain to the same place over HTTPS (308 keeps the method
+    /// and body), then closes: the client's next request goes to the TLS port. Whatever
+    /// body it sent is not read (a bounded [`linger`]).
+    async fn redirect_to_tls(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        port: u16,
+    ) -> Result<bool> {
+        let req = session.req_header();
+        let host = req
+            .uri
+            .host()
+            .or_else(|| req.headers.get(&name::HOST)?.to_str().ok())
+            .map(host_without_port)
+            .unwrap_or("localhost");
+        let target = https_location(
+            host,
+            port,
+            req.uri.path_and_query().map_or("/", |p| p.as_str()),
+        );
+        let mut header = ResponseHeader::build(308, Some(4))?;
+        match http::HeaderValue::from_str(&target) {
+            Ok(location) => header.insert_header("location", location)?,
+            // A Host no header can carry: nowhere to send the client.
+            Err(_) => return self.answer(session, ctx, Reason::RouteNotFound).await,
+        }
+        header.insert_header("content-length", "0")?;
+        header.insert_header("x-request-id", ctx.request_id.as_str())?;
+        session.set_keepalive(None);
+        session
+            .write_response_header(Box::new(header), true)
+            .await?;
+        if has_body(session.req_header()) {
+            linger(session).await;
+        }
+        Ok(true)
+    }
+
+    /// The session cookies' names for this request: the `__Host-` ones over TLS, else the
+    /// plain listener's.
+    fn cookies(&self, ctx: &Ctx) -> cookies::Names {
+        if ctx.tls {
+            cookies::Names::new(true)
+        } else {
+            self.shared.cookies
+        }
+    }
+
+    /// `Strict-Transport-Security` on an answer over TLS.
+    fn set_transport_headers(&self, response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+        if ctx.tls
+            && let Some(hsts) = &self.shared.hsts
+        {
+            response.insert_header(&name::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
+        Ok(())
     }
 
     /// The public `/health`: the replica's state word (the admin port's `/health` has the
@@ -647,6 +721,7 @@ impl Gateway {
         header.insert_header("content-type", "application/json")?;
         header.insert_header("content-length", body.len().to_string())?;
         header.insert_header("x-request-id", ctx.request_id.as_str())?;
+        self.set_transport_headers(&mut header, ctx)?;
         self.set_session_cookie(&mut header, ctx)?;
         session
             .write_response_header(Box::new(header), false)
@@ -657,7 +732,7 @@ impl Gateway {
 
     /// Hands a new session id to the browser, whatever the answer.
     fn set_session_cookie(&self, response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
-        let names = self.shared.cookies;
+        let names = self.cookies(ctx);
         if names.secure && response.headers.contains_key(&name::SET_COOKIE) {
             // auth-service's `sessauth`, under this gateway's `__Host-` name.
             let lines: Vec<String> = (response.headers.get_all(&name::SET_COOKIE).iter())
@@ -670,7 +745,7 @@ impl Gateway {
             }
         }
         if ctx.new_sessid {
-            let cookie = cookies::set_sessid(self.shared.cookies, &ctx.sessid);
+            let cookie = cookies::set_sessid(names, &ctx.sessid);
             response.append_header("set-cookie", cookie)?;
         }
         Ok(())
@@ -719,6 +794,33 @@ fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> IpAddr {
             .filter_map(|v| v.to_str().ok()),
     )
     .unwrap_or(peer)
+}
+
+/// Whether the TCP peer is one of the trusted balancers (which terminate TLS themselves in
+/// front of the plain listener).
+fn is_trusted(trusted: &[ipnet::IpNet], session: &Session) -> bool {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_canonical());
+    peer.is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer)))
+}
+
+/// `host` (a name, an IPv4 address or a bracketed IPv6 one) without its `:port`.
+fn host_without_port(host: &str) -> &str {
+    if let Some(end) = host.find(']') {
+        return &host[..=end];
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+/// `https://host[:port]/path?query`, the port left out when it is 443.
+fn https_location(host: &str, port: u16, path_and_query: &str) -> String {
+    if port == 443 {
+        format!("https://{host}{path_and_query}")
+    } else {
+        format!("https://{host}:{port}{path_and_query}")
+    }
 }
 
 /// The last address of `X-Forwarded-For` (the one the trusted balancer wrote), if it is one.
@@ -872,6 +974,20 @@ fn status_label(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_requests_are_sent_to_the_same_host_and_path_over_https() {
+        assert_eq!(host_without_port("api.example.fr:8080"), "api.example.fr");
+        assert_eq!(host_without_port("api.example.fr"), "api.example.fr");
+        assert_eq!(host_without_port("[2001:db8::1]:8080"), "[2001:db8::1]");
+        assert_eq!(host_without_port("[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(host_without_port("10.0.0.1:80"), "10.0.0.1");
+        assert_eq!(
+            https_location("api.example.fr", 443, "/v3/journeys?a=1"),
+            "https://api.example.fr/v3/journeys?a=1"
+        );
+        assert_eq!(https_location("[::1]", 8443, "/"), "https://[::1]:8443/");
+    }
 
     #[test]
     fn the_client_is_the_last_forwarded_address() {

@@ -50,6 +50,9 @@ pub struct Settings {
     pub rate_limits: crate::ratelimit::Limits,
     /// Downstream connections: idle timeout and caps (docs/gateway.md, "Connections").
     pub connections: ConnectionSettings,
+    /// HTTPS on a second public address (docs/gateway.md, "TLS"); off while `tls.listen`
+    /// is unset.
+    pub tls: TlsSettings,
     /// `pretty` or `json`.
     pub log_format: String,
     /// pingora's server settings.
@@ -107,6 +110,41 @@ impl Default for ConnectionSettings {
             max_per_replica: 20_000,
             max_per_network: 256,
             read_buffer_bytes: 0,
+        }
+    }
+}
+
+/// The TLS listener: where, which certificate, and how it is kept fresh.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The HTTPS address (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN); unset: no TLS.
+    pub listen: Option<SocketAddr>,
+    /// The certificate chain (PEM): the server's certificate first, then its intermediates.
+    pub cert_file: std::path::PathBuf,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
+    /// When both files are missing, write a self-signed certificate for `localhost`,
+    /// `127.0.0.1` and `::1` there first (key mode 0600). For the embedded stack, never for
+    /// production.
+    pub self_signed: bool,
+    /// Seconds between two looks at the files; a changed pair is loaded without dropping a
+    /// connection (SIGHUP loads it at once). 0: only on SIGHUP.
+    pub reload_secs: u64,
+    /// `Strict-Transport-Security: max-age=` on every HTTPS answer (0: none). A year by
+    /// default, as browsers' preload lists ask.
+    pub hsts_max_age_secs: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            cert_file: "data/tls/cert.pem".into(),
+            key_file: "data/tls/key.pem".into(),
+            self_signed: false,
+            reload_secs: 60,
+            hsts_max_age_secs: 31_536_000,
         }
     }
 }
@@ -178,6 +216,7 @@ impl Default for Settings {
             cookie_secure: false,
             rate_limits: crate::ratelimit::Limits::default(),
             connections: ConnectionSettings::default(),
+            tls: TlsSettings::default(),
             log_format: "pretty".into(),
             server: ServerSettings::default(),
         }

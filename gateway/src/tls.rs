@@ -1,0 +1,333 @@
+//! The gateway's HTTPS: the certificate it serves, read from PEM files and checked before
+//! anything listens, and replaced live when the files change (on SIGHUP and on a periodic
+//! look) without touching a connection: the listeners ask [`Certificates`] for the current
+//! certificate at each handshake, so a connection keeps the one it was opened with and the
+//! next handshake gets the new one.
+
+use arc_swap::ArcSwap;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why a certificate pair cannot be served; each message names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds no PEM certificate", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)", .0.display())]
+    NoKey(PathBuf),
+    #[error("the key in {} is of a kind TLS cannot use: {reason}", path.display())]
+    UnsupportedKey { path: PathBuf, reason: String },
+    #[error("the first certificate in {} cannot be read: {reason}", path.display())]
+    Malformed { path: PathBuf, reason: String },
+    #[error("the certificate in {} expired at {when}", path.display())]
+    Expired { path: PathBuf, when: String },
+    #[error("the certificate in {} is not valid before {when}", path.display())]
+    NotYetValid { path: PathBuf, when: String },
+    #[error("the key in {} does not match the certificate in {}", key.display(), cert.display())]
+    Mismatch { cert: PathBuf, key: PathBuf },
+    #[error("cannot write a self-signed certificate to {}: {reason}", path.display())]
+    SelfSigned { path: PathBuf, reason: String },
+}
+
+/// A certificate pair read and checked.
+pub struct Loaded {
+    pub key: Arc<CertifiedKey>,
+    /// The leaf certificate's `notAfter`, Unix seconds.
+    pub not_after: i64,
+    /// SHA-256 of both files as read: what a later look compares to see a change.
+    fingerprint: [u8; 32],
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CertError> {
+    std::fs::read(path).map_err(|source| CertError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn fingerprint(cert: &[u8], key: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update((cert.len() as u64).to_be_bytes());
+    hash.update(cert);
+    hash.update(key);
+    hash.finalize().into()
+}
+
+fn date(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).map_or_else(|| unix.to_string(), |d| d.to_rfc3339())
+}
+
+/// Reads and checks the pair: the chain parses, the key is one TLS can sign with and is the
+/// leaf certificate's, and the leaf is valid at `now` (Unix seconds).
+pub fn load(cert_file: &Path, key_file: &Path, now: i64) -> Result<Loaded, CertError> {
+    let cert_pem = read(cert_file)?;
+    let key_pem = read(key_file)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    let Some(leaf) = chain.first() else {
+        return Err(CertError::NoCertificate(cert_file.to_owned()));
+    };
+    let (not_before, not_after) = validity(leaf).map_err(|reason| CertError::Malformed {
+        path: cert_file.to_owned(),
+        reason,
+    })?;
+    if now >= not_after {
+        return Err(CertError::Expired {
+            path: cert_file.to_owned(),
+            when: date(not_after),
+        });
+    }
+    if now < not_before {
+        return Err(CertError::NotYetValid {
+            path: cert_file.to_owned(),
+            when: date(not_before),
+        });
+    }
+    let private = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|_| CertError::NoKey(key_file.to_owned()))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&private).map_err(|e| {
+        CertError::UnsupportedKey {
+            path: key_file.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    let certified = CertifiedKey::new(chain, signer);
+    if certified.keys_match().is_err() {
+        return Err(CertError::Mismatch {
+            cert: cert_file.to_owned(),
+            key: key_file.to_owned(),
+        });
+    }
+    Ok(Loaded {
+        key: Arc::new(certified),
+        not_after,
+        fingerprint: fingerprint(&cert_pem, &key_pem),
+    })
+}
+
+/// The leaf's `notBefore` and `notAfter`, Unix seconds.
+fn validity(leaf: &CertificateDer<'_>) -> Result<(i64, i64), String> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(leaf.as_ref()).map_err(|e| e.to_string())?;
+    let validity = &cert.tbs_certificate.validity;
+    let secs = |t: x509_cert::time::Time| t.to_unix_duration().as_secs() as i64;
+    Ok((secs(validity.not_before), secs(validity.not_after)))
+}
+
+/// Writes a certificate for `localhost`, `127.0.0.1` and `::1` to `cert_file` and its key to
+/// `key_file` (mode 0600), signed by a local authority written beside them as `ca.pem` (the
+/// file clients trust: `curl --cacert data/tls/ca.pem`), when neither file exists. Never
+/// overwrites: a pair half there is left to [`load`] to refuse.
+pub fn ensure_self_signed(cert_file: &Path, key_file: &Path) -> Result<bool, CertError> {
+    if cert_file.exists() || key_file.exists() {
+        return Ok(false);
+    }
+    let fail = |path: &Path| {
+        let path = path.to_owned();
+        move |e: &dyn std::fmt::Display| CertError::SelfSigned {
+            path: path.clone(),
+            reason: e.to_string(),
+        }
+    };
+    let on_cert = fail(cert_file);
+    let year = chrono::Datelike::year(&chrono::Utc::now());
+    let (ca_pem, cert_pem, key_pem) = (|| -> Result<_, rcgen::Error> {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "carpool registry local CA");
+        ca.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+        ca.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
+        ca.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca_key = rcgen::KeyPair::generate()?;
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let mut leaf = rcgen::CertificateParams::new(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ])?;
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        leaf.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
+        leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = rcgen::KeyPair::generate()?;
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+        Ok((ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem()))
+    })()
+    .map_err(|e| on_cert(&e))?;
+    if let Some(dir) = cert_file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| on_cert(&e))?;
+    }
+    if let Some(dir) = key_file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail(key_file)(&e))?;
+    }
+    write_new(key_file, key_pem.as_bytes(), 0o600).map_err(|e| fail(key_file)(&e))?;
+    write_new(cert_file, cert_pem.as_bytes(), 0o644).map_err(|e| on_cert(&e))?;
+    let ca_file = cert_file.with_file_name("ca.pem");
+    write_new(&ca_file, ca_pem.as_bytes(), 0o644).map_err(|e| fail(&ca_file)(&e))?;
+    Ok(true)
+}
+
+/// A new file with `mode`, written and synced; an existing one is an error.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The certificate every TLS listener serves, replaceable while they run.
+#[derive(Debug)]
+pub struct Certificates {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// What a look at the files did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reload {
+    Loaded,
+    Unchanged,
+}
+
+/// The files, the certificate served from them, and the metrics that follow it.
+pub struct Reloader {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    certificates: Arc<Certificates>,
+    fingerprint: Mutex<[u8; 32]>,
+    not_after: prometheus::IntGauge,
+    outcomes: prometheus::IntCounterVec,
+}
+
+impl Reloader {
+    /// Loads the pair (an error names the file at fault, and the gateway does not start).
+    pub fn new(
+        settings: &crate::settings::TlsSettings,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Self, CertError> {
+        if settings.self_signed && ensure_self_signed(&settings.cert_file, &settings.key_file)? {
+            tracing::info!(
+                cert = %settings.cert_file.display(),
+                "wrote a self-signed certificate for localhost (trust ca.pem beside it)"
+            );
+        }
+        let loaded = load(&settings.cert_file, &settings.key_file, crate::unix_now())?;
+        metrics.tls_not_after.set(loaded.not_after);
+        Ok(Self {
+            cert_file: settings.cert_file.clone(),
+            key_file: settings.key_file.clone(),
+            certificates: Arc::new(Certificates {
+                current: ArcSwap::new(loaded.key),
+            }),
+            fingerprint: Mutex::new(loaded.fingerprint),
+            not_after: metrics.tls_not_after.clone(),
+            outcomes: metrics.tls_reloads.clone(),
+        })
+    }
+
+    /// What the listeners ask for a certificate at each handshake.
+    pub fn certificates(&self) -> Arc<Certificates> {
+        self.certificates.clone()
+    }
+
+    /// Looks at the files: a changed, valid pair is served from the next handshake on; an
+    /// invalid one is refused and the current certificate kept.
+    pub fn reload(&self) -> Result<Reload, CertError> {
+        let result = self.look();
+        let outcome = match &result {
+            Ok(Reload::Loaded) => "loaded",
+            Ok(Reload::Unchanged) => "unchanged",
+            Err(_) => "failed",
+        };
+        self.outcomes.with_label_values(&[outcome]).inc();
+        result
+    }
+
+    fn look(&self) -> Result<Reload, CertError> {
+        let (cert, key) = (read(&self.cert_file)?, read(&self.key_file)?);
+        if fingerprint(&cert, &key) == *self.fingerprint.lock().unwrap() {
+            return Ok(Reload::Unchanged);
+        }
+        let loaded = load(&self.cert_file, &self.key_file, crate::unix_now())?;
+        self.certificates.current.store(loaded.key);
+        self.not_after.set(loaded.not_after);
+        *self.fingerprint.lock().unwrap() = loaded.fingerprint;
+        Ok(Reload::Loaded)
+    }
+}
+
+/// Looks at the certificate files every `every` (never, when zero) and on SIGHUP.
+pub struct ReloadService {
+    pub reloader: Arc<Reloader>,
+    pub every: Duration,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for ReloadService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: certificates reload on the period only");
+                None
+            }
+        };
+        let period = (!self.every.is_zero()).then_some(self.every);
+        loop {
+            let trigger = tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { hangup.as_mut()?.recv().await } => "SIGHUP",
+                () = async {
+                    match period {
+                        Some(p) => tokio::time::sleep(p).await,
+                        None => std::future::pending().await,
+                    }
+                } => "period",
+            };
+            match self.reloader.reload() {
+                Ok(Reload::Loaded) => tracing::info!(
+                    trigger,
+                    cert = %self.reloader.cert_file.display(),
+                    "TLS certificate reloaded"
+                ),
+                Ok(Reload::Unchanged) => {}
+                Err(e) => tracing::error!(
+                    trigger,
+                    error = %e,
+                    "TLS certificate not reloaded; the previous one is still served"
+                ),
+            }
+        }
+    }
+}
