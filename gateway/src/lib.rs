@@ -276,7 +276,7 @@ fn proxy_service(
     };
     let listener = ListenerConfig::tcp(listener_key(settings.listen, index))
         .tcp_socket_options(socket.clone())
-        .l4_buffer(buffers.clone());
+        .l4_buffer(buffers);
     service.add_listener(listener);
     if let (Some(addr), Some(certificates)) = (settings.tls.listen, certificates) {
         // No files named here: every handshake asks `certificates` for the current pair.
