@@ -73,6 +73,18 @@ ensure_pyjwt() {
   python3 -c 'import jwt, cryptography' || { say "PyJWT is required by the tests"; exit 1; }
 }
 
+# Python requests is one of the real HTTPS clients of the gateway's TLS tests.
+ensure_requests() {
+  python3 -c 'import requests' 2>/dev/null && return
+  say "installing Python requests for the TLS test"
+  python3 -m pip install --user -q 'requests>=2.28' 2>/dev/null ||
+    python3 -m pip install --user -q --break-system-packages 'requests>=2.28' 2>/dev/null ||
+    apt_install python3-requests
+  python3 -c 'import requests' || { say "Python requests is required by the tests"; exit 1; }
+  # ... and curl (HTTP/2 and HTTP/1.1 over TLS) the other.
+  command -v curl >/dev/null || apt_install curl || { say "curl is required by the tests"; exit 1; }
+}
+
 # The console's tests drive Debian's Chromium with playwright-core (pinned in
 # tests/browser/package-lock.json; it downloads no browser of its own).
 ensure_browser() {
@@ -130,6 +142,7 @@ if [ "${1:-build}" = services ]; then
   ensure_postgres
   ensure_redis
   ensure_pyjwt
+  ensure_requests
   ensure_browser
   ensure_monitoring_tools
 fi

@@ -304,17 +304,11 @@ impl BackgroundService for ReloadService {
             }
         };
         let period = (!self.every.is_zero()).then_some(self.every);
+        // A first look once SIGHUP is handled (`gateway_tls_reloads_total` counts it): from
+        // then on the signal reloads instead of ending the process, and a pair replaced
+        // since the start is picked up.
+        let mut trigger = "start";
         loop {
-            let trigger = tokio::select! {
-                _ = shutdown.changed() => return,
-                Some(()) = async { hangup.as_mut()?.recv().await } => "SIGHUP",
-                () = async {
-                    match period {
-                        Some(p) => tokio::time::sleep(p).await,
-                        None => std::future::pending().await,
-                    }
-                } => "period",
-            };
             match self.reloader.reload() {
                 Ok(Reload::Loaded) => tracing::info!(
                     trigger,
@@ -328,6 +322,140 @@ impl BackgroundService for ReloadService {
                     "TLS certificate not reloaded; the previous one is still served"
                 ),
             }
+            trigger = tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { hangup.as_mut()?.recv().await } => "SIGHUP",
+                () = async {
+                    match period {
+                        Some(p) => tokio::time::sleep(p).await,
+                        None => std::future::pending().await,
+                    }
+                } => "period",
+            };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gw-tls-unit-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A self-signed pair for localhost valid over `[from, until]` (Unix years).
+    fn pair(from: i32, until: i32) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    fn write(dir: &Path, (cert, key): &(String, String)) -> (PathBuf, PathBuf) {
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        (c, k)
+    }
+
+    const NOW: i64 = 1_796_515_200; // 2026-12-05
+
+    #[allow(deprecated, reason = "the provider pingora 0.9.1 serves with")]
+    fn ring_provider() -> rustls::crypto::CryptoProvider {
+        rustls::crypto::ring::default_provider()
+    }
+
+    #[test]
+    fn every_pair_that_cannot_be_served_is_refused_naming_its_file() {
+        let dir = temp();
+        let good = pair(2020, 2090);
+        let (cert, key) = write(&dir, &good);
+        let loaded = load(&cert, &key, NOW).unwrap();
+        assert_eq!(loaded.not_after, 3_786_912_000);
+
+        type Case = (&'static str, (String, String), fn(&CertError) -> bool);
+        let cases: Vec<Case> = vec![
+            ("expired", pair(2001, 2002), |e| {
+                matches!(e, CertError::Expired { .. })
+            }),
+            ("not yet valid", pair(2090, 2091), |e| {
+                matches!(e, CertError::NotYetValid { .. })
+            }),
+            ("another key", (good.0.clone(), pair(2020, 2090).1), |e| {
+                matches!(e, CertError::Mismatch { .. })
+            }),
+            ("no certificate", ("hello".into(), good.1.clone()), |e| {
+                matches!(e, CertError::NoCertificate(_))
+            }),
+            ("no key", (good.0.clone(), good.0.clone()), |e| {
+                matches!(e, CertError::NoKey(_))
+            }),
+        ];
+        for (case, files, expected) in cases {
+            let (cert, key) = write(&dir, &files);
+            let Err(error) = load(&cert, &key, NOW) else {
+                panic!("{case}: loaded");
+            };
+            assert!(expected(&error), "{case}: {error}");
+            let text = error.to_string();
+            assert!(
+                text.contains(&cert.display().to_string())
+                    || text.contains(&key.display().to_string()),
+                "{case}: {text}"
+            );
+        }
+        std::fs::remove_file(dir.join("key.pem")).unwrap();
+        let error = load(&cert, &dir.join("key.pem"), NOW).err().unwrap();
+        assert!(error.to_string().contains("key.pem"), "{error}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_self_signed_pair_is_written_once_with_a_private_key_and_loads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp().join("tls");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        assert!(ensure_self_signed(&cert, &key).unwrap());
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let written = std::fs::read(&cert).unwrap();
+        let loaded = load(&cert, &key, crate::unix_now()).unwrap();
+        assert!(loaded.not_after > crate::unix_now() + 5 * 365 * 86_400);
+        // The leaf is signed by ca.pem, which is an authority.
+        let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+        let ca = CertificateDer::from_pem_slice(&ca).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(ring_provider()),
+        )
+        .build()
+        .unwrap();
+        let leaf = CertificateDer::from_pem_slice(&written).unwrap();
+        for name in ["localhost", "127.0.0.1", "::1"] {
+            let name = rustls::pki_types::ServerName::try_from(name).unwrap();
+            let now = rustls::pki_types::UnixTime::now();
+            rustls::client::danger::ServerCertVerifier::verify_server_cert(
+                verifier.as_ref(),
+                &leaf,
+                &[],
+                &name,
+                &[],
+                now,
+            )
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        }
+        // Never again, never over a file that is there.
+        assert!(!ensure_self_signed(&cert, &key).unwrap());
+        assert_eq!(std::fs::read(&cert).unwrap(), written);
+        std::fs::remove_file(&key).unwrap();
+        assert!(!ensure_self_signed(&cert, &key).unwrap());
+        assert!(!key.exists());
+        std::fs::remove_dir_all(dir.parent().unwrap()).ok();
     }
 }
