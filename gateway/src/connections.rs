@@ -15,7 +15,7 @@ use crate::ratelimit::Subject;
 use crate::reason::Reason;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
+use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use std::collections::HashMap;
@@ -214,6 +214,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
 /// and what the client still sends is read and discarded for a moment (a lingering close),
 /// so the client reads the answer instead of a reset.
 async fn refuse(mut stream: Stream) {
+    // An HTTP/2 client (over TLS, by ALPN) cannot read an HTTP/1.1 answer: it gets the close.
+    if stream.selected_alpn_proto() == Some(ALPN::H2) {
+        return;
+    }
     let mut scratch = [0u8; 2048];
     let _ = tokio::time::timeout(REFUSAL_LINGER, stream.read(&mut scratch)).await;
     if stream.write_all(&refusal()).await.is_err() || stream.flush().await.is_err() {
