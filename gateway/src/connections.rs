@@ -15,7 +15,9 @@ use crate::ratelimit::Subject;
 use crate::reason::Reason;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
-use pingora::protocols::{ALPN, Stream};
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::Stream;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use std::collections::HashMap;
@@ -148,19 +150,64 @@ pub struct ConnectionMetrics {
     pub refused_network: IntCounter,
 }
 
-/// pingora's HTTP application behind the connection caps.
+/// pingora's HTTP application behind the connection caps, and the TLS handshake of the
+/// connections accepted on the HTTPS port.
 pub struct Capped<A> {
     inner: Arc<A>,
     limits: Arc<Limits>,
     metrics: ConnectionMetrics,
+    tls: Option<Tls>,
+}
+
+/// The HTTPS listener's port and the acceptor shared by every service ([`crate::tls`]).
+pub struct Tls {
+    pub port: u16,
+    pub acceptor: Arc<Acceptor>,
+    /// Handshakes that failed or timed out.
+    pub failures: IntCounter,
 }
 
 impl<A> Capped<A> {
-    pub fn new(inner: A, limits: Arc<Limits>, metrics: ConnectionMetrics) -> Self {
+    pub fn new(
+        inner: A,
+        limits: Arc<Limits>,
+        metrics: ConnectionMetrics,
+        tls: Option<Tls>,
+    ) -> Self {
         Self {
             inner: Arc::new(inner),
             limits,
             metrics,
+            tls,
+        }
+    }
+
+    /// The HTTPS port's acceptor when `stream` came in on it and is not TLS yet.
+    fn needs_handshake(&self, stream: &Stream) -> Option<&Tls> {
+        let tls = self.tls.as_ref()?;
+        let local = stream.get_socket_digest()?.local_addr()?.as_inet()?.port();
+        (local == tls.port && stream.get_ssl_digest().is_none()).then_some(tls)
+    }
+}
+
+/// The TLS handshake on a connection of the HTTPS port, within
+/// [`crate::tls::HANDSHAKE_TIMEOUT`]; `None` (counted) when it fails.
+async fn handshake(tls: &Tls, stream: Stream) -> Option<Stream> {
+    // Accepted connections are pingora's TCP streams, which the acceptor takes as they are.
+    let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+        tls.failures.inc();
+        return None;
+    };
+    match tokio::time::timeout(
+        crate::tls::HANDSHAKE_TIMEOUT,
+        tls.acceptor.tls_handshake(*l4),
+    )
+    .await
+    {
+        Ok(Ok(done)) => Some(Box::new(done)),
+        _ => {
+            tls.failures.inc();
+            None
         }
     }
 }
@@ -182,12 +229,18 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let tls = self.needs_handshake(&stream);
         let permit = match self.limits.admit(peer) {
             Ok(permit) => permit,
             Err(cap) => {
                 match cap {
                     Cap::Replica => self.metrics.refused_replica.inc(),
                     Cap::Network => self.metrics.refused_network.inc(),
+                }
+                // Refused before its handshake: no answer a TLS client could read, and no
+                // handshake spent on it.
+                if tls.is_some() {
+                    return None;
                 }
                 let lingering = &self.limits.lingering;
                 if lingering.fetch_add(1, Ordering::AcqRel) < MAX_LINGERING {
@@ -198,7 +251,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
             }
         };
         self.metrics.open.inc();
-        let reused = self.inner.process_new(stream, shutdown).await;
+        let stream = match tls {
+            Some(tls) => handshake(tls, stream).await,
+            None => Some(stream),
+        };
+        let reused = match stream {
+            Some(stream) => self.inner.process_new(stream, shutdown).await,
+            None => None,
+        };
         self.metrics.open.dec();
         drop(permit);
         reused
@@ -214,10 +274,6 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
 /// and what the client still sends is read and discarded for a moment (a lingering close),
 /// so the client reads the answer instead of a reset.
 async fn refuse(mut stream: Stream) {
-    // An HTTP/2 client (over TLS, by ALPN) cannot read an HTTP/1.1 answer: it gets the close.
-    if stream.selected_alpn_proto() == Some(ALPN::H2) {
-        return;
-    }
     let mut scratch = [0u8; 2048];
     let _ = tokio::time::timeout(REFUSAL_LINGER, stream.read(&mut scratch)).await;
     if stream.write_all(&refusal()).await.is_err() || stream.flush().await.is_err() {

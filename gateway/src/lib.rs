@@ -163,12 +163,25 @@ pub fn build_server(
             .filter(|_| !settings.listen.ip().is_loopback())
             .map(|tls| tls.port()),
     });
+    if let Some(tls) = settings.tls.listen {
+        anyhow::ensure!(
+            tls.port() != settings.listen.port(),
+            "tls.listen must have a port of its own (the plain listener has {})",
+            settings.listen.port()
+        );
+    }
     // The certificate is checked before anything listens: a gateway that cannot serve it
     // does not start, and says which file is at fault.
     let tls = match settings.tls.listen {
         Some(_) => Some(Arc::new(
             tls::Reloader::new(&settings.tls, &shared.metrics)
                 .map_err(|e| anyhow::anyhow!("tls: {e}"))?,
+        )),
+        None => None,
+    };
+    let acceptor = match &tls {
+        Some(reloader) => Some(Arc::new(
+            tls::acceptor(reloader.certificates()).context("tls: the server configuration")?,
         )),
         None => None,
     };
@@ -200,14 +213,13 @@ pub fn build_server(
     ));
     for index in 0..s.proxy_services() {
         let gateway = proxy::Gateway::new(shared.clone(), versions.clone(), index);
-        let certificates = tls.as_ref().map(|t| t.certificates());
         let service = proxy_service(
             &server,
             gateway,
             settings,
             &shared,
             limits.clone(),
-            certificates,
+            acceptor.clone(),
             index,
         );
         server.add_service(service);
@@ -258,13 +270,23 @@ fn proxy_service(
     settings: &Settings,
     shared: &Shared,
     limits: Arc<connections::Limits>,
-    certificates: Option<Arc<tls::Certificates>>,
+    acceptor: Option<Arc<pingora::listeners::tls::Acceptor>>,
     index: usize,
 ) -> Service<connections::Capped<HttpProxy<proxy::Gateway>>> {
+    let tls = settings
+        .tls
+        .listen
+        .zip(acceptor)
+        .map(|(addr, acceptor)| connections::Tls {
+            port: addr.port(),
+            acceptor,
+            failures: shared.metrics.tls_handshake_failures.clone(),
+        });
     let app = connections::Capped::new(
         pingora::proxy::http_proxy(&server.configuration, gateway),
         limits,
         shared.metrics.connections(),
+        tls,
     );
     let mut service = Service::new(format!("gateway {index}"), app);
     service.threads = Some(1);
@@ -278,16 +300,12 @@ fn proxy_service(
         .tcp_socket_options(socket.clone())
         .l4_buffer(buffers);
     service.add_listener(listener);
-    if let (Some(addr), Some(certificates)) = (settings.tls.listen, certificates) {
-        // No files named here: every handshake asks `certificates` for the current pair.
-        let mut tls = pingora::listeners::tls::TlsSettings::intermediate("", "")
-            .expect("settings without files");
-        tls.set_cert_resolver(certificates);
-        tls.enable_h2();
+    if let Some(addr) = settings.tls.listen {
+        // A TCP listener: `Capped` counts the connection against the caps, then does the
+        // handshake with the acceptor all services share.
         let listener = ListenerConfig::tcp(listener_key(addr, index))
             .tcp_socket_options(socket)
-            .l4_buffer(buffers)
-            .tls(tls);
+            .l4_buffer(buffers);
         service.add_listener(listener);
     }
     service

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub tls_not_after: IntGauge,
     /// Looks at the certificate files by outcome (`loaded`, `unchanged`, `failed`).
     pub tls_reloads: IntCounterVec,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: IntCounter,
     /// `gateway_ratelimit_decisions_total` by class (in [`RouteClass::ALL`]'s order), allowed
     /// and limited, resolved once.
     decisions: Vec<[IntCounter; 2]>,
@@ -218,6 +220,11 @@ impl Metrics {
         for outcome in ["loaded", "unchanged", "failed"] {
             tls_reloads.with_label_values(&[outcome]);
         }
+        let tls_handshake_failures = IntCounter::new(
+            "gateway_tls_handshake_failures_total",
+            "TLS handshakes that failed (old protocol, no common suite, not TLS) or timed out",
+        )?;
+        registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(tls_not_after.clone()))?;
         registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
@@ -279,6 +286,7 @@ impl Metrics {
             auth_ok: auth.with_label_values(&["ok"]),
             tls_not_after,
             tls_reloads,
+            tls_handshake_failures,
             decisions: RouteClass::ALL
                 .iter()
                 .map(|class| {

@@ -212,6 +212,44 @@ impl ResolvesServerCert for Certificates {
     }
 }
 
+/// Sessions a replica remembers for resumption by session id (TLS 1.2), about 1 KiB each.
+const SESSIONS: usize = 20_000;
+
+/// How long a client has to finish its handshake before the connection is closed.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The TLS acceptor every proxy service shares: TLS 1.3 and 1.2 with rustls's suites (AEAD
+/// only, forward-secret key exchange), ALPN `h2` then `http/1.1`, the certificate asked of
+/// `certificates` at each handshake, and resumption that works whichever service the kernel
+/// hands a returning client to: one session cache and one ticket key (rotated every 6 hours
+/// by rustls's ticketer) for the whole process. pingora's own TLS listener builds a
+/// configuration per listener, so a client resumed only when it came back to the same
+/// service (docs/gateway.md, "TLS").
+pub fn acceptor(
+    certificates: Arc<Certificates>,
+) -> Result<pingora::listeners::tls::Acceptor, rustls::Error> {
+    #[allow(
+        deprecated,
+        reason = "ring is the provider pingora 0.9.1 builds rustls with"
+    )]
+    let provider = rustls::crypto::ring::default_provider();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(certificates);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSIONS);
+    #[allow(
+        deprecated,
+        reason = "ring is the provider pingora 0.9.1 builds rustls with"
+    )]
+    let ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.ticketer = ticketer;
+    Ok(pingora::listeners::tls::Acceptor::from_server_config(
+        Arc::new(config),
+    ))
+}
+
 /// What a look at the files did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reload {

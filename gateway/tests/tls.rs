@@ -387,6 +387,61 @@ async fn a_renewed_certificate_reaches_new_connections_and_kept_alive_ones_keep_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_client_resumes_its_session_whichever_service_takes_it() {
+    let upstream_addr = free_port();
+    let _upstream = Upstream::start(upstream_addr).await;
+    let files = Files::new();
+    let ca = Authority::new("test CA");
+    files.install(&ca.leaf(2020, 2090));
+    // Two services, each with its own socket: the kernel spreads reconnections over both.
+    let (_gw, tls) = gateway(upstream_addr, &files, |s| s.server.threads = 2).await;
+    let root = ca.pem.clone();
+    let kinds = tokio::task::spawn_blocking(move || {
+        let mut kinds = Vec::new();
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let mut store = rustls::RootCertStore::empty();
+            store.add(der(&root)).unwrap();
+            // One client configuration: its session store carries what the server gave.
+            let config = Arc::new(
+                rustls::ClientConfig::builder_with_provider(Arc::new(ring_provider()))
+                    .with_protocol_versions(&[version])
+                    .unwrap()
+                    .with_root_certificates(store)
+                    .with_no_client_auth(),
+            );
+            for _ in 0..12 {
+                let name = ServerName::try_from("localhost").unwrap();
+                let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+                let tcp = TcpStream::connect(tls).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut stream = rustls::StreamOwned::new(conn, tcp);
+                // A request read whole: TLS 1.3 tickets arrive after the handshake.
+                assert_eq!(sign_in(&mut stream), 200);
+                kinds.push((version.version, stream.conn.handshake_kind()));
+            }
+        }
+        kinds
+    })
+    .await
+    .unwrap();
+    for (version, runs) in [kinds[..12].to_vec(), kinds[12..].to_vec()]
+        .iter()
+        .map(|r| (r[0].0, r))
+    {
+        assert_eq!(
+            runs[0].1,
+            Some(rustls::HandshakeKind::Full),
+            "{version:?}: first connection"
+        );
+        let resumed = runs[1..]
+            .iter()
+            .filter(|(_, kind)| *kind == Some(rustls::HandshakeKind::Resumed))
+            .count();
+        assert_eq!(resumed, 11, "{version:?}: {runs:?}");
+    }
+}
+
 /// A TLS record holding a ClientHello that offers at most `version` (0x0301: TLS 1.0,
 /// 0x0302: TLS 1.1), with no `supported_versions` extension, as such a client sends.
 fn old_client_hello(version: [u8; 2]) -> Vec<u8> {
