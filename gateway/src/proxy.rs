@@ -211,7 +211,11 @@ impl ProxyHttp for Gateway {
         }
         let sent_sessid =
             (!ctx.new_sessid && !ctx.sessid.is_empty()).then_some(ctx.sessid.as_str());
-        let principal = match self.authorize(session, &matched, sent_sessid, now).await {
+        let names = self.cookies(ctx);
+        let principal = match self
+            .authorize(session, &matched, sent_sessid, names, now)
+            .await
+        {
             Ok(principal) => principal,
             Err(reason) => {
                 ctx.route = Some(matched);
@@ -494,18 +498,19 @@ impl Gateway {
     }
 
     /// The credential and permission steps, refreshing the JWKS once for an unknown key.
-    /// `sessid` is the client's session id, if it sent a well-formed one.
+    /// `sessid` is the client's session id, if it sent a well-formed one; `names`, the
+    /// session cookies' names on this request's listener.
     async fn authorize(
         &self,
         session: &Session,
         matched: &Route,
         sessid: Option<&str>,
+        names: cookies::Names,
         now: i64,
     ) -> std::result::Result<Principal, Reason> {
         let req = session.req_header();
         let header = |name: &HeaderName| session.get_header(name).and_then(|v| v.to_str().ok());
-        let sessauth =
-            cookies::values(cookie_headers(&req.headers), self.shared.cookies.sessauth).next();
+        let sessauth = cookies::values(cookie_headers(&req.headers), names.sessauth).next();
         let presented = Presented::from_headers(
             header(&name::AUTHORIZATION),
             header(&name::ACCESS_TOKEN),

@@ -17,6 +17,7 @@
 # per core).
 #
 #   scripts/bench/tls.sh            # DURATION [10s] CONNS [64] ROUNDS [3] HS_CONNS [32]
+#   CERT_KEY=rsa scripts/bench/tls.sh   # an RSA-2048 certificate instead of ECDSA P-256
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED=${SHARED:-../shared/bench}
@@ -24,6 +25,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 HS_CONNS=${HS_CONNS:-32}
 ROUNDS=${ROUNDS:-3}
+CERT_KEY=${CERT_KEY:-ec}
 JWT_SECRET=peers-bench-secret-0123456789abcdef
 
 need() { command -v "$1" >/dev/null || { echo "[bench] installing $2" >&2; apt-get install -y -qq "$2" >/dev/null; }; }
@@ -37,9 +39,14 @@ export GATEWAY__TLS__LISTEN=127.0.0.1:18443
 source scripts/bench/stack.sh
 export GATEWAY__TLS__CERT_FILE="$work/cert.pem" GATEWAY__TLS__KEY_FILE="$work/key.pem"
 
-# One certificate for both, signed by a local authority the client is not asked to check
-# (wrk does not verify): an ECDSA P-256 leaf, as a public CA issues today.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+# One certificate for both, self-signed (wrk does not verify): an ECDSA P-256 key by default,
+# as public CAs issue today; CERT_KEY=rsa for RSA-2048, still the most common.
+case "$CERT_KEY" in
+    ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+    rsa) newkey=(-newkey rsa:2048) ;;
+    *) echo "CERT_KEY is ec or rsa" >&2; exit 1 ;;
+esac
+openssl req -x509 "${newkey[@]}" -nodes -days 30 \
     -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
@@ -105,7 +112,7 @@ for mode in kept-alive handshakes; do
     done
 done
 
-echo "# tls.sh $(date -u +%FT%TZ) host: $(nproc) cpu ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)); haproxy $(haproxy -v | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p'); wrk; $DURATION x $ROUNDS, $CONNS connections kept alive, $HS_CONNS for handshakes"
+echo "# tls.sh $(date -u +%FT%TZ) certificate key: $CERT_KEY; host: $(nproc) cpu ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)); haproxy $(haproxy -v | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p'); wrk; $DURATION x $ROUNDS, $CONNS connections kept alive, $HS_CONNS for handshakes"
 python3 - "$results" <<'PY'
 import sys, statistics
 rows = [l.split() for l in open(sys.argv[1])]

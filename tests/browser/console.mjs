@@ -90,7 +90,9 @@ async function operatorAdmin(who) {
     return text('#signin-password-error');
   });
   const nav = await step('operator admin signs in', () => signIn(who));
-  emit('signed_in', { role: await text('#who-role'), nav, sign_in_error: signInError });
+  // The session cookies as the browser keeps them (names, and whether TLS only).
+  const cookies = (await page.context().cookies(url)).map((c) => ({ name: c.name, secure: c.secure }));
+  emit('signed_in', { role: await text('#who-role'), nav, sign_in_error: signInError, cookies });
 
   const created = await step('create token', async () => {
     await page.waitForSelector('#page-tokens #new-token');
@@ -307,7 +309,12 @@ async function registryAdmin(who, operator) {
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    // Over HTTPS the gateway's certificate comes from the test's own authority: Chromium
+    // trusts that one key only (the SHA-256 of its SubjectPublicKeyInfo), nothing else.
+    ...(process.env.TRUST_SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.TRUST_SPKI}`] : []),
+  ],
 });
 let failed = false;
 try {

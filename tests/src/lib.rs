@@ -44,6 +44,11 @@ pub struct Stack {
     /// `http://127.0.0.1:<port>` of the (first) gateway.
     pub url: String,
     pub admin_url: String,
+    /// `https://localhost:<port>` of the (first) gateway when started with `Options::tls`.
+    pub https_url: Option<String>,
+    /// The base64 SHA-256 of the HTTPS certificate's public key (what Chromium's
+    /// `--ignore-certificate-errors-spki-list` trusts), with `Options::tls`.
+    pub tls_spki: Option<String>,
     /// Every gateway replica's public URL, `gateways[0] == url`.
     pub gateways: Vec<String>,
     /// Every gateway replica's admin URL (`/metrics`, `/health`), `gateway_admins[0] == admin_url`.
@@ -89,6 +94,9 @@ pub struct Options {
     /// auth-service's and the registry's databases, instead of the mode's fresh ones (the
     /// caller creates and removes them).
     pub databases: Option<(DatabaseSettings, DatabaseSettings)>,
+    /// Every replica also serves HTTPS, on a certificate for localhost the first one makes
+    /// (a local authority's, as the all-in-one runner does).
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -100,6 +108,7 @@ impl Default for Options {
             auth_settings: None,
             registry_clock: None,
             databases: None,
+            tls: false,
         }
     }
 }
@@ -108,6 +117,24 @@ impl Default for Options {
 struct Replica {
     settings: gateway::Settings,
     running: Option<gateway::Running>,
+}
+
+/// The base64 SHA-256 of the SubjectPublicKeyInfo of the first certificate in a PEM file.
+pub fn spki_sha256(pem_file: &std::path::Path) -> anyhow::Result<String> {
+    use base64::Engine;
+    use sha2::Digest;
+    use x509_cert::der::{Decode, Encode};
+    let pem = std::fs::read_to_string(pem_file)?;
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body)?;
+    let cert = x509_cert::Certificate::from_der(&der)?;
+    let spki = cert.tbs_certificate.subject_public_key_info.to_der()?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(spki)))
 }
 
 /// A port free right now (the gateway cannot report the port it bound).
@@ -263,6 +290,12 @@ impl Stack {
             gw.server.graceful_shutdown_timeout_seconds = 1;
             gw.server.pid_file = dir.join(format!("gateway{n}.pid")).display().to_string();
             gw.server.upgrade_sock = dir.join(format!("upgrade{n}.sock")).display().to_string();
+            if options.tls {
+                gw.tls.listen = Some(free_port()?);
+                gw.tls.cert_file = dir.join("tls/cert.pem");
+                gw.tls.key_file = dir.join("tls/key.pem");
+                gw.tls.self_signed = true;
+            }
             if let Some(adjust) = options.gateway_settings {
                 adjust(&mut gw);
             }
@@ -274,6 +307,9 @@ impl Stack {
         let mut stack = Self {
             mode,
             url: format!("http://{}", replicas[0].settings.listen),
+            https_url: (replicas[0].settings.tls.listen)
+                .map(|tls| format!("https://localhost:{}", tls.port())),
+            tls_spki: None,
             admin_url: format!("http://{}", replicas[0].settings.admin_listen),
             gateways: (replicas.iter())
                 .map(|r| format!("http://{}", r.settings.listen))
@@ -299,6 +335,9 @@ impl Stack {
         for n in 0..stack.replicas.len() {
             stack.start_gateway(n).await?;
             stack.wait_gateway_ready(n).await?;
+        }
+        if options.tls {
+            stack.tls_spki = Some(spki_sha256(&stack.dir.join("tls/cert.pem"))?);
         }
         Ok(stack)
     }

@@ -35,7 +35,8 @@ struct Console {
 }
 
 impl Console {
-    fn start(url: &str, screenshots: &Path, scenario: &Path) -> Self {
+    /// `trust_spki`: over HTTPS, the certificate key Chromium is to trust.
+    fn start(url: &str, trust_spki: Option<&str>, screenshots: &Path, scenario: &Path) -> Self {
         assert!(
             Path::new(BROWSER_DIR)
                 .join("node_modules/playwright-core")
@@ -48,6 +49,7 @@ impl Console {
             .arg(screenshots)
             .arg(scenario)
             .current_dir(BROWSER_DIR)
+            .env("TRUST_SPKI", trust_spki.unwrap_or_default())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -198,7 +200,14 @@ fn text(v: &Value) -> &str {
 async fn console_in_a_browser(mode: Mode) {
     // The registry's clock moves once, for the 24 h checks that flag an anomaly.
     let clock = ManualClock::at(Utc::now());
-    let stack = Stack::start_at(mode, Some(Arc::new(clock.clone())))
+    // The production mode's browser goes through HTTPS (HTTP/2, `__Host-` cookies, HSTS);
+    // the embedded one through the plain loopback port.
+    let options = tests::Options {
+        registry_clock: Some(Arc::new(clock.clone())),
+        tls: mode == Mode::Production,
+        ..Default::default()
+    };
+    let stack = Stack::start_with(mode, options)
         .await
         .expect("stack starts");
     let admin = stack.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
@@ -230,7 +239,13 @@ async fn console_in_a_browser(mode: Mode) {
     });
     let scenario_path = std::env::temp_dir().join(format!("{}.json", unique("console")));
     std::fs::write(&scenario_path, scenario.to_string()).unwrap();
-    let mut console = Console::start(&stack.url, &screenshot_dir(mode), &scenario_path);
+    let url = stack.https_url.as_deref().unwrap_or(&stack.url);
+    let mut console = Console::start(
+        url,
+        stack.tls_spki.as_deref(),
+        &screenshot_dir(mode),
+        &scenario_path,
+    );
 
     // An operator admin signs in (a wrong password first: the error sits by the field) and
     // sees the pages of its role only.
@@ -241,6 +256,27 @@ async fn console_in_a_browser(mode: Mode) {
         ["tokens", "credentials", "users", "journeys"]
     );
     assert!(text(&signed_in["sign_in_error"]).contains("Wrong email or password"));
+    // The session cookies: over HTTPS the `__Host-` ones, sent over TLS only; plain on the
+    // loopback port.
+    let cookies = signed_in["cookies"].as_array().unwrap();
+    let names: Vec<&str> = cookies
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let tls = stack.https_url.is_some();
+    let expected = if tls {
+        ["__Host-sessauth", "__Host-sessid"]
+    } else {
+        ["sessauth", "sessid"]
+    };
+    for name in expected {
+        assert!(names.contains(&name), "{name} not among {names:?}");
+    }
+    assert!(
+        cookies.iter().all(|c| c["secure"] == tls),
+        "Secure on cookies over {}: {cookies:?}",
+        if tls { "HTTPS" } else { "HTTP" }
+    );
 
     // It names an application and reads the token once, with a warning and a copy button.
     let created = console.expect("token").await;
