@@ -163,8 +163,11 @@ pub struct Capped<A> {
 pub struct Tls {
     pub port: u16,
     pub acceptor: Arc<Acceptor>,
-    /// Handshakes that failed or timed out.
+    /// Handshakes that failed or timed out (a missing or bad PROXY header included).
     pub failures: IntCounter,
+    /// Peers whose connections begin with a PROXY protocol header ([`crate::proxy_protocol`]);
+    /// empty: none is read.
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
 }
 
 impl<A> Capped<A> {
@@ -190,21 +193,28 @@ impl<A> Capped<A> {
     }
 }
 
-/// The TLS handshake on a connection of the HTTPS port, within
-/// [`crate::tls::HANDSHAKE_TIMEOUT`]; `None` (counted) when it fails.
-async fn handshake(tls: &Tls, stream: Stream) -> Option<Stream> {
+/// The TLS handshake on a connection of the HTTPS port (after the PROXY header when `peer`
+/// sends one), within [`crate::tls::HANDSHAKE_TIMEOUT`]; `None` (counted) when it fails.
+async fn handshake(tls: &Tls, stream: Stream, peer: IpAddr) -> Option<Stream> {
     // Accepted connections are pingora's TCP streams, which the acceptor takes as they are.
     let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
         tls.failures.inc();
         return None;
     };
-    match tokio::time::timeout(
-        crate::tls::HANDSHAKE_TIMEOUT,
-        tls.acceptor.tls_handshake(*l4),
-    )
-    .await
-    {
-        Ok(Ok(done)) => Some(Box::new(done)),
+    let mut l4 = *l4;
+    let peer = peer.to_canonical();
+    let proxied = tls
+        .proxy_protocol_from
+        .iter()
+        .any(|net| net.contains(&peer));
+    let handshake = async {
+        if proxied {
+            crate::proxy_protocol::accept(&mut l4).await.ok()?;
+        }
+        tls.acceptor.tls_handshake(l4).await.ok()
+    };
+    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Some(done)) => Some(Box::new(done)),
         _ => {
             tls.failures.inc();
             None
@@ -252,7 +262,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         };
         self.metrics.open.inc();
         let stream = match tls {
-            Some(tls) => handshake(tls, stream).await,
+            Some(tls) => handshake(tls, stream, peer).await,
             None => Some(stream),
         };
         let reused = match stream {

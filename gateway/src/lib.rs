@@ -21,6 +21,7 @@ pub mod cookies;
 pub mod jwks;
 pub mod metrics;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod reason;
 pub mod routes;
@@ -281,6 +282,11 @@ fn proxy_service(
             port: addr.port(),
             acceptor,
             failures: shared.metrics.tls_handshake_failures.clone(),
+            proxy_protocol_from: if settings.tls.proxy_protocol {
+                settings.trusted_proxies.clone()
+            } else {
+                Vec::new()
+            },
         });
     let app = connections::Capped::new(
         pingora::proxy::http_proxy(&server.configuration, gateway),

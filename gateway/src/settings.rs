@@ -134,6 +134,10 @@ pub struct TlsSettings {
     /// `Strict-Transport-Security: max-age=` on every HTTPS answer (0: none). A year by
     /// default, as browsers' preload lists ask.
     pub hsts_max_age_secs: u64,
+    /// Connections to the HTTPS port from a peer in `trusted_proxies` begin with a PROXY
+    /// protocol header (v1 or v2) naming the client: a TCP balancer's (nginx `stream` with
+    /// `proxy_protocol on`, HAProxy `send-proxy`). Other peers send none and are not read.
+    pub proxy_protocol: bool,
 }
 
 impl Default for TlsSettings {
@@ -145,6 +149,7 @@ impl Default for TlsSettings {
             self_signed: false,
             reload_secs: 60,
             hsts_max_age_secs: 31_536_000,
+            proxy_protocol: false,
         }
     }
 }

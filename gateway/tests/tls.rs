@@ -442,6 +442,99 @@ async fn a_returning_client_resumes_its_session_whichever_service_takes_it() {
     }
 }
 
+/// A rustls client connection whose TCP stream first carries `preamble` (a balancer's PROXY
+/// header); `None` when the server refuses it.
+fn connect_after(addr: SocketAddr, preamble: &[u8], root: &str) -> Option<Tls> {
+    let mut store = rustls::RootCertStore::empty();
+    store.add(der(root)).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(ring_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(preamble).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).ok()?;
+    }
+    Some(tls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_tcp_balancer_names_the_client_in_a_proxy_header_and_no_one_else_can() {
+    let upstream_addr = free_port();
+    let upstream = Upstream::start(upstream_addr).await;
+    let files = Files::new();
+    let ca = Authority::new("test CA");
+    files.install(&ca.leaf(2020, 2090));
+    let header_v1 = b"PROXY TCP4 203.0.113.9 127.0.0.1 51234 443\r\n".to_vec();
+    let mut header_v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header_v2.extend([
+        0x21, 0x11, 0, 12, 198, 51, 100, 4, 127, 0, 0, 1, 0x04, 0xd2, 0x01, 0xbb,
+    ]);
+
+    // The balancer (127.0.0.1 here) is trusted: its header names the client.
+    let (gw, tls) = gateway(upstream_addr, &files, |s| {
+        s.tls.proxy_protocol = true;
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let root = ca.pem.clone();
+    let statuses = tokio::task::spawn_blocking(move || {
+        [header_v1, header_v2].map(|header| {
+            let mut conn = connect_after(tls, &header, &root).expect("handshake after the header");
+            sign_in(&mut conn)
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, [200, 200]);
+    assert_eq!(
+        *upstream.forwarded_for.lock().unwrap(),
+        ["203.0.113.9", "198.51.100.4"],
+        "the upstream is told the client the balancer named"
+    );
+    // Without its header, a trusted balancer's connection is refused.
+    let root = ca.pem.clone();
+    let refused = tokio::task::spawn_blocking(move || connect_after(tls, b"", &root).is_none())
+        .await
+        .unwrap();
+    assert!(
+        refused,
+        "a balancer's connection without its header was served"
+    );
+    drop(gw);
+
+    // A peer not trusted cannot choose its address: its header is taken for TLS, and fails.
+    let (_gw, tls) = gateway(upstream_addr, &files, |s| s.tls.proxy_protocol = true).await;
+    let root = ca.pem.clone();
+    let (forged, plain) = tokio::task::spawn_blocking(move || {
+        let forged = connect_after(tls, b"PROXY TCP4 203.0.113.66 127.0.0.1 1 443\r\n", &root);
+        let mut plain = connect_after(tls, b"", &root).expect("a direct client");
+        (forged.is_none(), sign_in(&mut plain))
+    })
+    .await
+    .unwrap();
+    assert!(
+        forged,
+        "a PROXY header from a peer not trusted was honoured"
+    );
+    assert_eq!(plain, 200);
+    assert_eq!(
+        upstream
+            .forwarded_for
+            .lock()
+            .unwrap()
+            .last()
+            .map(String::as_str),
+        Some("127.0.0.1")
+    );
+}
+
 /// A TLS record holding a ClientHello that offers at most `version` (0x0301: TLS 1.0,
 /// 0x0302: TLS 1.1), with no `supported_versions` extension, as such a client sends.
 fn old_client_hello(version: [u8; 2]) -> Vec<u8> {

@@ -26,6 +26,8 @@ pub struct Upstream {
     /// POST requests read (the tests'; counted before the answer, slow or not). The
     /// gateway's own JWKS fetches are GETs and do not count.
     pub received: Arc<AtomicU64>,
+    /// The `x-forwarded-for` of each POST read, in order (empty when absent).
+    pub forwarded_for: Arc<std::sync::Mutex<Vec<String>>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -35,18 +37,27 @@ impl Upstream {
         let slow = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicU64::new(0));
         let received = Arc::new(AtomicU64::new(0));
+        let forwarded_for = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (flag, posting, read) = (slow.clone(), connections.clone(), received.clone());
+        let seen = forwarded_for.clone();
         let task = tokio::spawn(async move {
             // Connection tasks live in this set, so aborting the task closes them all.
             let mut served = tokio::task::JoinSet::new();
             while let Ok((conn, _)) = listener.accept().await {
-                served.spawn(serve(conn, flag.clone(), read.clone(), posting.clone()));
+                served.spawn(serve(
+                    conn,
+                    flag.clone(),
+                    read.clone(),
+                    posting.clone(),
+                    seen.clone(),
+                ));
             }
         });
         Self {
             slow,
             connections,
             received,
+            forwarded_for,
             task: Some(task),
         }
     }
@@ -85,6 +96,7 @@ async fn serve(
     slow: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
     post_connections: Arc<AtomicU64>,
+    forwarded_for: Arc<std::sync::Mutex<Vec<String>>>,
 ) {
     let mut buf = Vec::new();
     let mut posted = false;
@@ -118,6 +130,11 @@ async fn serve(
             buf.drain(..length);
         }
         if head.starts_with("post ") {
+            let client = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-forwarded-for:"))
+                .map_or(String::new(), |v| v.trim().to_owned());
+            forwarded_for.lock().unwrap().push(client);
             received.fetch_add(1, Ordering::Relaxed);
         }
         if slow.load(Ordering::Relaxed) {
