@@ -31,12 +31,20 @@ pub struct Jwks {
 
 impl Jwks {
     pub fn new(url: String, min_interval: Duration) -> Self {
-        let client = reqwest::Client::builder()
+        let client = Self::client_builder().build().unwrap_or_default();
+        Self::with_client(url, client, min_interval)
+    }
+
+    /// The settings every JWKS client has (a TLS one adds its own: [`crate::upstream_tls`]).
+    pub fn client_builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             // Fetches happen on several runtimes; a pooled connection must not outlive its own.
             .pool_max_idle_per_host(0)
-            .build()
-            .unwrap_or_default();
+    }
+
+    /// Keys fetched from `url` with `client`.
+    pub fn with_client(url: String, client: reqwest::Client, min_interval: Duration) -> Self {
         Self {
             url,
             client,

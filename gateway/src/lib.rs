@@ -28,6 +28,7 @@ pub mod routes;
 pub mod settings;
 pub mod tls;
 pub mod token_cache;
+pub mod upstream_tls;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -74,6 +75,8 @@ pub struct Shared {
     /// The HTTPS port a request on the plain listener is sent to with 308, when TLS is on
     /// and the plain listener is not loopback; `None`: plain requests are served.
     pub redirect_to_tls: Option<u16>,
+    /// TLS to the upstreams, when on.
+    pub upstream_tls: Option<upstream_tls::UpstreamTls>,
 }
 
 /// The assertion keys, one per upstream.
@@ -136,12 +139,24 @@ pub fn build_server(
         )),
         None => Arc::new(ratelimit::MemoryCounter::default()),
     };
+    let upstream_tls = upstream_tls::UpstreamTls::load(&settings.upstream_tls)
+        .map_err(|e| anyhow::anyhow!("upstream_tls: {e}"))?;
+    let jwks_every = Duration::from_millis(settings.jwks_refresh_min_interval_ms);
+    let jwks = match &upstream_tls {
+        Some(tls) => jwks::Jwks::with_client(
+            tls.jwks_url(settings.auth_service),
+            tls.jwks_client(jwks::Jwks::client_builder(), settings.auth_service)
+                .context("upstream_tls: the JWKS client")?,
+            jwks_every,
+        ),
+        None => jwks::Jwks::new(
+            format!("http://{}/.well-known/jwks.json", settings.auth_service),
+            jwks_every,
+        ),
+    };
     let shared = Arc::new(Shared {
         assertion,
-        jwks: jwks::Jwks::new(
-            format!("http://{}/.well-known/jwks.json", settings.auth_service),
-            Duration::from_millis(settings.jwks_refresh_min_interval_ms),
-        ),
+        jwks,
         blacklist: Arc::new(BlacklistSet::new()),
         tokens: token_cache::TokenCache::new(settings.token_cache_capacity),
         limiter: ratelimit::Limiter::new(settings.rate_limits.clone(), counters),
@@ -163,6 +178,7 @@ pub fn build_server(
             .listen
             .filter(|_| !settings.listen.ip().is_loopback())
             .map(|tls| tls.port()),
+        upstream_tls,
     });
     if let Some(tls) = settings.tls.listen {
         anyhow::ensure!(

@@ -80,16 +80,19 @@ pub struct Gateway {
 impl Gateway {
     /// The pipeline of proxy service `index`.
     pub fn new(shared: Arc<Shared>, versions: Versions, index: usize) -> Self {
-        let peer = |addr| {
+        let peer = |addr, name: fn(&crate::upstream_tls::UpstreamTls) -> &str| {
             let mut peer = HttpPeer::new(addr, false, String::new());
             peer.options.connection_timeout = Some(shared.connect_timeout);
             peer.options.read_timeout = Some(shared.read_timeout);
             peer.options.idle_timeout = Some(UPSTREAM_IDLE);
+            if let Some(tls) = &shared.upstream_tls {
+                tls.apply(&mut peer, name(tls));
+            }
             peer
         };
         Self {
-            auth_service: peer(shared.auth_service),
-            registry: peer(shared.registry),
+            auth_service: peer(shared.auth_service, |t| &t.auth_service_name),
+            registry: peer(shared.registry, |t| &t.registry_name),
             served: shared.metrics.service_requests(index),
             series: shared.metrics.request_series(),
             shared,

@@ -53,6 +53,9 @@ pub struct Settings {
     /// HTTPS on a second public address (docs/gateway.md, "TLS"); off while `tls.listen`
     /// is unset.
     pub tls: TlsSettings,
+    /// TLS to auth-service and the registry (off by default: the internal network is
+    /// trusted).
+    pub upstream_tls: UpstreamTlsSettings,
     /// `pretty` or `json`.
     pub log_format: String,
     /// pingora's server settings.
@@ -154,6 +157,38 @@ impl Default for TlsSettings {
     }
 }
 
+/// TLS from the gateway to its upstreams ([`crate::upstream_tls`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTlsSettings {
+    /// Speak TLS to both upstreams.
+    pub enabled: bool,
+    /// The authority (PEM, one or more certificates) the upstreams' certificates are
+    /// checked against; required when enabled.
+    pub ca_file: std::path::PathBuf,
+    /// The gateway's client certificate chain (PEM), for upstreams that require one; with
+    /// `key_file`.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// The name auth-service's certificate must carry (the address stays `auth_service`).
+    pub auth_service_name: String,
+    /// The name the registry's certificate must carry.
+    pub registry_name: String,
+}
+
+impl Default for UpstreamTlsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ca_file: std::path::PathBuf::new(),
+            cert_file: None,
+            key_file: None,
+            auth_service_name: "auth-service".into(),
+            registry_name: "registry".into(),
+        }
+    }
+}
+
 /// The parts of pingora's `ServerConf` worth setting here.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -222,6 +257,7 @@ impl Default for Settings {
             rate_limits: crate::ratelimit::Limits::default(),
             connections: ConnectionSettings::default(),
             tls: TlsSettings::default(),
+            upstream_tls: UpstreamTlsSettings::default(),
             log_format: "pretty".into(),
             server: ServerSettings::default(),
         }
