@@ -284,6 +284,19 @@ async fn gateway_refusals_follow_the_pipeline_order() {
         .await
         .unwrap();
     assert_eq!(out.status(), 200);
+    // The sign-out reaches the gateway through the blacklist feed, as a blacklisting does
+    // (asynchronously: within a second, not before the sign-out's answer).
+    let revoked = stack
+        .eventually(Duration::from_secs(2), || async {
+            let r = send(Method::GET, "/applications")
+                .headers(op_admin.clone())
+                .send()
+                .await
+                .unwrap();
+            r.status() == 401
+        })
+        .await;
+    assert!(revoked, "the signed-out token still works after 2 s");
     expect(401, "revoked_token")(
         send(Method::GET, "/applications")
             .headers(op_admin)
