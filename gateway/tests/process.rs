@@ -16,6 +16,8 @@ use support::{SIGN_IN, Upstream, free_port};
 
 struct Instance {
     listen: SocketAddr,
+    /// The HTTPS port, on a certificate the first process makes (`tls.self_signed`).
+    tls: SocketAddr,
     admin: SocketAddr,
     upstream: SocketAddr,
     dir: PathBuf,
@@ -31,6 +33,7 @@ impl Instance {
         std::fs::create_dir_all(&dir).unwrap();
         Self {
             listen: free_port(),
+            tls: free_port(),
             admin: free_port(),
             upstream,
             dir,
@@ -49,6 +52,10 @@ impl Instance {
         command
             .current_dir(&self.dir)
             .env("GATEWAY__LISTEN", self.listen.to_string())
+            .env("GATEWAY__TLS__LISTEN", self.tls.to_string())
+            .env("GATEWAY__TLS__SELF_SIGNED", "true")
+            .env("GATEWAY__TLS__CERT_FILE", dir("tls/cert.pem"))
+            .env("GATEWAY__TLS__KEY_FILE", dir("tls/key.pem"))
             .env("GATEWAY__ADMIN_LISTEN", self.admin.to_string())
             .env("GATEWAY__AUTH_SERVICE", self.upstream.to_string())
             .env("GATEWAY__REGISTRY", self.upstream.to_string())
@@ -118,6 +125,7 @@ async fn wait_until_healthy(instance: &Instance) {
             && tokio::net::TcpStream::connect(instance.listen)
                 .await
                 .is_ok()
+            && tokio::net::TcpStream::connect(instance.tls).await.is_ok()
         {
             return;
         }
@@ -152,7 +160,9 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn start(listen: SocketAddr, clients: usize) -> Self {
+    /// `clients` clients posting sign-ins to `base` (`http://...` or `https://...`) with
+    /// `client`'s settings.
+    fn start(base: String, client: reqwest::Client, clients: usize) -> Self {
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let dropped = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -161,14 +171,11 @@ impl Traffic {
             .map(|_| {
                 let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
                 let (why, dropped) = (why.clone(), dropped.clone());
+                let (client, base) = (client.clone(), base.clone());
                 tokio::spawn(async move {
-                    let client = reqwest::Client::builder()
-                        .pool_max_idle_per_host(0)
-                        .build()
-                        .unwrap();
                     while !stop.load(Ordering::Relaxed) {
                         let answer = client
-                            .post(format!("http://{listen}{SIGN_IN}"))
+                            .post(format!("{base}{SIGN_IN}"))
                             .json(&serde_json::json!({}))
                             .send()
                             .await;
@@ -256,8 +263,27 @@ async fn a_graceful_upgrade_hands_the_port_over_without_losing_a_request() {
     let instance = Instance::new(upstream_addr);
     let mut old = Reaped(instance.start(false));
     wait_until_healthy(&instance).await;
-    let traffic = Traffic::start(instance.listen, 4);
+    // Each request on a new connection (no pooling), plain and over TLS.
+    let plain = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let ca = std::fs::read(instance.dir.join("tls/ca.pem")).unwrap();
+    let https = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve("localhost", instance.tls)
+        .build()
+        .unwrap();
+    let traffic = Traffic::start(format!("http://{}", instance.listen), plain, 4);
+    let secure = Traffic::start(
+        format!("https://localhost:{}", instance.tls.port()),
+        https,
+        2,
+    );
     more_answers(&traffic, 50).await;
+    more_answers(&secure, 50).await;
 
     // The new process waits on the upgrade socket for the old one's listeners.
     let mut new = Reaped(instance.start(true));
@@ -267,8 +293,10 @@ async fn a_graceful_upgrade_hands_the_port_over_without_losing_a_request() {
         exited(&mut old.0, Duration::from_secs(30)).await,
         "the old process never finished"
     );
-    // Served by the new process alone now.
+    // Served by the new process alone now, on both ports.
     more_answers(&traffic, 50).await;
+    more_answers(&secure, 50).await;
+    let (tls_ok, tls_failed, tls_dropped, tls_why) = secure.stop().await;
     let (ok, failed, dropped, why) = traffic.stop().await;
     // pingora's one window (pingora-proxy `handle_new_request`): when the old process
     // broadcasts its shutdown, a connection it accepted whose request it has not read yet
@@ -279,6 +307,11 @@ async fn a_graceful_upgrade_hands_the_port_over_without_losing_a_request() {
     assert!(
         failed == dropped && dropped <= 1,
         "{failed} requests failed during the upgrade ({dropped} closed unanswered, {ok} answered): {why:?}"
+    );
+    // The TLS listeners are handed over the same way: no handshake refused or reset.
+    assert!(
+        tls_failed == tls_dropped && tls_dropped <= 1,
+        "{tls_failed} HTTPS requests failed during the upgrade ({tls_dropped} closed unanswered, {tls_ok} answered): {tls_why:?}"
     );
     assert!(
         new.0.try_wait().unwrap().is_none(),
