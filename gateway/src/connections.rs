@@ -163,7 +163,8 @@ pub struct Capped<A> {
 pub struct Tls {
     pub port: u16,
     pub acceptor: Arc<Acceptor>,
-    /// Handshakes that failed or timed out (a missing or bad PROXY header included).
+    /// Connections of the HTTPS port that ended without a completed handshake (failed, timed
+    /// out, closed before it, or a missing or bad PROXY header).
     pub failures: IntCounter,
     /// Peers whose connections begin with a PROXY protocol header ([`crate::proxy_protocol`]);
     /// empty: none is read.
@@ -185,34 +186,56 @@ impl<A> Capped<A> {
         }
     }
 
-    /// The HTTPS port's acceptor when `stream` came in on it and is not TLS yet.
+    /// The HTTPS port's acceptor when `stream` came in on it and is not TLS yet. A
+    /// connection whose local port cannot be read is taken for a TLS one (it then fails its
+    /// handshake rather than being served in plain).
     fn needs_handshake(&self, stream: &Stream) -> Option<&Tls> {
         let tls = self.tls.as_ref()?;
-        let local = stream.get_socket_digest()?.local_addr()?.as_inet()?.port();
-        (local == tls.port && stream.get_ssl_digest().is_none()).then_some(tls)
+        if stream.get_ssl_digest().is_some() {
+            return None;
+        }
+        let local = (stream.get_socket_digest())
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()));
+        match local {
+            Some(port) if port != tls.port => None,
+            _ => Some(tls),
+        }
     }
 }
 
-/// The TLS handshake on a connection of the HTTPS port (after the PROXY header when `peer`
-/// sends one), within [`crate::tls::HANDSHAKE_TIMEOUT`]; `None` (counted) when it fails.
-async fn handshake(tls: &Tls, stream: Stream, peer: IpAddr) -> Option<Stream> {
-    // Accepted connections are pingora's TCP streams, which the acceptor takes as they are.
-    let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
-        tls.failures.inc();
-        return None;
+/// The connection's peer address: the TCP peer, or the client a balancer's PROXY header named.
+fn peer_of(stream: &Stream) -> IpAddr {
+    stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ip| ip.to_canonical())
+}
+
+/// Accepted connections are pingora's TCP streams, which the acceptor takes as they are.
+fn tcp(stream: Stream) -> Option<L4Stream> {
+    stream.into_any().downcast::<L4Stream>().ok().map(|l4| *l4)
+}
+
+/// Reads the PROXY header a trusted balancer sends first ([`crate::proxy_protocol`]) within
+/// [`crate::tls::HANDSHAKE_TIMEOUT`]; `None` (counted) when it is missing or bad.
+async fn proxy_header(tls: &Tls, stream: Stream) -> Option<Stream> {
+    let read = async {
+        let mut l4 = tcp(stream)?;
+        crate::proxy_protocol::accept(&mut l4).await.ok()?;
+        Some(Box::new(l4) as Stream)
     };
-    let mut l4 = *l4;
-    let peer = peer.to_canonical();
-    let proxied = tls
-        .proxy_protocol_from
-        .iter()
-        .any(|net| net.contains(&peer));
-    let handshake = async {
-        if proxied {
-            crate::proxy_protocol::accept(&mut l4).await.ok()?;
-        }
-        tls.acceptor.tls_handshake(l4).await.ok()
-    };
+    let read = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, read).await;
+    if read.as_ref().is_ok_and(Option::is_some) {
+        return read.ok().flatten();
+    }
+    tls.failures.inc();
+    None
+}
+
+/// The TLS handshake on a connection of the HTTPS port, within
+/// [`crate::tls::HANDSHAKE_TIMEOUT`]; `None` (counted) when it fails.
+async fn handshake(tls: &Tls, stream: Stream) -> Option<Stream> {
+    let handshake = async { tls.acceptor.tls_handshake(tcp(stream)?).await.ok() };
     match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Some(done)) => Some(Box::new(done)),
         _ => {
@@ -235,11 +258,20 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let mut stream = stream;
+        let mut peer = peer_of(&stream);
         let tls = self.needs_handshake(&stream);
+        // Behind a TCP balancer the client is the one its PROXY header names: read it first,
+        // so the caps count that client, not the balancer (which they exempt).
+        if let Some(tls) = tls
+            && tls
+                .proxy_protocol_from
+                .iter()
+                .any(|net| net.contains(&peer))
+        {
+            stream = proxy_header(tls, stream).await?;
+            peer = peer_of(&stream);
+        }
         let permit = match self.limits.admit(peer) {
             Ok(permit) => permit,
             Err(cap) => {
@@ -262,7 +294,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         };
         self.metrics.open.inc();
         let stream = match tls {
-            Some(tls) => handshake(tls, stream, peer).await,
+            Some(tls) => handshake(tls, stream).await,
             None => Some(stream),
         };
         let reused = match stream {

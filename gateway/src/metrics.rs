@@ -222,7 +222,9 @@ impl Metrics {
         }
         let tls_handshake_failures = IntCounter::new(
             "gateway_tls_handshake_failures_total",
-            "TLS handshakes that failed (old protocol, no common suite, not TLS) or timed out",
+            "Connections of the HTTPS port that ended without a completed TLS handshake \
+             (old protocol, no common suite, not TLS, timed out, closed before it, or a bad \
+             PROXY header)",
         )?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(tls_not_after.clone()))?;

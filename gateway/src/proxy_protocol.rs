@@ -9,7 +9,7 @@ use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{GetSocketDigest, SocketDigest};
 use ppp::{HeaderResult, PartialResult, v1, v2};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::io::AsRawFd;
 use tokio::io::AsyncReadExt;
 
@@ -88,11 +88,13 @@ pub async fn accept(stream: &mut L4Stream) -> Result<(), HeaderError> {
         }
     };
     stream.rewind(&buf[length..]);
-    if let Some(client) = client {
-        let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
-        let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(client)));
-        stream.set_socket_digest(digest);
-    }
+    // A header naming no client (`UNKNOWN`, `LOCAL`: the balancer's own check, or a client
+    // it cannot name) leaves the peer unspecified, never the balancer: its connection must
+    // not be taken for the trusted balancer's, whose `X-Forwarded-For` would be believed.
+    let client = client.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+    let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(client)));
+    stream.set_socket_digest(digest);
     Ok(())
 }
 

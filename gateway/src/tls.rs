@@ -180,10 +180,15 @@ pub fn ensure_self_signed(cert_file: &Path, key_file: &Path) -> Result<bool, Cer
     if let Some(dir) = key_file.parent() {
         std::fs::create_dir_all(dir).map_err(|e| fail(key_file)(&e))?;
     }
+    // The authority first, replacing one left by an earlier pair (its key is gone: it could
+    // not have signed this one), so `ca.pem` always matches the pair written after it.
+    let ca_file = cert_file.with_file_name("ca.pem");
+    let ca_next = cert_file.with_file_name("ca.pem.new");
+    let _ = std::fs::remove_file(&ca_next);
+    write_new(&ca_next, ca_pem.as_bytes(), 0o644).map_err(|e| fail(&ca_file)(&e))?;
+    std::fs::rename(&ca_next, &ca_file).map_err(|e| fail(&ca_file)(&e))?;
     write_new(key_file, key_pem.as_bytes(), 0o600).map_err(|e| fail(key_file)(&e))?;
     write_new(cert_file, cert_pem.as_bytes(), 0o644).map_err(|e| on_cert(&e))?;
-    let ca_file = cert_file.with_file_name("ca.pem");
-    write_new(&ca_file, ca_pem.as_bytes(), 0o644).map_err(|e| fail(&ca_file)(&e))?;
     Ok(true)
 }
 
@@ -494,6 +499,13 @@ mod tests {
         std::fs::remove_file(&key).unwrap();
         assert!(!ensure_self_signed(&cert, &key).unwrap());
         assert!(!key.exists());
+        // Both removed to start again: a new pair, and a new ca.pem that signed it.
+        std::fs::remove_file(&cert).unwrap();
+        let old_ca = std::fs::read(dir.join("ca.pem")).unwrap();
+        assert!(ensure_self_signed(&cert, &key).unwrap());
+        let new_ca = std::fs::read(dir.join("ca.pem")).unwrap();
+        assert_ne!(old_ca, new_ca);
+        load(&cert, &key, crate::unix_now()).unwrap();
         std::fs::remove_dir_all(dir.parent().unwrap()).ok();
     }
 }

@@ -242,8 +242,11 @@ impl Traffic {
 fn closed_unanswered(e: &reqwest::Error) -> bool {
     // The cause sits several wrappers down (reqwest, hyper-util, hyper), not all of which
     // expose it through `source()`: read it off the debug form.
+    // Over TLS the same close reads as an end of stream without the TLS close.
     let e = format!("{e:?}");
-    e.contains("kind: ConnectionReset") || e.contains("IncompleteMessage")
+    e.contains("kind: ConnectionReset")
+        || e.contains("IncompleteMessage")
+        || e.contains("kind: UnexpectedEof")
 }
 
 /// Waits until `traffic` has `more` answers beyond now.

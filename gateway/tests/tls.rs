@@ -498,6 +498,28 @@ async fn a_trusted_tcp_balancer_names_the_client_in_a_proxy_header_and_no_one_el
         ["203.0.113.9", "198.51.100.4"],
         "the upstream is told the client the balancer named"
     );
+    // The connection caps count the client the header names, not the balancer: with one
+    // connection per network, a second one for 203.0.113.9 is closed before its handshake
+    // while another client's goes through.
+    drop(gw);
+    let (gw, tls) = gateway(upstream_addr, &files, |s| {
+        s.tls.proxy_protocol = true;
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.connections.max_per_network = 1;
+    })
+    .await;
+    let root = ca.pem.clone();
+    let (first, second, other) = tokio::task::spawn_blocking(move || {
+        let header = |ip: &str| format!("PROXY TCP4 {ip} 127.0.0.1 5000 443\r\n").into_bytes();
+        let mut first = connect_after(tls, &header("203.0.113.9"), &root).expect("first");
+        let first_status = sign_in(&mut first);
+        let second = connect_after(tls, &header("203.0.113.9"), &root).is_some();
+        let mut other = connect_after(tls, &header("198.51.100.7"), &root).expect("another");
+        (first_status, second, sign_in(&mut other))
+    })
+    .await
+    .unwrap();
+    assert_eq!((first, second, other), (200, false, 200));
     // Without its header, a trusted balancer's connection is refused.
     let root = ca.pem.clone();
     let refused = tokio::task::spawn_blocking(move || connect_after(tls, b"", &root).is_none())
@@ -509,8 +531,13 @@ async fn a_trusted_tcp_balancer_names_the_client_in_a_proxy_header_and_no_one_el
     );
     drop(gw);
 
-    // A peer not trusted cannot choose its address: its header is taken for TLS, and fails.
-    let (_gw, tls) = gateway(upstream_addr, &files, |s| s.tls.proxy_protocol = true).await;
+    // A peer not trusted (the balancers are elsewhere) cannot choose its address: its
+    // header is taken for TLS, and fails.
+    let (_gw, tls) = gateway(upstream_addr, &files, |s| {
+        s.tls.proxy_protocol = true;
+        s.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    })
+    .await;
     let root = ca.pem.clone();
     let (forged, plain) = tokio::task::spawn_blocking(move || {
         let forged = connect_after(tls, b"PROXY TCP4 203.0.113.66 127.0.0.1 1 443\r\n", &root);
@@ -606,6 +633,8 @@ async fn tls_1_0_and_1_1_and_plain_http_on_the_tls_port_are_refused_cleanly() {
         !got[2].starts_with(b"HTTP/"),
         "plain HTTP was answered on the TLS port"
     );
+    let failures = metric(&_gw, "gateway_tls_handshake_failures_total").await;
+    assert!(failures.is_some_and(|n| n >= 3.0), "{failures:?}");
     assert_eq!(
         upstream.received.load(std::sync::atomic::Ordering::Relaxed),
         0

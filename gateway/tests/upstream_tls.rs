@@ -228,6 +228,9 @@ async fn no_request_reaches_an_upstream_it_cannot_verify_or_that_cannot_verify_i
     // An impostor: a certificate for the right name from another authority.
     let impostor_addr = free_port();
     let impostor = TlsUpstream::start(impostor_addr, &stranger, "auth-service", &clients).await;
+    // The right authority, but the registry's certificate where auth-service should be.
+    let misnamed_addr = free_port();
+    let misnamed = TlsUpstream::start(misnamed_addr, &servers, "registry", &clients).await;
     // The real one, reached without the client certificate.
     let real_addr = free_port();
     let real = TlsUpstream::start(real_addr, &servers, "auth-service", &clients).await;
@@ -237,6 +240,7 @@ async fn no_request_reaches_an_upstream_it_cannot_verify_or_that_cannot_verify_i
             true,
             "an upstream signed by another authority",
         ),
+        (misnamed_addr, true, "a certificate for another name"),
         (real_addr, false, "a gateway without its client certificate"),
     ] {
         let gw = support::gateway(addr, |s| s.upstream_tls = upstream_tls(&dir, client)).await;
@@ -253,6 +257,7 @@ async fn no_request_reaches_an_upstream_it_cannot_verify_or_that_cannot_verify_i
         );
     }
     assert_eq!(impostor.posts.load(Ordering::Relaxed), 0);
+    assert_eq!(misnamed.posts.load(Ordering::Relaxed), 0);
     assert_eq!(real.posts.load(Ordering::Relaxed), 0);
     std::fs::remove_dir_all(dir).ok();
 }
