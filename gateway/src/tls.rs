@@ -51,7 +51,7 @@ pub struct Loaded {
     fingerprint: [u8; 32],
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, CertError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, CertError> {
     std::fs::read(path).map_err(|source| CertError::Read {
         path: path.to_owned(),
         source,
@@ -73,6 +73,28 @@ fn date(unix: i64) -> String {
 /// Reads and checks the pair: the chain parses, the key is one TLS can sign with and is the
 /// leaf certificate's, and the leaf is valid at `now` (Unix seconds).
 pub fn load(cert_file: &Path, key_file: &Path, now: i64) -> Result<Loaded, CertError> {
+    let pair = read_pair(cert_file, key_file, now)?;
+    Ok(Loaded {
+        fingerprint: fingerprint(&pair.cert_pem, &pair.key_pem),
+        key: pair.certified,
+        not_after: pair.not_after,
+    })
+}
+
+/// A certificate chain and its key as read and checked by [`read_pair`].
+pub(crate) struct Pair {
+    /// The chain (`certified.cert`) with a signer of the key.
+    pub certified: Arc<CertifiedKey>,
+    /// The key itself (a signer does not give it back).
+    pub key: PrivateKeyDer<'static>,
+    pub not_after: i64,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+/// [`load`]'s checks, for the served certificate and for the gateway's client certificate
+/// ([`crate::upstream_tls`]).
+pub(crate) fn read_pair(cert_file: &Path, key_file: &Path, now: i64) -> Result<Pair, CertError> {
     let cert_pem = read(cert_file)?;
     let key_pem = read(key_file)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
@@ -112,10 +134,12 @@ pub fn load(cert_file: &Path, key_file: &Path, now: i64) -> Result<Loaded, CertE
             key: key_file.to_owned(),
         });
     }
-    Ok(Loaded {
-        key: Arc::new(certified),
+    Ok(Pair {
+        certified: Arc::new(certified),
+        key: private,
         not_after,
-        fingerprint: fingerprint(&cert_pem, &key_pem),
+        cert_pem,
+        key_pem,
     })
 }
 

@@ -7,10 +7,10 @@
 //! authority and certificate.
 
 use crate::settings::UpstreamTlsSettings;
-use crate::tls::CertError;
+use crate::tls::{CertError, read};
 use pingora::utils::tls::{CertKey, WrappedX509};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -23,13 +23,6 @@ pub struct UpstreamTls {
     identity_pem: Option<Vec<u8>>,
     pub auth_service_name: String,
     pub registry_name: String,
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, CertError> {
-    std::fs::read(path).map_err(|source| CertError::Read {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError> {
@@ -55,30 +48,14 @@ impl UpstreamTls {
             .collect();
         let (client, identity_pem) = match (&settings.cert_file, &settings.key_file) {
             (Some(cert_file), Some(key_file)) => {
-                let cert_pem = read(cert_file)?;
-                let key_pem = read(key_file)?;
-                let chain = certificates(cert_file, &cert_pem)?;
-                let key = PrivateKeyDer::from_pem_slice(&key_pem)
-                    .map_err(|_| CertError::NoKey(key_file.to_owned()))?;
-                // The same checks as the served certificate's: a usable key, the chain's.
-                let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
-                    CertError::UnsupportedKey {
-                        path: key_file.to_owned(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                if rustls::sign::CertifiedKey::new(chain.clone(), signer)
-                    .keys_match()
-                    .is_err()
-                {
-                    return Err(CertError::Mismatch {
-                        cert: cert_file.to_owned(),
-                        key: key_file.to_owned(),
-                    });
-                }
-                let certs = chain.iter().map(|c| c.to_vec()).collect();
-                let key = CertKey::new(certs, key.secret_der().to_vec());
-                (Some(Arc::new(key)), Some([cert_pem, key_pem].concat()))
+                // The served certificate's checks: a usable key, the chain's, valid now.
+                let pair = crate::tls::read_pair(cert_file, key_file, crate::unix_now())?;
+                let certs = pair.certified.cert.iter().map(|c| c.to_vec()).collect();
+                let key = CertKey::new(certs, pair.key.secret_der().to_vec());
+                (
+                    Some(Arc::new(key)),
+                    Some([pair.cert_pem, pair.key_pem].concat()),
+                )
             }
             (None, None) => (None, None),
             (Some(file), None) | (None, Some(file)) => {

@@ -30,14 +30,7 @@ async fn gateway(auth: SocketAddr, tune: impl FnOnce(&mut Settings)) -> Gateway 
 
 /// A line of the gateway's metrics, by its name and labels.
 async fn metric(gw: &Gateway, series: &str) -> Option<u64> {
-    let text = reqwest::get(format!("http://{}/metrics", gw.admin))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    support::metric(gw, series).await.map(|v| v as u64)
 }
 
 async fn open_connections(gw: &Gateway) -> Option<u64> {

@@ -16,41 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{SIGN_IN, Upstream, free_port};
-
-/// A local certificate authority and the certificates it signs for `localhost`.
-struct Authority {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-impl Authority {
-    fn new(name: &str) -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate for localhost valid over `[from, until]` (years), and its key: PEM.
-    fn leaf(&self, from: i32, until: i32) -> (String, String) {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .unwrap();
-        params.not_before = rcgen::date_time_ymd(from, 1, 1);
-        params.not_after = rcgen::date_time_ymd(until, 1, 1);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
+use support::{Authority, SIGN_IN, Upstream, free_port, metric, ring_provider};
 
 fn der(pem: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
@@ -97,6 +63,32 @@ impl Drop for Files {
     }
 }
 
+/// What most tests start from: an upstream, and certificate files for localhost (with the
+/// authority's `ca.pem`) from a test authority.
+struct Setup {
+    upstream_addr: SocketAddr,
+    upstream: Upstream,
+    files: Files,
+    ca: Authority,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let upstream_addr = free_port();
+        let upstream = Upstream::start(upstream_addr).await;
+        let files = Files::new();
+        let ca = Authority::new("test CA");
+        files.install(&ca.leaf(2020, 2090));
+        std::fs::write(files.ca(), &ca.pem).unwrap();
+        Self {
+            upstream_addr,
+            upstream,
+            files,
+            ca,
+        }
+    }
+}
+
 /// A gateway with HTTPS on a free port, its files in `files`.
 async fn gateway(
     upstream: SocketAddr,
@@ -117,18 +109,6 @@ async fn gateway(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     (gw, tls)
-}
-
-/// One line of the gateway's metrics, by name and labels.
-async fn metric(gw: &support::Gateway, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{}/metrics", gw.admin))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// curl's answer to a sign-in posted over HTTPS: HTTP version, status and headers.
@@ -153,12 +133,12 @@ fn curl(version_flag: &str, ca: &Path, url: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_gets_http2_and_http1_over_tls_with_hsts_and_secure_session_cookies() {
-    let upstream_addr = free_port();
-    let upstream = Upstream::start(upstream_addr).await;
-    let files = Files::new();
-    let ca = Authority::new("test CA");
-    files.install(&ca.leaf(2020, 2090));
-    std::fs::write(files.ca(), &ca.pem).unwrap();
+    let Setup {
+        upstream_addr,
+        upstream,
+        files,
+        ca: _,
+    } = Setup::new().await;
     let (gw, tls) = gateway(upstream_addr, &files, |_| {}).await;
     let url = format!("https://localhost:{}{SIGN_IN}", tls.port());
 
@@ -206,12 +186,12 @@ async fn curl_gets_http2_and_http1_over_tls_with_hsts_and_secure_session_cookies
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_requests_trusting_the_authority_gets_through() {
-    let upstream_addr = free_port();
-    let upstream = Upstream::start(upstream_addr).await;
-    let files = Files::new();
-    let ca = Authority::new("test CA");
-    files.install(&ca.leaf(2020, 2090));
-    std::fs::write(files.ca(), &ca.pem).unwrap();
+    let Setup {
+        upstream_addr,
+        upstream,
+        files,
+        ca: _,
+    } = Setup::new().await;
     let (_gw, tls) = gateway(upstream_addr, &files, |_| {}).await;
     let script = r#"
 import sys, requests
@@ -389,11 +369,12 @@ async fn a_renewed_certificate_reaches_new_connections_and_kept_alive_ones_keep_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_client_resumes_its_session_whichever_service_takes_it() {
-    let upstream_addr = free_port();
-    let _upstream = Upstream::start(upstream_addr).await;
-    let files = Files::new();
-    let ca = Authority::new("test CA");
-    files.install(&ca.leaf(2020, 2090));
+    let Setup {
+        upstream_addr,
+        upstream: _upstream,
+        files,
+        ca,
+    } = Setup::new().await;
     // Two services, each with its own socket: the kernel spreads reconnections over both.
     let (_gw, tls) = gateway(upstream_addr, &files, |s| s.server.threads = 2).await;
     let root = ca.pem.clone();
@@ -466,11 +447,12 @@ fn connect_after(addr: SocketAddr, preamble: &[u8], root: &str) -> Option<Tls> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_tcp_balancer_names_the_client_in_a_proxy_header_and_no_one_else_can() {
-    let upstream_addr = free_port();
-    let upstream = Upstream::start(upstream_addr).await;
-    let files = Files::new();
-    let ca = Authority::new("test CA");
-    files.install(&ca.leaf(2020, 2090));
+    let Setup {
+        upstream_addr,
+        upstream,
+        files,
+        ca,
+    } = Setup::new().await;
     let header_v1 = b"PROXY TCP4 203.0.113.9 127.0.0.1 51234 443\r\n".to_vec();
     let mut header_v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     header_v2.extend([
@@ -604,11 +586,12 @@ fn reply(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_1_0_and_1_1_and_plain_http_on_the_tls_port_are_refused_cleanly() {
-    let upstream_addr = free_port();
-    let upstream = Upstream::start(upstream_addr).await;
-    let files = Files::new();
-    let ca = Authority::new("test CA");
-    files.install(&ca.leaf(2020, 2090));
+    let Setup {
+        upstream_addr,
+        upstream,
+        files,
+        ca,
+    } = Setup::new().await;
     let (_gw, tls) = gateway(upstream_addr, &files, |_| {}).await;
 
     let got = tokio::task::spawn_blocking(move || {
@@ -698,11 +681,12 @@ async fn a_certificate_that_cannot_be_served_stops_the_start_naming_its_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exposed_plain_listener_sends_clients_to_https() {
-    let upstream_addr = free_port();
-    let upstream = Upstream::start(upstream_addr).await;
-    let files = Files::new();
-    let ca = Authority::new("test CA");
-    files.install(&ca.leaf(2020, 2090));
+    let Setup {
+        upstream_addr,
+        upstream,
+        files,
+        ca: _,
+    } = Setup::new().await;
     // Not loopback: every address of this machine (the test speaks to it on 127.0.0.1).
     let port = free_port().port();
     let (gw, tls) = gateway(upstream_addr, &files, |s| {
@@ -846,11 +830,4 @@ async fn the_binary_loads_a_renewed_certificate_on_sighup() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// rustls's ring provider, the one pingora's listener runs on (rustls deprecates it for
-/// lacking post-quantum key exchange; docs/gateway.md, "TLS").
-#[allow(deprecated, reason = "the provider pingora 0.9.1 serves with")]
-fn ring_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
 }

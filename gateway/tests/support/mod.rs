@@ -233,3 +233,74 @@ pub async fn gateway(auth: SocketAddr, tune: impl FnOnce(&mut gateway::Settings)
         dir,
     }
 }
+
+/// A local certificate authority for the TLS tests, and the certificates it signs.
+pub struct Authority {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub pem: String,
+}
+
+impl Authority {
+    pub fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Self {
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for localhost valid over `[from, until]` (years), and its key: PEM.
+    pub fn leaf(&self, from: i32, until: i32) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+        self.sign(params)
+    }
+
+    /// A certificate for `name`, for a server or a client, and its key (PEM).
+    pub fn issue(&self, name: &str, client: bool) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        self.sign(params)
+    }
+
+    fn sign(&self, params: rcgen::CertificateParams) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// rustls's ring provider, the one pingora's listener runs on (rustls deprecates it for
+/// lacking post-quantum key exchange; docs/gateway.md, "TLS").
+#[allow(deprecated, reason = "the provider pingora 0.9.1 serves with")]
+pub fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// One line of a gateway's metrics, by name and labels.
+pub async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{}/metrics", gw.admin))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
