@@ -119,6 +119,8 @@ fn monitoring_configuration_passes_promtool_its_rule_tests_and_the_compose_schem
 async fn every_panel_and_alert_queries_metrics_the_stack_exports() {
     let options = Options {
         gateways: 2,
+        // HTTPS too, so the TLS panels and alerts see a served certificate.
+        tls: true,
         gateway_settings: Some(|gw| {
             let class = gateway::ratelimit::RouteClass::JourneysRead;
             gw.rate_limits.classes.insert(class, READS_PER_MINUTE);
