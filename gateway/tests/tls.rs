@@ -164,6 +164,28 @@ async fn curl_gets_http2_and_http1_over_tls_with_hsts_and_secure_session_cookies
         2
     );
 
+    // The gateway's own answers over HTTP/2: a refusal in the contract's shape, with HSTS.
+    let ca_file = files.ca();
+    let refused = format!("https://localhost:{}/nowhere", tls.port());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--http2", "--cacert"])
+            .arg(&ca_file)
+            .args(["-D", "-", &refused])
+            .output()
+            .expect("curl runs")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/2 404"), "{text}");
+    assert!(text.contains("x-gateway-error: route_not_found"), "{text}");
+    assert!(
+        text.contains("strict-transport-security: max-age=31536000"),
+        "{text}"
+    );
+    assert!(text.contains(r#""data":"route_not_found""#), "{text}");
+
     // The plain listener (loopback) still serves, without HSTS, with the plain cookie names.
     let plain = reqwest::Client::new()
         .post(format!("{}{SIGN_IN}", gw.url))
