@@ -257,24 +257,7 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// A rustls client connection trusting `roots`, handshake done.
 fn connect(addr: SocketAddr, roots: &[&str]) -> Tls {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store.add(der(root)).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(ring_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    let name = ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).unwrap();
-    }
-    tls
+    connect_after(addr, b"", roots).expect("the handshake completes")
 }
 
 /// The leaf certificate the server showed on this connection.
@@ -445,11 +428,13 @@ async fn a_returning_client_resumes_its_session_whichever_service_takes_it() {
     }
 }
 
-/// A rustls client connection whose TCP stream first carries `preamble` (a balancer's PROXY
-/// header); `None` when the server refuses it.
-fn connect_after(addr: SocketAddr, preamble: &[u8], root: &str) -> Option<Tls> {
+/// A rustls client connection trusting `roots` whose TCP stream first carries `preamble` (a
+/// balancer's PROXY header); `None` when the server refuses it.
+fn connect_after(addr: SocketAddr, preamble: &[u8], roots: &[&str]) -> Option<Tls> {
     let mut store = rustls::RootCertStore::empty();
-    store.add(der(root)).unwrap();
+    for root in roots {
+        store.add(der(root)).unwrap();
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(ring_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -490,7 +475,8 @@ async fn a_trusted_tcp_balancer_names_the_client_in_a_proxy_header_and_no_one_el
     let root = ca.pem.clone();
     let statuses = tokio::task::spawn_blocking(move || {
         [header_v1, header_v2].map(|header| {
-            let mut conn = connect_after(tls, &header, &root).expect("handshake after the header");
+            let mut conn =
+                connect_after(tls, &header, &[&root]).expect("handshake after the header");
             sign_in(&mut conn)
         })
     })
@@ -515,10 +501,10 @@ async fn a_trusted_tcp_balancer_names_the_client_in_a_proxy_header_and_no_one_el
     let root = ca.pem.clone();
     let (first, second, other) = tokio::task::spawn_blocking(move || {
         let header = |ip: &str| format!("PROXY TCP4 {ip} 127.0.0.1 5000 443\r\n").into_bytes();
-        let mut first = connect_after(tls, &header("203.0.113.9"), &root).expect("first");
+        let mut first = connect_after(tls, &header("203.0.113.9"), &[&root]).expect("first");
         let first_status = sign_in(&mut first);
-        let second = connect_after(tls, &header("203.0.113.9"), &root).is_some();
-        let mut other = connect_after(tls, &header("198.51.100.7"), &root).expect("another");
+        let second = connect_after(tls, &header("203.0.113.9"), &[&root]).is_some();
+        let mut other = connect_after(tls, &header("198.51.100.7"), &[&root]).expect("another");
         (first_status, second, sign_in(&mut other))
     })
     .await
@@ -526,7 +512,7 @@ async fn a_trusted_tcp_balancer_names_the_client_in_a_proxy_header_and_no_one_el
     assert_eq!((first, second, other), (200, false, 200));
     // Without its header, a trusted balancer's connection is refused.
     let root = ca.pem.clone();
-    let refused = tokio::task::spawn_blocking(move || connect_after(tls, b"", &root).is_none())
+    let refused = tokio::task::spawn_blocking(move || connect_after(tls, b"", &[&root]).is_none())
         .await
         .unwrap();
     assert!(
@@ -544,8 +530,12 @@ async fn a_trusted_tcp_balancer_names_the_client_in_a_proxy_header_and_no_one_el
     .await;
     let root = ca.pem.clone();
     let (forged, plain) = tokio::task::spawn_blocking(move || {
-        let forged = connect_after(tls, b"PROXY TCP4 203.0.113.66 127.0.0.1 1 443\r\n", &root);
-        let mut plain = connect_after(tls, b"", &root).expect("a direct client");
+        let forged = connect_after(
+            tls,
+            b"PROXY TCP4 203.0.113.66 127.0.0.1 1 443\r\n",
+            &[&root],
+        );
+        let mut plain = connect_after(tls, b"", &[&root]).expect("a direct client");
         (forged.is_none(), sign_in(&mut plain))
     })
     .await
