@@ -89,6 +89,38 @@ impl Setup {
     }
 }
 
+/// What the renewal tests start from: an upstream, and an old pair installed with a new one
+/// from another authority ready to replace it.
+struct Renewal {
+    upstream_addr: SocketAddr,
+    _upstream: Upstream,
+    files: Files,
+    old_ca: Authority,
+    new_ca: Authority,
+    old: (String, String),
+    new: (String, String),
+}
+
+impl Renewal {
+    async fn new() -> Self {
+        let upstream_addr = free_port();
+        let _upstream = Upstream::start(upstream_addr).await;
+        let files = Files::new();
+        let (old_ca, new_ca) = (Authority::new("old CA"), Authority::new("new CA"));
+        let (old, new) = (old_ca.leaf(2020, 2080), new_ca.leaf(2020, 2090));
+        files.install(&old);
+        Self {
+            upstream_addr,
+            _upstream,
+            files,
+            old_ca,
+            new_ca,
+            old,
+            new,
+        }
+    }
+}
+
 /// A gateway with HTTPS on a free port, its files in `files`.
 async fn gateway(
     upstream: SocketAddr,
@@ -299,12 +331,15 @@ fn sign_in(tls: &mut Tls) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_reaches_new_connections_and_kept_alive_ones_keep_working() {
-    let upstream_addr = free_port();
-    let _upstream = Upstream::start(upstream_addr).await;
-    let files = Files::new();
-    let (old_ca, new_ca) = (Authority::new("old CA"), Authority::new("new CA"));
-    let (old, new) = (old_ca.leaf(2020, 2080), new_ca.leaf(2020, 2090));
-    files.install(&old);
+    let Renewal {
+        upstream_addr,
+        _upstream,
+        files,
+        old_ca,
+        new_ca,
+        old,
+        new,
+    } = Renewal::new().await;
     let (gw, tls) = gateway(upstream_addr, &files, |s| s.tls.reload_secs = 1).await;
     let roots = [old_ca.pem.clone(), new_ca.pem.clone()];
 
@@ -747,12 +782,15 @@ impl Drop for Reaped {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_loads_a_renewed_certificate_on_sighup() {
-    let upstream_addr = free_port();
-    let _upstream = Upstream::start(upstream_addr).await;
-    let files = Files::new();
-    let (old_ca, new_ca) = (Authority::new("old CA"), Authority::new("new CA"));
-    let (old, new) = (old_ca.leaf(2020, 2080), new_ca.leaf(2020, 2090));
-    files.install(&old);
+    let Renewal {
+        upstream_addr,
+        _upstream,
+        files,
+        old_ca,
+        new_ca,
+        old,
+        new,
+    } = Renewal::new().await;
     let (listen, admin, tls) = (free_port(), free_port(), free_port());
     let redis = std::env::var("RPC_TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
     let id = uuid::Uuid::new_v4().simple().to_string();

@@ -124,6 +124,16 @@ fn write_files(files: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
+/// The servers' authority and a client certificate from `clients`, as the gateway reads them.
+fn gateway_files(servers: &Authority, clients: &Authority) -> PathBuf {
+    let (client_cert, client_key) = clients.issue("gateway", true);
+    write_files(&[
+        ("ca.pem", &servers.pem),
+        ("client.pem", &client_cert),
+        ("client-key.pem", &client_key),
+    ])
+}
+
 fn upstream_tls(dir: &std::path::Path, client: bool) -> gateway::settings::UpstreamTlsSettings {
     gateway::settings::UpstreamTlsSettings {
         enabled: true,
@@ -138,12 +148,7 @@ fn upstream_tls(dir: &std::path::Path, client: bool) -> gateway::settings::Upstr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_reaches_a_tls_only_upstream_with_its_client_certificate() {
     let (servers, clients) = (Authority::new("servers"), Authority::new("gateways"));
-    let (client_cert, client_key) = clients.issue("gateway", true);
-    let dir = write_files(&[
-        ("ca.pem", &servers.pem),
-        ("client.pem", &client_cert),
-        ("client-key.pem", &client_key),
-    ]);
+    let dir = gateway_files(&servers, &clients);
     let auth = free_port();
     let upstream = TlsUpstream::start(auth, &servers, "auth-service", &clients).await;
     let gw = support::gateway(auth, |s| s.upstream_tls = upstream_tls(&dir, true)).await;
@@ -176,12 +181,7 @@ async fn no_request_reaches_an_upstream_it_cannot_verify_or_that_cannot_verify_i
         Authority::new("gateways"),
         Authority::new("someone else"),
     );
-    let (client_cert, client_key) = clients.issue("gateway", true);
-    let dir = write_files(&[
-        ("ca.pem", &servers.pem),
-        ("client.pem", &client_cert),
-        ("client-key.pem", &client_key),
-    ]);
+    let dir = gateway_files(&servers, &clients);
     // An impostor: a certificate for the right name from another authority.
     let impostor_addr = free_port();
     let impostor = TlsUpstream::start(impostor_addr, &stranger, "auth-service", &clients).await;
