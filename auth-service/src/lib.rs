@@ -37,6 +37,16 @@ pub use settings::Settings;
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// auth-service's store on `database`, migrated (tools and tests that read or keep what it
+/// stores).
+pub async fn open_store(
+    database: &rpc_service::db::DatabaseSettings,
+) -> anyhow::Result<store::Store> {
+    Ok(store::Store::new(
+        Database::connect(database, &POSTGRES, &SQLITE).await?,
+    ))
+}
+
 /// A built, bound, not yet serving auth-service.
 pub struct Application {
     listener: TcpListener,
@@ -48,6 +58,7 @@ pub struct Application {
     publisher: Arc<publisher::Publisher>,
     republish_every: Duration,
     compare_every: Duration,
+    usage: settings::UsageSettings,
 }
 
 impl Application {
@@ -87,6 +98,7 @@ impl Application {
             publisher,
             republish_every: Duration::from_secs(settings.blacklist.republish_check_secs.max(1)),
             compare_every: Duration::from_secs(settings.blacklist.compare_secs.max(1)),
+            usage: settings.usage.clone(),
         })
     }
 
@@ -109,13 +121,40 @@ impl Application {
         tokio::spawn(self.state.keys().clone().keep_fresh(stopped.clone()));
         tokio::spawn(
             self.publisher
-                .run(self.republish_every, self.compare_every, stopped),
+                .run(self.republish_every, self.compare_every, stopped.clone()),
         );
+        tokio::spawn(usage_upkeep(
+            self.state.store().clone(),
+            self.usage.clone(),
+            stopped,
+        ));
         let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);
         };
         let routes = http::routes(self.state, self.registry, self.metrics);
         rpc_service::http::serve(routes, self.gatekeeper, self.listener, shutdown).await;
+    }
+}
+
+/// Rolls usage minutes up to hours and deletes what is past retention, every
+/// `usage.upkeep_secs`, until `stopped` turns true.
+async fn usage_upkeep(
+    store: store::Store,
+    usage: settings::UsageSettings,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(usage.upkeep_secs.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let now = chrono::Utc::now().timestamp();
+        match store.usage_upkeep(now, usage.retention()).await {
+            Ok(done) => tracing::debug!(?done, "usage upkeep"),
+            Err(e) => tracing::warn!(error = %e, "usage upkeep failed; will retry"),
+        }
     }
 }

@@ -37,6 +37,41 @@ pub struct Settings {
     /// Where the embedded default (SQLite, no `key_encryption_keys`) keeps the KEK it
     /// generates on first start (mode 0600). Next to the data it protects: one machine only.
     pub generated_kek_file: PathBuf,
+    /// Retention of the usage records gateways send (docs/security.md, "Usage records").
+    pub usage: UsageSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageSettings {
+    /// Days requests are kept per minute; older minutes are rolled up to hours. The signals
+    /// compare the last hour with the same hour of the previous weeks, which hours serve.
+    pub minutes_kept_days: u64,
+    /// Days anything is kept (requests, networks, last use).
+    pub kept_days: u64,
+    /// Seconds between two upkeeps (roll-up and deletion), on one replica at a time.
+    pub upkeep_secs: u64,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        Self {
+            minutes_kept_days: 7,
+            kept_days: 90,
+            upkeep_secs: 600,
+        }
+    }
+}
+
+impl UsageSettings {
+    pub fn retention(&self) -> crate::store::Retention {
+        let days = |d: u64| i64::try_from(d.saturating_mul(86_400)).unwrap_or(i64::MAX);
+        crate::store::Retention {
+            minutes_kept_secs: days(self.minutes_kept_days),
+            kept_secs: days(self.kept_days.max(self.minutes_kept_days)),
+            batches_kept_secs: days(7),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +143,7 @@ impl Default for Settings {
             blacklist: BlacklistSettings::default(),
             key_encryption_keys: Secret::default(),
             generated_kek_file: PathBuf::from("data/auth-kek.txt"),
+            usage: UsageSettings::default(),
         }
     }
 }

@@ -27,6 +27,9 @@ pub const ASSERTION_TTL_SECS: i64 = 30;
 /// must remember a `jti` ([`Replays`]).
 pub const CLOCK_SKEW_SECS: i64 = 30;
 
+/// The id prefix of [`Principal::gateway`].
+const GATEWAY_PREFIX: &str = "gateway:";
+
 /// Who is calling, as established by the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
@@ -62,6 +65,21 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The gateway itself, sending its usage records ([`crate::usage`]): no credential kind,
+    /// an id no credential has (`gateway:` and the replica). Clients never get it: the
+    /// gateway asserts it only on its own requests.
+    pub fn gateway(replica: &str) -> Self {
+        Self {
+            id: format!("{GATEWAY_PREFIX}{replica}"),
+            ..Self::anonymous()
+        }
+    }
+
+    /// Whether this is [`Principal::gateway`].
+    pub fn is_gateway(&self) -> bool {
+        self.kind.is_none() && self.role.is_none() && self.id.starts_with(GATEWAY_PREFIX)
+    }
+
     pub fn anonymous() -> Self {
         Self {
             kind: None,

@@ -7,6 +7,7 @@
 //! - [`assertion`]: the short-lived, HMAC-signed identity assertion the gateway puts on every
 //!   request it forwards; upstreams refuse requests without a valid one.
 //! - [`session`]: browser sessions: the `sessid` id, its hash, the cookie and header names.
+//! - [`usage`]: the usage records a gateway replica sends auth-service.
 //!
 //! Nothing here does I/O; fetching a JWKS or storing keys is the caller's business.
 
@@ -15,6 +16,7 @@ pub mod claims;
 pub mod keys;
 pub mod roles;
 pub mod session;
+pub mod usage;
 
 pub use assertion::{
     ASSERTION_HEADER, Assertion, AssertionError, AssertionKey, Principal, Replays, Request,

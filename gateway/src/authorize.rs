@@ -120,26 +120,8 @@ pub fn authorize(
     if let Err(reason) = check_form(&claims, presented) {
         return Outcome::Denied(reason);
     }
-    // A gateway that never loaded the blacklist cannot tell a revoked credential from a
-    // good one: it refuses for now (503), never with a 401 that would blame the credential.
-    if !blacklist.loaded() {
-        return Outcome::Denied(Reason::BlacklistUnavailable);
-    }
-    if revoked(&claims, blacklist, now) {
-        return Outcome::Denied(Reason::RevokedToken);
-    }
-    if !accepted(route.access, claims.kind) {
-        return Outcome::Denied(Reason::TokenNotAcceptedHere);
-    }
-    if !csrf_ok(&claims, presented) {
-        return Outcome::Denied(Reason::CsrfFailed);
-    }
-    if let Some(permission) = route.permission
-        && !claims.role.grants(permission)
-    {
-        return Outcome::Denied(Reason::InsufficientPermissions);
-    }
-    Outcome::Allowed(Principal {
+    let refusal = refusal(route, &claims, presented, blacklist, now);
+    let principal = Principal {
         kind: Some(claims.kind),
         id: claims.sub,
         operator_id: claims.op,
@@ -152,7 +134,41 @@ pub fn authorize(
         csrf: claims
             .csrf
             .filter(|_| claims.kind == CredentialKind::Session),
-    })
+    };
+    match refusal {
+        Some(reason) => Outcome::Refused(reason, principal),
+        None => Outcome::Allowed(principal),
+    }
+}
+
+/// Why a genuine credential, presented in its own form, is refused here, if it is.
+fn refusal(
+    route: &Route,
+    claims: &Claims,
+    presented: Presented<'_>,
+    blacklist: &BlacklistSet,
+    now: i64,
+) -> Option<Reason> {
+    // A gateway that never loaded the blacklist cannot tell a revoked credential from a
+    // good one: it refuses for now (503), never with a 401 that would blame the credential.
+    if !blacklist.loaded() {
+        return Some(Reason::BlacklistUnavailable);
+    }
+    if revoked(claims, blacklist, now) {
+        return Some(Reason::RevokedToken);
+    }
+    if !accepted(route.access, claims.kind) {
+        return Some(Reason::TokenNotAcceptedHere);
+    }
+    if !csrf_ok(claims, presented) {
+        return Some(Reason::CsrfFailed);
+    }
+    if let Some(permission) = route.permission
+        && !claims.role.grants(permission)
+    {
+        return Some(Reason::InsufficientPermissions);
+    }
+    None
 }
 
 /// Checks a token's signature and expiry. A [`KeySet`] does it itself; the gateway puts its
@@ -171,9 +187,25 @@ impl Verify for KeySet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Allowed(Principal),
+    /// Refused before the credential was known to be genuine (missing, malformed, forged,
+    /// expired, or in another credential's form).
     Denied(Reason),
+    /// A genuine credential refused (revoked, not accepted on this route, no permission...):
+    /// who it is, for the usage records.
+    Refused(Reason, Principal),
     /// Signed by a key the gateway does not know yet.
     UnknownKey,
+}
+
+impl Outcome {
+    /// Why the request is refused, if it is.
+    pub fn refusal(&self) -> Option<Reason> {
+        match self {
+            Outcome::Allowed(_) => None,
+            Outcome::Denied(reason) | Outcome::Refused(reason, _) => Some(*reason),
+            Outcome::UnknownKey => Some(Reason::InvalidToken),
+        }
+    }
 }
 
 /// Agent tokens travel only in the header triple, whose `client` and `uid` must be the
@@ -445,7 +477,7 @@ mod tests {
                     assert_eq!(p.csrf.as_deref(), Some(CSRF), "{name}");
                     assert_eq!(p.operator_siret.as_deref(), Some("13002526500013"));
                 }
-                Some(reason) => assert_eq!(got, Outcome::Denied(*reason), "{name}"),
+                Some(reason) => assert_eq!(got.refusal(), Some(*reason), "{name}"),
             }
         }
     }
@@ -492,7 +524,7 @@ mod tests {
                 &blacklist,
                 NOW,
             );
-            assert_eq!(got, Outcome::Denied(Reason::RevokedToken), "{entry:?}");
+            assert_eq!(got.refusal(), Some(Reason::RevokedToken), "{entry:?}");
         }
     }
 
@@ -506,8 +538,8 @@ mod tests {
         let check =
             |route: &Route, presented| authorize(route, presented, &set, &never_loaded, NOW);
         assert_eq!(
-            check(&profile, session(Some(SESSID), &token, None, "GET")),
-            Outcome::Denied(Reason::BlacklistUnavailable)
+            check(&profile, session(Some(SESSID), &token, None, "GET")).refusal(),
+            Some(Reason::BlacklistUnavailable)
         );
         assert_eq!(Reason::BlacklistUnavailable.status(), 503);
         // What is wrong whatever the blacklist says is still said.
@@ -664,7 +696,7 @@ mod tests {
             )
             .or_session(sessid.as_deref(), sessauth.as_deref(), csrf.as_deref(), unsafe_method);
             match authorize(&route, presented, &set, &blacklist, NOW) {
-                Outcome::Denied(reason) => prop_assert!(
+                Outcome::Denied(reason) | Outcome::Refused(reason, _) => prop_assert!(
                     matches!(reason.status(), 401 | 403),
                     "{reason:?}"
                 ),

@@ -29,6 +29,7 @@ pub mod settings;
 pub mod tls;
 pub mod token_cache;
 pub mod upstream_tls;
+pub mod usage;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -77,6 +78,8 @@ pub struct Shared {
     pub redirect_to_tls: Option<u16>,
     /// TLS to the upstreams, when on.
     pub upstream_tls: Option<upstream_tls::UpstreamTls>,
+    /// Usage records, when on ([`settings::UsageSettings::enabled`]).
+    pub usage: Option<Arc<usage::Recorder>>,
 }
 
 /// The assertion keys, one per upstream.
@@ -179,6 +182,10 @@ pub fn build_server(
             .filter(|_| !settings.listen.ip().is_loopback())
             .map(|tls| tls.port()),
         upstream_tls,
+        usage: settings
+            .usage
+            .enabled
+            .then(|| Arc::new(usage::Recorder::new(settings.server.proxy_services()))),
     });
     if let Some(tls) = settings.tls.listen {
         anyhow::ensure!(
@@ -267,6 +274,15 @@ pub fn build_server(
             },
         },
     ));
+    if let Some(recorder) = &shared.usage {
+        server.add_service(background_service(
+            "usage",
+            UsageFlush {
+                flusher: usage_flusher(settings, &shared, recorder.clone())?,
+                shared: shared.clone(),
+            },
+        ));
+    }
     let reload_every = Duration::from_secs(settings.jwks_reload_secs.max(1));
     server.add_service(background_service(
         "jwks",
@@ -398,6 +414,59 @@ impl BackgroundService for JwksUpkeep {
             let _ = shutdown.changed().await;
         };
         self.shared.jwks.run(self.reload_every, stopped).await;
+    }
+}
+
+/// The usage flusher: auth-service's address (under its certificate's name with upstream
+/// TLS), the gateway's own assertion key for it, and a replica id new at each start.
+fn usage_flusher(
+    settings: &Settings,
+    shared: &Shared,
+    recorder: Arc<usage::Recorder>,
+) -> anyhow::Result<usage::Flusher> {
+    let path = auth_token::usage::USAGE_PATH;
+    let builder = reqwest::Client::builder().pool_max_idle_per_host(1);
+    let (url, client) = match &shared.upstream_tls {
+        Some(tls) => (
+            format!(
+                "https://{}:{}{path}",
+                tls.auth_service_name,
+                settings.auth_service.port()
+            ),
+            tls.jwks_client(builder, settings.auth_service)
+                .context("upstream_tls: the usage client")?,
+        ),
+        None => (
+            format!("http://{}{path}", settings.auth_service),
+            builder.build().context("the usage client")?,
+        ),
+    };
+    let secret = settings.assertion_secrets.auth_service.expose();
+    Ok(usage::Flusher {
+        recorder,
+        replica: format!("{:016x}", rand::random::<u64>()),
+        url,
+        client,
+        key: auth_token::AssertionKey::new(secret.as_bytes())
+            .context("assertion_secrets.auth_service")?,
+        every: Duration::from_secs(settings.usage.flush_secs.max(1)),
+        max_pending_rows: settings.usage.max_pending_rows,
+    })
+}
+
+/// Runs the usage flusher ([`usage::Flusher::run`]).
+struct UsageFlush {
+    flusher: usage::Flusher,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for UsageFlush {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let stopped = async move {
+            let _ = shutdown.changed().await;
+        };
+        self.flusher.run(&self.shared.metrics, stopped).await;
     }
 }
 

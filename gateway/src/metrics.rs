@@ -70,6 +70,15 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     /// TLS handshakes that failed or timed out.
     pub tls_handshake_failures: IntCounter,
+    /// Usage batches sent to auth-service, by outcome (`taken`, `failed`: kept to send again,
+    /// `refused`: dropped).
+    pub usage_flushes: IntCounterVec,
+    /// Usage rows not yet taken by auth-service (what this replica would lose if it died).
+    pub usage_pending_rows: IntGauge,
+    /// Usage rows dropped: the queue past its bound, or a batch auth-service refused.
+    pub usage_lost_rows: IntCounter,
+    /// Age of the oldest usage batch not yet taken (0: none waiting).
+    pub usage_flush_lag: Gauge,
     /// `gateway_ratelimit_decisions_total` by class (in [`RouteClass::ALL`]'s order), allowed
     /// and limited, resolved once.
     decisions: Vec<[IntCounter; 2]>,
@@ -227,6 +236,34 @@ impl Metrics {
              PROXY header)",
         )?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
+        let usage_flushes = IntCounterVec::new(
+            Opts::new(
+                "gateway_usage_flushes_total",
+                "Usage batches sent to auth-service, by outcome (taken; failed: kept and sent \
+                 again; refused: dropped)",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["taken", "failed", "refused"] {
+            usage_flushes.with_label_values(&[outcome]);
+        }
+        let usage_pending_rows = IntGauge::new(
+            "gateway_usage_pending_rows",
+            "Usage rows counted but not yet taken by auth-service (lost if this replica dies)",
+        )?;
+        let usage_lost_rows = IntCounter::new(
+            "gateway_usage_lost_rows_total",
+            "Usage rows dropped: the waiting queue past its bound, or a batch auth-service \
+             refused",
+        )?;
+        let usage_flush_lag = Gauge::new(
+            "gateway_usage_flush_lag_seconds",
+            "Age of the oldest usage batch auth-service has not taken yet (0: none waiting)",
+        )?;
+        registry.register(Box::new(usage_flushes.clone()))?;
+        registry.register(Box::new(usage_pending_rows.clone()))?;
+        registry.register(Box::new(usage_lost_rows.clone()))?;
+        registry.register(Box::new(usage_flush_lag.clone()))?;
         registry.register(Box::new(tls_not_after.clone()))?;
         registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
@@ -289,6 +326,10 @@ impl Metrics {
             tls_not_after,
             tls_reloads,
             tls_handshake_failures,
+            usage_flushes,
+            usage_pending_rows,
+            usage_lost_rows,
+            usage_flush_lag,
             decisions: RouteClass::ALL
                 .iter()
                 .map(|class| {

@@ -40,7 +40,7 @@ mod name {
     use http::HeaderName;
     pub use http::header::{
         AUTHORIZATION, CONTENT_LENGTH, COOKIE, EXPECT, FORWARDED, HOST, ORIGIN, SET_COOKIE,
-        STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING,
+        STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING, USER_AGENT,
     };
     pub static ASSERTION: HeaderName = HeaderName::from_static(auth_token::ASSERTION_HEADER);
     pub static CSRF: HeaderName = HeaderName::from_static(auth_token::session::CSRF_HEADER);
@@ -75,6 +75,8 @@ pub struct Gateway {
     served: prometheus::IntCounter,
     /// This service's requests by route, method and status.
     series: crate::metrics::RequestSeries,
+    /// This service's index: its shard of the usage records.
+    index: usize,
 }
 
 impl Gateway {
@@ -95,6 +97,7 @@ impl Gateway {
             registry: peer(shared.registry, |t| &t.registry_name),
             served: shared.metrics.service_requests(index),
             series: shared.metrics.request_series(),
+            index,
             shared,
             versions,
         }
@@ -106,7 +109,11 @@ pub struct Ctx {
     start: Instant,
     request_id: String,
     route: Option<Route>,
+    /// The caller: set once the credential is known genuine, refused or not (an answered
+    /// request is never forwarded, so a refused caller is only named in the usage records).
     principal: Option<Principal>,
+    /// The code of the gateway's own refusal, when it answered one.
+    refusal: Option<&'static str>,
     version: Option<String>,
     /// The rate limiter's decision, for the `RateLimit-*` headers of the response.
     rate: Option<Decision>,
@@ -142,6 +149,7 @@ impl ProxyHttp for Gateway {
             request_id: String::new(),
             route: None,
             principal: None,
+            refusal: None,
             version: None,
             rate: None,
             sessid: String::new(),
@@ -220,8 +228,10 @@ impl ProxyHttp for Gateway {
             .await
         {
             Ok(principal) => principal,
-            Err(reason) => {
+            Err((reason, principal)) => {
                 ctx.route = Some(matched);
+                // A genuine credential refused is still named in the usage records.
+                ctx.principal = principal;
                 return self.answer(session, ctx, reason).await;
             }
         };
@@ -240,13 +250,14 @@ impl ProxyHttp for Gateway {
             }
         }
         ctx.route = Some(matched);
-        if !self.rate_limit(session, ctx, &principal, now).await {
-            return self.answer(session, ctx, Reason::RateLimited).await;
-        }
+        let limited = !self.rate_limit(session, ctx, &principal, now).await;
         ctx.principal = Some(Principal {
             session: (!ctx.sessid.is_empty()).then(|| sid_of(&ctx.sessid)),
             ..principal
         });
+        if limited {
+            return self.answer(session, ctx, Reason::RateLimited).await;
+        }
         if !has_body(session.req_header()) {
             return Ok(false);
         }
@@ -368,6 +379,9 @@ impl ProxyHttp for Gateway {
             None => "unmatched",
         };
         let method = method_label(&session.req_header().method);
+        if let Some(recorder) = &self.shared.usage {
+            self.record_usage(recorder, session, ctx, status);
+        }
         self.served.inc();
         let elapsed = ctx.start.elapsed();
         self.series
@@ -387,6 +401,47 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// Counts a request of a known credential in the usage records.
+    fn record_usage(
+        &self,
+        recorder: &crate::usage::Recorder,
+        session: &Session,
+        ctx: &Ctx,
+        status: u16,
+    ) {
+        let Some(principal) = &ctx.principal else {
+            return;
+        };
+        let Some(kind) = principal.kind else {
+            return;
+        };
+        let req = session.req_header();
+        let class = ctx
+            .route
+            .as_ref()
+            .and_then(|r| RouteClass::of(r.template, req.method.as_str()))
+            .map_or("public", RouteClass::as_str);
+        let downstream = session.as_downstream();
+        recorder.record(
+            self.index,
+            &crate::usage::Seen {
+                kind,
+                id: &principal.id,
+                operator_id: principal.operator_id,
+                class,
+                outcome: crate::usage::outcome(ctx.refusal, status),
+                client: ctx.client_ip,
+                user_agent: req
+                    .headers
+                    .get(&name::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+                bytes_in: (header_bytes(req) + downstream.body_bytes_read()) as u64,
+                bytes_out: downstream.body_bytes_sent() as u64,
+                at: unix_now(),
+            },
+        );
+    }
+
     /// The upstream of the request's route (the registry for an unrouted one, which is never
     /// forwarded).
     fn peer(&self, ctx: &Ctx) -> &HttpPeer {
@@ -420,7 +475,7 @@ impl Gateway {
         if !ctx.client_ip.is_unspecified() {
             upstream_request.insert_header("x-forwarded-for", ctx.client_ip.to_string())?;
         }
-        let (Some(route), Some(principal)) = (&ctx.route, ctx.principal.take()) else {
+        let (Some(route), Some(principal)) = (&ctx.route, &ctx.principal) else {
             return Error::e_explain(ErrorType::InternalError, "forwarding an unrouted request");
         };
         let request = auth_token::Request {
@@ -431,7 +486,7 @@ impl Gateway {
         };
         let audience = route.upstream.audience();
         let key = self.shared.assertion.of(route.upstream);
-        let token = key.sign_new(&principal, audience, &request, &ctx.request_id, unix_now());
+        let token = key.sign_new(principal, audience, &request, &ctx.request_id, unix_now());
         upstream_request.insert_header(ASSERTION_HEADER, token)?;
         Ok(())
     }
@@ -510,7 +565,7 @@ impl Gateway {
         sessid: Option<&str>,
         names: cookies::Names,
         now: i64,
-    ) -> std::result::Result<Principal, Reason> {
+    ) -> std::result::Result<Principal, (Reason, Option<Principal>)> {
         let req = session.req_header();
         let header = |name: &HeaderName| session.get_header(name).and_then(|v| v.to_str().ok());
         let sessauth = cookies::values(cookie_headers(&req.headers), names.sessauth).next();
@@ -537,13 +592,14 @@ impl Gateway {
         }
         let result = match outcome {
             Outcome::Allowed(principal) => Ok(principal),
-            Outcome::Denied(reason) => Err(reason),
-            Outcome::UnknownKey => Err(Reason::InvalidToken),
+            Outcome::Denied(reason) => Err((reason, None)),
+            Outcome::Refused(reason, principal) => Err((reason, Some(principal))),
+            Outcome::UnknownKey => Err((Reason::InvalidToken, None)),
         };
         if matched.access != crate::routes::Access::Public {
             match &result {
                 Ok(_) => shared.metrics.auth_ok.inc(),
-                Err(reason) => shared
+                Err((reason, _)) => shared
                     .metrics
                     .auth
                     .with_label_values(&[reason.code()])
@@ -642,7 +698,13 @@ impl Gateway {
         Ok(true)
     }
 
-    async fn write_error(&self, session: &mut Session, ctx: &Ctx, reason: Reason) -> Result<()> {
+    async fn write_error(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        reason: Reason,
+    ) -> Result<()> {
+        ctx.refusal = Some(reason.code());
         let body = reason.body();
         let mut header = ResponseHeader::build(reason.status(), Some(5))?;
         header.insert_header("content-type", "application/json")?;

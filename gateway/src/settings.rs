@@ -56,10 +56,35 @@ pub struct Settings {
     /// TLS to auth-service and the registry (off by default: the internal network is
     /// trusted).
     pub upstream_tls: UpstreamTlsSettings,
+    /// Usage records per credential, sent to auth-service (docs/gateway.md, "Usage").
+    pub usage: UsageSettings,
     /// `pretty` or `json`.
     pub log_format: String,
     /// pingora's server settings.
     pub server: ServerSettings,
+}
+
+/// What each credential does, counted per minute and sent to auth-service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageSettings {
+    /// Counts and sends usage records (off: nothing counted, no last-used times, no
+    /// signals).
+    pub enabled: bool,
+    /// Seconds between two sends; also what a replica that dies loses at most.
+    pub flush_secs: u64,
+    /// Rows kept for auth-service while it does not take them; past it the oldest go.
+    pub max_pending_rows: usize,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            flush_secs: 5,
+            max_pending_rows: crate::usage::MAX_PENDING_ROWS,
+        }
+    }
 }
 
 /// One assertion secret per upstream, each shared with that upstream only.
@@ -258,6 +283,7 @@ impl Default for Settings {
             connections: ConnectionSettings::default(),
             tls: TlsSettings::default(),
             upstream_tls: UpstreamTlsSettings::default(),
+            usage: UsageSettings::default(),
             log_format: "pretty".into(),
             server: ServerSettings::default(),
         }

@@ -367,10 +367,7 @@ impl Stack {
         &mut self,
         adjust: impl FnOnce(&mut auth_service::Settings),
     ) -> anyhow::Result<()> {
-        let _ = self.auth_stop.send(true);
-        if let Some(task) = self.auth_task.take() {
-            task.await.context("auth-service stopped badly")?;
-        }
+        self.stop_auth_service().await?;
         let mut settings = self.auth_settings.clone();
         adjust(&mut settings);
         let feed: Arc<dyn Feed> = match (&self.local_feed, &self.redis) {
@@ -387,6 +384,16 @@ impl Stack {
         ));
         self.auth_stop = auth_stop;
         self.auth_settings = settings;
+        Ok(())
+    }
+
+    /// Stops auth-service alone (until [`Stack::restart_auth_service`]); gateways keep
+    /// running.
+    pub async fn stop_auth_service(&mut self) -> anyhow::Result<()> {
+        let _ = self.auth_stop.send(true);
+        if let Some(task) = self.auth_task.take() {
+            task.await.context("auth-service stopped badly")?;
+        }
         Ok(())
     }
 
@@ -546,6 +553,13 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The value of the series `series` (a name, with its labels if it has any) in a
+/// `/metrics` text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Resolves once either receiver turns true.

@@ -4,10 +4,11 @@
 use super::session::{internal, publish};
 use super::{State, Who, audit, body, json, no_content, require, run};
 use crate::store::Application;
+use auth_token::usage::Subject;
 use auth_token::{Claims, CredentialKind, Permission, Principal, Role};
 use blacklist::{Change, Entry, Kind};
 use rpc_service::RpcError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json as j;
 use uuid::Uuid;
 use warp::http::StatusCode;
@@ -102,13 +103,30 @@ async fn create(state: State, p: Principal, req: NewApplication) -> Result<Respo
 
 async fn list(state: State, p: Principal) -> Result<Response, RpcError> {
     require(&p, Permission::ApplicationsList)?;
-    let apps = state
-        .0
-        .store
-        .list_applications(operator_of(&p)?)
+    let operator = operator_of(&p)?;
+    let store = &state.0.store;
+    let apps = store.list_applications(operator).await.map_err(internal)?;
+    let mut last = store
+        .last_used(Subject::Application, Some(operator))
         .await
         .map_err(internal)?;
-    Ok(json(StatusCode::OK, &apps))
+    let listed: Vec<_> = apps
+        .into_iter()
+        .map(|app| {
+            let last_used = last.remove(&app.uuid.to_string());
+            Listed { app, last_used }
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &listed))
+}
+
+/// An application as listed: with its token's last use (`null` until it is used, or when
+/// older than the usage records' retention).
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    app: Application,
+    last_used: Option<crate::store::LastUsed>,
 }
 
 /// Revokes the application: recorded, then blacklisted so every gateway refuses its token.

@@ -19,11 +19,12 @@ use super::{
 use crate::passwords;
 use crate::refresh::REFERENCE_ACCESS_TTL_SECS;
 use crate::store::{BlacklistRow, Credential, CredentialSecret, Minted, StoreError};
+use auth_token::usage::Subject;
 use auth_token::{Claims, CredentialKind, Permission, Principal, Role};
 use blacklist::{Change, Entry, Kind};
 use chrono::{DateTime, Utc};
 use rpc_service::RpcError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json as j};
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -239,13 +240,32 @@ async fn list(state: State, p: Principal, q: ListQuery) -> Result<Response, RpcE
         Scope::Operator(id) => Some(id),
         Scope::All => None,
     };
-    let credentials = state
-        .0
-        .store
-        .list_credentials(filter)
+    let store = &state.0.store;
+    let credentials = store.list_credentials(filter).await.map_err(internal)?;
+    let mut last = store
+        .last_used(Subject::ApiCredential, filter)
         .await
         .map_err(internal)?;
-    Ok(json(StatusCode::OK, &credentials))
+    let listed: Vec<_> = credentials
+        .into_iter()
+        .map(|credential| {
+            let last_used = last.remove(&credential.access_key.to_string());
+            Listed {
+                credential,
+                last_used,
+            }
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &listed))
+}
+
+/// A credential as listed: with the last use of its tokens (`null` until used, or when older
+/// than the usage records' retention).
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    credential: Credential,
+    last_used: Option<crate::store::LastUsed>,
 }
 
 /// Revokes the credential: recorded and blacklisted in one transaction, then published, so

@@ -10,6 +10,7 @@ mod keys;
 mod profile;
 mod session;
 mod tokens;
+mod usage;
 mod users;
 
 use crate::keyring::Keyring;
@@ -55,6 +56,10 @@ impl State {
         &self.0.keys
     }
 
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
     pub async fn new(
         store: Store,
         keys: Keyring,
@@ -79,6 +84,7 @@ pub fn routes(
     registry: Registry,
     metrics: HttpMetrics,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let usage_metrics = usage::UsageMetrics::new(&registry);
     let ops = operational(state.0.store.database().clone(), registry);
     let jwks_state = state.clone();
     let jwks = warp::path!(".well-known" / "jwks.json")
@@ -105,7 +111,9 @@ pub fn routes(
         .unify()
         .or(credentials::routes(state.clone(), who.clone()))
         .unify()
-        .or(tokens::routes(state, who.clone()))
+        .or(tokens::routes(state.clone(), who.clone()))
+        .unify()
+        .or(usage::routes(state, who.clone(), usage_metrics))
         .unify()
         .or(console::routes(who))
         .unify();
@@ -246,6 +254,7 @@ fn template(path: &str) -> &'static str {
         ["admin", "operators", _, "users", _] => "/admin/operators/{id}/users/{uuid}",
         ["admin", "users"] => "/admin/users",
         ["admin", "users", _] => "/admin/users/{uuid}",
+        ["internal", "usage"] => "/internal/usage",
         ["applications"] => "/applications",
         ["applications", _] => "/applications/{uuid}",
         ["admin", "blacklist"] => "/admin/blacklist",

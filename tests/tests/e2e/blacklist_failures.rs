@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Options, RedisServer, Stack};
+use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Options, RedisServer, Stack, metric};
 
 /// The journeys listing with `token`, through replica `n`.
 async fn list_with(stack: &Stack, n: usize, token: &str) -> Response {
@@ -70,12 +70,6 @@ async fn refused_everywhere(stack: &Stack, token: &str, within: Duration) -> boo
             true
         })
         .await
-}
-
-/// The value of an unlabelled metric line `name value`.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 async fn blacklisting_reaches_the_other_replica_within_a_second(mode: Mode) {

@@ -21,5 +21,6 @@ mod sealed_keys;
 mod sessions;
 mod sign_in_throttle;
 mod staff_cli;
+mod usage;
 mod users;
 mod walking_skeleton;
