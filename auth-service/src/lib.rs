@@ -16,6 +16,7 @@ pub mod passwords;
 pub mod publisher;
 pub mod refresh;
 pub mod settings;
+pub mod signals;
 pub mod store;
 pub mod throttle;
 
@@ -59,6 +60,7 @@ pub struct Application {
     republish_every: Duration,
     compare_every: Duration,
     usage: settings::UsageSettings,
+    watch: signals::Watch,
 }
 
 impl Application {
@@ -84,6 +86,12 @@ impl Application {
 
         let registry = Registry::new();
         let metrics = HttpMetrics::register(&registry, "auth").context("metrics")?;
+        let watch = signals::Watch {
+            store: store.clone(),
+            publisher: publisher.clone(),
+            settings: settings.signals.clone(),
+            metrics: signals::SignalMetrics::register(&registry).context("metrics")?,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -99,6 +107,7 @@ impl Application {
             republish_every: Duration::from_secs(settings.blacklist.republish_check_secs.max(1)),
             compare_every: Duration::from_secs(settings.blacklist.compare_secs.max(1)),
             usage: settings.usage.clone(),
+            watch,
         })
     }
 
@@ -123,6 +132,7 @@ impl Application {
             self.publisher
                 .run(self.republish_every, self.compare_every, stopped.clone()),
         );
+        tokio::spawn(self.watch.run(stopped.clone()));
         tokio::spawn(usage_upkeep(
             self.state.store().clone(),
             self.usage.clone(),

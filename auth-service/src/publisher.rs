@@ -35,6 +35,15 @@ pub struct Publisher {
     wake: Notify,
 }
 
+/// Why [`Publisher::publish_target`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("reading the target's entries: {0}")]
+    Store(crate::store::StoreError),
+    #[error("publishing: {0}")]
+    Feed(FeedError),
+}
+
 impl Publisher {
     pub fn new(store: Store, feed: Arc<dyn Feed>) -> Self {
         Self {
@@ -65,6 +74,28 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// Publishes what now holds for one target: the strongest of its active entries (several
+    /// may name it: a revocation and a staff entry, say), or its removal when none is left. A
+    /// lift or a shorter entry must never undo a stronger one.
+    pub async fn publish_target(&self, kind: Kind, value: &str) -> Result<(), PublishError> {
+        let entries = self
+            .store
+            .active_expiries(kind.as_str(), value)
+            .await
+            .map_err(PublishError::Store)?
+            .into_iter()
+            .map(|expires_at| Entry {
+                kind,
+                value: value.to_owned(),
+                expires_at: expires_at.map(|t| t.timestamp()),
+            });
+        let change = match Entry::strongest(entries) {
+            Some(entry) => Change::Add(entry),
+            None => Change::Remove(Entry::new(kind, value)),
+        };
+        self.publish(&change).await.map_err(PublishError::Feed)
     }
 
     /// Marks the copy behind and wakes the task.

@@ -39,6 +39,8 @@ pub struct Settings {
     pub generated_kek_file: PathBuf,
     /// Retention of the usage records gateways send (docs/security.md, "Usage records").
     pub usage: UsageSettings,
+    /// The rules that read them (docs/security.md, "Signals").
+    pub signals: crate::signals::SignalSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +146,7 @@ impl Default for Settings {
             key_encryption_keys: Secret::default(),
             generated_kek_file: PathBuf::from("data/auth-kek.txt"),
             usage: UsageSettings::default(),
+            signals: crate::signals::SignalSettings::default(),
         }
     }
 }

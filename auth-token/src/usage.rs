@@ -115,8 +115,8 @@ pub struct LastUsedRow {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_id: Option<i64>,
-    /// Unix seconds.
-    pub at: i64,
+    /// Unix milliseconds.
+    pub at_ms: i64,
     pub network: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,

@@ -437,7 +437,9 @@ impl Gateway {
                     .and_then(|v| v.to_str().ok()),
                 bytes_in: (header_bytes(req) + downstream.body_bytes_read()) as u64,
                 bytes_out: downstream.body_bytes_sent() as u64,
-                at: unix_now(),
+                at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
             },
         );
     }

@@ -134,6 +134,33 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
             fixed("/admin/blacklist/{id}", AuthService, User, Some(Blacklist))
         }
         ("GET", ["admin", "audit"]) => fixed("/admin/audit", AuthService, User, Some(Blacklist)),
+        ("GET", ["admin", "signals"]) => {
+            fixed("/admin/signals", AuthService, User, Some(Blacklist))
+        }
+        ("POST", ["admin", "signals", id, "acknowledge"]) if !id.is_empty() => fixed(
+            "/admin/signals/{id}/acknowledge",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        ("POST", ["admin", "signals", id, "dismiss"]) if !id.is_empty() => fixed(
+            "/admin/signals/{id}/dismiss",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        ("POST", ["admin", "signals", id, "blacklist"]) if !id.is_empty() => fixed(
+            "/admin/signals/{id}/blacklist",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        ("GET", ["admin", "usage", subject, id]) if !subject.is_empty() && !id.is_empty() => fixed(
+            "/admin/usage/{subject}/{id}",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
         ("GET", ["admin", "keys"]) => fixed("/admin/keys", AuthService, User, Some(Keys)),
         ("POST", ["admin", "keys", "rotate"]) => {
             fixed("/admin/keys/rotate", AuthService, User, Some(Keys))

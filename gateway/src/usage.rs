@@ -47,8 +47,8 @@ pub struct Seen<'a> {
     pub user_agent: Option<&'a str>,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Unix seconds.
-    pub at: i64,
+    /// Unix milliseconds (the last use of two replicas in one second is still ordered).
+    pub at_ms: i64,
 }
 
 /// The outcome label of an answer: the gateway's refusal code when it refused, else the
@@ -116,7 +116,7 @@ struct Cell {
 }
 
 struct Last {
-    at: i64,
+    at_ms: i64,
     network: IpNet,
     user_agent: Option<Box<str>>,
 }
@@ -134,8 +134,9 @@ impl Recorder {
     pub fn record(&self, shard: usize, seen: &Seen<'_>) {
         let subject = Subject::of(seen.kind);
         let network = network(seen.client);
-        let minute = seen.at - seen.at.rem_euclid(60);
-        let hour = seen.at - seen.at.rem_euclid(3600);
+        let at = seen.at_ms.div_euclid(1000);
+        let minute = at - at.rem_euclid(60);
+        let hour = at - at.rem_euclid(3600);
         let mut shard = self.shards[shard % self.shards.len()]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -148,7 +149,7 @@ impl Recorder {
             cells: Vec::with_capacity(2),
             networks: Vec::with_capacity(1),
             last: Last {
-                at: seen.at,
+                at_ms: seen.at_ms,
                 network,
                 user_agent: None,
             },
@@ -182,8 +183,8 @@ impl Recorder {
             None if named < MAX_NETWORKS => tally.networks.push((hour, network, 1)),
             None => {}
         }
-        if seen.at >= tally.last.at {
-            tally.last.at = seen.at;
+        if seen.at_ms >= tally.last.at_ms {
+            tally.last.at_ms = seen.at_ms;
             tally.last.network = network;
             if tally.last.user_agent.as_deref() != seen.user_agent {
                 tally.last.user_agent = seen.user_agent.map(Into::into);
@@ -232,13 +233,13 @@ impl Recorder {
                         subject,
                         id: id.to_string(),
                         operator_id: tally.operator_id,
-                        at: tally.last.at,
+                        at_ms: tally.last.at_ms,
                         network: tally.last.network.to_string(),
                         user_agent: tally.last.user_agent.map(String::from),
                     };
                     match last.entry((subject, id.clone())) {
                         std::collections::hash_map::Entry::Occupied(mut kept) => {
-                            if seen.at > kept.get().at {
+                            if seen.at_ms > kept.get().at_ms {
                                 kept.insert(seen);
                             }
                         }
@@ -495,7 +496,7 @@ mod tests {
             user_agent: Some("operator-client/1.0"),
             bytes_in: 1500,
             bytes_out: 200,
-            at,
+            at_ms: at * 1000,
         }
     }
 
@@ -575,7 +576,7 @@ mod tests {
         );
         let app1 = rows.last_used.iter().find(|l| l.id == "app-1").unwrap();
         assert_eq!(
-            (app1.at - t, app1.network.as_str()),
+            (app1.at_ms / 1000 - t, app1.network.as_str()),
             (60, "198.51.100.0/24")
         );
         assert_eq!(app1.user_agent.as_deref(), Some("operator-client/1.0"));
@@ -649,7 +650,7 @@ mod tests {
                     subject: Subject::User,
                     id: i.to_string(),
                     operator_id: None,
-                    at: 0,
+                    at_ms: 0,
                     network: String::new(),
                     user_agent: None,
                 })

@@ -1,5 +1,6 @@
 -- How credentials are used, as gateway replicas report it (gateway `usage`, docs/security.md
--- "Usage records"). Credential ids are the token's `sub` as text; times are unix seconds.
+-- "Usage records"). Credential ids are the token's `sub` as text; times are unix seconds
+-- (`_ms`: milliseconds).
 
 -- Requests per credential, route class and outcome: per minute (`span` 60), rolled up per
 -- hour (`span` 3600) after `usage.minutes_kept_days`, deleted after `usage.kept_days`.
@@ -35,7 +36,7 @@ CREATE TABLE credential_last_used (
     subject      TEXT NOT NULL,
     credential   TEXT NOT NULL,
     operator_id  BIGINT,
-    at           BIGINT NOT NULL,
+    at_ms        BIGINT NOT NULL,
     network      TEXT NOT NULL,
     user_agent   TEXT,
     PRIMARY KEY (subject, credential)

@@ -9,6 +9,7 @@ mod credentials;
 mod keys;
 mod profile;
 mod session;
+mod signals;
 mod tokens;
 mod usage;
 mod users;
@@ -112,6 +113,8 @@ pub fn routes(
         .or(credentials::routes(state.clone(), who.clone()))
         .unify()
         .or(tokens::routes(state.clone(), who.clone()))
+        .unify()
+        .or(signals::routes(state.clone(), who.clone()))
         .unify()
         .or(usage::routes(state, who.clone(), usage_metrics))
         .unify()
@@ -260,6 +263,14 @@ fn template(path: &str) -> &'static str {
         ["admin", "blacklist"] => "/admin/blacklist",
         ["admin", "blacklist", _] => "/admin/blacklist/{id}",
         ["admin", "audit"] => "/admin/audit",
+        ["admin", "signals"] => "/admin/signals",
+        ["admin", "signals", _, action] => match *action {
+            "acknowledge" => "/admin/signals/{id}/acknowledge",
+            "dismiss" => "/admin/signals/{id}/dismiss",
+            "blacklist" => "/admin/signals/{id}/blacklist",
+            _ => "other",
+        },
+        ["admin", "usage", _, _] => "/admin/usage/{subject}/{id}",
         ["admin", "keys"] => "/admin/keys",
         ["admin", "keys", "rotate"] => "/admin/keys/rotate",
         ["api", "v1", "auth", "token"] => "/api/v1/auth/token/",

@@ -182,23 +182,15 @@ pub(super) async fn publish(state: &State, change: Change) -> Result<(), RpcErro
 /// may name it: a revocation and a staff entry, say), or its removal when none is left. A
 /// lift or a shorter entry must never undo a stronger one.
 pub(super) async fn publish_target(state: &State, kind: Kind, value: &str) -> Result<(), RpcError> {
-    let entries = state
-        .0
-        .store
-        .active_expiries(kind.as_str(), value)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .map(|expires_at| Entry {
-            kind,
-            value: value.to_owned(),
-            expires_at: expires_at.map(|t| t.timestamp()),
-        });
-    let change = match Entry::strongest(entries) {
-        Some(entry) => Change::Add(entry),
-        None => Change::Remove(Entry::new(kind, value)),
-    };
-    publish(state, change).await
+    use crate::publisher::PublishError;
+    match state.0.publisher.publish_target(kind, value).await {
+        Ok(()) => Ok(()),
+        Err(PublishError::Store(e)) => Err(internal(e)),
+        Err(PublishError::Feed(e)) => {
+            tracing::error!(error = %e, "blacklist feed publish failed");
+            Err(RpcError::internal())
+        }
+    }
 }
 
 /// A failed store call: 503 `database_unavailable` when the database is out of reach, else

@@ -174,11 +174,13 @@ macro_rules! revoke_and_blacklist {
 // Submodules come after the macros above, which they use.
 mod credentials;
 mod keys;
+mod signals;
 mod usage;
 mod users;
 pub use credentials::{Credential, CredentialSecret, Issued, Minted, NewRefresh, RefreshRow};
 pub use keys::{KeyInfo, KeyRow, Rotation, StoredKey};
-pub use usage::{LastUsed, Retention, Upkeep, UsageBucket};
+pub use signals::{Inputs, Named, Raised, SignalFilter, SignalRow};
+pub use usage::{LastUsed, NetworkSeen, Retention, Upkeep, UsageBucket};
 
 /// auth-service's data.
 #[derive(Debug, Clone)]

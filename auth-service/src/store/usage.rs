@@ -10,9 +10,9 @@ use std::collections::HashMap;
 /// The last request of a credential, as shown beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct LastUsed {
-    /// Unix seconds in the store; RFC 3339 in answers, like every other time.
-    #[serde(serialize_with = "rfc3339")]
-    pub at: i64,
+    /// Unix milliseconds in the store; RFC 3339 in answers, like every other time.
+    #[serde(rename = "at", serialize_with = "rfc3339_ms")]
+    pub at_ms: i64,
     /// The client network (`203.0.113.0/24`, `2001:db8:1::/48`).
     pub network: String,
     pub user_agent: Option<String>,
@@ -128,18 +128,18 @@ impl Store {
             }
             for row in last {
                 sqlx::query(
-                    "INSERT INTO credential_last_used (subject, credential, operator_id, at, \
+                    "INSERT INTO credential_last_used (subject, credential, operator_id, at_ms, \
                      network, user_agent) VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (subject, credential) DO UPDATE \
-                     SET at = excluded.at, network = excluded.network, \
+                     SET at_ms = excluded.at_ms, network = excluded.network, \
                      user_agent = excluded.user_agent, \
                      operator_id = COALESCE(excluded.operator_id, credential_last_used.operator_id) \
-                     WHERE excluded.at >= credential_last_used.at",
+                     WHERE excluded.at_ms >= credential_last_used.at_ms",
                 )
                 .bind(row.subject.as_str())
                 .bind(&row.id)
                 .bind(row.operator_id)
-                .bind(row.at)
+                .bind(row.at_ms)
                 .bind(&row.network)
                 .bind(row.user_agent.as_deref())
                 .execute(&mut *tx)
@@ -156,9 +156,9 @@ impl Store {
         subject: Subject,
         operator_id: Option<i64>,
     ) -> Result<HashMap<String, LastUsed>, StoreError> {
-        let all = "SELECT credential, at, network, user_agent FROM credential_last_used \
+        let all = "SELECT credential, at_ms, network, user_agent FROM credential_last_used \
                    WHERE subject = $1";
-        let one = "SELECT credential, at, network, user_agent FROM credential_last_used \
+        let one = "SELECT credential, at_ms, network, user_agent FROM credential_last_used \
                    WHERE subject = $1 AND operator_id = $2";
         let rows: Vec<LastUsedOf> = on_db!(&self.db, |pool| match operator_id {
             Some(id) => {
@@ -176,6 +176,40 @@ impl Store {
             }
         })?;
         Ok(rows.into_iter().map(|r| (r.credential, r.last)).collect())
+    }
+
+    /// The last use of one credential.
+    pub async fn last_used_of(
+        &self,
+        subject: Subject,
+        credential: &str,
+    ) -> Result<Option<LastUsed>, StoreError> {
+        let sql = "SELECT at_ms, network, user_agent FROM credential_last_used \
+                   WHERE subject = $1 AND credential = $2";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(subject.as_str())
+            .bind(credential)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// The client networks one credential was used from since `from`, busiest first.
+    pub async fn networks_of(
+        &self,
+        subject: Subject,
+        credential: &str,
+        from: i64,
+    ) -> Result<Vec<NetworkSeen>, StoreError> {
+        let sql = "SELECT network, CAST(SUM(requests) AS BIGINT) AS requests, \
+                   MIN(hour) AS first_hour, MAX(hour) AS last_hour FROM credential_networks \
+                   WHERE subject = $1 AND credential = $2 AND hour >= $3 \
+                   GROUP BY network ORDER BY requests DESC, network LIMIT 500";
+        Ok(on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(subject.as_str())
+            .bind(credential)
+            .bind(from - from.rem_euclid(3600))
+            .fetch_all(pool)
+            .await)?)
     }
 
     /// Requests per outcome of one credential over `[from, to)`, per minute or hour bucket,
@@ -243,7 +277,10 @@ impl Store {
                     "DELETE FROM credential_networks WHERE hour < $1",
                     kept_after,
                 ),
-                ("DELETE FROM credential_last_used WHERE at < $1", kept_after),
+                (
+                    "DELETE FROM credential_last_used WHERE at_ms < $1",
+                    kept_after.saturating_mul(1000),
+                ),
                 (
                     "DELETE FROM usage_batches WHERE received_at < $1",
                     batches_after,
@@ -262,6 +299,17 @@ impl Store {
             })
         })
     }
+}
+
+/// A client network one credential was used from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct NetworkSeen {
+    pub network: String,
+    pub requests: i64,
+    #[serde(serialize_with = "rfc3339")]
+    pub first_hour: i64,
+    #[serde(serialize_with = "rfc3339")]
+    pub last_hour: i64,
 }
 
 /// Requests of one credential in one bucket, route class and outcome.
@@ -283,7 +331,14 @@ fn saturate(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn rfc3339<S: serde::Serializer>(at: &i64, out: S) -> Result<S::Ok, S::Error> {
+fn rfc3339_ms<S: serde::Serializer>(at_ms: &i64, out: S) -> Result<S::Ok, S::Error> {
+    match chrono::DateTime::from_timestamp_millis(*at_ms) {
+        Some(at) => at.serialize(out),
+        None => out.serialize_none(),
+    }
+}
+
+pub(super) fn rfc3339<S: serde::Serializer>(at: &i64, out: S) -> Result<S::Ok, S::Error> {
     match chrono::DateTime::from_timestamp(*at, 0) {
         Some(at) => at.serialize(out),
         None => out.serialize_none(),

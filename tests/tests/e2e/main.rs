@@ -20,6 +20,7 @@ mod revocations_stay;
 mod sealed_keys;
 mod sessions;
 mod sign_in_throttle;
+mod signals;
 mod staff_cli;
 mod usage;
 mod users;

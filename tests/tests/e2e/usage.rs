@@ -308,7 +308,7 @@ fn batch(replica: &str, seq: u64, id: &str, minute: i64, requests: u64) -> Batch
             subject: Subject::Application,
             id: id.into(),
             operator_id: Some(1),
-            at: minute + 30,
+            at_ms: (minute + 30) * 1000,
             network: "203.0.113.0/24".into(),
             user_agent: None,
         }],
