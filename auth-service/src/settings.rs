@@ -150,3 +150,41 @@ impl Default for Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::Rule;
+
+    /// The settings file the embedded stack reads, with a quarantine added: every key of it
+    /// is one auth-service knows, and rules are named as the API names them.
+    #[test]
+    fn the_shipped_settings_file_loads_and_quarantines_name_rules() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let shipped = std::fs::read_to_string(root.join("config/auth-service.yaml")).unwrap();
+        let dir = std::env::temp_dir().join(format!("auth-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("auth-service.yaml");
+        let quarantined =
+            shipped.replace("  quarantine: {}", "  quarantine: { junk_journeys: 3600 }");
+        assert_ne!(
+            quarantined, shipped,
+            "the file shows the quarantine setting"
+        );
+        std::fs::write(&file, quarantined).unwrap();
+        let settings: Settings = layered_settings::load("auth-test", Some(&file)).unwrap();
+        std::fs::write(&file, "signals:\n  quarantine: { junk: 60 }\n").unwrap();
+        let unknown = layered_settings::load::<Settings>("auth-test", Some(&file)).unwrap_err();
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(
+            settings.signals.quarantine.get(&Rule::JunkJourneys),
+            Some(&3600)
+        );
+        assert_eq!(
+            settings.signals.thresholds,
+            crate::signals::Thresholds::default()
+        );
+        assert_eq!(settings.usage.kept_days, 90);
+        assert!(format!("{unknown:#}").contains("junk"), "{unknown:#}");
+    }
+}

@@ -534,7 +534,7 @@ fn dashboards() -> Vec<Value> {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 4, "four dashboards in {}", dir.display());
+    assert_eq!(files.len(), 5, "five dashboards in {}", dir.display());
     files
         .iter()
         .map(|f| {
