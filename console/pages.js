@@ -14,6 +14,13 @@ function section(container, title, intro) {
   return { top, body };
 }
 
+/** A credential's last use: when, from which client network, with which user agent. */
+function lastUsed(last) {
+  if (!last) return h('span', { class: 'hint' }, 'never');
+  return h('span', { class: 'last-used', title: last.user_agent || 'no user agent' },
+    when(last.at), ' from ', h('code', {}, last.network));
+}
+
 // ---------------------------------------------------------------------------- tokens
 
 async function tokens(container) {
@@ -27,6 +34,7 @@ async function tokens(container) {
       ['Name', (a) => a.name],
       ['Application id', (a) => h('code', {}, a.uuid)],
       ['Created', (a) => when(a.created_at)],
+      ['Last used', (a) => lastUsed(a.last_used)],
       ['', (a) => (manage ? h('button', {
         type: 'button', class: 'danger', 'data-revoke': a.uuid, 'aria-label': `Revoke ${a.name}`,
         onclick: async (event) => {
@@ -84,6 +92,7 @@ async function credentials(container) {
       ['Access key', (c) => h('code', {}, c.token_id)],
       ['Operator', (c) => c.operator_id],
       ['Created', (c) => when(c.created_at)],
+      ['Last used', (c) => lastUsed(c.last_used)],
       ['', (c) => h('button', {
         type: 'button', class: 'danger', 'data-revoke': c.token_id, 'aria-label': `Revoke ${c.token_id}`,
         onclick: async (event) => {
@@ -420,6 +429,199 @@ async function operators(container) {
   await reload();
 }
 
+// ---------------------------------------------------------------------------- activity
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** An SVG element (the charts are drawn by the page: no outside asset). */
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, String(value));
+  for (const child of children) el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return el;
+}
+
+/** Outcome groups of the charts, drawn bottom up. */
+const OUTCOME_GROUPS = [
+  ['ok', 'answered 2xx/3xx', '#2e7d32'],
+  ['input', 'refused input (4xx, 429)', '#f9a825'],
+  ['credential', 'refused credential (401, 403, revoked)', '#e65100'],
+  ['server', 'server errors, aborted', '#b71c1c'],
+];
+
+function outcomeGroup(outcome) {
+  if (outcome === '2xx' || outcome === '3xx') return 'ok';
+  if (['5xx', 'aborted', 'upstream_unavailable', 'upstream_timeout'].includes(outcome)) return 'server';
+  if (/^4\d\d$|^4xx$/.test(outcome) && outcome !== '401' && outcome !== '403') return 'input';
+  if (['rate_limited', 'payload_too_large', 'headers_too_large', 'unsupported_api_version', 'route_not_found'].includes(outcome)) return 'input';
+  return 'credential';
+}
+
+/**
+ * Requests per `step` seconds over `[from, to)`, stacked by outcome group. `buckets` are the
+ * API's (`{bucket, span, outcome, requests}`); an hour bucket in a minute chart is drawn in
+ * its first minute.
+ */
+function usageChart(id, title, buckets, from, to, step) {
+  const bins = new Map();
+  for (const b of buckets) {
+    const at = b.bucket - (b.bucket % step);
+    if (at < from || at >= to) continue;
+    const bin = bins.get(at) || { ok: 0, input: 0, credential: 0, server: 0 };
+    bin[outcomeGroup(b.outcome)] += b.requests;
+    bins.set(at, bin);
+  }
+  const width = 720; const height = 160; const left = 44; const bottom = 20;
+  const slots = Math.max(1, Math.round((to - from) / step));
+  const barWidth = (width - left) / slots;
+  const max = Math.max(1, ...[...bins.values()].map((b) => b.ok + b.input + b.credential + b.server));
+  const y = (n) => ((height - bottom) * n) / max;
+  const chart = svg('svg', { id, class: 'chart', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title });
+  chart.append(svg('title', {}, title));
+  chart.append(svg('line', { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: 'axis' }));
+  chart.append(svg('text', { x: left - 4, y: 10, 'text-anchor': 'end', class: 'tick' }, String(max)));
+  chart.append(svg('text', { x: left - 4, y: height - bottom, 'text-anchor': 'end', class: 'tick' }, '0'));
+  const stamp = (t) => new Date(t * 1000).toISOString().slice(5, 16).replace('T', ' ');
+  chart.append(svg('text', { x: left, y: height - 4, class: 'tick' }, stamp(from)));
+  chart.append(svg('text', { x: width, y: height - 4, 'text-anchor': 'end', class: 'tick' }, stamp(to)));
+  for (const [at, bin] of [...bins.entries()].sort((a, b) => a[0] - b[0])) {
+    const x = left + ((at - from) / step) * barWidth;
+    let base = height - bottom;
+    const group = svg('g', { class: 'bar', 'data-at': at });
+    group.append(svg('title', {}, `${stamp(at)} UTC: ${OUTCOME_GROUPS.map(([k, label]) => `${bin[k]} ${label}`).join(', ')}`));
+    for (const [key, , color] of OUTCOME_GROUPS) {
+      if (!bin[key]) continue;
+      const hgt = Math.max(1, y(bin[key]));
+      base -= hgt;
+      group.append(svg('rect', { x: x.toFixed(2), y: base.toFixed(2), width: Math.max(2, barWidth - 0.5).toFixed(2), height: hgt.toFixed(2), fill: color, 'data-group': key }));
+    }
+    chart.append(group);
+  }
+  // Colours by class: the console's policy allows no inline style.
+  const legend = h('ul', { class: 'legend' }, OUTCOME_GROUPS.map(([key, label]) => h('li', {},
+    h('span', { class: `swatch ${key}` }), label)));
+  return h('figure', { class: 'usage' }, h('figcaption', {}, title), chart, legend);
+}
+
+const SUBJECTS = [['application', 'application token'], ['api_credential', 'API credential'], ['user', 'person']];
+
+/** One credential: its charts (24 h per minute, 7 days per hour), last use, networks, and
+ * the blacklist with a reason. */
+async function inspect(panel, subject, id, signal, reloadSignals) {
+  fill(panel, h('h2', {}, 'Credential ', h('code', {}, id)), notice('', 'Loading…'));
+  const path = `/admin/usage/${encodeURIComponent(subject)}/${encodeURIComponent(id)}?hours=168`;
+  const answer = await api('GET', path);
+  if (!answer.ok) return fill(panel, refusal(answer));
+  const { buckets, networks, last_used: last } = answer.body;
+  const now = Math.floor(Date.now() / 1000);
+  const minute = now - (now % 60) + 60;
+  const hour = now - (now % 3600) + 3600;
+  const kind = SUBJECTS.find(([k]) => k === subject)?.[1] || subject;
+  const parts = [
+    h('h2', {}, `${kind} `, h('code', {}, id)),
+    h('p', {}, 'Last used: ', lastUsed(last), last?.user_agent ? [' with ', h('code', {}, last.user_agent)] : null),
+    usageChart('chart-24h', 'Requests per minute, last 24 hours', buckets, minute - 86400, minute, 60),
+    usageChart('chart-7d', 'Requests per hour, last 7 days', buckets, hour - 7 * 86400, hour, 3600),
+    h('h3', {}, 'Client networks (7 days)'),
+    table('networks', [
+      ['Network', (n) => h('code', {}, n.network)],
+      ['Requests', (n) => n.requests],
+      ['First seen', (n) => when(n.first_hour)],
+      ['Last seen', (n) => when(n.last_hour)],
+    ], networks, 'No request recorded.'),
+  ];
+  const reasonHint = signal ? `Kept with the entry, after the signal (${signal.rule}).` : 'Kept with the entry and in the audit log.';
+  const blacklistForm = form({
+    id: 'activity-blacklist',
+    fields: [{ name: 'reason', label: 'Reason', required: true, hint: reasonHint }],
+    submitLabel: 'Blacklist this credential',
+    submit: async ({ reason }) => {
+      const kinds = { application: 'application', api_credential: 'credential', user: 'user' };
+      const result = signal
+        ? await api('POST', `/admin/signals/${encodeURIComponent(signal.id)}/blacklist`, { reason })
+        : await api('POST', '/admin/blacklist', { kind: kinds[subject], value: id, reason });
+      if (!result.ok) return result;
+      panel.prepend(notice('ok', `Blacklisted: every gateway refuses ${id} within a second.`));
+      blacklistForm.remove();
+      await reloadSignals();
+      return result;
+    },
+  });
+  if (subject !== 'operator') parts.push(h('section', { class: 'panel' }, h('h3', {}, 'Blacklist'), blacklistForm));
+  fill(panel, ...parts);
+}
+
+/** The evidence of a signal, as `key: value` pairs. */
+function evidence(e) {
+  return h('ul', { class: 'evidence' }, Object.entries(e || {}).map(([k, v]) => h('li', {},
+    h('span', { class: 'hint' }, `${k.replaceAll('_', ' ')}: `), typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))));
+}
+
+async function activity(container) {
+  const { top, body } = section(container, 'Activity',
+    'Signals raised by the rules over every credential\'s use (docs/security.md, "Signals"), and what one credential did. Blacklisting is refused by every gateway within a second.');
+  const state = { value: 'open' };
+  const list = h('div', { id: 'signals-list' });
+  const panel = h('section', { class: 'panel', id: 'activity-credential' }, h('p', { class: 'hint' }, 'Inspect a signal or look up a credential to see its use.'));
+  const reload = async () => {
+    const answer = await api('GET', `/admin/signals?state=${state.value}`);
+    if (!answer.ok) {
+      top.replaceChildren();
+      return fill(body, refusal(answer));
+    }
+    const act = (signal, action, label, note) => h('button', {
+      type: 'button', class: 'secondary', [`data-${action}`]: signal.id,
+      'aria-label': `${label} signal ${signal.rule} about ${signal.credential}`,
+      onclick: async (event) => {
+        let request = {};
+        if (note) {
+          const text = window.prompt(`Why dismiss this ${signal.rule} signal? (kept in the audit log)`, '');
+          if (!text) return;
+          request = { note: text };
+        }
+        event.target.disabled = true;
+        const result = await api('POST', `/admin/signals/${encodeURIComponent(signal.id)}/${action}`, request);
+        if (!result.ok) {
+          event.target.disabled = false;
+          return top.prepend(notice('error', problem(result)));
+        }
+        top.prepend(notice('ok', `Signal ${signal.rule} about ${signal.credential}: ${result.body.state}.`));
+        await reload();
+      },
+    }, label);
+    const active = (s) => s.state === 'open' || s.state === 'acknowledged';
+    fill(list, table('signals', [
+      ['Rule', (s) => h('strong', {}, s.rule.replaceAll('_', ' '))],
+      ['Credential', (s) => [SUBJECTS.find(([k]) => k === s.subject)?.[1] || s.subject, ' ', h('code', {}, s.credential)]],
+      ['Operator', (s) => s.operator_id ?? '—'],
+      ['Evidence', (s) => evidence(s.evidence)],
+      ['First seen', (s) => when(s.first_seen)],
+      ['Last seen', (s) => when(s.last_seen)],
+      ['State', (s) => s.state],
+      ['', (s) => [
+        s.subject !== 'operator' ? h('button', {
+          type: 'button', 'data-inspect': s.credential, 'aria-label': `Inspect ${s.credential}`,
+          onclick: () => inspect(panel, s.subject, s.credential, active(s) ? s : null, reload),
+        }, 'Inspect') : null,
+        s.state === 'open' ? act(s, 'acknowledge', 'Acknowledge') : null,
+        active(s) ? act(s, 'dismiss', 'Dismiss', true) : null,
+      ]],
+    ], answer.body, `No ${state.value} signal.`));
+  };
+  const filter = h('select', { id: 'signals-state', 'aria-label': 'Signals in state',
+    onchange: async (event) => { state.value = event.target.value; await reload(); } },
+  ['open', 'acknowledged', 'dismissed', 'blacklisted'].map((v) => h('option', { value: v }, v)));
+  const lookup = form({
+    id: 'lookup',
+    fields: [[{ name: 'subject', label: 'Kind', options: SUBJECTS, value: 'application' },
+      { name: 'id', label: 'Id', required: true, hint: 'Application id, access key or user id.' }]],
+    submitLabel: 'Show its use',
+    submit: async ({ subject, id }) => { await inspect(panel, subject, id.trim(), null, reload); },
+  });
+  fill(body, h('h2', {}, 'Signals'), h('p', { class: 'filter' }, h('label', { for: 'signals-state' }, 'In state '), filter), list, h('h2', {}, 'A credential'), lookup, panel);
+  await reload();
+}
+
 /** Sidebar order. `permission` names come from `GET /profile`. */
 export const PAGES = [
   { path: 'tokens', title: 'Tokens', permission: 'applications.list', nav: true, render: tokens },
@@ -428,5 +630,6 @@ export const PAGES = [
   { path: 'journeys', title: 'Journeys', permission: 'journeys.read', nav: true, render: journeys },
   { path: 'blacklist', title: 'Blacklist', permission: 'blacklist', nav: true, render: blacklist },
   { path: 'audit', title: 'Audit log', permission: 'blacklist', nav: true, render: audit },
+  { path: 'activity', title: 'Activity', permission: 'blacklist', nav: true, render: activity },
   { path: 'operators', title: 'Operators', permission: 'operators.admin', nav: true, render: operators },
 ];

@@ -270,6 +270,26 @@ async function security(who, credential) {
     await page.waitForSelector(`#blacklist [data-lift="${credential}"]`, { state: 'detached' });
   });
   emit('lifted');
+  const { signal_credential: flagged } = await proceed();
+
+  const activity = await step('activity', async () => {
+    await open('activity', '#signals');
+    await page.click(`#signals [data-inspect="${flagged}"]`);
+    await page.waitForSelector('#chart-24h');
+    const seen = {
+      bars: await page.locator('#chart-24h g.bar').count(),
+      refused_bars: await page.locator('#chart-24h rect[data-group="credential"]').count(),
+      networks: await page.locator('#networks tbody tr').count(),
+      last_used: await text('#activity-credential .last-used'),
+    };
+    await shot('10b-activity');
+    await page.fill('#activity-blacklist-reason', 'still tried after its revocation');
+    await page.click('#activity-blacklist button[type=submit]');
+    await page.waitForSelector('#activity-credential .notice.ok');
+    await shot('10c-activity-blacklisted');
+    return seen;
+  });
+  emit('activity', activity);
   await proceed();
 
   const forbidden = await step('operators refused to security staff', async () => {

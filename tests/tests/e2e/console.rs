@@ -202,9 +202,16 @@ async fn console_in_a_browser(mode: Mode) {
     let clock = ManualClock::at(Utc::now());
     // The production mode's browser goes through HTTPS (HTTP/2, `__Host-` cookies, HSTS);
     // the embedded one through the plain loopback port.
+    // Usage is sent every second and the signals evaluated every second, a revoked token's
+    // first attempt raising one, so the Activity page has a signal to show.
     let options = tests::Options {
         registry_clock: Some(Arc::new(clock.clone())),
         tls: mode == Mode::Production,
+        gateway_settings: Some(|gw| gw.usage.flush_secs = 1),
+        auth_settings: Some(|auth| {
+            auth.signals.every_secs = 1;
+            auth.signals.thresholds.revoked_min_attempts = 1;
+        }),
         ..Default::default()
     };
     let stack = Stack::start_with(mode, options)
@@ -397,7 +404,7 @@ async fn console_in_a_browser(mode: Mode) {
     assert_eq!(signed_in["role"], "registry.security");
     assert_eq!(
         strings(&signed_in["nav"]),
-        ["journeys", "blacklist", "audit"]
+        ["journeys", "blacklist", "audit", "activity"]
     );
     let blacklisted = console.expect("blacklisted").await;
     assert!(text(&blacklisted["value_error"]).contains("uuid"));
@@ -445,6 +452,82 @@ async fn console_in_a_browser(mode: Mode) {
         .await;
     assert!(back, "a lifted entry stops refusing");
     assert_eq!(exchange(&stack, text(&live["api_key"])).await.status(), 200);
+    // The token revoked in the console was still tried (above): a signal names it.
+    let path = "/admin/signals?state=open&rule=revoked_still_tried";
+    let mut signal = Value::Null;
+    for _ in 0..200 {
+        let listed: Value = stack
+            .request(Method::GET, path)
+            .headers(admin.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(found) = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["operator_id"] == operator_id)
+        {
+            signal = found.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(signal["subject"], "application", "a signal: {signal}");
+    console.reply(json!({"signal_credential": signal["credential"]}));
+
+    // Security staff inspect it on the Activity page (a chart of its minutes, its networks)
+    // and blacklist it from there with a reason.
+    let activity = console.expect("activity").await;
+    assert!(activity["bars"].as_u64().unwrap() >= 1, "{activity}");
+    assert!(
+        activity["refused_bars"].as_u64().unwrap() >= 1,
+        "{activity}"
+    );
+    assert_eq!(activity["networks"], 1, "{activity}");
+    assert!(text(&activity["last_used"]).contains("127.0.0.0/24"));
+    let id = text(&signal["id"]);
+    let after: Value = stack
+        .request(
+            Method::GET,
+            "/admin/signals?state=blacklisted&rule=revoked_still_tried",
+        )
+        .headers(admin.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        after.as_array().unwrap().iter().any(|s| s["id"] == id),
+        "the signal is blacklisted: {after}"
+    );
+    let entries: Value = stack
+        .request(Method::GET, "/admin/blacklist")
+        .headers(admin.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "application"
+                && e["value"] == signal["credential"]
+                && e["reason"]
+                    == format!(
+                        "signal {id}: revoked_still_tried: still tried after its revocation"
+                    )),
+        "{entries}"
+    );
     console.reply(json!({}));
     let forbidden = console.expect("forbidden").await;
     assert_eq!(
@@ -457,7 +540,14 @@ async fn console_in_a_browser(mode: Mode) {
     assert_eq!(signed_in["role"], "registry.admin");
     assert_eq!(
         strings(&signed_in["nav"]),
-        ["credentials", "journeys", "blacklist", "audit", "operators"]
+        [
+            "credentials",
+            "journeys",
+            "blacklist",
+            "audit",
+            "activity",
+            "operators"
+        ]
     );
     let operator = console.expect("operator").await;
     assert!(text(&operator["siret_error"]).contains("14 digits"));
