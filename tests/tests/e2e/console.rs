@@ -469,7 +469,7 @@ async fn console_in_a_browser(mode: Mode) {
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["operator_id"] == operator_id)
+            .find(|s| s["operator_id"] == operator_id && s["subject"] == "application")
         {
             signal = found.clone();
             break;
