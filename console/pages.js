@@ -452,7 +452,7 @@ const OUTCOME_GROUPS = [
 function outcomeGroup(outcome) {
   if (outcome === '2xx' || outcome === '3xx') return 'ok';
   if (['5xx', 'aborted', 'upstream_unavailable', 'upstream_timeout'].includes(outcome)) return 'server';
-  if (/^4\d\d$|^4xx$/.test(outcome) && outcome !== '401' && outcome !== '403') return 'input';
+  if (/^4\d\d(:|$)|^4xx$/.test(outcome) && outcome !== '401' && outcome !== '403') return 'input';
   if (['rate_limited', 'payload_too_large', 'headers_too_large', 'unsupported_api_version', 'route_not_found'].includes(outcome)) return 'input';
   return 'credential';
 }

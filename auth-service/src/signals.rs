@@ -131,6 +131,15 @@ impl Window {
     fn outcome(&self, label: &str) -> u64 {
         self.outcomes.get(label).copied().unwrap_or(0)
     }
+
+    /// 422 answers, whatever terms label the registry named.
+    fn terms_refusals(&self) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|(k, _)| *k == "422" || k.starts_with("422:"))
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// The credential's history for comparison.
@@ -199,7 +208,7 @@ pub fn junk_journeys(w: &Window, t: &Thresholds) -> Option<Value> {
     (share >= t.junk_share).then(|| {
         json!({"journey_writes": w.journey_writes, "refused": w.junk_writes,
                "share": round(share), "by_status": {
-                   "400": w.outcome("400"), "409": w.outcome("409"), "422": w.outcome("422")},
+                   "400": w.outcome("400"), "409": w.outcome("409"), "422": w.terms_refusals()},
                "window_minutes": t.window_minutes})
     })
 }
@@ -262,7 +271,7 @@ pub fn is_guess_refusal(outcome: &str) -> bool {
 
 /// Outcomes of a journey write that count as junk for `junk_journeys`.
 pub fn is_junk(outcome: &str) -> bool {
-    matches!(outcome, "400" | "409" | "422")
+    matches!(outcome, "400" | "409" | "422") || outcome.starts_with("422:")
 }
 
 #[cfg(test)]
@@ -387,6 +396,6 @@ mod tests {
             assert_eq!(json, rule.as_str());
         }
         assert!(is_guess_refusal("403") && !is_guess_refusal("revoked_token"));
-        assert!(is_junk("422") && !is_junk("2xx"));
+        assert!(is_junk("422") && is_junk("422:too_close_trips") && !is_junk("2xx"));
     }
 }

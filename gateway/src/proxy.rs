@@ -52,6 +52,7 @@ mod name {
     pub static CLIENT: HeaderName = HeaderName::from_static("client");
     pub static UID: HeaderName = HeaderName::from_static("uid");
     pub static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+    pub static X_RPC_OUTCOME: HeaderName = HeaderName::from_static("x-rpc-outcome");
 }
 
 /// Headers the client may not choose: they would let it speak for the gateway.
@@ -112,7 +113,8 @@ pub struct Ctx {
     /// The caller: set once the credential is known genuine, refused or not (an answered
     /// request is never forwarded, so a refused caller is only named in the usage records).
     principal: Option<Principal>,
-    /// The code of the gateway's own refusal, when it answered one.
+    /// The code of the gateway's own refusal, when it answered one; or the upstream's finer
+    /// outcome (`x-rpc-outcome`, one the usage records know).
     refusal: Option<&'static str>,
     version: Option<String>,
     /// The rate limiter's decision, for the `RateLimit-*` headers of the response.
@@ -317,6 +319,10 @@ impl ProxyHttp for Gateway {
             response.insert_header("x-api-version", version.as_str())?;
         }
         rate_limit_headers(response, ctx)?;
+        if let Some(outcome) = response.headers.get(&name::X_RPC_OUTCOME) {
+            ctx.refusal = crate::usage::upstream_outcome(outcome.as_bytes());
+            response.remove_header(&name::X_RPC_OUTCOME);
+        }
         self.set_transport_headers(response, ctx)?;
         self.set_session_cookie(response, ctx)
     }

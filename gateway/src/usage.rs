@@ -76,6 +76,22 @@ pub fn outcome(refusal: Option<&'static str>, status: u16) -> &'static str {
     }
 }
 
+/// The upstreams' finer outcomes the records keep (`x-rpc-outcome`: the registry's terms
+/// labels of a 422); any other value is ignored, so an upstream cannot grow the label set.
+pub const UPSTREAM_OUTCOMES: [&str; 4] = [
+    "422:expired",
+    "422:distance_too_short",
+    "422:too_many_trips_by_day",
+    "422:too_close_trips",
+];
+
+/// `value` as one of [`UPSTREAM_OUTCOMES`], if it is one.
+pub fn upstream_outcome(value: &[u8]) -> Option<&'static str> {
+    UPSTREAM_OUTCOMES
+        .into_iter()
+        .find(|known| known.as_bytes() == value)
+}
+
 /// The client network a credential is seen from: an IPv4 /24, an IPv6 /48 (an IPv4-mapped
 /// IPv6 address is its IPv4 one).
 pub fn network(ip: IpAddr) -> IpNet {
@@ -498,6 +514,16 @@ mod tests {
             bytes_out: 200,
             at_ms: at * 1000,
         }
+    }
+
+    #[test]
+    fn only_known_upstream_outcomes_are_kept() {
+        assert_eq!(
+            upstream_outcome(b"422:too_close_trips"),
+            Some("422:too_close_trips")
+        );
+        assert_eq!(upstream_outcome(b"422:anything-else"), None);
+        assert_eq!(upstream_outcome(b""), None);
     }
 
     #[test]

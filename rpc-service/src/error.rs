@@ -21,7 +21,13 @@ pub struct RpcError {
     pub data: Option<Value>,
     /// Seconds for a `Retry-After` header (429 answers).
     pub retry_after: Option<u64>,
+    /// A finer outcome than the status for the gateway's usage records, sent as
+    /// [`OUTCOME_HEADER`] (the gateway reads it, keeps it only if it knows it, and strips it).
+    pub outcome: Option<&'static str>,
 }
+
+/// The header carrying [`RpcError::outcome`] to the gateway.
+pub const OUTCOME_HEADER: &str = "x-rpc-outcome";
 
 impl RpcError {
     fn new(status: StatusCode, code: i32, message: &'static str, data: Option<Value>) -> Self {
@@ -31,7 +37,14 @@ impl RpcError {
             message,
             data,
             retry_after: None,
+            outcome: None,
         }
+    }
+
+    /// Names a finer outcome for the gateway's usage records (`422:distance_too_short`).
+    pub fn outcome(mut self, outcome: &'static str) -> Self {
+        self.outcome = Some(outcome);
+        self
     }
 
     /// Adds a `Retry-After` of `seconds` (at least 1) to the answer.
@@ -196,6 +209,12 @@ impl Reply for RpcError {
             response
                 .headers_mut()
                 .insert(warp::http::header::RETRY_AFTER, seconds.into());
+        }
+        if let Some(outcome) = self.outcome {
+            response.headers_mut().insert(
+                OUTCOME_HEADER,
+                warp::http::HeaderValue::from_static(outcome),
+            );
         }
         response
     }

@@ -57,6 +57,16 @@ impl TermsLabel {
             TermsLabel::TooCloseTrips => "too_close_trips",
         }
     }
+
+    /// The outcome of a 422 in the gateway's usage records (`gateway::usage::outcome`).
+    pub fn outcome(self) -> &'static str {
+        match self {
+            TermsLabel::Expired => "422:expired",
+            TermsLabel::DistanceTooShort => "422:distance_too_short",
+            TermsLabel::TooManyTripsByDay => "422:too_many_trips_by_day",
+            TermsLabel::TooCloseTrips => "422:too_close_trips",
+        }
+    }
 }
 
 /// The violations found without looking at other journeys, for a journey received at `now`.

@@ -461,10 +461,16 @@ fn operator_of(principal: &Principal) -> Option<i64> {
         .and(principal.operator_id)
 }
 
-/// 422 with the labels, as the reference answers a journey stored in breach of the terms.
+/// 422 with the labels, as the reference answers a journey stored in breach of the terms;
+/// the first label is the outcome the gateway's usage records keep.
 fn terms_violation(labels: &[TermsLabel]) -> RpcError {
+    let outcome = labels.first().map(|l| l.outcome());
     let labels: Vec<&str> = labels.iter().map(|l| l.as_str()).collect();
-    RpcError::unprocessable(json!({ "terms_violation_labels": labels }))
+    let error = RpcError::unprocessable(json!({ "terms_violation_labels": labels }));
+    match outcome {
+        Some(outcome) => error.outcome(outcome),
+        None => error,
+    }
 }
 
 /// ISO 8601 UTC with milliseconds: `2026-11-22T14:00:00.123Z`.

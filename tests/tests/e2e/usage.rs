@@ -92,10 +92,29 @@ async fn usage_is_recorded_per_credential(mode: Mode) {
         .unwrap()
         .status();
     assert_eq!(again, StatusCode::CONFLICT);
+    // Stored in breach of the terms: the registry's label is the outcome, and the header
+    // that carries it to the gateway never reaches the client.
+    let mut short = journey("usage-short");
+    short["distance"] = serde_json::json!(1_000);
+    let breach = stack
+        .request_to(0, Method::POST, "/v3/journeys")
+        .bearer_auth(&token)
+        .header("user-agent", AGENT)
+        .json(&short)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(breach.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(breach.headers().get("x-rpc-outcome").is_none());
 
     let expected = vec![
         ("journeys_write".to_owned(), "2xx".to_owned(), 10),
         ("journeys_write".to_owned(), "409".to_owned(), 1),
+        (
+            "journeys_write".to_owned(),
+            "422:distance_too_short".to_owned(),
+            1,
+        ),
     ];
     let both_replicas = stack
         .eventually(Duration::from_secs(10), || async {
