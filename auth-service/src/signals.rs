@@ -260,12 +260,18 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Outcomes that count as refusals for `guessing`: the gateway's credential refusals and
-/// the upstreams' 401 and 403. A revoked credential has its own rule.
+/// Outcomes that count as refusals for `guessing`: the gateway's credential refusals, the
+/// upstreams' 401 and 403, and a wrong secret for a live API credential (`bad_secret`,
+/// recorded by auth-service). A revoked credential has its own rule.
 pub fn is_guess_refusal(outcome: &str) -> bool {
     matches!(
         outcome,
-        "401" | "403" | "token_not_accepted_here" | "insufficient_permissions" | "csrf_failed"
+        "401"
+            | "403"
+            | "token_not_accepted_here"
+            | "insufficient_permissions"
+            | "csrf_failed"
+            | "bad_secret"
     )
 }
 

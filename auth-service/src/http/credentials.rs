@@ -378,15 +378,41 @@ pub(super) async fn authenticate(
         .as_ref()
         .map_or_else(|| state.0.dummy_hash.clone(), |c| c.secret_hash.clone());
     let secret_ok = passwords::verify(secret, phc).await?;
-    let Some(credential) = credential.filter(|_| secret_ok) else {
+    let Some(credential) = credential else {
         return Ok(None);
     };
-    let blacklisted = state
-        .0
-        .store
-        .credential_blacklisted(credential.access_key, credential.operator_id, now)
-        .await?;
-    Ok((!blacklisted).then_some(credential))
+    let blacklisted = secret_ok
+        && state
+            .0
+            .store
+            .credential_blacklisted(credential.access_key, credential.operator_id, now)
+            .await?;
+    if !secret_ok || blacklisted {
+        // The gateway saw an anonymous request: only here is the credential known, so the
+        // usage records (and the guessing and revoked rules) hear of it from here.
+        let outcome = if blacklisted {
+            "revoked_token"
+        } else {
+            "bad_secret"
+        };
+        let recorded = state
+            .0
+            .store
+            .record_refusal(
+                Subject::ApiCredential,
+                &credential.access_key.to_string(),
+                Some(credential.operator_id),
+                "access_token",
+                outcome,
+                now.timestamp(),
+            )
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "a refused API key exchange not recorded");
+        }
+        return Ok(None);
+    }
+    Ok(Some(credential))
 }
 
 /// Signs an access token of the credential `access_key` (of `operator_id`, holding `role`)

@@ -150,6 +150,36 @@ impl Store {
         })
     }
 
+    /// Counts one request refused by auth-service itself for a known credential (a wrong
+    /// secret for a live API credential, a blacklisted one presented): the gateway saw an
+    /// anonymous request and cannot name it. `at` is unix seconds.
+    pub async fn record_refusal(
+        &self,
+        subject: Subject,
+        credential: &str,
+        operator_id: Option<i64>,
+        class: &str,
+        outcome: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO credential_usage (subject, credential, operator_id, span, bucket, \
+                   class, outcome, requests, bytes_in, bytes_out) \
+                   VALUES ($1, $2, $3, 60, $4, $5, $6, 1, 0, 0) \
+                   ON CONFLICT (subject, credential, span, bucket, class, outcome) DO UPDATE \
+                   SET requests = credential_usage.requests + 1";
+        on_db!(&self.db, |pool| sqlx::query(sql)
+            .bind(subject.as_str())
+            .bind(credential)
+            .bind(operator_id)
+            .bind(at - at.rem_euclid(60))
+            .bind(class)
+            .bind(outcome)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
     /// The last use of every credential of `subject` (of one operator, or all), by id.
     pub async fn last_used(
         &self,

@@ -204,6 +204,24 @@ async fn usage_is_recorded_per_credential(mode: Mode) {
         .await;
     assert!(shown, "{:?}", list(&stack, &path, &admin).await);
 
+    // A wrong secret for that credential: the gateway saw an anonymous request, auth-service
+    // knows whose key it was and records the refusal (the guessing rule reads it).
+    let wrong = stack
+        .request(Method::POST, "/api/v1/auth/token/")
+        .json(&serde_json::json!({"apiKey": format!("{key}.not-the-secret")}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(wrong, StatusCode::UNAUTHORIZED);
+    assert!(
+        recorded(&store, Subject::ApiCredential, &key)
+            .await
+            .contains(&("access_token".to_owned(), "bad_secret".to_owned(), 1)),
+        "{:?}",
+        recorded(&store, Subject::ApiCredential, &key).await
+    );
+
     // People are recorded too (the operator admin's console calls).
     let profile: Value = stack
         .request(Method::GET, "/profile")
