@@ -123,7 +123,7 @@ pub struct Window {
     /// or 422.
     pub journey_writes: u64,
     pub junk_writes: u64,
-    /// Distinct client networks in the last hour.
+    /// Distinct client networks this clock hour (since its start).
     pub networks: u64,
 }
 
@@ -149,8 +149,8 @@ pub struct Baseline {
     pub weeks: u32,
     /// Mean requests per window at this hour of the week, over those weeks.
     pub window_requests: f64,
-    /// Most distinct networks in one hour over the last week before this hour; `None`
-    /// without a week of history.
+    /// Most distinct networks in one clock hour over the week before this one; `None`
+    /// without any.
     pub networks_per_hour: Option<u64>,
 }
 
@@ -219,7 +219,8 @@ pub fn guessing(o: &OperatorWindow, t: &Thresholds) -> Option<Value> {
         .then(|| json!({"refusals": o.refusals, "window_minutes": t.window_minutes}))
 }
 
-/// `off_hours`: needs four weeks' journeys to say what is usual.
+/// `off_hours`: needs the operator's journeys of the last four weeks (the store gives none
+/// for an operator with less than three weeks of them) to say what is usual.
 pub fn off_hours(o: &OperatorWindow, t: &Thresholds) -> Option<Value> {
     if o.journeys_four_weeks == 0 || o.journeys_last_hour < t.off_hours_min_requests {
         return None;
@@ -273,6 +274,12 @@ pub fn is_guess_refusal(outcome: &str) -> bool {
             | "csrf_failed"
             | "bad_secret"
     )
+}
+
+/// Whether a request with this outcome got through the credential check (what the rate rule
+/// counts): not a refused credential, not a gateway that could not check.
+pub fn let_through(outcome: &str) -> bool {
+    !is_guess_refusal(outcome) && !matches!(outcome, "revoked_token" | "blacklist_unavailable")
 }
 
 /// Outcomes of a journey write that count as junk for `junk_journeys`.
@@ -402,6 +409,8 @@ mod tests {
             assert_eq!(json, rule.as_str());
         }
         assert!(is_guess_refusal("403") && !is_guess_refusal("revoked_token"));
+        assert!(let_through("2xx") && let_through("409") && let_through("rate_limited"));
+        assert!(!let_through("revoked_token") && !let_through("bad_secret") && !let_through("403"));
         assert!(is_junk("422") && is_junk("422:too_close_trips") && !is_junk("2xx"));
     }
 }

@@ -31,6 +31,14 @@ const MAX_NETWORKS: usize = 64;
 /// oldest batches are dropped and counted.
 pub const MAX_PENDING_ROWS: usize = 200_000;
 
+/// Bytes of a user agent kept (cut on a character boundary): the header may hold 16 KiB,
+/// a row must stay small so batches stay under auth-service's body limit.
+pub const MAX_USER_AGENT_BYTES: usize = 256;
+
+/// A batch not taken within this long is dropped (counted as lost): auth-service remembers
+/// the batches it applied for 7 days, so one sent later could be counted twice.
+const MAX_BATCH_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// How long one batch may take to be sent and answered.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -90,6 +98,18 @@ pub fn upstream_outcome(value: &[u8]) -> Option<&'static str> {
     UPSTREAM_OUTCOMES
         .into_iter()
         .find(|known| known.as_bytes() == value)
+}
+
+/// `agent` cut to at most [`MAX_USER_AGENT_BYTES`], on a character boundary.
+pub fn cut_user_agent(agent: &str) -> &str {
+    if agent.len() <= MAX_USER_AGENT_BYTES {
+        return agent;
+    }
+    let mut end = MAX_USER_AGENT_BYTES;
+    while !agent.is_char_boundary(end) {
+        end -= 1;
+    }
+    &agent[..end]
 }
 
 /// The client network a credential is seen from: an IPv4 /24, an IPv6 /48 (an IPv4-mapped
@@ -202,8 +222,9 @@ impl Recorder {
         if seen.at_ms >= tally.last.at_ms {
             tally.last.at_ms = seen.at_ms;
             tally.last.network = network;
-            if tally.last.user_agent.as_deref() != seen.user_agent {
-                tally.last.user_agent = seen.user_agent.map(Into::into);
+            let agent = seen.user_agent.map(cut_user_agent);
+            if tally.last.user_agent.as_deref() != agent {
+                tally.last.user_agent = agent.map(Into::into);
             }
         }
         if tally.operator_id.is_none() {
@@ -426,7 +447,16 @@ impl Flusher {
                 metrics.usage_lost_rows.inc_by(dropped as u64);
             }
         }
-        while let Some((_, batch)) = queue.front() {
+        while let Some((made, batch)) = queue.front() {
+            if made.elapsed() > MAX_BATCH_AGE {
+                metrics.usage_lost_rows.inc_by(batch.rows() as u64);
+                tracing::warn!(
+                    seq = batch.seq,
+                    "a usage batch not taken for a day; dropped"
+                );
+                queue.pop();
+                continue;
+            }
             let sent = self.send(batch).await;
             metrics
                 .usage_flushes
@@ -514,6 +544,15 @@ mod tests {
             bytes_out: 200,
             at_ms: at * 1000,
         }
+    }
+
+    #[test]
+    fn user_agents_are_cut_on_a_character_boundary() {
+        assert_eq!(cut_user_agent("curl/8"), "curl/8");
+        let long = "é".repeat(200);
+        let cut = cut_user_agent(&long);
+        assert!(cut.len() <= MAX_USER_AGENT_BYTES && cut.len() >= MAX_USER_AGENT_BYTES - 1);
+        assert!(long.starts_with(cut));
     }
 
     #[test]

@@ -389,27 +389,29 @@ pub(super) async fn authenticate(
             .await?;
     if !secret_ok || blacklisted {
         // The gateway saw an anonymous request: only here is the credential known, so the
-        // usage records (and the guessing and revoked rules) hear of it from here.
+        // usage records (and the guessing and revoked rules) hear of it from here; written
+        // beside the answer, not before it, so a known key takes as long as an unknown one.
         let outcome = if blacklisted {
             "revoked_token"
         } else {
             "bad_secret"
         };
-        let recorded = state
-            .0
-            .store
-            .record_refusal(
-                Subject::ApiCredential,
-                &credential.access_key.to_string(),
-                Some(credential.operator_id),
-                "access_token",
-                outcome,
-                now.timestamp(),
-            )
-            .await;
-        if let Err(e) = recorded {
-            tracing::warn!(error = %e, "a refused API key exchange not recorded");
-        }
+        let store = state.0.store.clone();
+        tokio::spawn(async move {
+            let recorded = store
+                .record_refusal(
+                    Subject::ApiCredential,
+                    &credential.access_key.to_string(),
+                    Some(credential.operator_id),
+                    "access_token",
+                    outcome,
+                    now.timestamp(),
+                )
+                .await;
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "a refused API key exchange not recorded");
+            }
+        });
         return Ok(None);
     }
     Ok(Some(credential))

@@ -22,7 +22,8 @@ pub struct SignalSettings {
     pub every_secs: u64,
     pub thresholds: Thresholds,
     /// Automatic quarantine, per rule name: seconds the credential is blacklisted for when
-    /// that rule opens a signal (reason `auto: <rule>`). None by default.
+    /// that rule opens a signal (reason `auto: <rule>`). None by default. The rules about an
+    /// operator (`guessing`, `off_hours`) never quarantine: staff decide.
     pub quarantine: BTreeMap<Rule, u64>,
 }
 
@@ -144,7 +145,11 @@ impl Watch {
                         .with_label_values(&[rule.as_str()])
                         .inc();
                     tracing::warn!(rule = rule.as_str(), subject = named.0, %id, "signal opened");
-                    if let Some(&secs) = self.settings.quarantine.get(&rule) {
+                    // Quarantine takes a credential out, never a whole operator: anyone who
+                    // knows one access key could otherwise set off `guessing` against it.
+                    if let Some(&secs) = self.settings.quarantine.get(&rule)
+                        && named.0 != "operator"
+                    {
                         self.quarantine(&id, rule, &named, secs, now).await?;
                     }
                     done.opened.push((rule, id));

@@ -1,7 +1,9 @@
 //! Signals: what the rules read from the usage records, and the signals they raise.
 
 use super::{Audit, BlacklistRow, INSERT_AUDIT, Store, StoreError};
-use crate::signals::{Baseline, OperatorWindow, Rule, Window, is_guess_refusal, is_junk};
+use crate::signals::{
+    Baseline, OperatorWindow, Rule, Window, is_guess_refusal, is_junk, let_through,
+};
 use chrono::Utc;
 use rpc_service::on_db;
 use serde::Serialize;
@@ -42,7 +44,11 @@ struct OperatorHours {
     operator_id: i64,
     total: i64,
     this_hour: i64,
+    first: i64,
 }
+
+/// Operators with less history than this have no usual hours yet (`off_hours` stays quiet).
+const OFF_HOURS_HISTORY_SECS: i64 = 3 * WEEK;
 
 #[derive(sqlx::FromRow)]
 struct OperatorCount {
@@ -144,9 +150,9 @@ impl Store {
                 .entry((row.subject, row.credential))
                 .or_default();
             *operator = operator.or(row.operator_id);
-            // A revoked credential's attempts are refused at the gateway and have their own
-            // rule; the rate rule reads what was let through the credential check.
-            if row.outcome != "revoked_token" {
+            // Refused credentials have their own rules; the rate rule reads what was let
+            // through the credential check.
+            if let_through(&row.outcome) {
                 window.requests += n;
             }
             *window.outcomes.entry(row.outcome.clone()).or_default() += n;
@@ -179,7 +185,7 @@ impl Store {
                     .await)?)
             }
         };
-        for row in networks(hour(now - 3600), now + 1).await? {
+        for row in networks(hour(now), now + 1).await? {
             if let Some((_, window, _)) = inputs.credentials.get_mut(&(row.subject, row.credential))
             {
                 window.networks = u64::try_from(row.n).unwrap_or(0);
@@ -190,8 +196,8 @@ impl Store {
              COUNT(*) AS n FROM credential_networks WHERE hour >= $1 AND hour < $2 \
              GROUP BY subject, credential, hour) per_hour GROUP BY subject, credential"
         )
-        .bind(hour(now - 3600) - WEEK)
-        .bind(hour(now - 3600))
+        .bind(hour(now) - WEEK)
+        .bind(hour(now))
         .fetch_all(pool)
         .await)?;
         for row in busiest {
@@ -203,22 +209,24 @@ impl Store {
         }
         // Rate: the same hour of the week, one to four weeks back, minutes or hours alike.
         let mut totals: HashMap<Named, Vec<i64>> = HashMap::new();
+        // The clock hour, so minutes and the hours they were rolled up into count alike.
         for weeks in 1..=4 {
-            let end = now - weeks * WEEK;
-            let rows: Vec<CountRow> = on_db!(&self.db, |pool| sqlx::query_as(
-                "SELECT subject, credential, CAST(SUM(requests) AS BIGINT) AS n \
-                 FROM credential_usage WHERE bucket >= $1 AND bucket < $2 \
-                 GROUP BY subject, credential"
+            let start = hour(now - weeks * WEEK);
+            let rows: Vec<WindowRow> = on_db!(&self.db, |pool| sqlx::query_as(
+                "SELECT subject, credential, MAX(operator_id) AS operator_id, class, outcome, \
+                 CAST(SUM(requests) AS BIGINT) AS requests FROM credential_usage \
+                 WHERE bucket >= $1 AND bucket < $2 GROUP BY subject, credential, class, outcome"
             )
-            .bind(end - 3600)
-            .bind(end)
+            .bind(start)
+            .bind(start + 3600)
             .fetch_all(pool)
             .await)?;
-            for row in rows.into_iter().filter(|r| r.n > 0) {
-                totals
-                    .entry((row.subject, row.credential))
-                    .or_default()
-                    .push(row.n);
+            let mut week: HashMap<Named, i64> = HashMap::new();
+            for row in rows.into_iter().filter(|r| let_through(&r.outcome)) {
+                *week.entry((row.subject, row.credential)).or_default() += row.requests;
+            }
+            for (named, n) in week.into_iter().filter(|(_, n)| *n > 0) {
+                totals.entry(named).or_default().push(n);
             }
         }
         for (named, hours) in totals {
@@ -244,7 +252,7 @@ impl Store {
         let hours: Vec<OperatorHours> = on_db!(&self.db, |pool| sqlx::query_as(
             "SELECT operator_id, CAST(SUM(requests) AS BIGINT) AS total, \
              CAST(SUM(CASE WHEN (bucket % 86400) / 3600 = $3 THEN requests ELSE 0 END) \
-             AS BIGINT) AS this_hour FROM credential_usage \
+             AS BIGINT) AS this_hour, MIN(bucket) AS first FROM credential_usage \
              WHERE class = 'journeys_write' AND outcome = '2xx' \
              AND bucket >= $1 AND bucket < $2 AND operator_id IS NOT NULL GROUP BY operator_id"
         )
@@ -260,7 +268,10 @@ impl Store {
                 .or_default()
                 .journeys_last_hour = u64::try_from(row.n).unwrap_or(0);
         }
-        for row in hours {
+        for row in hours
+            .into_iter()
+            .filter(|h| h.first <= now - OFF_HOURS_HISTORY_SECS)
+        {
             let o = inputs.operators.entry(row.operator_id).or_default();
             o.journeys_four_weeks = u64::try_from(row.total).unwrap_or(0);
             o.journeys_this_hour_of_day = u64::try_from(row.this_hour).unwrap_or(0);
@@ -316,10 +327,16 @@ impl Store {
                 return Ok(Raised::Suppressed);
             }
             let id = uuid::Uuid::new_v4().to_string();
-            sqlx::query(
+            // Another replica may have opened it since the look above (its period ended as
+            // this one began): then this updates that one.
+            let (kept,): (String,) = sqlx::query_as(
                 "INSERT INTO signals (id, rule, subject, credential, operator_id, evidence, \
                  first_seen, last_seen, state, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 'open', $7)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 'open', $7) \
+                 ON CONFLICT (rule, subject, credential) \
+                 WHERE state IN ('open', 'acknowledged') \
+                 DO UPDATE SET evidence = excluded.evidence, last_seen = excluded.last_seen \
+                 RETURNING id",
             )
             .bind(&id)
             .bind(rule.as_str())
@@ -328,10 +345,14 @@ impl Store {
             .bind(operator_id)
             .bind(&evidence)
             .bind(now)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(Raised::Opened(id))
+            Ok(if kept == id {
+                Raised::Opened(id)
+            } else {
+                Raised::Updated(kept)
+            })
         })
     }
 

@@ -141,7 +141,7 @@ impl Store {
                 .bind(row.operator_id)
                 .bind(row.at_ms)
                 .bind(&row.network)
-                .bind(row.user_agent.as_deref())
+                .bind(row.user_agent.as_deref().map(cut_user_agent))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -273,8 +273,18 @@ impl Store {
         let minutes_before = hour_cut(keep.minutes_kept_secs);
         let kept_after = hour_cut(keep.kept_secs);
         let batches_after = now - keep.batches_kept_secs;
+        let postgres = matches!(self.db, rpc_service::db::Database::Postgres(_));
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
+            if postgres {
+                // The roll-up and the deletion see one snapshot: a minute row written between
+                // them is neither rolled up nor deleted (it is the next upkeep's), and one
+                // changed between them fails this upkeep, which runs again later. SQLite has
+                // one writer: this transaction holds it from its first write.
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query("UPDATE usage_upkeep SET ran_at = $1 WHERE id = 1")
                 .bind(now)
                 .execute(&mut *tx)
@@ -354,6 +364,16 @@ pub struct UsageBucket {
     pub requests: i64,
     pub bytes_in: i64,
     pub bytes_out: i64,
+}
+
+/// A user agent of at most 256 bytes (the gateway cuts them so; a batch from elsewhere
+/// cannot store more).
+fn cut_user_agent(agent: &str) -> &str {
+    let mut end = agent.len().min(256);
+    while !agent.is_char_boundary(end) {
+        end -= 1;
+    }
+    &agent[..end]
 }
 
 /// Counts are unsigned on the wire and signed in SQL.

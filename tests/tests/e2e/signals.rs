@@ -193,7 +193,7 @@ async fn signals_are_raised_and_acted_on(mode: Mode) {
     // journeys an hour at this time in each of the last four weeks.
     let (bursting, bursting_id) = application(&stack, &op_admin, "bursting").await;
     let past: Vec<_> = (1..=4)
-        .map(|weeks| row(&bursting_id, operator, now - weeks * WEEK - 1800, "2xx", 10))
+        .map(|weeks| row(&bursting_id, operator, now - weeks * WEEK, "2xx", 10))
         .collect();
     history(&store, past, 1).await;
     for n in 0..25 {

@@ -214,10 +214,16 @@ async fn usage_is_recorded_per_credential(mode: Mode) {
         .unwrap()
         .status();
     assert_eq!(wrong, StatusCode::UNAUTHORIZED);
+    let bad_secret = ("access_token".to_owned(), "bad_secret".to_owned(), 1);
+    let heard = stack
+        .eventually(Duration::from_secs(5), || async {
+            recorded(&store, Subject::ApiCredential, &key)
+                .await
+                .contains(&bad_secret)
+        })
+        .await;
     assert!(
-        recorded(&store, Subject::ApiCredential, &key)
-            .await
-            .contains(&("access_token".to_owned(), "bad_secret".to_owned(), 1)),
+        heard,
         "{:?}",
         recorded(&store, Subject::ApiCredential, &key).await
     );
