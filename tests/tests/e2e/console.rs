@@ -197,6 +197,19 @@ fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("{v} is a string"))
 }
 
+/// `GET path` as `by`, its JSON body.
+async fn get_json(stack: &Stack, path: &str, by: &reqwest::header::HeaderMap) -> Value {
+    stack
+        .request(Method::GET, path)
+        .headers(by.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn console_in_a_browser(mode: Mode) {
     // The registry's clock moves once, for the 24 h checks that flag an anomaly.
     let clock = ManualClock::at(Utc::now());
@@ -419,15 +432,7 @@ async fn console_in_a_browser(mode: Mode) {
         "a credential blacklisted in the console is refused"
     );
     assert_eq!(exchange(&stack, text(&live["api_key"])).await.status(), 401);
-    let entries: Value = stack
-        .request(Method::GET, "/admin/blacklist")
-        .headers(admin.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let entries: Value = get_json(&stack, "/admin/blacklist", &admin).await;
     assert!(
         entries
             .as_array()
@@ -456,15 +461,7 @@ async fn console_in_a_browser(mode: Mode) {
     let path = "/admin/signals?state=open&rule=revoked_still_tried";
     let mut signal = Value::Null;
     for _ in 0..200 {
-        let listed: Value = stack
-            .request(Method::GET, path)
-            .headers(admin.clone())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let listed: Value = get_json(&stack, path, &admin).await;
         if let Some(found) = listed
             .as_array()
             .unwrap()
@@ -506,15 +503,7 @@ async fn console_in_a_browser(mode: Mode) {
         after.as_array().unwrap().iter().any(|s| s["id"] == id),
         "the signal is blacklisted: {after}"
     );
-    let entries: Value = stack
-        .request(Method::GET, "/admin/blacklist")
-        .headers(admin.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let entries: Value = get_json(&stack, "/admin/blacklist", &admin).await;
     assert!(
         entries
             .as_array()
