@@ -130,6 +130,8 @@ pub struct Ctx {
     /// Request body bytes read so far (a body without `Content-Length` is counted as it
     /// streams).
     body_bytes: u64,
+    /// The request line and headers' size, measured once for the limit and the usage records.
+    header_bytes: usize,
     /// The digest of the request body ([`auth_token::body_digest`]), bound in the assertion.
     body_digest: Option<String>,
     /// The request came over TLS: its answer carries HSTS, and its session cookies are the
@@ -158,6 +160,7 @@ impl ProxyHttp for Gateway {
             new_sessid: false,
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             body_bytes: 0,
+            header_bytes: 0,
             body_digest: None,
             tls: false,
         }
@@ -201,7 +204,8 @@ impl ProxyHttp for Gateway {
         if too_large {
             return self.answer(session, ctx, Reason::PayloadTooLarge).await;
         }
-        if header_bytes(req) > MAX_HEADER_BYTES {
+        ctx.header_bytes = header_bytes(req);
+        if ctx.header_bytes > MAX_HEADER_BYTES {
             return self.answer(session, ctx, Reason::HeadersTooLarge).await;
         }
         if req.method == http::Method::GET && req.uri.path() == HEALTH {
@@ -441,7 +445,7 @@ impl Gateway {
                     .headers
                     .get(&name::USER_AGENT)
                     .and_then(|v| v.to_str().ok()),
-                bytes_in: (header_bytes(req) + downstream.body_bytes_read()) as u64,
+                bytes_in: (ctx.header_bytes + downstream.body_bytes_read()) as u64,
                 bytes_out: downstream.body_bytes_sent() as u64,
                 at_ms: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
