@@ -555,6 +555,24 @@ impl Stack {
     }
 }
 
+/// `method path` as `by` (with a JSON body, if any): the status and the JSON answer (`Null`
+/// when there is none).
+pub async fn call(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: &str,
+    by: &HeaderMap,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = stack.request(method, path).headers(by.clone());
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// The value of the series `series` (a name, with its labels if it has any) in a
 /// `/metrics` text.
 pub fn metric(text: &str, series: &str) -> Option<f64> {

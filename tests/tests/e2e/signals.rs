@@ -9,7 +9,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Options, Stack, journey};
+use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Options, Stack, call, journey};
 
 const WEEK: i64 = 7 * 86_400;
 
@@ -37,22 +37,6 @@ fn options() -> Options {
         }),
         ..Options::default()
     }
-}
-
-async fn call(
-    stack: &Stack,
-    method: Method,
-    path: &str,
-    by: &HeaderMap,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = stack.request(method, path).headers(by.clone());
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A new application of the operator: its token and uuid.

@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
-use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Options, Stack, journey};
+use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Options, Stack, call, journey};
 
 const AGENT: &str = "operator-backend/4.2 (usage test)";
 
@@ -21,15 +21,7 @@ fn options(gateways: usize) -> Options {
 }
 
 async fn list(stack: &Stack, path: &str, by: &HeaderMap) -> Vec<Value> {
-    let answer: Value = stack
-        .request(Method::GET, path)
-        .headers(by.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, answer) = call(stack, Method::GET, path, by, None).await;
     answer.as_array().cloned().unwrap_or_default()
 }
 
@@ -229,15 +221,7 @@ async fn usage_is_recorded_per_credential(mode: Mode) {
     );
 
     // People are recorded too (the operator admin's console calls).
-    let profile: Value = stack
-        .request(Method::GET, "/profile")
-        .headers(op_admin.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, profile) = call(&stack, Method::GET, "/profile", &op_admin, None).await;
     let user = profile["user"]["id"]
         .as_str()
         .unwrap_or_default()

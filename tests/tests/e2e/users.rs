@@ -5,23 +5,7 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Stack};
-
-async fn call(
-    stack: &Stack,
-    method: Method,
-    path: &str,
-    who: &HeaderMap,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = stack.request(method, path).headers(who.clone());
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Mode, Stack, call};
 
 fn person(email: &str, role: &str) -> Value {
     json!({"email": email, "password": ADMIN_PASSWORD, "role": role,
