@@ -306,10 +306,23 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         reused
     }
 
+    /// Called once the service has stopped accepting (shutdown or upgrade). pingora's
+    /// cleanup closes every connection still waiting for a request, including ones accepted
+    /// just before that whose request is on its way (or whose TLS handshake is): a client
+    /// would see a reset on a request it had just sent. They get [`FIRST_REQUEST_GRACE`]
+    /// first; what arrives meanwhile is served and answered with `Connection: close`.
     async fn cleanup(&self) {
+        if self.limits.open() > 0 {
+            tokio::time::sleep(FIRST_REQUEST_GRACE).await;
+        }
         self.inner.cleanup().await;
     }
 }
+
+/// How long, once a service stops accepting, the connections it has accepted get to send
+/// their request before those still silent (idle kept-alive ones included) are closed. Well
+/// inside `server.grace_period_seconds`, which bounds everything in flight.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// Answers 503 `too_many_connections` on a connection that will not be served, then
 /// closes it cleanly: the answer follows the first bytes of the request (or a short wait),
