@@ -51,6 +51,371 @@ pub const HEALTH: &str = "/health";
 /// Browser sign-in: public, but it sets cookies, so cross-site attempts are refused.
 pub const PROFILE_SIGNIN: &str = "/profile/signin";
 
+/// One route of the table, as [`route`] matches it: the API description (`api-doc`) is
+/// built from these, and a test holds [`TABLE`] and [`route`] to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub method: &'static str,
+    pub template: &'static str,
+    pub upstream: Upstream,
+    pub access: Access,
+    pub permission: Option<Permission>,
+}
+
+const fn entry(
+    method: &'static str,
+    template: &'static str,
+    upstream: Upstream,
+    access: Access,
+    permission: Option<Permission>,
+) -> Entry {
+    Entry {
+        method,
+        template,
+        upstream,
+        access,
+        permission,
+    }
+}
+
+/// Every route [`route`] knows, once per method. ([`HEALTH`] and the API description are
+/// answered by the gateway itself.)
+pub const TABLE: &[Entry] = {
+    use Access::*;
+    use Permission::*;
+    use Upstream::*;
+    &[
+        entry("GET", "/.well-known/jwks.json", AuthService, Public, None),
+        entry("POST", "/api/v1/auth/sign_in", AuthService, Public, None),
+        entry(
+            "DELETE",
+            "/api/v1/auth/sign_out",
+            AuthService,
+            User,
+            Some(SignedIn),
+        ),
+        entry("POST", "/api/v1/auth/token/", AuthService, Public, None),
+        entry(
+            "POST",
+            "/api/v1/auth/token/refresh/",
+            AuthService,
+            Public,
+            None,
+        ),
+        entry("POST", "/profile/signin", AuthService, Public, None),
+        entry("GET", "/console/", AuthService, Public, None),
+        entry("GET", "/console/{file}", AuthService, Public, None),
+        entry(
+            "POST",
+            "/profile/signout",
+            AuthService,
+            User,
+            Some(SignedIn),
+        ),
+        entry("GET", "/profile", AuthService, User, Some(SignedIn)),
+        entry(
+            "GET",
+            "/admin/operators",
+            AuthService,
+            User,
+            Some(OperatorsAdmin),
+        ),
+        entry(
+            "POST",
+            "/admin/operators",
+            AuthService,
+            User,
+            Some(OperatorsAdmin),
+        ),
+        entry(
+            "PATCH",
+            "/admin/operators/{id}",
+            AuthService,
+            User,
+            Some(OperatorsAdmin),
+        ),
+        entry(
+            "GET",
+            "/admin/operators/{id}/users",
+            AuthService,
+            User,
+            Some(UsersManage),
+        ),
+        entry(
+            "POST",
+            "/admin/operators/{id}/users",
+            AuthService,
+            User,
+            Some(UsersManage),
+        ),
+        entry(
+            "DELETE",
+            "/admin/operators/{id}/users/{uuid}",
+            AuthService,
+            User,
+            Some(UsersManage),
+        ),
+        entry(
+            "GET",
+            "/admin/users",
+            AuthService,
+            User,
+            Some(OperatorsAdmin),
+        ),
+        entry(
+            "POST",
+            "/admin/users",
+            AuthService,
+            User,
+            Some(OperatorsAdmin),
+        ),
+        entry(
+            "DELETE",
+            "/admin/users/{uuid}",
+            AuthService,
+            User,
+            Some(OperatorsAdmin),
+        ),
+        entry(
+            "GET",
+            "/admin/blacklist",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        entry(
+            "POST",
+            "/admin/blacklist",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        entry(
+            "DELETE",
+            "/admin/blacklist/{id}",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        entry("GET", "/admin/audit", AuthService, User, Some(Blacklist)),
+        entry("GET", "/admin/signals", AuthService, User, Some(Blacklist)),
+        entry(
+            "POST",
+            "/admin/signals/{id}/acknowledge",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        entry(
+            "POST",
+            "/admin/signals/{id}/dismiss",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        entry(
+            "POST",
+            "/admin/signals/{id}/blacklist",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        entry(
+            "GET",
+            "/admin/usage/{subject}/{id}",
+            AuthService,
+            User,
+            Some(Blacklist),
+        ),
+        entry("GET", "/admin/keys", AuthService, User, Some(Keys)),
+        entry("POST", "/admin/keys/rotate", AuthService, User, Some(Keys)),
+        entry(
+            "POST",
+            "/applications",
+            AuthService,
+            User,
+            Some(ApplicationsManage),
+        ),
+        entry(
+            "GET",
+            "/applications",
+            AuthService,
+            User,
+            Some(ApplicationsList),
+        ),
+        entry(
+            "DELETE",
+            "/applications/{uuid}",
+            AuthService,
+            User,
+            Some(ApplicationsManage),
+        ),
+        entry("GET", "/admin/campaigns", Registry, User, Some(Campaigns)),
+        entry("POST", "/admin/campaigns", Registry, User, Some(Campaigns)),
+        entry(
+            "POST",
+            "/journeys/push",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "POST",
+            "/{version}/journeys",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "GET",
+            "/{version}/journeys",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        entry(
+            "GET",
+            "/{version}/journeys/{id}",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        entry(
+            "PATCH",
+            "/{version}/journeys/{id}",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "POST",
+            "/{version}/journeys/{id}",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "POST",
+            "/{version}/journeys/{id}/cancel",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "POST",
+            "/{version}/policies/cee",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "POST",
+            "/{version}/policies/cee/simulate",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "POST",
+            "/{version}/policies/cee/import",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "POST",
+            "/{version}/policies/cee/import/identity",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "GET",
+            "/{version}/policies/cee/public-key",
+            Registry,
+            Public,
+            None,
+        ),
+        entry(
+            "GET",
+            "/{version}/policies/cee/{uuid}",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "DELETE",
+            "/{version}/policies/cee/{uuid}",
+            Registry,
+            OperatorApi,
+            Some(JourneysWrite),
+        ),
+        entry(
+            "GET",
+            "/{version}/exports/journeys",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        entry(
+            "POST",
+            "/{version}/exports",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        entry(
+            "GET",
+            "/{version}/exports/{uuid}",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        entry(
+            "GET",
+            "/{version}/exports/{uuid}/download",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        entry(
+            "GET",
+            "/{version}/funding-calls",
+            Registry,
+            OperatorApi,
+            Some(JourneysRead),
+        ),
+        entry(
+            "GET",
+            "/{version}/auth/credentials",
+            AuthService,
+            User,
+            Some(Credentials),
+        ),
+        entry(
+            "POST",
+            "/{version}/auth/credentials",
+            AuthService,
+            User,
+            Some(Credentials),
+        ),
+        entry(
+            "DELETE",
+            "/{version}/auth/credentials",
+            AuthService,
+            User,
+            Some(Credentials),
+        ),
+        entry(
+            "POST",
+            "/{version}/auth/access_token",
+            AuthService,
+            Public,
+            None,
+        ),
+    ]
+};
+
 /// Matches `method` + `path` against the route table; `None` is a 404 `route_not_found`.
 pub fn route(method: &Method, path: &str) -> Option<Route> {
     use Access::*;
@@ -379,6 +744,80 @@ fn numeric(v: &str) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A path [`route`] should match for `template`, each parameter given a plausible value.
+    fn instance(template: &str) -> String {
+        template
+            .replace("{version}", "v3.3")
+            .replace("{id}", "12")
+            .replace("{uuid}", "0b7c4a8e-3b7e-4a3e-9d1c-2f6a1d5c9e01")
+            .replace("{file}", "app.js")
+            .replace("{subject}", "application")
+    }
+
+    fn method(m: &str) -> Method {
+        Method::from_bytes(m.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_table_is_every_route_and_only_those() {
+        // Every entry is matched as the table says.
+        for e in TABLE {
+            let r = route(&method(e.method), &instance(e.template))
+                .unwrap_or_else(|| panic!("{} {} is not routed", e.method, e.template));
+            assert_eq!(
+                (r.template, r.upstream, r.access, r.permission),
+                (e.template, e.upstream, e.access, e.permission),
+                "{} {}",
+                e.method,
+                e.template
+            );
+        }
+        // Whatever `route` matches is in the table: every method on every path of up to
+        // three segments built from the table's words, with and without a version.
+        let mut words: Vec<String> = TABLE
+            .iter()
+            .flat_map(|e| {
+                instance(e.template)
+                    .split('/')
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        words.sort();
+        words.dedup();
+        let mut paths: Vec<String> = TABLE.iter().map(|e| instance(e.template)).collect();
+        for a in &words {
+            paths.push(format!("/{a}"));
+            for b in &words {
+                paths.push(format!("/{a}/{b}"));
+                for c in &words {
+                    paths.push(format!("/{a}/{b}/{c}"));
+                }
+            }
+        }
+        let versioned: Vec<String> = paths.iter().map(|p| format!("/v3.3{p}")).collect();
+        paths.extend(versioned);
+        let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+        for path in &paths {
+            for m in methods {
+                let Some(r) = route(&method(m), path) else {
+                    continue;
+                };
+                let listed = Entry {
+                    method: m,
+                    template: r.template,
+                    upstream: r.upstream,
+                    access: r.access,
+                    permission: r.permission,
+                };
+                assert!(
+                    TABLE.contains(&listed),
+                    "{m} {path} is routed as {listed:?}, which the table does not list"
+                );
+            }
+        }
+    }
 
     #[test]
     fn routes_map_to_upstream_access_and_permission() {
