@@ -112,7 +112,10 @@ function showSignIn(message) {
   fill(main, h('section', { class: 'panel narrow', id: 'page-signin' },
     h('h1', {}, 'Sign in'),
     message ? notice('', message) : null,
-    signIn));
+    signIn,
+    h('p', { class: 'hint' }, 'Integrating a server? The API is described in ',
+      h('a', { href: '/openapi.json', id: 'api-description' }, 'OpenAPI'),
+      ' (also as ', h('a', { href: '/openapi.yaml' }, 'YAML'), ').')));
   signIn.controls.login.focus();
 }
 

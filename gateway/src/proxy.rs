@@ -8,7 +8,9 @@ use crate::authorize::{
 use crate::cookies;
 use crate::ratelimit::{Decision, RouteClass, Subject};
 use crate::reason::Reason;
-use crate::routes::{HEALTH, PROFILE_SIGNIN, Route, Upstream, Versions, route};
+use crate::routes::{
+    HEALTH, OPENAPI_JSON, OPENAPI_YAML, PROFILE_SIGNIN, Route, Upstream, Versions, route,
+};
 use crate::token_cache::Cached;
 use crate::{Shared, unix_now};
 use async_trait::async_trait;
@@ -211,6 +213,12 @@ impl ProxyHttp for Gateway {
         if req.method == http::Method::GET && req.uri.path() == HEALTH {
             return self.answer_health(session, ctx).await;
         }
+        if req.method == http::Method::GET
+            && let Some((content_type, body)) = api_description(req.uri.path())
+        {
+            let body = Bytes::from_static(body);
+            return self.answer_own(session, ctx, 200, content_type, body).await;
+        }
         if let Some(port) = self.shared.redirect_to_tls
             && !ctx.tls
             && !is_trusted(&self.shared.trusted_proxies, session)
@@ -385,8 +393,12 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let template = match &ctx.route {
             Some(route) => route.template,
-            None if session.req_header().uri.path() == HEALTH => HEALTH,
-            None => "unmatched",
+            None => match session.req_header().uri.path() {
+                HEALTH => HEALTH,
+                OPENAPI_JSON => OPENAPI_JSON,
+                OPENAPI_YAML => OPENAPI_YAML,
+                _ => "unmatched",
+            },
         };
         let method = method_label(&session.req_header().method);
         if let Some(recorder) = &self.shared.usage {
@@ -799,8 +811,21 @@ impl Gateway {
     async fn answer_health(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let (status, state) = crate::admin::readiness(&self.shared);
         let body = Bytes::from(format!(r#"{{"status":"{state}"}}"#));
+        self.answer_own(session, ctx, status, "application/json", body)
+            .await
+    }
+
+    /// Answers a route the gateway serves itself (`/health`, the API description).
+    async fn answer_own(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        status: u16,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Result<bool> {
         let mut header = ResponseHeader::build(status, Some(3))?;
-        header.insert_header("content-type", "application/json")?;
+        header.insert_header("content-type", content_type)?;
         header.insert_header("content-length", body.len().to_string())?;
         header.insert_header("x-request-id", ctx.request_id.as_str())?;
         self.set_transport_headers(&mut header, ctx)?;
@@ -935,7 +960,21 @@ fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
     })
 }
 
-/// `RateLimit-*` (and `Retry-After` when refused) on responses of limited routes.
+/// The API description (`api-doc`, committed under docs/), served as a public route.
+fn api_description(path: &str) -> Option<(&'static str, &'static [u8])> {
+    match path {
+        OPENAPI_JSON => Some((
+            "application/json",
+            include_bytes!("../../docs/openapi.json"),
+        )),
+        OPENAPI_YAML => Some((
+            "application/yaml",
+            include_bytes!("../../docs/openapi.yaml"),
+        )),
+        _ => None,
+    }
+}
+
 /// Whether the request has a body to forward: a `Content-Length` above 0, or a transfer coding.
 fn has_body(request: &RequestHeader) -> bool {
     let headers = &request.headers;
@@ -969,6 +1008,7 @@ async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
     Ok(Some(body.freeze()))
 }
 
+/// `RateLimit-*` (and `Retry-After` when refused) on responses of limited routes.
 fn rate_limit_headers(response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
     if let Some(decision) = &ctx.rate {
         for (name, value) in decision.headers() {

@@ -48,6 +48,10 @@ pub struct Route {
 /// The gateway answers `GET /health` itself.
 pub const HEALTH: &str = "/health";
 
+/// The API description, served by the gateway itself (CONTRACT §11).
+pub const OPENAPI_JSON: &str = "/openapi.json";
+pub const OPENAPI_YAML: &str = "/openapi.yaml";
+
 /// Browser sign-in: public, but it sets cookies, so cross-site attempts are refused.
 pub const PROFILE_SIGNIN: &str = "/profile/signin";
 

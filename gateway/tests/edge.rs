@@ -303,3 +303,50 @@ async fn a_refused_endless_chunked_body_is_answered_and_closed() {
     assert!(answer.contains("invalid_token"), "{answer}");
     writer.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_description_is_served_publicly_without_reaching_an_upstream() {
+    // No upstream listens: the gateway answers these itself, to anyone.
+    let gw = gateway(free_port(), |_| {}).await;
+    let client = reqwest::Client::new();
+    for (path, media, committed) in [
+        (
+            "/openapi.json",
+            "application/json",
+            include_str!("../../docs/openapi.json"),
+        ),
+        (
+            "/openapi.yaml",
+            "application/yaml",
+            include_str!("../../docs/openapi.yaml"),
+        ),
+    ] {
+        let answer = client
+            .get(format!("{}{path}", gw.url))
+            .header("authorization", "Bearer not-a-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        assert_eq!(answer.headers()["content-type"], media);
+        assert!(answer.headers().contains_key("x-request-id"));
+        assert_eq!(answer.text().await.unwrap(), committed, "{path}");
+    }
+    let doc: serde_json::Value = client
+        .get(format!("{}/openapi.json", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/{version}/journeys"]["post"].is_object());
+    // Only GET: anything else is not a route.
+    let post = client
+        .post(format!("{}/openapi.json", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reason(post, 404, -32504).await, "route_not_found");
+}

@@ -80,6 +80,12 @@ async function operatorAdmin(who) {
     await page.goto(`${url}/console/`);
     await page.waitForSelector('#page-signin');
     await shot('01-signin');
+    // The sign-in page links the API description, which the gateway serves.
+    const href = await page.getAttribute('#api-description', 'href');
+    const described = await page.evaluate(async (path) => (await fetch(path)).json(), href);
+    if (described.openapi !== '3.1.0' || !described.paths['/{version}/journeys']) {
+      throw new Error(`the sign-in page links ${href}, which is not the API description`);
+    }
   });
   const signInError = await step('wrong password', async () => {
     await page.fill('#signin-login', who.login);

@@ -14,7 +14,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// A credential as listed: never its secret.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Credential {
     #[serde(rename = "token_id")]
     pub access_key: Uuid,

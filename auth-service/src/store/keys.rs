@@ -50,7 +50,7 @@ impl KeyRow {
 }
 
 /// A key as staff see it (never the private half).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub kid: String,
     pub created_at: DateTime<Utc>,
@@ -62,7 +62,7 @@ pub struct KeyInfo {
 }
 
 /// What a rotation changed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Rotation {
     pub kid: String,
     pub retiring: Vec<KeyInfo>,

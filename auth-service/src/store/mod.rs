@@ -55,7 +55,7 @@ pub struct Audit {
     pub detail: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Operator {
     pub id: i64,
     pub name: String,
@@ -77,7 +77,7 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Application {
     pub uuid: Uuid,
     pub name: String,
@@ -85,7 +85,7 @@ pub struct Application {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct BlacklistRow {
     pub id: Uuid,
     pub kind: String,
@@ -100,7 +100,7 @@ pub struct BlacklistRow {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditRow {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -108,6 +108,7 @@ pub struct AuditRow {
     pub role: Option<String>,
     pub action: String,
     pub target: String,
+    /// The action's details, as JSON text.
     pub detail: String,
 }
 

@@ -57,23 +57,28 @@ struct OperatorCount {
 }
 
 /// A signal, as listed.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SignalRow {
     pub id: String,
     pub rule: String,
     pub subject: String,
     pub credential: String,
     pub operator_id: Option<i64>,
+    /// The rule's numbers and window (docs/security.md, "Signals").
     #[serde(serialize_with = "as_json")]
+    #[schema(value_type = Object)]
     pub evidence: String,
     #[serde(serialize_with = "super::usage::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub first_seen: i64,
     #[serde(serialize_with = "super::usage::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen: i64,
     pub state: String,
     pub note: Option<String>,
     pub updated_by: Option<String>,
     #[serde(serialize_with = "super::usage::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 

@@ -8,10 +8,11 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 /// The last request of a credential, as shown beside it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct LastUsed {
     /// Unix milliseconds in the store; RFC 3339 in answers, like every other time.
     #[serde(rename = "at", serialize_with = "rfc3339_ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub at_ms: i64,
     /// The client network (`203.0.113.0/24`, `2001:db8:1::/48`).
     pub network: String,
@@ -342,18 +343,20 @@ impl Store {
 }
 
 /// A client network one credential was used from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct NetworkSeen {
     pub network: String,
     pub requests: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub first_hour: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_hour: i64,
 }
 
 /// Requests of one credential in one bucket, route class and outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct UsageBucket {
     /// 60 (a minute) or 3600 (an hour, rolled up).
     pub span: i32,
