@@ -54,7 +54,9 @@ fn gateway_reasons(entry: &Entry) -> Vec<Reason> {
         reasons.push(Reason::CsrfFailed);
     }
     if entry.template.starts_with("/{version}") {
-        reasons.push(Reason::UnsupportedApiVersion);
+        // A served version, or another well-formed one (422); a malformed version segment
+        // makes the path no route at all.
+        reasons.extend([Reason::UnsupportedApiVersion, Reason::RouteNotFound]);
     }
     if RouteClass::of(entry.template, entry.method).is_some() {
         reasons.push(Reason::RateLimited);
@@ -167,7 +169,7 @@ fn response_name(status: u16, reasons: &[Reason]) -> String {
 /// Both bodies allowed under one status.
 fn merge_response(theirs: &mut Value, ours: Value) {
     let description = format!(
-        "{} Or, from the gateway: {}",
+        "{} {}",
         theirs["description"].as_str().unwrap_or_default(),
         ours["description"].as_str().unwrap_or_default()
     );

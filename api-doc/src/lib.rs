@@ -89,7 +89,7 @@ fn operation(
     shared: &mut Map<String, Value>,
 ) -> Value {
     let mut op = match reference.operation(entry) {
-        Some(op) => op,
+        Some(op) => operations::service_answers(entry, op),
         None => operations::operation(entry).unwrap_or_else(|| {
             panic!(
                 "{} {} has no description: add it to api-doc/src/operations.rs",

@@ -127,7 +127,28 @@ pub fn operation(entry: &Entry) -> Option<Value> {
 
 /// What every operation of a service may answer besides its own: a body it cannot read,
 /// and the service's own unavailability.
-fn service_answers(entry: &Entry, mut op: Value) -> Value {
+pub fn service_answers(entry: &Entry, mut op: Value) -> Value {
+    let responses = op["responses"]
+        .as_object_mut()
+        .expect("responses are an object");
+    let path_ids = entry
+        .template
+        .split('/')
+        .any(|s| s.starts_with('{') && s != "{version}");
+    if path_ids {
+        responses.entry("404").or_insert_with(|| {
+            json!({"description": "No such resource visible to the caller (another operator's is a 404 too).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcError"}}}})
+        });
+    }
+    let has_query = op["parameters"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|p| p["in"] == "query"));
+    if has_query && !op_has_body(entry) {
+        let responses = op["responses"].as_object_mut().expect("responses");
+        responses.entry("400").or_insert_with(|| {
+            json!({"description": "A missing, repeated, unknown or malformed parameter: `error.data` lists every violation as `\"<json path>: <message>\"`.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcError"}}}})
+        });
+    }
     let responses = op["responses"]
         .as_object_mut()
         .expect("responses are an object");

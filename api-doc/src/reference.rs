@@ -47,6 +47,162 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Where the reference's published schemas say other than what its code enforces, and this
+/// registry follows the code (CONTRACT §7; `reference/rpc-behaviour.md` §6): each a JSON
+/// pointer into the reference, what is merged there (`null` removes a key) and why, which
+/// joins the schema's description.
+fn corrections() -> Vec<(&'static str, Value, &'static str)> {
+    let varchar = json!({"type": "string", "minLength": 1, "maxLength": 256});
+    vec![
+        (
+            "/components/schemas/operator_journey_id",
+            json!({"pattern": null}),
+            "any string of 1 to 256 characters: the reference's code does not enforce the pattern, and operators send UUIDs (CONTRACT §7)",
+        ),
+        (
+            "/components/schemas/operator_trip_id",
+            varchar.clone(),
+            "1 to 256 characters, as the reference's code requires",
+        ),
+        (
+            "/components/schemas/licence_plate",
+            varchar.clone(),
+            "1 to 256 characters, as the reference's code requires",
+        ),
+        (
+            "/components/schemas/operator_user_id",
+            varchar.clone(),
+            "1 to 256 characters, as the reference's code requires",
+        ),
+        (
+            "/components/schemas/distance",
+            json!({"type": "integer", "minimum": 1, "multipleOf": null}),
+            "an integer above 0, as the reference's code requires",
+        ),
+        (
+            "/components/schemas/lat",
+            json!({"minimum": -90, "maximum": 90}),
+            "within -90..90",
+        ),
+        (
+            "/components/schemas/lon",
+            json!({"minimum": -180, "maximum": 180}),
+            "within -180..180",
+        ),
+        (
+            "/components/schemas/datetime",
+            json!({"maxLength": 64}),
+            "RFC 3339 with its offset (`Z` or `+01:00`), at most 64 characters",
+        ),
+        (
+            "/components/schemas/application_timestamp",
+            json!({"format": "date-time", "maxLength": 64}),
+            "an RFC 3339 date-time (the published `datetime` format is not one), at most 64 characters",
+        ),
+        (
+            "/components/schemas/identity_key",
+            json!({"pattern": "^[a-f0-9]{64}$"}),
+            "64 lowercase hexadecimal characters (CONTRACT §7)",
+        ),
+        (
+            "/components/schemas/phone",
+            json!({"format": "phone", "minLength": 10, "maxLength": 20}),
+            "a valid phone number, French numbering by default, stored in E.164 (CONTRACT §7)",
+        ),
+        (
+            "/components/schemas/phone_trunc",
+            json!({"format": "phonetrunc", "minLength": 8, "maxLength": 20, "pattern": null}),
+            "a phone number without its last 2 digits (valid once `00` is added), stored in E.164",
+        ),
+        (
+            "/components/schemas/identity",
+            json!({
+                "required": ["operator_user_id", "identity_key"],
+                "anyOf": [{"required": ["phone"]}, {"required": ["phone_trunc"]}],
+                "properties": {
+                    "application_timestamp": null,
+                    "driving_license": null,
+                    "firstname": varchar.clone(),
+                    "lastname": varchar.clone(),
+                    "company": varchar.clone(),
+                    "email": {"type": "string", "format": "email", "minLength": 5, "maxLength": 256},
+                },
+            }),
+            "`phone` or `phone_trunc` is required (CONTRACT §7); `driving_license` and `application_timestamp` are refused and `firstname`, `lastname`, `company`, `email` accepted, as by the reference's code",
+        ),
+        (
+            "/components/schemas/incentives",
+            json!({"maxItems": 20, "items": {"properties": {
+                "index": {"type": "integer", "maximum": 19, "multipleOf": null},
+                "amount": {"type": "integer", "maximum": 100000, "multipleOf": null},
+                "siret": {"pattern": "^[0-9]{14}$"},
+            }}}),
+            "at most 20, `index` 0..19, `amount` 0..100 000 cents, `siret` 14 digits, as the reference's code requires",
+        ),
+        (
+            "/components/schemas/payments",
+            json!({"maxItems": 20, "items": {"properties": {
+                "index": {"type": "integer", "maximum": 19, "multipleOf": null},
+                "amount": {"type": "integer", "maximum": 100000, "multipleOf": null},
+                "siret": {"pattern": "^[0-9]{14}$"},
+                "type": varchar.clone(),
+            }}}),
+            "at most 20, `index` 0..19, `amount` 0..100 000 cents, `siret` 14 digits, as the reference's code requires",
+        ),
+        (
+            "/paths/~1journeys/post/responses/422/content/application~1json/schema/properties/error/properties/data/properties/terms_violation_labels",
+            json!({"$ref": null, "type": "array", "items": {"$ref": "#/components/schemas/terms_violation_label"}}),
+            "the labels are a list (the published schema gives one label)",
+        ),
+        (
+            "/components/schemas/driver",
+            json!({"properties": {"revenue": {"type": "integer", "maximum": 1000000, "multipleOf": null}}}),
+            "`revenue` an integer of at most 1 000 000 cents, as the reference's code requires",
+        ),
+        (
+            "/components/schemas/passenger",
+            json!({"properties": {
+                "contribution": {"type": "integer", "maximum": 1000000, "multipleOf": null},
+                "seats": {"type": "integer", "multipleOf": null},
+            }}),
+            "`contribution` an integer of at most 1 000 000 cents, `seats` an integer, as the reference's code requires",
+        ),
+    ]
+}
+
+/// Answers the reference does not publish for its operations and this registry gives,
+/// with the rule behind each (CONTRACT §7).
+const MORE_ANSWERS: &[(&str, &str, u16, &str)] = &[
+    (
+        "PATCH",
+        "/{version}/journeys/{id}",
+        409,
+        "`A canceled journey cannot be updated`, or `A journey can only be updated within 24 hours of its start`.",
+    ),
+    (
+        "POST",
+        "/{version}/journeys/{id}",
+        409,
+        "`A canceled journey cannot be updated`, or `A journey can only be updated within 24 hours of its start`.",
+    ),
+];
+
+/// Merges `patch` into `target`: objects key by key, `null` removes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
 /// The reference, parsed and converted to OpenAPI 3.1.
 pub struct Reference {
     doc: Value,
@@ -57,6 +213,18 @@ impl Reference {
         let mut doc: Value = serde_yaml::from_str(SOURCE).expect("the reference is YAML");
         to_3_1(&mut doc);
         inline_extended_references(&mut doc);
+        for (pointer, patch, why) in corrections() {
+            let target = doc
+                .pointer_mut(pointer)
+                .unwrap_or_else(|| panic!("{pointer} is not in the reference"));
+            merge(target, &patch);
+            let before = target["description"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_end();
+            let description = format!("{before}\n\nThis registry: {why}.");
+            target["description"] = json!(description.trim_start());
+        }
         Self { doc }
     }
 
@@ -107,6 +275,14 @@ impl Reference {
                 _ => id.to_owned(),
             };
             object.insert("operationId".into(), json!(id));
+        }
+        for (m, t, status, text) in MORE_ANSWERS {
+            if *m == entry.method && *t == entry.template {
+                object["responses"][status.to_string()] = json!({
+                    "description": text,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcError"}}},
+                });
+            }
         }
         let decision = DECISIONS
             .iter()
@@ -214,10 +390,23 @@ fn inline_extended_references(doc: &mut Value) {
     }
 }
 
-/// OpenAPI 3.0 → 3.1 for what the reference uses: `nullable` becomes a `null` type.
+/// OpenAPI 3.0 → 3.1 for what the reference uses: `nullable` becomes a `null` type. And
+/// one mistake mended: a bound written as text (`minimum: now-90d` on a date) is not a
+/// JSON Schema bound, so it moves into the description.
 fn to_3_1(value: &mut Value) {
     match value {
         Value::Object(map) => {
+            for (bound, words) in [("minimum", "at least"), ("maximum", "at most")] {
+                if let Some(Value::String(text)) = map.get(bound).cloned() {
+                    map.remove(bound);
+                    let before = map.get("description").and_then(Value::as_str);
+                    let description = match before {
+                        Some(d) => format!("{d} ({words} {text})"),
+                        None => format!("{words} {text}"),
+                    };
+                    map.insert("description".into(), json!(description));
+                }
+            }
             if map.remove("nullable") == Some(Value::Bool(true)) {
                 match map.get("type").cloned() {
                     Some(Value::String(t)) => {
@@ -248,5 +437,8 @@ mod tests {
         to_3_1(&mut v);
         assert_eq!(v["a"]["type"], json!(["string", "null"]));
         assert_eq!(v["b"]["anyOf"][1], json!({"type": "null"}));
+        let mut v = json!({"$ref": "#/d", "minimum": "now-90d"});
+        to_3_1(&mut v);
+        assert_eq!(v, json!({"$ref": "#/d", "description": "at least now-90d"}));
     }
 }

@@ -112,6 +112,8 @@ pub struct Ctx {
     start: Instant,
     request_id: String,
     route: Option<Route>,
+    /// The methods of the path, when it is a route with other methods only (`Allow`).
+    allow: Option<String>,
     /// The caller: set once the credential is known genuine, refused or not (an answered
     /// request is never forwarded, so a refused caller is only named in the usage records).
     principal: Option<Principal>,
@@ -156,6 +158,7 @@ impl ProxyHttp for Gateway {
             route: None,
             principal: None,
             refusal: None,
+            allow: None,
             version: None,
             rate: None,
             sessid: String::new(),
@@ -226,7 +229,13 @@ impl ProxyHttp for Gateway {
             return self.redirect_to_tls(session, ctx, port).await;
         }
         let Some(matched) = route(&req.method, req.uri.path()) else {
-            return self.answer(session, ctx, Reason::RouteNotFound).await;
+            // A route with other methods says which (RFC 9110 §15.5.6); else none is here.
+            let allowed = crate::routes::allowed_methods(req.uri.path());
+            if allowed.is_empty() {
+                return self.answer(session, ctx, Reason::RouteNotFound).await;
+            }
+            ctx.allow = Some(allowed.join(", "));
+            return self.answer(session, ctx, Reason::MethodNotAllowed).await;
         };
         if cross_site(session, &matched) {
             let code = Reason::CsrfFailed.code();
@@ -737,6 +746,9 @@ impl Gateway {
         header.insert_header("x-request-id", ctx.request_id.as_str())?;
         if reason.status() == 401 {
             header.insert_header("www-authenticate", "Bearer")?;
+        }
+        if let Some(allow) = ctx.allow.take() {
+            header.insert_header("allow", allow)?;
         }
         rate_limit_headers(&mut header, ctx)?;
         self.set_transport_headers(&mut header, ctx)?;

@@ -6,6 +6,8 @@ use bytes::Bytes;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     RouteNotFound,
+    /// The path is a route, but not with this method (`Allow` names those it has).
+    MethodNotAllowed,
     MissingToken,
     InvalidToken,
     ExpiredToken,
@@ -29,8 +31,9 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::RouteNotFound,
+        Reason::MethodNotAllowed,
         Reason::MissingToken,
         Reason::InvalidToken,
         Reason::ExpiredToken,
@@ -51,6 +54,7 @@ impl Reason {
     pub fn code(self) -> &'static str {
         match self {
             Reason::RouteNotFound => "route_not_found",
+            Reason::MethodNotAllowed => "method_not_allowed",
             Reason::MissingToken => "missing_token",
             Reason::InvalidToken => "invalid_token",
             Reason::ExpiredToken => "expired_token",
@@ -72,6 +76,7 @@ impl Reason {
     pub fn status(self) -> u16 {
         match self {
             Reason::RouteNotFound => 404,
+            Reason::MethodNotAllowed => 405,
             Reason::MissingToken
             | Reason::InvalidToken
             | Reason::ExpiredToken
@@ -93,6 +98,7 @@ impl Reason {
             401 => (-32501, "Unauthorized Error"),
             403 => (-32503, "Forbidden Error"),
             404 => (-32504, "Not found"),
+            405 => (-32601, "Method not found"),
             422 => (-32422, "Unprocessable Request"),
             429 => (-32029, "Too Many Requests Error"),
             413 | 431 => (-32600, "Invalid Request"),

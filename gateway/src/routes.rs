@@ -420,6 +420,17 @@ pub const TABLE: &[Entry] = {
     ]
 };
 
+/// The methods `path` is a route with, in `Allow` order; empty when it is no route at all.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    if [HEALTH, OPENAPI_JSON, OPENAPI_YAML].contains(&path) {
+        return vec!["GET"];
+    }
+    ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        .into_iter()
+        .filter(|m| route(&Method::from_bytes(m.as_bytes()).expect("a method"), path).is_some())
+        .collect()
+}
+
 /// Matches `method` + `path` against the route table; `None` is a 404 `route_not_found`.
 pub fn route(method: &Method, path: &str) -> Option<Route> {
     use Access::*;

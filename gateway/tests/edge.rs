@@ -342,11 +342,43 @@ async fn the_api_description_is_served_publicly_without_reaching_an_upstream() {
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/{version}/journeys"]["post"].is_object());
-    // Only GET: anything else is not a route.
+    // Only GET.
     let post = client
         .post(format!("{}/openapi.json", gw.url))
         .send()
         .await
         .unwrap();
-    assert_eq!(reason(post, 404, -32504).await, "route_not_found");
+    assert_eq!(post.headers()["allow"], "GET");
+    assert_eq!(reason(post, 405, -32601).await, "method_not_allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_asked_with_another_method_gets_405_naming_its_methods() {
+    let gw = gateway(free_port(), |_| {}).await;
+    let client = reqwest::Client::new();
+    for (method, path, allow) in [
+        ("DELETE", "/v3/journeys", "GET, POST"),
+        ("PUT", "/v3.3/journeys/abc", "GET, POST, PATCH"),
+        ("TRACE", "/journeys/push", "POST"),
+        ("POST", "/health", "GET"),
+    ] {
+        let answer = client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", gw.url),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(reason(answer, 405, -32601).await, "method_not_allowed");
+    }
+    // A path that is no route with any method stays a 404, without `Allow`.
+    let nowhere = client
+        .get(format!("{}/nowhere", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(!nowhere.headers().contains_key("allow"));
+    assert_eq!(reason(nowhere, 404, -32504).await, "route_not_found");
 }
