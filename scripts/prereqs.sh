@@ -5,7 +5,8 @@
 #                                 PyJWT (the tests' independent JWT verifier), and Chromium,
 #                                 Node >= 20 and playwright-core (the console's browser tests),
 #                                 Prometheus and promtool (Debian's package) and check-jsonschema
-#                                 (the monitoring test: tests/tests/e2e/observability.rs)
+#                                 (the monitoring test: tests/tests/e2e/observability.rs),
+#                                 schemathesis (the API description against the stack)
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -137,6 +138,19 @@ ensure_monitoring_tools() {
     { say "check-jsonschema is required by the monitoring test"; exit 1; }
 }
 
+# schemathesis checks the API description against the running stack
+# (tests/tests/e2e/api_description.rs); pinned, so a new release's checks land on purpose.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  export PATH="$HOME/.local/bin:$PATH"
+  st --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION" && return
+  say "installing schemathesis $SCHEMATHESIS_VERSION (the API description against the stack)"
+  python3 -m pip install --user -q "schemathesis==$SCHEMATHESIS_VERSION" 2>/dev/null ||
+    python3 -m pip install --user -q --break-system-packages "schemathesis==$SCHEMATHESIS_VERSION" 2>/dev/null ||
+    python3 -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION" ||
+    { say "schemathesis is required by the API description test"; exit 1; }
+}
+
 ensure_cmake
 if [ "${1:-build}" = services ]; then
   ensure_postgres
@@ -145,4 +159,5 @@ if [ "${1:-build}" = services ]; then
   ensure_requests
   ensure_browser
   ensure_monitoring_tools
+  ensure_schemathesis
 fi

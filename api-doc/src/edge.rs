@@ -205,10 +205,8 @@ fn gateway_response(status: u16, reasons: &[Reason]) -> Value {
         "description": format!("From the gateway: {}.", codes.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")),
         "headers": headers,
         "content": {"application/json": {
-            "schema": {
-                "allOf": [{"$ref": "#/components/schemas/RpcError"}],
-                "properties": {"error": {"properties": {"data": {"enum": codes}}}},
-            },
+            // The services answer the same statuses with reasons of their own.
+            "schema": {"$ref": "#/components/schemas/RpcError"},
             "example": example,
         }},
     })
@@ -387,7 +385,7 @@ pub fn own_routes() -> Vec<(&'static str, Value)> {
                 "tags": ["Gateway"],
                 "summary": "This document, as YAML",
                 "security": [],
-                "responses": with(json!({"200": {"description": "The OpenAPI 3.1 document.", "headers": id, "content": {"application/yaml": {"schema": {"type": "string"}}}}})),
+                "responses": with(json!({"200": {"description": "The OpenAPI 3.1 document.", "headers": id, "content": {"application/yaml": {"schema": {"type": "object"}}}}})),
             }}),
         ),
     ]

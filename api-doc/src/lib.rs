@@ -48,6 +48,7 @@ pub fn document() -> Value {
     components.insert("responses".into(), Value::Object(shared));
     reference.merge_components(&mut components);
     operations::add_components(&mut components);
+    add_links(&mut paths, &components);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -126,6 +127,181 @@ fn operation(
         .expect("responses are an object");
     edge::add_responses(entry, responses, shared);
     op
+}
+
+/// How one answer leads to the next operation (OpenAPI links): what a client does with what
+/// it created, and what schemathesis's stateful phase follows.
+/// From operation, its status, the link's name, to operation, and the parameters it fills.
+type Link = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const LINKS: &[Link] = &[
+    (
+        "acquisition:create",
+        "201",
+        "status",
+        "acquisition:status",
+        &[("operator_journey_id", "$request.body#/operator_journey_id")],
+    ),
+    (
+        "acquisition:create",
+        "201",
+        "update",
+        "acquisition:update",
+        &[("operator_journey_id", "$request.body#/operator_journey_id")],
+    ),
+    (
+        "acquisition:create",
+        "201",
+        "cancel",
+        "acquisition:cancel",
+        &[("operator_journey_id", "$request.body#/operator_journey_id")],
+    ),
+    (
+        "acquisition:update",
+        "200",
+        "status",
+        "acquisition:status",
+        &[("operator_journey_id", "$request.path.operator_journey_id")],
+    ),
+    (
+        "acquisition:update",
+        "200",
+        "cancel",
+        "acquisition:cancel",
+        &[("operator_journey_id", "$request.path.operator_journey_id")],
+    ),
+    (
+        "acquisition:cancel",
+        "200",
+        "status",
+        "acquisition:status",
+        &[("operator_journey_id", "$request.path.operator_journey_id")],
+    ),
+    (
+        "policy:cee:register",
+        "201",
+        "find",
+        "policy:cee:find",
+        &[("uuid", "$response.body#/uuid")],
+    ),
+    (
+        "policy:cee:register",
+        "201",
+        "delete",
+        "policy:cee:delete",
+        &[("uuid", "$response.body#/uuid")],
+    ),
+    (
+        "policy:cee:delete",
+        "204",
+        "find",
+        "policy:cee:find",
+        &[("uuid", "$request.path.uuid")],
+    ),
+    (
+        "export:createVersionThree",
+        "201",
+        "status",
+        "export:status",
+        &[("uuid", "$response.body#/uuid")],
+    ),
+    (
+        "export:createVersionThree",
+        "201",
+        "download",
+        "export:download",
+        &[("uuid", "$response.body#/uuid")],
+    ),
+    (
+        "applications:create",
+        "201",
+        "revoke",
+        "applications:revoke",
+        &[("uuid", "$response.body#/application/uuid")],
+    ),
+    (
+        "operators:create",
+        "201",
+        "update",
+        "operators:update",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "operators:create",
+        "201",
+        "users",
+        "users:listOfOperator",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "operators:create",
+        "201",
+        "createUser",
+        "users:createOfOperator",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "users:createOfOperator",
+        "201",
+        "deactivate",
+        "users:deactivateOfOperator",
+        &[("id", "$request.path.id"), ("uuid", "$response.body#/id")],
+    ),
+    (
+        "users:createStaff",
+        "201",
+        "deactivate",
+        "users:deactivate",
+        &[("uuid", "$response.body#/id")],
+    ),
+    (
+        "blacklist:add",
+        "201",
+        "lift",
+        "blacklist:lift",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "auth:createCredentials",
+        "201",
+        "delete",
+        "auth:deleteCredentials",
+        &[("token_id", "$response.body#/access_key")],
+    ),
+];
+
+fn add_links(paths: &mut Map<String, Value>, components: &Map<String, Value>) {
+    let find = |paths: &Map<String, Value>, id: &str| -> Option<(String, String)> {
+        paths.iter().find_map(|(path, item)| {
+            item.as_object()?
+                .iter()
+                .find(|(_, op)| op["operationId"] == id)
+                .map(|(method, _)| (path.clone(), method.clone()))
+        })
+    };
+    for (from, status, name, to, parameters) in LINKS {
+        let (path, method) =
+            find(paths, from).unwrap_or_else(|| panic!("link from unknown operation {from}"));
+        assert!(find(paths, to).is_some(), "link to unknown operation {to}");
+        let response = &mut paths[&path][&method]["responses"][*status];
+        assert!(response.is_object(), "{from} has no {status} to link from");
+        // A shared response takes no links: this operation gets its own copy.
+        if let Some(shared) = response["$ref"].as_str() {
+            let name = shared.rsplit('/').next().unwrap_or_default();
+            *response = components["responses"][name].clone();
+        }
+        let parameters: Map<String, Value> = parameters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        response["links"][*name] = json!({"operationId": to, "parameters": parameters});
+    }
 }
 
 /// The `{name}` segments of a path, in order.

@@ -211,6 +211,16 @@ pub(crate) fn timestamp() -> Value {
     json!({"type": "string", "format": "date-time", "example": "2026-01-06T08:30:00.000Z"})
 }
 
+/// An integer the services read as a 64-bit one (a larger one is refused), with `more`.
+pub(crate) fn int64(more: Value) -> Value {
+    let mut schema =
+        json!({"type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX});
+    for (k, v) in more.as_object().into_iter().flatten() {
+        schema[k] = v.clone();
+    }
+    schema
+}
+
 pub(crate) fn schema_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }

@@ -155,6 +155,21 @@ fn corrections() -> Vec<(&'static str, Value, &'static str)> {
             "the labels are a list (the published schema gives one label)",
         ),
         (
+            "/components/schemas/driving_license",
+            json!({"oneOf": null, "anyOf": [
+                {"type": "string", "pattern": "^[0-9]{12}$", "description": "12 digits (after 1975)."},
+                {"type": "string", "pattern": "^[A-Z0-9]{1,15}[0-9]{4}$", "minLength": 5, "maxLength": 19, "description": "1 to 15 characters then 4 digits (before 1975)."},
+                {"type": "string", "pattern": "^[A-Z0-9]{1,15}$"},
+                {"type": "string", "pattern": "^99-[^\\r\\n\\u2028\\u2029]+$", "minLength": 4, "maxLength": 64, "description": "A foreign licence."},
+            ]}),
+            "any of these forms, as the reference's code accepts them (the published `oneOf` refuses 12 digits, which match two forms)",
+        ),
+        (
+            "/paths/~1auth~1access_token/post/requestBody/content/application~1json/schema",
+            json!({"additionalProperties": false}),
+            "no other field, as the reference's code",
+        ),
+        (
             "/components/schemas/driver",
             json!({"properties": {"revenue": {"type": "integer", "maximum": 1000000, "multipleOf": null}}}),
             "`revenue` an integer of at most 1 000 000 cents, as the reference's code requires",
@@ -173,6 +188,18 @@ fn corrections() -> Vec<(&'static str, Value, &'static str)> {
 /// Answers the reference does not publish for its operations and this registry gives,
 /// with the rule behind each (CONTRACT §7).
 const MORE_ANSWERS: &[(&str, &str, u16, &str)] = &[
+    (
+        "PATCH",
+        "/{version}/journeys/{id}",
+        422,
+        "The journey as changed breaks the terms: stored with status `terms_violation_error`; `error.data` is `{\"terms_violation_labels\": [...]}`.",
+    ),
+    (
+        "POST",
+        "/{version}/journeys/{id}",
+        422,
+        "The journey as changed breaks the terms: stored with status `terms_violation_error`; `error.data` is `{\"terms_violation_labels\": [...]}`.",
+    ),
     (
         "PATCH",
         "/{version}/journeys/{id}",

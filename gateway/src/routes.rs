@@ -425,9 +425,20 @@ pub fn allowed_methods(path: &str) -> Vec<&'static str> {
     if [HEALTH, OPENAPI_JSON, OPENAPI_YAML].contains(&path) {
         return vec!["GET"];
     }
-    ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    let matched: Vec<(&'static str, usize)> = ["GET", "POST", "PUT", "PATCH", "DELETE"]
         .into_iter()
-        .filter(|m| route(&Method::from_bytes(m.as_bytes()).expect("a method"), path).is_some())
+        .filter_map(|m| {
+            let method = Method::from_bytes(m.as_bytes()).expect("a method");
+            Some((m, route(&method, path)?.template.matches('{').count()))
+        })
+        .collect();
+    // The most specific routes of the path: `/v3/policies/cee/import` is the import (POST),
+    // though `GET` and `DELETE` of it reach `/{version}/policies/cee/{uuid}`.
+    let fewest = matched.iter().map(|(_, n)| *n).min().unwrap_or_default();
+    matched
+        .into_iter()
+        .filter(|(_, n)| *n == fewest)
+        .map(|(m, _)| m)
         .collect()
 }
 
@@ -632,12 +643,18 @@ fn versioned(method: &str, version: &str, rest: &[&str]) -> Option<Route> {
         ("GET", ["policies", "cee", "public-key"]) => {
             ("/{version}/policies/cee/public-key", Registry, Public, None)
         }
-        ("GET" | "DELETE", ["policies", "cee", id]) if !id.is_empty() => (
-            "/{version}/policies/cee/{uuid}",
-            Registry,
-            OperatorApi,
-            Some(JourneysWrite),
-        ),
+        // The literal routes beside it are not applications: `DELETE .../cee/public-key`
+        // is a 405, not an application named `public-key`.
+        ("GET" | "DELETE", ["policies", "cee", id])
+            if !id.is_empty() && !matches!(*id, "import" | "simulate" | "public-key") =>
+        {
+            (
+                "/{version}/policies/cee/{uuid}",
+                Registry,
+                OperatorApi,
+                Some(JourneysWrite),
+            )
+        }
         // Exports: the reference's `common.export.*`, every role (operator roles scoped to
         // their own operator by the registry).
         ("GET", ["exports", "journeys"]) => (
@@ -1005,15 +1022,9 @@ mod tests {
                     Access::Public,
                 )),
             ),
-            (
-                "DELETE",
-                "/v3/policies/cee/public-key",
-                Some((
-                    "/{version}/policies/cee/{uuid}",
-                    Upstream::Registry,
-                    Access::OperatorApi,
-                )),
-            ),
+            // The key's path is not an application's: a DELETE of it is no route (405).
+            ("DELETE", "/v3/policies/cee/public-key", None),
+            ("GET", "/v3/policies/cee/import", None),
             (
                 "POST",
                 "/v3/policies/cee/import",
@@ -1028,16 +1039,6 @@ mod tests {
                 "/v3.3/policies/cee/import/identity",
                 Some((
                     "/{version}/policies/cee/import/identity",
-                    Upstream::Registry,
-                    Access::OperatorApi,
-                )),
-            ),
-            // A GET names the application "import" (the registry answers 400, bad uuid).
-            (
-                "GET",
-                "/v3/policies/cee/import",
-                Some((
-                    "/{version}/policies/cee/{uuid}",
                     Upstream::Registry,
                     Access::OperatorApi,
                 )),

@@ -361,6 +361,9 @@ async fn a_route_asked_with_another_method_gets_405_naming_its_methods() {
         ("PUT", "/v3.3/journeys/abc", "GET, POST, PATCH"),
         ("TRACE", "/journeys/push", "POST"),
         ("POST", "/health", "GET"),
+        // The import's path is also a `{uuid}` for GET and DELETE; it is the import's.
+        ("OPTIONS", "/v3/policies/cee/import", "POST"),
+        ("DELETE", "/v3/policies/cee/public-key", "GET"),
     ] {
         let answer = client
             .request(

@@ -88,8 +88,41 @@ pub fn parse(kind: Option<&str>, bytes: &[u8]) -> Result<Value, RpcError> {
     if !json {
         return Err(RpcError::unsupported_media_type());
     }
-    serde_json::from_slice(bytes).map_err(|e| RpcError::parse_error(&e))
+    let value = serde_json::from_slice(bytes).map_err(|e| RpcError::parse_error(&e))?;
+    let mut faults = Vec::new();
+    nul_characters(&value, "", &mut faults);
+    if faults.is_empty() {
+        Ok(value)
+    } else {
+        Err(RpcError::invalid_params(faults))
+    }
 }
+
+/// What no field of ours can hold: the character U+0000 (PostgreSQL refuses it in text and
+/// in JSON, so it would otherwise fail deep in a store call). One entry per string, or key,
+/// that contains it.
+fn nul_characters(value: &Value, path: &str, faults: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.contains('\0') => faults.push(format!("{path}: {NUL_MESSAGE}")),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                nul_characters(item, &format!("{path}/{i}"), faults);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                if key.contains('\0') {
+                    faults.push(format!("{path}: {NUL_MESSAGE} in a property name"));
+                } else {
+                    nul_characters(item, &format!("{path}/{key}"), faults);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+const NUL_MESSAGE: &str = "must not contain the character U+0000";
 
 /// `bytes` as a JSON object read into `T`, or the error to answer.
 pub fn read_object<T: DeserializeOwned>(kind: Option<&str>, bytes: &[u8]) -> Result<T, RpcError> {
@@ -112,6 +145,14 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, RpcError> {
 /// integer, `name=12` a string, and `operator_id=x` is "must be integer". A name given twice
 /// keeps its last value.
 fn from_query<T: DeserializeOwned>(pairs: &[(String, String)]) -> Result<T, RpcError> {
+    let faults: Vec<String> = pairs
+        .iter()
+        .filter(|(name, text)| name.contains('\0') || text.contains('\0'))
+        .map(|(name, _)| format!("/{}: {NUL_MESSAGE}", name.replace('\0', "")))
+        .collect();
+    if !faults.is_empty() {
+        return Err(RpcError::invalid_params(faults));
+    }
     let mut object: serde_json::Map<String, Value> = pairs
         .iter()
         .map(|(name, text)| {
@@ -268,6 +309,33 @@ mod tests {
                 .collect(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_nul_character_is_refused_wherever_it_is() {
+        assert_eq!(
+            error(json!({"name": "a\u{0}b"})),
+            ["/name: must not contain the character U+0000"]
+        );
+        let deep = json!({"name": "x", "items": [{"kind": "short\u{0}"}]});
+        assert_eq!(
+            error(deep),
+            ["/items/0/kind: must not contain the character U+0000"]
+        );
+        let value = br#"{"a": {"b\u0000": 1}}"#;
+        let e = parse(None, value).expect_err("refused");
+        assert_eq!(
+            e.data,
+            Some(json!([
+                "/a: must not contain the character U+0000 in a property name"
+            ]))
+        );
+        let pairs = [("limit".to_owned(), "1\u{0}".to_owned())];
+        let e = from_query::<Body>(&pairs).expect_err("refused");
+        assert_eq!(
+            e.data,
+            Some(json!(["/limit: must not contain the character U+0000"]))
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! sessions), the token-pair flow, application tokens, administration and security staff's
 //! routes. Rows auth-service serialises whole are described from their Rust types.
 
-use super::{Op, schema_ref, timestamp};
+use super::{Op, int64, schema_ref, timestamp};
 use auth_service::store;
 use serde_json::{Value, json};
 use utoipa::{PartialSchema, ToSchema};
@@ -252,7 +252,7 @@ pub(super) fn operation(method: &str, template: &str) -> Option<Value> {
         ("GET", "/admin/audit") => Op::new(
             "audit:list", "Security", "The audit log", "Every admin action, newest first.",
         )
-        .query("limit", false, json!({"type": "integer", "default": 100, "description": "Clamped to 1..1000."}), "How many entries.")
+        .query("limit", false, int64(json!({"default": 100, "description": "Clamped to 1..1000."})), "How many entries.")
         .json(200, "The entries.", array_of("AuditRow"))
         .error(400, "A parameter of the wrong type, or an unknown one."),
         ("GET", "/admin/signals") => Op::new(
@@ -260,8 +260,8 @@ pub(super) fn operation(method: &str, template: &str) -> Option<Value> {
         )
         .query("state", false, json!({"enum": ["open", "acknowledged", "dismissed", "blacklisted"]}), "Only this state.")
         .query("rule", false, json!({"enum": ["rate_over_baseline", "many_networks", "revoked_still_tried", "guessing", "junk_journeys", "off_hours"]}), "Only this rule.")
-        .query("operator_id", false, json!({"type": "integer"}), "Only this operator's credentials.")
-        .query("limit", false, json!({"type": "integer", "default": 100, "description": "Clamped to 1..1000."}), "How many signals.")
+        .query("operator_id", false, int64(json!({})), "Only this operator's credentials.")
+        .query("limit", false, int64(json!({"default": 100, "description": "Clamped to 1..1000."})), "How many signals.")
         .json(200, "The signals.", array_of("SignalRow"))
         .error(400, "A parameter of the wrong type or value, or an unknown one."),
         ("POST", "/admin/signals/{id}/acknowledge") => signal_action(
@@ -287,7 +287,7 @@ pub(super) fn operation(method: &str, template: &str) -> Option<Value> {
             "usage:ofCredential", "Security", "A credential's use", "Requests per minute (per hour after 7 days) by route class and outcome, the client networks and the last use.",
         )
         .path("id", json!({"type": "string", "minLength": 1}), "The application's or credential's UUID, or the user's id.")
-        .query("hours", false, json!({"type": "integer", "default": 24, "description": "Clamped to 1..2160."}), "How far back.")
+        .query("hours", false, int64(json!({"default": 24, "description": "Clamped to 1..2160."})), "How far back.")
         .json(200, "The usage.", schema_ref("Usage"))
         .error(400, "A parameter of the wrong type, or an unknown one.")
         .error(404, "An unknown subject kind."),

@@ -1,7 +1,7 @@
 //! The registry's operations the reference does not publish: campaigns, the journeys CSV,
 //! export status and download, funding calls and the CEE public key.
 
-use super::{Op, schema_ref, timestamp};
+use super::{Op, int64, schema_ref, timestamp};
 use serde_json::{Value, json};
 
 const OPERATOR_FILTER: &str = "Registry roles: one operator's (else every operator's). Operator roles see their own operator only; naming another is a 404.";
@@ -35,7 +35,7 @@ pub(super) fn operation(method: &str, template: &str) -> Option<Value> {
         )
         .query("start", true, timestamp(), "Start of the period (RFC 3339; send `+` as `%2B`).")
         .query("end", true, timestamp(), "End of the period, excluded.")
-        .query("operator_id", false, json!({"type": "integer", "minimum": 1}), OPERATOR_FILTER)
+        .query("operator_id", false, int64(json!({"minimum": 1})), OPERATOR_FILTER)
         .content(
             200,
             "RFC 4180 CSV with a header line: journey_id, operator_id, operator_journey_id, operator_trip_id, operator_class, start_datetime, start_lat, start_lon, end_datetime, end_lat, end_lon, distance, status, incentive.",
@@ -81,7 +81,7 @@ pub(super) fn operation(method: &str, template: &str) -> Option<Value> {
             json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$", "example": "2026-01"}),
             "The month of the journeys.",
         )
-        .query("operator_id", false, json!({"type": "integer", "minimum": 1}), OPERATOR_FILTER)
+        .query("operator_id", false, int64(json!({"minimum": 1})), OPERATOR_FILTER)
         .json(200, "The funding call.", schema_ref("FundingCall"))
         .error(400, "A missing, repeated or unknown parameter, or a bad month.")
         .error(404, "Not issued yet, or another operator named by an operator role."),

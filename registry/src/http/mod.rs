@@ -290,7 +290,8 @@ async fn decoded_segment(raw: String) -> Result<String, Rejection> {
     percent_decode(&raw).ok_or_else(warp::reject::not_found)
 }
 
-/// Decodes `%XX` escapes of a path segment; `None` when malformed or not UTF-8.
+/// Decodes `%XX` escapes of a path segment; `None` when malformed, not UTF-8 or holding
+/// U+0000 (no id holds it: the stores cannot).
 fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -305,7 +306,7 @@ fn percent_decode(raw: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().filter(|s| !s.contains('\0'))
 }
 
 /// The route template of a raw path, for metric labels and logs (never raw ids).
@@ -398,5 +399,6 @@ mod tests {
         assert_eq!(percent_decode("bad%2"), None);
         assert_eq!(percent_decode("bad%zz"), None);
         assert_eq!(percent_decode("%FF"), None);
+        assert_eq!(percent_decode("a%00b"), None);
     }
 }

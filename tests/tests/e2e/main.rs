@@ -1,6 +1,7 @@
 //! End-to-end tests in one binary: each module starts the three services on free ports and
 //! drives them over HTTP. One binary links the whole stack once instead of once per file.
 
+mod api_description;
 mod assertions;
 mod bad_input;
 mod blacklist_failures;
