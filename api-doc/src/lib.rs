@@ -71,7 +71,8 @@ const INFO_DESCRIPTION: &str = "Every public route of the gateway, generated fro
 implementation decides otherwise, the operation's description says so. Every error the \
 gateway makes itself has the JSON-RPC shape `{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":{\"code\",\"message\",\"data\"}}` \
 with the reason code in `error.data` and in the `x-gateway-error` header; every response \
-carries `x-request-id`.";
+carries `x-request-id`. No string, in a body or a query, may hold the character U+0000: \
+such a request is a 400 naming the field.";
 
 /// The document's path for a route template: the reference's parameter names where it has
 /// the route (the template stays the gateway's, used in metrics and logs).
