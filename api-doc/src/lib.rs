@@ -20,7 +20,8 @@ pub mod edge;
 pub mod operations;
 pub mod reference;
 
-use gateway::routes::{Access, Entry, TABLE};
+use auth_token::Role;
+use gateway::routes::{Entry, TABLE};
 use serde_json::{Map, Value, json};
 
 /// The routes the gateway answers itself, outside the route table.
@@ -116,10 +117,31 @@ fn operation(
         object.insert("parameters".into(), Value::Array(parameters));
     }
     object.insert("security".into(), edge::security(entry));
-    if entry.access != Access::Public {
-        object
-            .entry("x-permission")
-            .or_insert_with(|| json!(entry.permission.map(|p| format!("{p:?}"))));
+    if let Some(permission) = entry.permission {
+        let roles: Vec<&str> = Role::ALL
+            .iter()
+            .filter(|r| r.grants(permission))
+            .map(|r| r.as_str())
+            .collect();
+        let needs = format!(
+            "\n\nNeeds the permission `{}` (roles {}).",
+            permission.as_str(),
+            roles.join(", ")
+        );
+        let description = object
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned();
+        object.insert(
+            "description".into(),
+            json!(format!("{description}{needs}").trim_start()),
+        );
+        object.insert(
+            "x-permission".into(),
+            json!({"name": permission.as_str(), "roles": roles}),
+        );
     }
     let responses = object
         .entry("responses")
