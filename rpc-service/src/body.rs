@@ -54,6 +54,19 @@ pub fn query<T: DeserializeOwned + Send>()
         })
 }
 
+/// A header's value as text whatever its bytes (read as lossy UTF-8), `None` when absent.
+/// warp's typed reading rejects a value that is not visible ASCII, which only a 500 would
+/// answer; read so, a strange `Content-Type` is simply not JSON (415).
+pub fn header_text(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned().map(move |headers: warp::http::HeaderMap| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    })
+}
+
 /// The body's bytes and declared type, within `limit` bytes (413 past it).
 fn raw(
     limit: u64,
@@ -66,7 +79,7 @@ fn raw(
             }
         })
         .untuple_one()
-        .and(warp::header::optional::<String>("content-type"))
+        .and(header_text("content-type"))
         .and(warp::body::bytes())
         .and_then(move |kind: Option<String>, bytes: Bytes| async move {
             if bytes.len() as u64 > limit {
@@ -309,6 +322,28 @@ mod tests {
                 .collect(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_content_type_that_is_not_text_is_not_json_rather_than_a_server_error() {
+        let route = object::<Body>(1024)
+            .map(|_: Body| "read")
+            .recover(crate::error::recover);
+        let bytes = warp::http::HeaderValue::from_bytes(b"application/json\x80").unwrap();
+        let response = warp::test::request()
+            .method("POST")
+            .header("content-type", bytes)
+            .body(r#"{"name":"x"}"#)
+            .reply(&route)
+            .await;
+        assert_eq!(response.status(), 415);
+        let plain = warp::test::request()
+            .method("POST")
+            .header("content-type", "application/json")
+            .body(r#"{"name":"x"}"#)
+            .reply(&route)
+            .await;
+        assert_eq!(plain.status(), 200);
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub(super) fn routes(who: Who) -> impl Filter<Extract = (Response,), Error = Rej
         .and(warp::path::tail())
         .and(warp::get())
         .and(who)
-        .and(warp::header::optional::<String>("if-none-match"))
+        .and(rpc_service::body::header_text("if-none-match"))
         .and_then(
             |tail: Tail, _anyone: Principal, validator: Option<String>| {
                 run(async move { serve(tail.as_str(), validator.as_deref()) })

@@ -126,11 +126,17 @@ async fn found(state: &State, id: &str) -> Result<SignalRow, RpcError> {
 
 /// A note of at most 1024 characters, trimmed; `None` when blank.
 fn note(text: Option<String>) -> Result<Option<String>, RpcError> {
+    free_text(text, "note")
+}
+
+/// The free text of the body's field `field`, at most 1024 characters, trimmed; `None`
+/// when blank. A refusal names that field.
+fn free_text(text: Option<String>, field: &str) -> Result<Option<String>, RpcError> {
     let text = text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
     if text.as_ref().is_some_and(|t| t.chars().count() > 1024) {
-        return Err(RpcError::invalid_params(vec![
-            "/note: at most 1024 characters".to_string(),
-        ]));
+        return Err(RpcError::invalid_params(vec![format!(
+            "/{field}: at most 1024 characters"
+        )]));
     }
     Ok(text)
 }
@@ -221,7 +227,7 @@ async fn blacklist(
             "/expires_at: must be in the future".to_string(),
         ]));
     }
-    let extra = note(b.reason)?;
+    let extra = free_text(b.reason, "reason")?;
     let signal = found(&state, &id).await?;
     let mut reason = format!("signal {id}: {}", signal.rule);
     if let Some(extra) = &extra {

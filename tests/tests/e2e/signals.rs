@@ -300,6 +300,19 @@ async fn signals_are_raised_and_acted_on(mode: Mode) {
     )
     .await;
     assert_eq!(status, 403, "operators cannot act on signals");
+    // A refusal names the field it is about.
+    let (status, long) = call(
+        &stack,
+        Method::POST,
+        &format!("/admin/signals/{id}/blacklist"),
+        &admin,
+        Some(json!({"reason": "x".repeat(1025)})),
+    )
+    .await;
+    assert_eq!(
+        (status, &long["error"]["data"]),
+        (400, &json!(["/reason: at most 1024 characters"]))
+    );
     let (status, blacklisted) = call(
         &stack,
         Method::POST,
