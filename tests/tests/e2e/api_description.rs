@@ -150,6 +150,28 @@ async fn staff(stack: &Stack, admin: &HeaderMap, role: &str) -> (HeaderMap, test
     (triple, browser)
 }
 
+/// A second admin of `operator`, signed in with a browser session.
+async fn operator_admin_session(stack: &Stack, admin: &HeaderMap, operator: i64) -> tests::Browser {
+    let email = format!("session-{}@operator.test", uuid::Uuid::new_v4().simple());
+    let created = stack
+        .request(Method::POST, &format!("/admin/operators/{operator}/users"))
+        .headers(admin.clone())
+        .json(
+            &json!({"email": email, "password": ADMIN_PASSWORD, "role": "operator.admin",
+                      "first_name": "Mary", "last_name": "Jackson"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let mut browser = stack.browser().await.unwrap();
+    stack
+        .browser_sign_in(&mut browser, &email, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    browser
+}
+
 /// The generous limits of this run: it checks the answers, not the limits (rate_limits.rs
 /// does), and several hundred requests a minute per credential would otherwise be 429s.
 fn generous_limits(settings: &mut gateway::Settings) {
@@ -183,9 +205,18 @@ async fn check(mode: Mode) {
         .token_pair(credential["api_key"].as_str().unwrap())
         .await
         .unwrap();
-    let (registry_admin, _) = staff(&stack, &admin, "registry.admin").await;
+    let (registry_admin, registry_admin_session) = staff(&stack, &admin, "registry.admin").await;
     let (_, security) = staff(&stack, &admin, "registry.security").await;
+    let op_admin_session = operator_admin_session(&stack, &admin, operator).await;
     let operator_api = ["Trajets courte distance", "Demandes CEE", "Exports"];
+    let operator_admin = [
+        "Trajets courte distance",
+        "Demandes CEE",
+        "Exports",
+        "Tokens",
+        "Authentification",
+        "Sign-in",
+    ];
     let not_last = operations("--exclude-operation-id", ENDS_ITS_CREDENTIAL);
     let mut runs = vec![
         Run {
@@ -203,17 +234,25 @@ async fn check(mode: Mode) {
         Run {
             name: "operator admin's triple",
             auth: triple(&op_admin),
-            select: [
-                tags(&["Tokens", "Authentification", "Sign-in"]),
-                not_last.clone(),
-            ]
-            .concat(),
+            select: [tags(&operator_admin), not_last.clone()].concat(),
+            linked: true,
+        },
+        Run {
+            name: "operator admin's session",
+            auth: session(&op_admin_session),
+            select: [tags(&operator_admin), not_last.clone()].concat(),
             linked: true,
         },
         Run {
             name: "registry admin's triple",
             auth: triple(&registry_admin),
             select: [tags(&["Administration", "Security"]), not_last.clone()].concat(),
+            linked: true,
+        },
+        Run {
+            name: "registry admin's session",
+            auth: session(&registry_admin_session),
+            select: [tags(&["Administration"]), not_last.clone()].concat(),
             linked: true,
         },
         Run {
