@@ -244,20 +244,13 @@ fn versions() -> Vec<String> {
 /// parameter and the JSON-RPC error shape.
 pub fn components() -> Map<String, Value> {
     let versions = versions();
-    let policies: Vec<String> = [
-        RouteClass::JourneysWrite,
-        RouteClass::JourneysRead,
-        RouteClass::Cee,
-        RouteClass::AccessToken,
-        RouteClass::Manage,
-        RouteClass::Default,
-    ]
-    .iter()
-    .map(|c| {
-        let p = c.default_policy();
-        format!("`{}` {} per {} s", c.as_str(), p.limit, p.window.as_secs())
-    })
-    .collect();
+    let policies: Vec<String> = RouteClass::ALL
+        .iter()
+        .map(|c| {
+            let p = c.default_policy();
+            format!("`{}` {} per {} s", c.as_str(), p.limit, p.window.as_secs())
+        })
+        .collect();
     let mut components = Map::new();
     components.insert("securitySchemes".into(), json!({
         "application_token": {

@@ -60,11 +60,10 @@ pub fn query<T: DeserializeOwned + Send>()
 pub fn header_text(
     name: &'static str,
 ) -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned().map(move |headers: warp::http::HeaderMap| {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    })
+    warp::header::value(name)
+        .map(|v: warp::http::HeaderValue| Some(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .or(warp::any().map(|| None))
+        .unify()
 }
 
 /// The body's bytes and declared type, within `limit` bytes (413 past it).
