@@ -77,8 +77,8 @@ async fn main() -> anyhow::Result<()> {
     let registry_app = registry::Application::build(registry)
         .await
         .context("registry")?;
-    gateway.auth_service = auth_app.local_addr();
-    gateway.registry = registry_app.local_addr();
+    gateway.auth_service = auth_app.local_addr().into();
+    gateway.registry = registry_app.local_addr().into();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -92,6 +92,18 @@ impl ServeHttp for Admin {
         metrics
             .ratelimit_counters
             .set(shared.limiter.counters() as i64);
+        for pool in [&shared.upstreams.auth_service, &shared.upstreams.registry] {
+            let replicas = pool.replicas();
+            let healthy = replicas.iter().filter(|(_, up)| *up).count();
+            let upstream = pool.upstream().audience();
+            let gauge = |state| {
+                metrics
+                    .upstream_replicas
+                    .with_label_values(&[upstream, state])
+            };
+            gauge("healthy").set(healthy as i64);
+            gauge("unhealthy").set((replicas.len() - healthy) as i64);
+        }
         let (status, content_type, body) = match session.req_header().uri.path() {
             "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
             "/health" => {

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, watch};
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Jwks {
-    url: String,
-    client: reqwest::Client,
+    /// auth-service's replicas, one picked per fetch.
+    caller: crate::upstreams::Caller,
     keys: RwLock<Arc<KeySet>>,
     /// The JWKS document the keys were built from: an identical one keeps the same `Arc`, so
     /// the verified-token cache survives scheduled reloads.
@@ -30,11 +30,6 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    pub fn new(url: String, min_interval: Duration) -> Self {
-        let client = Self::client_builder().build().unwrap_or_default();
-        Self::with_client(url, client, min_interval)
-    }
-
     /// The settings every JWKS client has (a TLS one adds its own: [`crate::upstream_tls`]).
     pub fn client_builder() -> reqwest::ClientBuilder {
         reqwest::Client::builder()
@@ -43,11 +38,10 @@ impl Jwks {
             .pool_max_idle_per_host(0)
     }
 
-    /// Keys fetched from `url` with `client`.
-    pub fn with_client(url: String, client: reqwest::Client, min_interval: Duration) -> Self {
+    /// Keys fetched from auth-service's JWKS through `caller`.
+    pub fn new(caller: crate::upstreams::Caller, min_interval: Duration) -> Self {
         Self {
-            url,
-            client,
+            caller,
             keys: RwLock::new(Arc::new(KeySet::from_jwks(&JwkSet { keys: vec![] }))),
             last_document: std::sync::Mutex::new(Vec::new()),
             fetched: watch::Sender::new(0),
@@ -122,9 +116,9 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> Result<(Vec<u8>, KeySet), FetchError> {
-        let document = self
-            .client
-            .get(&self.url)
+        let (client, url) = self.caller.target()?;
+        let document = client
+            .get(url)
             .send()
             .await?
             .error_for_status()?
@@ -139,6 +133,8 @@ impl Jwks {
 enum FetchError {
     #[error(transparent)]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Replica(#[from] crate::upstreams::CallError),
     #[error("not a JWKS: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -29,6 +29,7 @@ pub mod settings;
 pub mod tls;
 pub mod token_cache;
 pub mod upstream_tls;
+pub mod upstreams;
 pub mod usage;
 
 use anyhow::Context;
@@ -59,8 +60,8 @@ pub struct Shared {
     /// Upstream connections for the requests the gateway forwards itself (bodies larger than
     /// pingora's retry buffer).
     pub connector: pingora::connectors::http::Connector,
-    pub auth_service: SocketAddr,
-    pub registry: SocketAddr,
+    /// auth-service's and the registry's replicas.
+    pub upstreams: upstreams::Upstreams,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     /// Seconds a kept-alive client connection waits for its next request; `None`: no
@@ -77,7 +78,7 @@ pub struct Shared {
     /// and the plain listener is not loopback; `None`: plain requests are served.
     pub redirect_to_tls: Option<u16>,
     /// TLS to the upstreams, when on.
-    pub upstream_tls: Option<upstream_tls::UpstreamTls>,
+    pub upstream_tls: Option<Arc<upstream_tls::UpstreamTls>>,
     /// Usage records, when on ([`settings::UsageSettings::enabled`]).
     pub usage: Option<Arc<usage::Recorder>>,
 }
@@ -144,19 +145,17 @@ pub fn build_server(
     };
     let upstream_tls = upstream_tls::UpstreamTls::load(&settings.upstream_tls)
         .map_err(|e| anyhow::anyhow!("upstream_tls: {e}"))?;
-    let jwks_every = Duration::from_millis(settings.jwks_refresh_min_interval_ms);
-    let jwks = match &upstream_tls {
-        Some(tls) => jwks::Jwks::with_client(
-            tls.jwks_url(settings.auth_service),
-            tls.jwks_client(jwks::Jwks::client_builder(), settings.auth_service)
-                .context("upstream_tls: the JWKS client")?,
-            jwks_every,
+    let upstream_tls = upstream_tls.map(Arc::new);
+    let upstreams = upstreams_of(settings, upstream_tls.as_deref());
+    let jwks = jwks::Jwks::new(
+        upstreams::Caller::new(
+            "/.well-known/jwks.json",
+            upstreams.auth_service.clone(),
+            upstream_tls.clone(),
+            jwks::Jwks::client_builder,
         ),
-        None => jwks::Jwks::new(
-            format!("http://{}/.well-known/jwks.json", settings.auth_service),
-            jwks_every,
-        ),
-    };
+        Duration::from_millis(settings.jwks_refresh_min_interval_ms),
+    );
     let shared = Arc::new(Shared {
         assertion,
         jwks,
@@ -165,8 +164,7 @@ pub fn build_server(
         limiter: ratelimit::Limiter::new(settings.rate_limits.clone(), counters),
         metrics,
         connector: pingora::connectors::http::Connector::new(None),
-        auth_service: settings.auth_service,
-        registry: settings.registry,
+        upstreams,
         connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),
         read_timeout: Duration::from_secs(settings.upstream_read_timeout_secs),
         keepalive_idle_secs: Some(settings.connections.keepalive_idle_secs).filter(|&s| s > 0),
@@ -283,6 +281,10 @@ pub fn build_server(
             },
         ));
     }
+    for pool in [&shared.upstreams.auth_service, &shared.upstreams.registry] {
+        let name = format!("{} replicas", pool.upstream().audience());
+        server.add_service(background_service(&name, pool.task()));
+    }
     let reload_every = Duration::from_secs(settings.jwks_reload_secs.max(1));
     server.add_service(background_service(
         "jwks",
@@ -292,6 +294,43 @@ pub fn build_server(
         },
     ));
     Ok(server)
+}
+
+/// The pools of both upstreams: every request's connection settings (timeouts, TLS under
+/// each upstream's certificate name), aimed at each replica in turn.
+fn upstreams_of(
+    settings: &Settings,
+    tls: Option<&upstream_tls::UpstreamTls>,
+) -> upstreams::Upstreams {
+    let pool = |upstream: routes::Upstream, targets| {
+        let mut template = pingora::upstreams::peer::HttpPeer::new(
+            SocketAddr::from(([0, 0, 0, 0], 1)),
+            false,
+            String::new(),
+        );
+        template.options.connection_timeout =
+            Some(Duration::from_secs(settings.upstream_connect_timeout_secs));
+        template.options.read_timeout =
+            Some(Duration::from_secs(settings.upstream_read_timeout_secs));
+        template.options.idle_timeout = Some(proxy::UPSTREAM_IDLE);
+        if let Some(tls) = tls {
+            let name = match upstream {
+                routes::Upstream::AuthService => &tls.auth_service_name,
+                routes::Upstream::Registry => &tls.registry_name,
+            };
+            tls.apply(&mut template, name);
+        }
+        Arc::new(upstreams::Pool::new(
+            upstream,
+            targets,
+            template,
+            &settings.balancing,
+        ))
+    };
+    upstreams::Upstreams {
+        auth_service: pool(routes::Upstream::AuthService, &settings.auth_service),
+        registry: pool(routes::Upstream::Registry, &settings.registry),
+    }
 }
 
 /// Proxy service `index`: one thread, pingora's proxy behind the connection caps (shared by
@@ -424,29 +463,17 @@ fn usage_flusher(
     shared: &Shared,
     recorder: Arc<usage::Recorder>,
 ) -> anyhow::Result<usage::Flusher> {
-    let path = auth_token::usage::USAGE_PATH;
-    let builder = reqwest::Client::builder().pool_max_idle_per_host(1);
-    let (url, client) = match &shared.upstream_tls {
-        Some(tls) => (
-            format!(
-                "https://{}:{}{path}",
-                tls.auth_service_name,
-                settings.auth_service.port()
-            ),
-            tls.jwks_client(builder, settings.auth_service)
-                .context("upstream_tls: the usage client")?,
-        ),
-        None => (
-            format!("http://{}{path}", settings.auth_service),
-            builder.build().context("the usage client")?,
-        ),
-    };
+    let caller = upstreams::Caller::new(
+        auth_token::usage::USAGE_PATH,
+        shared.upstreams.auth_service.clone(),
+        shared.upstream_tls.clone(),
+        || reqwest::Client::builder().pool_max_idle_per_host(1),
+    );
     let secret = settings.assertion_secrets.auth_service.expose();
     Ok(usage::Flusher {
         recorder,
         replica: format!("{:016x}", rand::random::<u64>()),
-        url,
-        client,
+        caller,
         key: auth_token::AssertionKey::new(secret.as_bytes())
             .context("assertion_secrets.auth_service")?,
         every: Duration::from_secs(settings.usage.flush_secs.max(1)),

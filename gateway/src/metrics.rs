@@ -7,7 +7,7 @@ use crate::routes::Upstream;
 use async_trait::async_trait;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -79,6 +79,9 @@ pub struct Metrics {
     pub usage_lost_rows: IntCounter,
     /// Age of the oldest usage batch not yet taken (0: none waiting).
     pub usage_flush_lag: Gauge,
+    /// Each upstream's replicas known, by state (`healthy`, `unhealthy`: failed its last
+    /// health check), read when scraped.
+    pub upstream_replicas: IntGaugeVec,
     /// `gateway_ratelimit_decisions_total` by class (in [`RouteClass::ALL`]'s order), allowed
     /// and limited, resolved once.
     decisions: Vec<[IntCounter; 2]>,
@@ -264,6 +267,14 @@ impl Metrics {
         registry.register(Box::new(usage_pending_rows.clone()))?;
         registry.register(Box::new(usage_lost_rows.clone()))?;
         registry.register(Box::new(usage_flush_lag.clone()))?;
+        let upstream_replicas = IntGaugeVec::new(
+            Opts::new(
+                "gateway_upstream_replicas",
+                "Replicas of each upstream known to this gateway, by health (healthy, unhealthy)",
+            ),
+            &["upstream", "state"],
+        )?;
+        registry.register(Box::new(upstream_replicas.clone()))?;
         registry.register(Box::new(tls_not_after.clone()))?;
         registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
@@ -330,6 +341,7 @@ impl Metrics {
             usage_pending_rows,
             usage_lost_rows,
             usage_flush_lag,
+            upstream_replicas,
             decisions: RouteClass::ALL
                 .iter()
                 .map(|class| {

@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 pub const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
 
 /// How long an idle connection to an upstream is kept for the next request.
-const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+pub(crate) const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 
 /// Request lines plus headers above this are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -71,9 +72,6 @@ static STRIPPED: [&http::HeaderName; 6] = [
 pub struct Gateway {
     pub(crate) shared: Arc<Shared>,
     pub(crate) versions: Versions,
-    /// The upstreams, built once and cloned per request.
-    auth_service: HttpPeer,
-    registry: HttpPeer,
     /// This service's `gateway_service_requests_total`.
     served: prometheus::IntCounter,
     /// This service's requests by route, method and status.
@@ -85,19 +83,7 @@ pub struct Gateway {
 impl Gateway {
     /// The pipeline of proxy service `index`.
     pub fn new(shared: Arc<Shared>, versions: Versions, index: usize) -> Self {
-        let peer = |addr, name: fn(&crate::upstream_tls::UpstreamTls) -> &str| {
-            let mut peer = HttpPeer::new(addr, false, String::new());
-            peer.options.connection_timeout = Some(shared.connect_timeout);
-            peer.options.read_timeout = Some(shared.read_timeout);
-            peer.options.idle_timeout = Some(UPSTREAM_IDLE);
-            if let Some(tls) = &shared.upstream_tls {
-                tls.apply(&mut peer, name(tls));
-            }
-            peer
-        };
         Self {
-            auth_service: peer(shared.auth_service, |t| &t.auth_service_name),
-            registry: peer(shared.registry, |t| &t.registry_name),
             served: shared.metrics.service_requests(index),
             series: shared.metrics.request_series(),
             index,
@@ -138,6 +124,10 @@ pub struct Ctx {
     header_bytes: usize,
     /// The digest of the request body ([`auth_token::body_digest`]), bound in the assertion.
     body_digest: Option<String>,
+    /// Upstream connections attempted for this request, and the replica that refused the
+    /// last one (the next attempt goes elsewhere).
+    attempts: usize,
+    refused: Option<PeerAddr>,
     /// The request came over TLS: its answer carries HSTS, and its session cookies are the
     /// `__Host-` ones, `Secure`.
     tls: bool,
@@ -167,6 +157,8 @@ impl ProxyHttp for Gateway {
             body_bytes: 0,
             header_bytes: 0,
             body_digest: None,
+            attempts: 0,
+            refused: None,
             tls: false,
         }
     }
@@ -317,7 +309,31 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.peer(ctx).clone()))
+        ctx.attempts += 1;
+        Ok(Box::new(self.peer(ctx)?))
+    }
+
+    /// A replica that refuses the connection (down, restarting, between two health checks)
+    /// costs no request: the next attempt goes to another one, up to one per replica. The
+    /// request was not sent, so trying again cannot apply it twice.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let pool = ctx
+            .route
+            .as_ref()
+            .map(|r| self.shared.upstreams.of(r.upstream));
+        if let Some(pool) = pool
+            && ctx.attempts < pool.attempts()
+        {
+            ctx.refused = Some(peer._address.clone());
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -475,12 +491,24 @@ impl Gateway {
         );
     }
 
-    /// The upstream of the request's route (the registry for an unrouted one, which is never
-    /// forwarded).
-    fn peer(&self, ctx: &Ctx) -> &HttpPeer {
-        match ctx.route.as_ref().map(|r| r.upstream) {
-            Some(Upstream::AuthService) => &self.auth_service,
-            Some(Upstream::Registry) | None => &self.registry,
+    /// A replica of the request's route's upstream for the next attempt (the registry for an
+    /// unrouted request, which is never forwarded).
+    fn peer(&self, ctx: &Ctx) -> Result<HttpPeer> {
+        let upstream = ctx
+            .route
+            .as_ref()
+            .map_or(Upstream::Registry, |r| r.upstream);
+        match self
+            .shared
+            .upstreams
+            .of(upstream)
+            .peer(ctx.refused.as_ref())
+        {
+            Some(peer) => Ok(peer),
+            None => Error::e_explain(
+                ErrorType::ConnectNoRoute,
+                "no replica of the upstream is known",
+            ),
         }
     }
 
@@ -532,16 +560,30 @@ impl Gateway {
         ctx: &mut Ctx,
         body: Bytes,
     ) -> Result<bool> {
-        let peer = self.peer(ctx).clone();
         let mut request = session.req_header().clone();
         self.prepare_upstream_request(&mut request, ctx)?;
         request.remove_header(&name::TRANSFER_ENCODING);
         request.insert_header("content-length", body.len())?;
         let connector = &self.shared.connector;
-        let (mut upstream, _) = connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| e.into_up())?;
+        let (peer, mut upstream) = loop {
+            ctx.attempts += 1;
+            let peer = self.peer(ctx)?;
+            match connector.get_http_session(&peer).await {
+                Ok((upstream, _)) => break (peer, upstream),
+                Err(e) => {
+                    // As `fail_to_connect`: nothing was sent, another replica may answer.
+                    let pool = ctx
+                        .route
+                        .as_ref()
+                        .map(|r| self.shared.upstreams.of(r.upstream));
+                    if pool.is_some_and(|pool| ctx.attempts < pool.attempts()) {
+                        ctx.refused = Some(peer._address.clone());
+                        continue;
+                    }
+                    return Err(e.into_up());
+                }
+            }
+        };
         upstream.set_read_timeout(Some(self.shared.read_timeout));
         upstream
             .write_request_header(Box::new(request))

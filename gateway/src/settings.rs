@@ -11,10 +11,12 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `/metrics` and `/health` for operators of the gateway (not public).
     pub admin_listen: SocketAddr,
-    /// auth-service's address.
-    pub auth_service: SocketAddr,
-    /// registry's address.
-    pub registry: SocketAddr,
+    /// auth-service's replicas ([`Targets`]).
+    pub auth_service: Targets,
+    /// The registry's replicas ([`Targets`]).
+    pub registry: Targets,
+    /// How the gateway checks and finds the upstreams' replicas.
+    pub balancing: BalancingSettings,
     /// The secrets signing the identity assertions, one per upstream (each >= 32 bytes, and
     /// different: an upstream holding one cannot speak to the other).
     pub assertion_secrets: AssertionSecrets,
@@ -83,6 +85,101 @@ impl Default for UsageSettings {
             enabled: true,
             flush_secs: 5,
             max_pending_rows: crate::usage::MAX_PENDING_ROWS,
+        }
+    }
+}
+
+/// Where an upstream's replicas are: `host:port` entries, each an address or a DNS name that
+/// stands for every address it resolves to (a Kubernetes headless Service), written as a
+/// list or as one comma-separated string (`GATEWAY__REGISTRY=10.0.0.5:8082,10.0.0.6:8082`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets(Vec<String>);
+
+impl Targets {
+    /// Checks every entry names a host and a port.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(entries: I) -> Result<Self, String> {
+        let entries: Vec<String> = entries
+            .into_iter()
+            .map(Into::into)
+            .flat_map(|e| {
+                e.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|e| !e.is_empty())
+            .collect();
+        if entries.is_empty() {
+            return Err("no upstream address: give host:port, or several".into());
+        }
+        for entry in &entries {
+            let port = entry
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            match port {
+                Some((host, Ok(port))) if !host.is_empty() && port > 0 => {}
+                _ => return Err(format!("`{entry}` is not host:port")),
+            }
+        }
+        Ok(Self(entries))
+    }
+
+    pub fn entries(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The address, when there is one entry and it is an address (not a name).
+    pub fn single_address(&self) -> Option<SocketAddr> {
+        match self.0.as_slice() {
+            [one] => one.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for Targets {
+    fn from(addr: SocketAddr) -> Self {
+        Self(vec![addr.to_string()])
+    }
+}
+
+impl FromIterator<SocketAddr> for Targets {
+    fn from_iter<I: IntoIterator<Item = SocketAddr>>(addrs: I) -> Self {
+        Self(addrs.into_iter().map(|a| a.to_string()).collect())
+    }
+}
+
+impl<'de> Deserialize<'de> for Targets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            One(String),
+            Many(Vec<String>),
+        }
+        let entries = match Written::deserialize(deserializer)? {
+            Written::One(one) => vec![one],
+            Written::Many(many) => many,
+        };
+        Self::new(entries).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The upstreams' replicas: checked and found again on a period.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalancingSettings {
+    /// Milliseconds between two health checks of each replica (`GET /health`, 200 is
+    /// healthy); one failed check takes a replica out, one passed check brings it back.
+    pub health_check_ms: u64,
+    /// Seconds between two resolutions of the names among the targets.
+    pub resolve_secs: u64,
+}
+
+impl Default for BalancingSettings {
+    fn default() -> Self {
+        Self {
+            health_check_ms: 1000,
+            resolve_secs: 5,
         }
     }
 }
@@ -266,8 +363,9 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
-            auth_service: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            registry: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            auth_service: SocketAddr::from(([127, 0, 0, 1], 8081)).into(),
+            registry: SocketAddr::from(([127, 0, 0, 1], 8082)).into(),
+            balancing: BalancingSettings::default(),
             assertion_secrets: AssertionSecrets::default(),
             redis: None,
             versions: vec!["v3.2".into(), "v3.3".into()],

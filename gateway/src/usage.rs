@@ -407,8 +407,8 @@ pub enum Sent {
 pub struct Flusher {
     pub recorder: std::sync::Arc<Recorder>,
     pub replica: String,
-    pub url: String,
-    pub client: reqwest::Client,
+    /// auth-service's replicas, one picked per batch.
+    pub caller: crate::upstreams::Caller,
     pub key: AssertionKey,
     pub every: Duration,
     pub max_pending_rows: usize,
@@ -509,9 +509,12 @@ impl Flusher {
             &rid,
             crate::unix_now(),
         );
-        let answer = self
-            .client
-            .post(&self.url)
+        let (client, url) = match self.caller.target() {
+            Ok(target) => target,
+            Err(_) => return Sent::Later,
+        };
+        let answer = client
+            .post(url)
             .header(ASSERTION_HEADER, assertion)
             .header("content-type", "application/json")
             .header("x-request-id", rid)

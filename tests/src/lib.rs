@@ -266,8 +266,8 @@ impl Stack {
             let mut gw = gateway::Settings {
                 listen: free_port()?,
                 admin_listen: free_port()?,
-                auth_service: auth_addr,
-                registry: registry_addr,
+                auth_service: auth_addr.into(),
+                registry: registry_addr.into(),
                 assertion_secrets: secrets.clone(),
                 ..Default::default()
             };

@@ -201,8 +201,8 @@ pub async fn gateway(auth: SocketAddr, tune: impl FnOnce(&mut gateway::Settings)
     let mut settings = gateway::Settings {
         listen: free_port(),
         admin_listen: free_port(),
-        auth_service: auth,
-        registry: free_port(),
+        auth_service: auth.into(),
+        registry: free_port().into(),
         assertion_secrets: gateway::settings::AssertionSecrets {
             auth_service: Secret::new("auth-service's assertion secret, 32 bytes or more".into()),
             registry: Secret::new("the registry's assertion secret, 32 bytes or more".into()),
