@@ -1,5 +1,5 @@
 //! The signing keys: loaded from the database at start (one is created on first start),
-//! reloaded every [`RELOAD_EVERY`] and after a rotation, so every replica signs with the
+//! reloaded every [`RELOAD_EVERY`], after a rotation and for every JWKS request, so every replica signs with the
 //! newest key and publishes exactly the keys that still verify.
 //!
 //! Rotation (CONTRACT §3.5): a new key signs at once; the old ones stay in the JWKS for an
@@ -23,7 +23,9 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// How often each replica rereads the keys (a rotation made elsewhere, a retirement due).
-pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
+/// A replica that has not reread yet signs with the previous key, still valid through the
+/// overlap (an emergency rotation's retired key included: this bounds how long it may).
+pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 /// The keys in use. Cheap to clone.
 #[derive(Clone)]
@@ -31,11 +33,15 @@ pub struct Keyring {
     store: Store,
     keks: Arc<Keks>,
     loaded: Arc<RwLock<Arc<Loaded>>>,
+    /// One reread for the JWKS at a time; requests waiting on it share its result.
+    rereading: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Loaded {
     signing: SigningKey,
     published: Vec<Published>,
+    /// When it was read from the database.
+    at: std::time::Instant,
 }
 
 /// A key that verifies now or may after its planned retirement.
@@ -57,6 +63,7 @@ impl Keyring {
             store: store.clone(),
             keks: Arc::new(keks),
             loaded: Arc::new(RwLock::new(Arc::new(loaded))),
+            rereading: Arc::default(),
         };
         Ok(keyring)
     }
@@ -66,6 +73,22 @@ impl Keyring {
         let loaded = load(&self.store, &self.keks).await?;
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         Ok(())
+    }
+
+    /// The JWKS as the database holds it now: a key made by a rotation on another replica
+    /// is published by this one too, at once (a gateway that meets a token signed with it
+    /// fetches the JWKS from any replica). Rereads at most one at a time; a request that
+    /// waited for one started after it asked takes that one's keys. On failure, the keys
+    /// in memory.
+    pub async fn fresh_jwks(&self) -> JwkSet {
+        let asked = std::time::Instant::now();
+        let _one = self.rereading.lock().await;
+        if self.current().at < asked
+            && let Err(e) = self.reload().await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "cannot reread signing keys for the JWKS; publishing the current ones");
+        }
+        self.jwks()
     }
 
     /// Reloads every [`RELOAD_EVERY`], until `stop` turns true.
@@ -211,7 +234,11 @@ async fn load(store: &Store, keks: &Keks) -> anyhow::Result<Loaded> {
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Loaded { signing, published })
+    Ok(Loaded {
+        signing,
+        published,
+        at: std::time::Instant::now(),
+    })
 }
 
 /// The signing key stored in `row`.

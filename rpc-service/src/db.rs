@@ -105,6 +105,14 @@ async fn connect_postgres(settings: &DatabaseSettings) -> anyhow::Result<PgPool>
             .connect()
             .await
             .context("cannot connect to PostgreSQL")?;
+        // Replicas starting together would race to create the schema (the loser's `CREATE
+        // SCHEMA IF NOT EXISTS` fails on pg_namespace's unique index): one at a time. The
+        // lock goes with the connection.
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(format!("rpc-service schema {schema}"))
+            .execute(&mut conn)
+            .await
+            .context("cannot lock the schema's creation")?;
         ensure_schema(&mut conn, schema).await?;
         conn.close().await.ok();
         options = options.options([("search_path", schema.as_str())]);

@@ -474,6 +474,61 @@ impl Stack {
         self.http.request(method, format!("{}{path}", self.url))
     }
 
+    /// Signs in with the header triple through the first gateway ([`Via::sign_in`]).
+    pub async fn sign_in(&self, email: &str, password: &str) -> anyhow::Result<HeaderMap> {
+        self.via().sign_in(email, password).await
+    }
+
+    /// [`Via::operator_with_admin`] through the first gateway.
+    pub async fn operator_with_admin(&self, admin: &HeaderMap) -> anyhow::Result<(i64, HeaderMap)> {
+        self.via().operator_with_admin(admin).await
+    }
+
+    /// [`Via::application_token`] through the first gateway.
+    pub async fn application_token(&self, op_admin: &HeaderMap) -> anyhow::Result<String> {
+        self.via().application_token(op_admin).await
+    }
+
+    /// The first gateway, to call the helpers of [`Via`] on.
+    pub fn via(&self) -> Via<'_> {
+        Via {
+            http: &self.http,
+            url: &self.url,
+        }
+    }
+
+    /// Polls `check` until it holds or `within` passes; for effects that propagate (Redis).
+    pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if check().await {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A gateway to call, by its base URL (`http://127.0.0.1:<port>`): the scenario helpers for
+/// stacks the harness did not start itself (replicas run as processes).
+#[derive(Clone, Copy)]
+pub struct Via<'a> {
+    pub http: &'a reqwest::Client,
+    pub url: &'a str,
+}
+
+impl Via<'_> {
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url))
+    }
+
     /// Signs in with the header triple; returns the three headers to send back.
     pub async fn sign_in(&self, email: &str, password: &str) -> anyhow::Result<HeaderMap> {
         let response = self
@@ -534,24 +589,6 @@ impl Stack {
             .json()
             .await?;
         Ok(created["token"].as_str().context("token")?.to_owned())
-    }
-
-    /// Polls `check` until it holds or `within` passes; for effects that propagate (Redis).
-    pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> bool
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + within;
-        loop {
-            if check().await {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 }
 

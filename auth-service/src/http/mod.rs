@@ -90,8 +90,12 @@ pub fn routes(
     let jwks_state = state.clone();
     let jwks = warp::path!(".well-known" / "jwks.json")
         .and(warp::get())
-        .map(move || {
-            let jwks = warp::reply::json(&jwks_state.0.keys.jwks());
+        .then(move || {
+            let jwks_state = jwks_state.clone();
+            async move { jwks_state.0.keys.fresh_jwks().await }
+        })
+        .map(|keys: jsonwebtoken::jwk::JwkSet| {
+            let jwks = warp::reply::json(&keys);
             // Gateways and third parties may cache it briefly; rotation keeps old keys
             // published for far longer than this.
             warp::reply::with_header(jwks, "cache-control", "public, max-age=60").into_response()

@@ -17,6 +17,7 @@ mod keys;
 mod lifecycle;
 mod observability;
 mod rate_limits;
+mod replicas;
 mod revocations_stay;
 mod sealed_keys;
 mod sessions;
