@@ -30,6 +30,9 @@ pub struct Args {
 pub enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Create or update the database's tables (the migrations), then exit: a deployment's
+    /// step before a rollout (serving runs them too).
+    Migrate,
     /// Security staff: the blacklist.
     Blacklist {
         #[command(subcommand)]
@@ -165,7 +168,7 @@ fn request_of(command: &Command) -> Option<(Method, String, Option<Value>)> {
     use KeysAction as K;
     use OperatorAction as O;
     Some(match command {
-        Command::Serve => return None,
+        Command::Serve | Command::Migrate => return None,
         Command::Blacklist { action, .. } => match action {
             B::Add {
                 kind,
@@ -212,7 +215,7 @@ fn request_of(command: &Command) -> Option<(Method, String, Option<Value>)> {
 /// The staff flags of a command, if it is a staff command.
 pub fn staff_args(command: &Command) -> Option<&StaffArgs> {
     match command {
-        Command::Serve => None,
+        Command::Serve | Command::Migrate => None,
         Command::Blacklist { staff, .. }
         | Command::Operator { staff, .. }
         | Command::Keys { staff, .. } => Some(staff),

@@ -13,6 +13,14 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match &args.command {
         None | Some(Command::Serve) => serve(args.config.as_deref()).await,
+        Some(Command::Migrate) => {
+            let settings: Settings =
+                layered_settings::load("auth-service", args.config.as_deref())?;
+            telemetry::init(telemetry::Format::from_name(&settings.log_format), "info");
+            auth_service::open_store(&settings.database).await?;
+            tracing::info!("auth-service database migrated");
+            Ok(())
+        }
         Some(command) => {
             let staff_args = cli::staff_args(command).context("not a staff command")?;
             let staff = Staff::from_args(staff_args)?;

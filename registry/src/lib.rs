@@ -41,6 +41,15 @@ use warp::reply::Response;
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Creates or updates the registry's tables (the migrations), as [`Application::build`] does
+/// first: `registry migrate`, a deployment's step before a rollout.
+pub async fn migrate(database: &rpc_service::db::DatabaseSettings) -> anyhow::Result<()> {
+    Database::connect(database, &POSTGRES_MIGRATIONS, &SQLITE_MIGRATIONS)
+        .await
+        .context("cannot open the registry database")?;
+    Ok(())
+}
+
 /// A registry ready to serve: database migrated, port bound.
 pub struct Application {
     listener: TcpListener,

@@ -9,13 +9,22 @@ use registry::{Application, Settings};
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
-    let config = config_arg()?;
+    let (migrate_only, config) = args()?;
     let settings: Settings = layered_settings::load("registry", config.as_deref())?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if settings.worker_threads > 0 {
         runtime.worker_threads(settings.worker_threads);
     }
-    runtime.enable_all().build()?.block_on(serve(settings))
+    let runtime = runtime.enable_all().build()?;
+    if migrate_only {
+        return runtime.block_on(async {
+            telemetry::init(settings.telemetry_format()?, "info");
+            registry::migrate(&settings.database).await?;
+            tracing::info!("registry database migrated");
+            Ok(())
+        });
+    }
+    runtime.block_on(serve(settings))
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -27,13 +36,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The optional `--config <file>` argument.
-fn config_arg() -> anyhow::Result<Option<PathBuf>> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next(), args.next()) {
-        (None, _, _) => Ok(None),
-        (Some("--config"), Some(path), None) => Ok(Some(PathBuf::from(path))),
-        _ => anyhow::bail!("usage: registry [--config <file>]"),
+/// `[migrate] [--config <file>]`: whether to migrate and exit, and the settings file.
+fn args() -> anyhow::Result<(bool, Option<PathBuf>)> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let migrate = args.first().is_some_and(|a| a == "migrate");
+    if migrate {
+        args.remove(0);
+    }
+    match args.as_slice() {
+        [] => Ok((migrate, None)),
+        [flag, path] if flag == "--config" => Ok((migrate, Some(PathBuf::from(path)))),
+        _ => anyhow::bail!("usage: registry [migrate] [--config <file>]"),
     }
 }
 
