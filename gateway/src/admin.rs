@@ -122,6 +122,9 @@ impl ServeHttp for Admin {
                 });
                 (status, "application/json", body.to_string().into_bytes())
             }
+            // Liveness: the process answers. Not `/health`, which is 503 until the blacklist
+            // is loaded (a Redis outage at start must not get every replica restarted).
+            "/health/live" => (200, "application/json", br#"{"status":"alive"}"#.to_vec()),
             _ => (404, "text/plain", b"not found".to_vec()),
         };
         Response::builder()

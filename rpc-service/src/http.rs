@@ -115,7 +115,9 @@ where
     routes.with(log).map(Reply::into_response)
 }
 
-/// `GET /health` (database reachable) and `GET /metrics` (Prometheus text of `registry`).
+/// `GET /health` (database reachable: readiness), `GET /health/live` (the process answers:
+/// liveness, which a database outage must not fail, or every replica would be restarted
+/// for nothing) and `GET /metrics` (Prometheus text of `registry`).
 pub fn operational(
     db: Database,
     registry: Registry,
@@ -141,13 +143,16 @@ pub fn operational(
             }
         })
         .map(Reply::into_response);
+    let live = warp::path!("health" / "live")
+        .and(warp::get())
+        .map(|| warp::reply::json(&json!({"status": "alive"})).into_response());
     let metrics = warp::path!("metrics").and(warp::get()).map(move || {
         let text = TextEncoder::new()
             .encode_to_string(&registry.gather())
             .unwrap_or_default();
         warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
     });
-    health.or(metrics).unify()
+    health.or(live).unify().or(metrics).unify()
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then finishes in-flight requests.

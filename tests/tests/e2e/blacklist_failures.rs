@@ -410,6 +410,13 @@ async fn a_gateway_restarted_without_a_copy_to_load_refuses_with_503_until_it_ha
         let health: Value = health.json().await.unwrap();
         assert_eq!(health["status"], "unavailable", "{health}");
         assert_eq!(health["blacklist"]["loaded"], false, "{health}");
+        // Not ready, yet alive: a liveness probe must not restart it for Redis's outage.
+        let live = (stack.http)
+            .get(format!("{}/health/live", stack.gateway_admins[0]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), 200);
         // The public /health says so too, for a balancer in front.
         let public = stack
             .request_to(0, Method::GET, "/health")

@@ -210,6 +210,20 @@ async fn postgres_crash_answers_503_then_recovers_without_restarts() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Both services: not ready (their balancers stop sending), still alive (no restart).
+    for addr in [stack.auth_addr, stack.registry_addr] {
+        let status = |path: &'static str| {
+            let url = format!("http://{addr}{path}");
+            let http = stack.http.clone();
+            async move { http.get(url).send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(
+            status("/health").await,
+            503,
+            "{addr} ready without its database"
+        );
+        assert_eq!(status("/health/live").await, 200, "{addr} not alive");
+    }
 
     pg.resume().await.expect("PostgreSQL starts again");
     let resumed = Instant::now();
