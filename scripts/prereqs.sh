@@ -6,7 +6,8 @@
 #                                 Node >= 20 and playwright-core (the console's browser tests),
 #                                 Prometheus and promtool (Debian's package) and check-jsonschema
 #                                 (the monitoring test: tests/tests/e2e/observability.rs),
-#                                 schemathesis (the API description against the stack)
+#                                 schemathesis (the API description against the stack),
+#                                 kubectl and kubernetes-validate (the Kubernetes manifests)
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -151,6 +152,24 @@ ensure_schemathesis() {
     { say "schemathesis is required by the API description test"; exit 1; }
 }
 
+# The Kubernetes manifests are rendered with kubectl kustomize and checked against the
+# Kubernetes schemas offline (tests/tests/e2e/kubernetes.rs); kubernetes-validate carries
+# the schemas of each Kubernetes version, pinned so a new release's schemas land on purpose.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+ensure_kubernetes_tools() {
+  export PATH="$HOME/.local/bin:$PATH"
+  if ! command -v kubectl >/dev/null; then
+    apt_install kubectl 2>/dev/null || apt_install kubernetes-client ||
+      { say "kubectl is required by the manifests test (kubectl kustomize)"; exit 1; }
+  fi
+  kubernetes-validate --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION" && return
+  say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION (the manifests against the Kubernetes schemas)"
+  python3 -m pip install --user -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" 2>/dev/null ||
+    python3 -m pip install --user -q --break-system-packages "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" 2>/dev/null ||
+    python3 -m pip install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" ||
+    { say "kubernetes-validate is required by the manifests test"; exit 1; }
+}
+
 ensure_cmake
 if [ "${1:-build}" = services ]; then
   ensure_postgres
@@ -160,4 +179,5 @@ if [ "${1:-build}" = services ]; then
   ensure_browser
   ensure_monitoring_tools
   ensure_schemathesis
+  ensure_kubernetes_tools
 fi

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
     about = "auth-service, and the staff command line"
 )]
 pub struct Args {
-    /// Settings file (serve only).
+    /// Settings file (serve and migrate).
     #[arg(long, global = true)]
     pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]

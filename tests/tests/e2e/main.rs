@@ -14,6 +14,7 @@ mod database_crash;
 mod database_roles;
 mod journeys;
 mod keys;
+mod kubernetes;
 mod lifecycle;
 mod observability;
 mod rate_limits;

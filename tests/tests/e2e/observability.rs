@@ -31,7 +31,7 @@ const REQUIRED_ALERTS: [&str; 8] = [
 /// Journey reads allowed per minute in this test's stack, so that a 429 is cheap to get.
 const READS_PER_MINUTE: u64 = 5;
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the tests crate is in the workspace")
@@ -39,7 +39,7 @@ fn repo_root() -> PathBuf {
 }
 
 /// `name` on `PATH` or in `~/.local/bin` (where `pip install --user` puts scripts).
-fn tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let user_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/bin"));
     std::env::split_paths(&path)
@@ -57,7 +57,7 @@ fn required_tool(name: &str) -> PathBuf {
 }
 
 /// Runs `command`; fails the test with its output unless it succeeds.
-fn check(what: &str, command: &mut Command) {
+pub(crate) fn check(what: &str, command: &mut Command) {
     let output = command
         .current_dir(repo_root())
         .output()
