@@ -115,10 +115,17 @@ background() {
          WHERE schemaname = 'bench_registry')"
 }
 
+# Bytes the registry's schema takes in PostgreSQL: every table with its indexes and TOAST
+# (journeys, their revisions, the lifecycle's jobs...), for the storage per journey.
+schema_bytes() {
+    psql "$PG_URL" -tAc "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'bench_registry' AND c.relkind = 'r'"
+}
 # One measured run of $DURATION: wrk's figures, CPU per process, WAL, batches, and the check
 # that every 201 is a stored row.
 measure() {
     rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
+    bytes_before=$(schema_bytes)
     cpu_gateway=$(cpu "$gateway_pid"); cpu_registry=$(cpu "$registry_pid"); cpu_postgres=$(cpu_pg)
     read -r batched_before batches_before <<<"$(batches)"
     read -r wal_records wal_fpi wal_bytes <<<"$(wal)"
@@ -153,6 +160,8 @@ measure() {
     non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$result")
     stored=$((rows_after - rows_before))
     echo "stored during the run: $stored rows; answered 201: $((requests - non2xx)); refused: $non2xx"
+    local bytes_after=$(schema_bytes)
+    [ "$stored" -gt 0 ] && echo "PostgreSQL: $(( (bytes_after - bytes_before) / stored )) bytes per journey stored during the run (tables, indexes, TOAST; $(( bytes_after / 1048576 )) MiB in all for $rows_after journeys)"
     [ "$stored" -ge $((requests - non2xx)) ] || { log "fewer rows than 201 answers"; exit 1; }
 }
 for seeded in $SEED; do

@@ -225,6 +225,7 @@ impl Cluster {
                     ("GATEWAY__REDIS__URL", redis.clone()),
                     ("GATEWAY__REDIS__PREFIX", prefix.clone()),
                     ("GATEWAY__JWKS_RELOAD_SECS", "1".into()),
+                    ("GATEWAY__USAGE__FLUSH_SECS", "1".into()),
                     ("GATEWAY__SERVER__THREADS", "1".into()),
                     ("GATEWAY__SERVER__GRACE_PERIOD_SECONDS", "0".into()),
                     (
@@ -678,6 +679,27 @@ async fn every_service_as_two_replicas_under_ingestion_and_kills() {
         .filter(|id| !stored.contains(*id))
         .collect();
     assert!(missing.is_empty(), "answered 201, not stored: {missing:?}");
+
+    // Usage records: each gateway sends its batches to either auth-service (through the
+    // kills: a batch refused by a dead replica is sent again), and the operator sees when
+    // its token was last used.
+    let last_used = || async {
+        let listed: Value = via
+            .request(Method::GET, "/applications")
+            .headers(op_admin.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (listed.as_array().into_iter().flatten())
+            .any(|app| app["name"] == "backend" && app["last_used"]["at"].is_string())
+    };
+    assert!(
+        eventually(last_used).await,
+        "the ingestion token's last use is recorded"
+    );
 
     // Keys: a rotation made through one auth-service; a token signed with the new key is
     // taken by both gateways at once, whichever replica each fetches the JWKS from.
