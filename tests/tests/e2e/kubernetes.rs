@@ -310,6 +310,7 @@ fn each_environment_holds_the_deployment_rules() {
         assert_eq!(autoscaler["spec"]["scaleTargetRef"]["name"], "gateway");
         assert_eq!(autoscaler["spec"]["metrics"][0]["resource"]["name"], "cpu");
 
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
         // The migrations run as a Job before a rollout, for both databases.
         let job = named(&documents, "Job", "migrate");
         let spec = pod_spec(job);
@@ -330,6 +331,18 @@ fn each_environment_holds_the_deployment_rules() {
             ["auth-service migrate", "registry migrate"],
             "{}",
             context("migrate")
+        );
+        // The first step of a rollout applies what carries rpc/stage=migrate: the Job and
+        // the settings it reads, nothing that would start a new pod.
+        let first_step: BTreeSet<String> = (documents.iter())
+            .filter(|d| d["metadata"]["labels"]["rpc/stage"] == "migrate")
+            .map(|d| d["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            first_step,
+            set(&["ConfigMap", "Job"]),
+            "{}",
+            context("rpc/stage")
         );
 
         // Network: everything denied, then only what is listed.
@@ -362,7 +375,6 @@ fn each_environment_holds_the_deployment_rules() {
             .map(|w| w["metadata"]["name"].as_str().unwrap().to_owned())
             .collect()
         };
-        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
         assert_eq!(
             with_label("rpc/postgresql"),
             set(&["auth-service", "migrate", "registry"])
