@@ -68,6 +68,7 @@ impl Pool {
         settings: &BalancingSettings,
     ) -> Self {
         let discovery = Discovery::new(targets.entries().to_vec());
+        let resolved = discovery.has_first();
         let mut backends = Backends::new(Box::new(discovery));
         let mut check = HttpHealthCheck::new(upstream.audience(), template.is_tls());
         check.req = health_request(upstream);
@@ -83,8 +84,9 @@ impl Pool {
         balancer.update_frequency = Some(Duration::from_secs(settings.resolve_secs.max(1)));
         balancer.parallel_health_check = true;
         // The first membership (resolved in `Discovery::new`, so this does not wait), for
-        // requests that come before the task first runs.
-        {
+        // requests that come before the task first runs. Unresolved (a headless Service
+        // with no ready pod yet), the task resolves it later, on its runtime.
+        if resolved {
             let mut first = std::pin::pin!(balancer.update());
             let mut context = std::task::Context::from_waker(std::task::Waker::noop());
             let _ = first.as_mut().poll(&mut context);
@@ -227,6 +229,13 @@ impl Discovery {
                 ext: Default::default(),
             })
             .collect()
+    }
+
+    fn has_first(&self) -> bool {
+        self.first
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Every entry resolved with the system's (blocking) resolver; `None` if one does not
@@ -474,6 +483,33 @@ mod tests {
         let pool = pool(&[a, gone]);
         pool.balancer.backends().run_health_check(true).await;
         assert_eq!(picks(&pool, None, 4), BTreeSet::from([a]));
+    }
+
+    /// A name that does not resolve yet (a headless Service before its first ready pod):
+    /// the gateway starts (outside any runtime, as the binary builds its server) with no
+    /// replica, and finds it once the name resolves.
+    #[test]
+    fn a_name_that_does_not_resolve_at_start_leaves_the_pool_empty() {
+        let template = HttpPeer::new(SocketAddr::from(([0, 0, 0, 0], 1)), false, String::new());
+        let targets = Targets::new(["registry.replicas.invalid:8082"]).unwrap();
+        let pool = Pool::new(
+            Upstream::Registry,
+            &targets,
+            template,
+            &BalancingSettings::default(),
+        );
+        assert!(pool.peer(None).is_none());
+        assert!(pool.replicas().is_empty());
+        assert_eq!(pool.attempts(), 1);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(
+            runtime.block_on(pool.balancer.update()).is_err(),
+            "still unresolved"
+        );
+        assert!(pool.peer(None).is_none(), "nothing known is nothing lost");
     }
 
     #[tokio::test]
