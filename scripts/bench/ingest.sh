@@ -121,11 +121,20 @@ schema_bytes() {
     psql "$PG_URL" -tAc "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'bench_registry' AND c.relkind = 'r'"
 }
+# A process's peak resident memory, in MiB.
+peak_mib() { awk '/^VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
+# The same per table (name, bytes).
+table_bytes() {
+    psql "$PG_URL" -tAF' ' -c "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'bench_registry' AND c.relkind = 'r'
+        ORDER BY 1"
+}
 # One measured run of $DURATION: wrk's figures, CPU per process, WAL, batches, and the check
 # that every 201 is a stored row.
 measure() {
     rows_before=$(psql "$PG_URL" -tAc 'SELECT count(*) FROM bench_registry.journeys')
     bytes_before=$(schema_bytes)
+    tables_before=$(table_bytes)
     cpu_gateway=$(cpu "$gateway_pid"); cpu_registry=$(cpu "$registry_pid"); cpu_postgres=$(cpu_pg)
     read -r batched_before batches_before <<<"$(batches)"
     read -r wal_records wal_fpi wal_bytes <<<"$(wal)"
@@ -161,7 +170,9 @@ measure() {
     stored=$((rows_after - rows_before))
     echo "stored during the run: $stored rows; answered 201: $((requests - non2xx)); refused: $non2xx"
     local bytes_after=$(schema_bytes)
-    [ "$stored" -gt 0 ] && echo "PostgreSQL: $(( (bytes_after - bytes_before) / stored )) bytes per journey stored during the run (tables, indexes, TOAST; $(( bytes_after / 1048576 )) MiB in all for $rows_after journeys)"
+    [ "$stored" -gt 0 ] && echo "PostgreSQL: $(( (bytes_after - bytes_before) / stored )) bytes per journey stored during the run (tables, indexes, TOAST; $(( bytes_after / 1048576 )) MiB in all for $rows_after journeys)" &&
+        join <(echo "$tables_before") <(table_bytes) | awk -v n="$stored" '$3 > $2 {printf "  %s: %d bytes per journey\n", $1, ($3 - $2) / n}'
+    echo "peak memory (VmHWM): gateway $(peak_mib "$gateway_pid") MiB, registry $(peak_mib "$registry_pid") MiB, auth-service $(peak_mib "$auth_pid") MiB"
     [ "$stored" -ge $((requests - non2xx)) ] || { log "fewer rows than 201 answers"; exit 1; }
 }
 for seeded in $SEED; do

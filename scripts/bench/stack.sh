@@ -67,7 +67,7 @@ export RUST_LOG=warn
 wait_for() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; log "$1 never answered"; exit 1; }
 
 bench_start() {
-    "$bin/auth-service" >"$work/auth.log" 2>&1 & pids+=($!)
+    "$bin/auth-service" >"$work/auth.log" 2>&1 & pids+=($!); auth_pid=$!
     wait_for http://127.0.0.1:18081/health
     if [ "${1:-}" = registry ]; then
         "$bin/registry" >"$work/registry.log" 2>&1 & pids+=($!); registry_pid=$!
