@@ -285,6 +285,22 @@ impl Cluster {
         tests::metric(&text, &series) == Some(healthy)
     }
 
+    /// Each registry's journey submissions so far (`registry_journeys_received_total`, every
+    /// outcome).
+    async fn received(&self, http: &reqwest::Client) -> Vec<f64> {
+        let mut counts = Vec::new();
+        for registry in &self.registries {
+            let url = registry.health.replace("/health", "/metrics");
+            let text = http.get(url).send().await.unwrap().text().await.unwrap();
+            let total = (text.lines())
+                .filter(|l| l.starts_with("registry_journeys_received_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            counts.push(total);
+        }
+        counts
+    }
+
     async fn drop_schemas(&self) {
         if let Ok(pool) = sqlx::PgPool::connect(&database_url()).await {
             for schema in &self.schemas {
@@ -526,6 +542,7 @@ async fn every_service_as_two_replicas_under_ingestion_and_kills() {
     let token = via.application_token(&op_admin).await.unwrap();
 
     // Terms, with one person's journeys reaching both registries at once.
+    let received_before = cluster.received(&http).await;
     let duplicates = all_at_once(
         &cluster,
         &http,
@@ -581,6 +598,14 @@ async fn every_service_as_two_replicas_under_ingestion_and_kills() {
         refused.1["error"]["data"]["terms_violation_labels"],
         json!(["too_close_trips"])
     );
+    // Both registries took part (each gateway balances over both).
+    let received_after = cluster.received(&http).await;
+    for n in 0..2 {
+        assert!(
+            received_after[n] > received_before[n],
+            "registry {n} received none of them: {received_before:?} {received_after:?}"
+        );
+    }
 
     // Continuous ingestion, two workers per gateway, while replicas are killed in turn.
     let seen = Arc::new(Mutex::new(Ingested::default()));
