@@ -14,9 +14,10 @@
 use crate::ratelimit::Subject;
 use crate::reason::Reason;
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::Stream;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
@@ -157,6 +158,11 @@ pub struct Capped<A> {
     limits: Arc<Limits>,
     metrics: ConnectionMetrics,
     tls: Option<Tls>,
+    /// How long a kept-alive connection waits for its next request (`None`: no keep-alive).
+    idle: Option<Duration>,
+    /// Turns true when the service closes what is still waiting for a request
+    /// ([`Capped::cleanup`]).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The HTTPS listener's port and the acceptor shared by every service ([`crate::tls`]).
@@ -177,12 +183,15 @@ impl<A> Capped<A> {
         limits: Arc<Limits>,
         metrics: ConnectionMetrics,
         tls: Option<Tls>,
+        idle: Option<Duration>,
     ) -> Self {
         Self {
             inner: Arc::new(inner),
             limits,
             metrics,
             tls,
+            idle,
+            closing: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -251,8 +260,71 @@ const MAX_LINGERING: usize = 1024;
 /// How long a refused connection waits for its request, then drains it after the answer.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
+impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
+    /// Serves the connection's requests. A plain HTTP/1.1 connection waits for each next
+    /// request on the bare socket (one byte peeked), so while it is kept alive and idle it
+    /// holds no session, head buffer or proxy state: pingora's own loop allocates the next
+    /// request's session before waiting for it. TLS connections (whose streams cannot be
+    /// peeked) and HTTP/2 go through pingora's loop.
+    async fn serve(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        if stream.get_ssl_digest().is_some() {
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        let limit = (self.inner.server_options()).and_then(|o| o.keepalive_request_limit);
+        let mut session = ServerSession::new_http1(stream);
+        // As pingora's loop: keep-alive (60 s until the request sets its own) unless the
+        // service is stopping.
+        session.set_keepalive((!*shutdown.borrow()).then_some(60));
+        session.set_keepalive_reuses_remaining(limit);
+        let mut served = self.inner.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = served.map(|s| s.consume()) {
+            let stream = self.next_request(stream).await?;
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            served = self.inner.process_new_http(session, shutdown).await;
+        }
+        None
+    }
+
+    /// Waits, on the bare socket, for a kept-alive connection's next request and reads its
+    /// first bytes (put back in the stream for the next session: for a typical request, the
+    /// one read pingora would have made), within the idle timeout. `None`: close it (timed
+    /// out, closed by the client, or the service is closing what waits).
+    async fn next_request(&self, stream: Stream) -> Option<Stream> {
+        let mut closing = self.closing.subscribe();
+        if *closing.borrow_and_update() {
+            return None;
+        }
+        if !stream.as_any().is::<L4Stream>() {
+            // Not a bare TCP stream: pingora's session waits for it.
+            return Some(stream);
+        }
+        let mut tcp = tcp(stream)?;
+        let idle = self.idle.unwrap_or(Duration::ZERO);
+        let mut first = [0u8; NEXT_REQUEST_READ];
+        let read = tokio::select! {
+            read = tcp.read(&mut first) => read.ok().filter(|&n| n > 0)?,
+            () = tokio::time::sleep(idle) => return None,
+            _ = closing.wait_for(|closing| *closing) => return None,
+        };
+        tcp.rewind(&first[..read]);
+        Some(Box::new(tcp))
+    }
+}
+
+/// What [`Capped::next_request`] reads of a kept-alive connection's next request: a whole
+/// typical request line and headers (a bearer token included), so that pingora's session
+/// reads it from the stream's rewind buffer without another system call. It is also what an
+/// idle kept-alive connection holds while it waits.
+const NEXT_REQUEST_READ: usize = 1024;
+
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -298,7 +370,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
             None => Some(stream),
         };
         let reused = match stream {
-            Some(stream) => self.inner.process_new(stream, shutdown).await,
+            Some(stream) => self.serve(stream, shutdown).await,
             None => None,
         };
         self.metrics.open.dec();
@@ -315,6 +387,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         if self.limits.open() > 0 {
             tokio::time::sleep(FIRST_REQUEST_GRACE).await;
         }
+        // Kept-alive connections waiting in `next_request`, then those in pingora's sessions.
+        self.closing.send_replace(true);
         self.inner.cleanup().await;
     }
 }

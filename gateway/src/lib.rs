@@ -364,6 +364,7 @@ fn proxy_service(
         limits,
         shared.metrics.connections(),
         tls,
+        shared.keepalive_idle_secs.map(Duration::from_secs),
     );
     let mut service = Service::new(format!("gateway {index}"), app);
     service.threads = Some(1);

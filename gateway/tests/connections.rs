@@ -219,3 +219,63 @@ async fn a_trusted_balancer_is_bounded_by_the_replica_cap_only() {
     assert!(status.starts_with("http/1.1 503"), "{status}");
     assert!(body.contains("too_many_connections"), "{body}");
 }
+
+/// A kept-alive connection waits for its next request on the bare socket and reads its first
+/// bytes itself before pingora's session takes over: whatever way the next request arrives
+/// (one byte, then the rest later; all at once and larger than that first read), it is
+/// served whole, on the same connection. (Pipelined requests, several in one write, are
+/// not served in full: pingora's HTTP/1 server closes such a connection, with or without
+/// this wait.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_request_on_a_kept_alive_connection_is_read_whole_however_it_arrives() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |_| {}).await;
+    let mut conn = held(&gw).await;
+    let request = |extra: &str| {
+        format!(
+            "POST {SIGN_IN} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n\
+             {extra}content-length: 2\r\n\r\n{{}}"
+        )
+        .into_bytes()
+    };
+
+    // One byte, a pause, then the rest.
+    let slow = request("");
+    conn.write_all(&slow[..1]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write_all(&slow[1..]).await.unwrap();
+    let (status, _) = read_answer(&mut conn).await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+
+    // A request of 6 KiB of headers: more than the first read.
+    let large = request(&format!("x-padding: {}\r\n", "p".repeat(6 * 1024)));
+    conn.write_all(&large).await.unwrap();
+    let (status, _) = read_answer(&mut conn).await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+
+    let (status, _) = exchange(&mut conn).await.unwrap();
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+}
+
+/// Reads one answer (status line and body) from `conn`.
+async fn read_answer(conn: &mut TcpStream) -> (String, String) {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut byte = [0u8; 1];
+        assert_eq!(conn.read(&mut byte).await.unwrap(), 1, "closed");
+        buf.push(byte[0]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length = (head.lines())
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await.unwrap();
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
