@@ -103,14 +103,14 @@ where
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
-        tracing::info!(
-            request_id,
-            method,
-            route,
-            status,
-            micros = info.elapsed().as_micros() as u64,
-            "request"
-        );
+        let micros = info.elapsed().as_micros() as u64;
+        // Probes and scrapes that succeed (every gateway checks every replica's /health
+        // each second) are debug lines; everything else, failed probes included, info.
+        if status == 200 && matches!(route, "/health" | "/health/live" | "/metrics") {
+            tracing::debug!(request_id, method, route, status, micros, "request");
+        } else {
+            tracing::info!(request_id, method, route, status, micros, "request");
+        }
     });
     routes.with(log).map(Reply::into_response)
 }

@@ -246,6 +246,7 @@ fn template(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["health"] => "/health",
+        ["health", "live"] => "/health/live",
         ["metrics"] => "/metrics",
         [".well-known", "jwks.json"] => "/.well-known/jwks.json",
         ["api", "v1", "auth", "sign_in"] => "/api/v1/auth/sign_in",

@@ -317,6 +317,7 @@ pub fn route_template(path: &str) -> &'static str {
     });
     match segments.as_slice() {
         ["health"] => "/health",
+        ["health", "live"] => "/health/live",
         ["metrics"] => "/metrics",
         ["journeys", "push"] => "/journeys/push",
         ["admin", "campaigns"] => "/admin/campaigns",
@@ -349,6 +350,7 @@ mod tests {
     fn raw_paths_map_to_templates() {
         let cases = [
             ("/health", "/health"),
+            ("/health/live", "/health/live"),
             ("/metrics", "/metrics"),
             ("/journeys/push", "/journeys/push"),
             ("/v3/journeys", "/{version}/journeys"),
