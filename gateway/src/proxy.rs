@@ -323,14 +323,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let pool = ctx
-            .route
-            .as_ref()
-            .map(|r| self.shared.upstreams.of(r.upstream));
-        if let Some(pool) = pool
-            && ctx.attempts < pool.attempts()
-        {
-            ctx.refused = Some(peer._address.clone());
+        if self.try_another_replica(ctx, peer) {
             e.set_retry(true);
         }
         e
@@ -491,6 +484,19 @@ impl Gateway {
         );
     }
 
+    /// After `peer` refused the connection: whether another attempt is left (one per replica
+    /// of the upstream), which then avoids `peer`.
+    fn try_another_replica(&self, ctx: &mut Ctx, peer: &HttpPeer) -> bool {
+        let Some(route) = &ctx.route else {
+            return false;
+        };
+        if ctx.attempts >= self.shared.upstreams.of(route.upstream).attempts() {
+            return false;
+        }
+        ctx.refused = Some(peer._address.clone());
+        true
+    }
+
     /// A replica of the request's route's upstream for the next attempt (the registry for an
     /// unrouted request, which is never forwarded).
     fn peer(&self, ctx: &Ctx) -> Result<HttpPeer> {
@@ -570,18 +576,9 @@ impl Gateway {
             let peer = self.peer(ctx)?;
             match connector.get_http_session(&peer).await {
                 Ok((upstream, _)) => break (peer, upstream),
-                Err(e) => {
-                    // As `fail_to_connect`: nothing was sent, another replica may answer.
-                    let pool = ctx
-                        .route
-                        .as_ref()
-                        .map(|r| self.shared.upstreams.of(r.upstream));
-                    if pool.is_some_and(|pool| ctx.attempts < pool.attempts()) {
-                        ctx.refused = Some(peer._address.clone());
-                        continue;
-                    }
-                    return Err(e.into_up());
-                }
+                // As `fail_to_connect`: nothing was sent, another replica may answer.
+                Err(_) if self.try_another_replica(ctx, &peer) => continue,
+                Err(e) => return Err(e.into_up()),
             }
         };
         upstream.set_read_timeout(Some(self.shared.read_timeout));
