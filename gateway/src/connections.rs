@@ -261,11 +261,12 @@ const MAX_LINGERING: usize = 1024;
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
-    /// Serves the connection's requests. A plain HTTP/1.1 connection waits for each next
-    /// request on the bare socket (one byte peeked), so while it is kept alive and idle it
-    /// holds no session, head buffer or proxy state: pingora's own loop allocates the next
-    /// request's session before waiting for it. TLS connections (whose streams cannot be
-    /// peeked) and HTTP/2 go through pingora's loop.
+    /// Serves the connection's requests: pingora's HTTP/1 loop, except that a plain
+    /// connection waits for each next request on the bare socket ([`Capped::next_request`]),
+    /// so while it is kept alive and idle it holds no session, head buffer or proxy state
+    /// (pingora's own loop allocates the next request's session before waiting for it). TLS
+    /// connections, HTTP/2 among them, go through pingora's loop: a TLS stream cannot take
+    /// back what was read from it. Plain connections are HTTP/1 (the gateway offers no h2c).
     async fn serve(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         if stream.get_ssl_digest().is_some() {
             return self.inner.process_new(stream, shutdown).await;
