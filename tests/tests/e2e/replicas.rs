@@ -154,53 +154,43 @@ impl Cluster {
             binary("auth-service"),
             binary("gateway"),
         );
-        let mut registry_addrs = Vec::new();
-        let registries = (0..2)
-            .map(|n| {
-                let listen = port();
-                registry_addrs.push(listen.to_string());
-                replica(
-                    format!("registry{n}"),
-                    &registry_bin,
-                    format!("http://{listen}/health"),
-                    vec![
-                        ("REGISTRY__LISTEN", listen.to_string()),
-                        ("REGISTRY__DATABASE__URL", database_url()),
-                        ("REGISTRY__DATABASE__SCHEMA", schemas[1].clone()),
-                        ("REGISTRY__ASSERTION_SECRET", registry_secret.clone()),
-                        ("REGISTRY__CEE__PRIVATE_KEY_PEM", CEE_TEST_KEY.into()),
-                        (
-                            "REGISTRY__EXPORTS__DIRECTORY",
-                            dir.join("exports").display().to_string(),
-                        ),
-                        ("REGISTRY__WORKER_THREADS", "1".into()),
-                    ],
-                )
-            })
-            .collect();
-        let mut auth_addrs = Vec::new();
-        let auths = (0..2)
-            .map(|n| {
-                let listen = port();
-                auth_addrs.push(listen.to_string());
-                replica(
-                    format!("auth{n}"),
-                    &auth_bin,
-                    format!("http://{listen}/health"),
-                    vec![
-                        ("AUTH_SERVICE__LISTEN", listen.to_string()),
-                        ("AUTH_SERVICE__DATABASE__URL", database_url()),
-                        ("AUTH_SERVICE__DATABASE__SCHEMA", schemas[0].clone()),
-                        ("AUTH_SERVICE__KEY_ENCRYPTION_KEYS", kek.clone()),
-                        ("AUTH_SERVICE__REDIS__URL", redis.clone()),
-                        ("AUTH_SERVICE__REDIS__PREFIX", prefix.clone()),
-                        ("AUTH_SERVICE__ASSERTION_SECRET", auth_secret.clone()),
-                        ("RPC_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL.into()),
-                        ("RPC_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
-                    ],
-                )
-            })
-            .collect();
+        // Two replicas of an upstream, each on its own port; and their addresses.
+        let two =
+            |name: &str, binary: &Path, env: &dyn Fn(SocketAddr) -> Vec<(&'static str, String)>| {
+                (0..2)
+                    .map(|n| {
+                        let listen = port();
+                        let health = format!("http://{listen}/health");
+                        let replica = replica(format!("{name}{n}"), binary, health, env(listen));
+                        (replica, listen.to_string())
+                    })
+                    .unzip::<_, _, Vec<_>, Vec<_>>()
+            };
+        let exports = dir.join("exports").display().to_string();
+        let (registries, registry_addrs) = two("registry", &registry_bin, &|listen| {
+            vec![
+                ("REGISTRY__LISTEN", listen.to_string()),
+                ("REGISTRY__DATABASE__URL", database_url()),
+                ("REGISTRY__DATABASE__SCHEMA", schemas[1].clone()),
+                ("REGISTRY__ASSERTION_SECRET", registry_secret.clone()),
+                ("REGISTRY__CEE__PRIVATE_KEY_PEM", CEE_TEST_KEY.into()),
+                ("REGISTRY__EXPORTS__DIRECTORY", exports.clone()),
+                ("REGISTRY__WORKER_THREADS", "1".into()),
+            ]
+        });
+        let (auths, auth_addrs) = two("auth", &auth_bin, &|listen| {
+            vec![
+                ("AUTH_SERVICE__LISTEN", listen.to_string()),
+                ("AUTH_SERVICE__DATABASE__URL", database_url()),
+                ("AUTH_SERVICE__DATABASE__SCHEMA", schemas[0].clone()),
+                ("AUTH_SERVICE__KEY_ENCRYPTION_KEYS", kek.clone()),
+                ("AUTH_SERVICE__REDIS__URL", redis.clone()),
+                ("AUTH_SERVICE__REDIS__PREFIX", prefix.clone()),
+                ("AUTH_SERVICE__ASSERTION_SECRET", auth_secret.clone()),
+                ("RPC_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL.into()),
+                ("RPC_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+            ]
+        });
         let (mut urls, mut admins) = (Vec::new(), Vec::new());
         let gateways = (0..2)
             .map(|n| {
