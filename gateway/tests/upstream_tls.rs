@@ -173,26 +173,11 @@ async fn the_gateway_reaches_a_tls_only_upstream_with_its_client_certificate() {
     // Its health is checked over TLS too, under its name, with the client certificate.
     let healthy = r#"gateway_upstream_replicas{state="healthy",upstream="auth-service"}"#;
     assert!(
-        eventually(|| async { support::metric(&gw, healthy).await == Some(1.0) }).await,
+        support::eventually(|| async { support::metric(&gw, healthy).await == Some(1.0) }).await,
         "the health check did not pass over TLS"
     );
     drop(gw);
     std::fs::remove_dir_all(dir).ok();
-}
-
-async fn eventually<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +221,8 @@ async fn no_request_reaches_an_upstream_it_cannot_verify_or_that_cannot_verify_i
         // Nor does its health check pass.
         let unhealthy = r#"gateway_upstream_replicas{state="unhealthy",upstream="auth-service"}"#;
         assert!(
-            eventually(|| async { support::metric(&gw, unhealthy).await == Some(1.0) }).await,
+            support::eventually(|| async { support::metric(&gw, unhealthy).await == Some(1.0) })
+                .await,
             "{what}: passes its health check"
         );
     }

@@ -497,22 +497,31 @@ impl Stack {
         }
     }
 
-    /// Polls `check` until it holds or `within` passes; for effects that propagate (Redis).
-    pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> bool
+    /// [`eventually`], for effects that propagate (Redis).
+    pub async fn eventually<F, Fut>(&self, within: Duration, check: F) -> bool
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + within;
-        loop {
-            if check().await {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        eventually(within, check).await
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `within` passes; whether it held.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
         }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -579,16 +588,27 @@ impl Via<'_> {
 
     /// A new application token of the operator whose admin is signed in as `op_admin`.
     pub async fn application_token(&self, op_admin: &HeaderMap) -> anyhow::Result<String> {
+        Ok(self.application(op_admin, "backend").await?.0)
+    }
+
+    /// A new application named `name` of `op_admin`'s operator: its token and its uuid.
+    pub async fn application(
+        &self,
+        op_admin: &HeaderMap,
+        name: &str,
+    ) -> anyhow::Result<(String, String)> {
         let created: Value = self
             .request(reqwest::Method::POST, "/applications")
             .headers(op_admin.clone())
-            .json(&json!({"name": "backend"}))
+            .json(&json!({"name": name}))
             .send()
             .await?
             .error_for_status()?
             .json()
             .await?;
-        Ok(created["token"].as_str().context("token")?.to_owned())
+        let token = created["token"].as_str().context("token")?;
+        let uuid = created["application"]["uuid"].as_str().context("uuid")?;
+        Ok((token.to_owned(), uuid.to_owned()))
     }
 }
 

@@ -28,7 +28,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, CEE_TEST_KEY, Via, database_url, journey};
+use tests::{ADMIN_EMAIL, ADMIN_PASSWORD, CEE_TEST_KEY, Via, database_url, eventually, journey};
+
+/// How long a propagating effect (health checks, usage records) gets.
+const SETTLE: Duration = Duration::from_secs(15);
 
 /// One replica: its binary, its settings (environment), its process while it runs.
 struct Replica {
@@ -455,18 +458,7 @@ async fn revoke_and_wait(
         http,
         url: &cluster.urls[0],
     };
-    let created: Value = via
-        .request(Method::POST, "/applications")
-        .headers(op_admin.clone())
-        .json(&json!({"name": "to revoke"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap().to_owned();
-    let uuid = created["application"]["uuid"].as_str().unwrap().to_owned();
+    let (token, uuid) = via.application(op_admin, "to revoke").await.unwrap();
     for url in &cluster.urls {
         let via = Via { http, url };
         let status = via
@@ -517,7 +509,7 @@ async fn every_service_as_two_replicas_under_ingestion_and_kills() {
     for n in 0..2 {
         for upstream in ["registry", "auth-service"] {
             assert!(
-                eventually(|| cluster.sees(&http, n, upstream, 2.0)).await,
+                eventually(SETTLE, || cluster.sees(&http, n, upstream, 2.0)).await,
                 "gateway {n} sees both {upstream} replicas healthy"
             );
         }
@@ -630,7 +622,7 @@ async fn every_service_as_two_replicas_under_ingestion_and_kills() {
         cluster.auths[n].start();
         cluster.auths[n].wait_ready(&http).await;
         for g in 0..2 {
-            assert!(eventually(|| cluster.sees(&http, g, "auth-service", 2.0)).await);
+            assert!(eventually(SETTLE, || cluster.sees(&http, g, "auth-service", 2.0)).await);
         }
         propagation.push(revoke_and_wait(&cluster, &http, &op_admin).await);
 
@@ -712,7 +704,7 @@ async fn every_service_as_two_replicas_under_ingestion_and_kills() {
             .any(|app| app["name"] == "backend" && app["last_used"]["at"].is_string())
     };
     assert!(
-        eventually(last_used).await,
+        eventually(SETTLE, last_used).await,
         "the ingestion token's last use is recorded"
     );
 
@@ -825,19 +817,4 @@ async fn stored_ids(cluster: &Cluster, http: &reqwest::Client, token: &str) -> B
         }
     }
     ids
-}
-
-async fn eventually<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
