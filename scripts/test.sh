@@ -7,6 +7,9 @@ source scripts/prereqs.sh services
 set -x
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Every service's binary: the replica tests run them as processes, and a test binary only
+# brings its own package's binaries with it.
+cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else

@@ -101,15 +101,15 @@ impl Drop for Replica {
     }
 }
 
-/// The workspace's binary `name`, built beside this test (`cargo nextest run --workspace`
-/// builds every binary).
+/// The workspace's binary `name`, built beside this test: `scripts/test.sh` runs
+/// `cargo build --workspace --bins` first, since a test binary brings only its own package's.
 fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the workspace first",
+        "{} is missing: run `cargo build --workspace --bins` first",
         path.display()
     );
     path
