@@ -15,9 +15,9 @@ use crate::token_cache::Cached;
 use crate::{Shared, unix_now};
 use async_trait::async_trait;
 use auth_token::session::{is_well_formed_sessid, new_sessid, sid_of};
-use auth_token::{ASSERTION_HEADER, CredentialKind, Principal};
+use auth_token::{CredentialKind, Principal};
 use bytes::{Bytes, BytesMut};
-use http::HeaderName;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
@@ -42,8 +42,9 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 mod name {
     use http::HeaderName;
     pub use http::header::{
-        AUTHORIZATION, CONTENT_LENGTH, COOKIE, EXPECT, FORWARDED, HOST, ORIGIN, SET_COOKIE,
-        STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING, USER_AGENT,
+        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, FORWARDED, HOST,
+        LOCATION, ORIGIN, SET_COOKIE, STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING, USER_AGENT,
+        WWW_AUTHENTICATE,
     };
     pub static ASSERTION: HeaderName = HeaderName::from_static(auth_token::ASSERTION_HEADER);
     pub static CSRF: HeaderName = HeaderName::from_static(auth_token::session::CSRF_HEADER);
@@ -56,6 +57,7 @@ mod name {
     pub static UID: HeaderName = HeaderName::from_static("uid");
     pub static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
     pub static X_RPC_OUTCOME: HeaderName = HeaderName::from_static("x-rpc-outcome");
+    pub static X_GATEWAY_ERROR: HeaderName = HeaderName::from_static("x-gateway-error");
 }
 
 /// Headers the client may not choose: they would let it speak for the gateway.
@@ -169,6 +171,10 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// The pipeline. pingora boxes this future and moves it whole for every request, so the
+    /// paths other than forwarding an allowed request (answers, refusals, bodies) are boxed
+    /// apart and awaited only when taken: inline, their states made this future about 12 KB
+    /// to copy per request (issue 24).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let now = unix_now();
         ctx.request_id = request_id(
@@ -199,41 +205,41 @@ impl ProxyHttp for Gateway {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .is_some_and(|n| n > MAX_BODY_BYTES);
         if too_large {
-            return self.answer(session, ctx, Reason::PayloadTooLarge).await;
+            return Box::pin(self.answer(session, ctx, Reason::PayloadTooLarge)).await;
         }
         ctx.header_bytes = header_bytes(req);
         if ctx.header_bytes > MAX_HEADER_BYTES {
-            return self.answer(session, ctx, Reason::HeadersTooLarge).await;
+            return Box::pin(self.answer(session, ctx, Reason::HeadersTooLarge)).await;
         }
         if req.method == http::Method::GET && req.uri.path() == HEALTH {
-            return self.answer_health(session, ctx).await;
+            return Box::pin(self.answer_health(session, ctx)).await;
         }
         if req.method == http::Method::GET
             && let Some((content_type, body)) = api_description(req.uri.path())
         {
             let body = Bytes::from_static(body);
-            return self.answer_own(session, ctx, 200, content_type, body).await;
+            return Box::pin(self.answer_own(session, ctx, 200, content_type, body)).await;
         }
         if let Some(port) = self.shared.redirect_to_tls
             && !ctx.tls
             && !is_trusted(&self.shared.trusted_proxies, session)
         {
-            return self.redirect_to_tls(session, ctx, port).await;
+            return Box::pin(self.redirect_to_tls(session, ctx, port)).await;
         }
         let Some(matched) = route(&req.method, req.uri.path()) else {
             // A route with other methods says which (RFC 9110 §15.5.6); else none is here.
             let allowed = crate::routes::allowed_methods(req.uri.path());
             if allowed.is_empty() {
-                return self.answer(session, ctx, Reason::RouteNotFound).await;
+                return Box::pin(self.answer(session, ctx, Reason::RouteNotFound)).await;
             }
             ctx.allow = Some(allowed.join(", "));
-            return self.answer(session, ctx, Reason::MethodNotAllowed).await;
+            return Box::pin(self.answer(session, ctx, Reason::MethodNotAllowed)).await;
         };
         if cross_site(session, &matched) {
             let code = Reason::CsrfFailed.code();
             self.shared.metrics.auth.with_label_values(&[code]).inc();
             ctx.route = Some(matched);
-            return self.answer(session, ctx, Reason::CsrfFailed).await;
+            return Box::pin(self.answer(session, ctx, Reason::CsrfFailed)).await;
         }
         let sent_sessid =
             (!ctx.new_sessid && !ctx.sessid.is_empty()).then_some(ctx.sessid.as_str());
@@ -247,7 +253,7 @@ impl ProxyHttp for Gateway {
                 ctx.route = Some(matched);
                 // A genuine credential refused is still named in the usage records.
                 ctx.principal = principal;
-                return self.answer(session, ctx, reason).await;
+                return Box::pin(self.answer(session, ctx, reason)).await;
             }
         };
         if let Some(named) = &matched.version {
@@ -258,9 +264,12 @@ impl ProxyHttp for Gateway {
                 Some(v) => ctx.version = Some(v.to_owned()),
                 None => {
                     ctx.route = Some(matched);
-                    return self
-                        .answer(session, ctx, Reason::UnsupportedApiVersion)
-                        .await;
+                    return Box::pin(Box::pin(self.answer(
+                        session,
+                        ctx,
+                        Reason::UnsupportedApiVersion,
+                    )))
+                    .await;
                 }
             }
         }
@@ -271,7 +280,7 @@ impl ProxyHttp for Gateway {
             ..principal
         });
         if limited {
-            return self.answer(session, ctx, Reason::RateLimited).await;
+            return Box::pin(self.answer(session, ctx, Reason::RateLimited)).await;
         }
         if !has_body(session.req_header()) {
             return Ok(false);
@@ -279,15 +288,15 @@ impl ProxyHttp for Gateway {
         // The assertion binds a digest of the body, so the body is read before anything is
         // forwarded. pingora then sends it from its retry buffer, which holds 64 KiB; a larger
         // body (bulk imports) is forwarded here.
-        let body = match read_body(session).await? {
+        let body = match Box::pin(read_body(session)).await? {
             Some(body) => body,
-            None => return self.answer(session, ctx, Reason::PayloadTooLarge).await,
+            None => return Box::pin(self.answer(session, ctx, Reason::PayloadTooLarge)).await,
         };
         ctx.body_digest = auth_token::body_digest(&body);
         if session.as_downstream().get_retry_buffer().is_some() || body.is_empty() {
             return Ok(false);
         }
-        self.forward_buffered(session, ctx, body).await
+        Box::pin(self.forward_buffered(session, ctx, body)).await
     }
 
     /// Counts a streamed body (one without `Content-Length`) and stops it past the limit.
@@ -344,17 +353,18 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        response.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(version) = &ctx.version {
-            response.insert_header("x-api-version", version.as_str())?;
-        }
-        rate_limit_headers(response, ctx)?;
-        if let Some(outcome) = response.headers.get(&name::X_RPC_OUTCOME) {
-            ctx.refusal = crate::usage::upstream_outcome(outcome.as_bytes());
-            response.remove_header(&name::X_RPC_OUTCOME);
-        }
-        self.set_transport_headers(response, ctx)?;
-        self.set_session_cookie(response, ctx)
+        edit_response(response, |headers| {
+            headers.insert(&name::X_REQUEST_ID, header_value(ctx.request_id.as_str())?);
+            if let Some(version) = &ctx.version {
+                headers.insert(&name::X_API_VERSION, header_value(version.as_str())?);
+            }
+            rate_limit_headers(headers, ctx);
+            if let Some(outcome) = headers.remove(&name::X_RPC_OUTCOME) {
+                ctx.refusal = crate::usage::upstream_outcome(outcome.as_bytes());
+            }
+            self.set_transport_headers(headers, ctx);
+            self.set_session_cookie(headers, ctx)
+        })
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -526,36 +536,36 @@ impl Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for stripped in STRIPPED {
-            if upstream_request.headers.contains_key(stripped) {
-                upstream_request.remove_header(stripped);
-            }
-        }
-        let kept = cookies::forwarded(cookie_headers(&upstream_request.headers));
-        if upstream_request.headers.contains_key(&name::COOKIE) {
-            upstream_request.remove_header(&name::COOKIE);
-        }
-        if let Some(kept) = kept {
-            upstream_request.insert_header("cookie", kept)?;
-        }
-        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if !ctx.client_ip.is_unspecified() {
-            upstream_request.insert_header("x-forwarded-for", ctx.client_ip.to_string())?;
-        }
         let (Some(route), Some(principal)) = (&ctx.route, &ctx.principal) else {
             return Error::e_explain(ErrorType::InternalError, "forwarding an unrouted request");
         };
-        let request = auth_token::Request {
-            method: upstream_request.method.as_str(),
-            path: upstream_request.uri.path(),
-            query: upstream_request.uri.query().unwrap_or(""),
-            body: ctx.body_digest.as_deref(),
-        };
-        let audience = route.upstream.audience();
-        let key = self.shared.assertion.of(route.upstream);
-        let token = key.sign_new(principal, audience, &request, &ctx.request_id, unix_now());
-        upstream_request.insert_header(ASSERTION_HEADER, token)?;
-        Ok(())
+        edit_request(upstream_request, |parts| {
+            let headers = &mut parts.headers;
+            for stripped in STRIPPED {
+                headers.remove(stripped);
+            }
+            let kept = cookies::forwarded(cookie_headers(headers));
+            headers.remove(&name::COOKIE);
+            if let Some(kept) = kept {
+                headers.insert(&name::COOKIE, header_value(kept)?);
+            }
+            headers.insert(&name::X_REQUEST_ID, header_value(ctx.request_id.as_str())?);
+            if !ctx.client_ip.is_unspecified() {
+                let client = ctx.client_ip.to_string();
+                headers.insert(&name::X_FORWARDED_FOR, header_value(client)?);
+            }
+            let request = auth_token::Request {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or(""),
+                body: ctx.body_digest.as_deref(),
+            };
+            let audience = route.upstream.audience();
+            let key = self.shared.assertion.of(route.upstream);
+            let token = key.sign_new(principal, audience, &request, &ctx.request_id, unix_now());
+            parts.headers.insert(&name::ASSERTION, header_value(token)?);
+            Ok(())
+        })
     }
 
     /// Forwards a request whose body was read whole but is larger than pingora's retry buffer,
@@ -659,7 +669,7 @@ impl Gateway {
             keys: shared.jwks.current(),
         };
         let mut outcome = authorize(matched, presented, &keys(), &shared.blacklist, now);
-        if outcome == Outcome::UnknownKey && shared.jwks.refresh().await {
+        if outcome == Outcome::UnknownKey && Box::pin(shared.jwks.refresh()).await {
             outcome = authorize(matched, presented, &keys(), &shared.blacklist, unix_now());
         }
         let result = match outcome {
@@ -778,23 +788,29 @@ impl Gateway {
     ) -> Result<()> {
         ctx.refusal = Some(reason.code());
         let body = reason.body();
-        let mut header = ResponseHeader::build(reason.status(), Some(5))?;
-        header.insert_header("content-type", "application/json")?;
-        header.insert_header("content-length", body.len().to_string())?;
-        header.insert_header("x-gateway-error", reason.code())?;
-        header.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if reason.status() == 401 {
-            header.insert_header("www-authenticate", "Bearer")?;
-        }
-        if let Some(allow) = ctx.allow.take() {
-            header.insert_header("allow", allow)?;
-        }
-        rate_limit_headers(&mut header, ctx)?;
-        self.set_transport_headers(&mut header, ctx)?;
-        self.set_session_cookie(&mut header, ctx)?;
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
+        let allow = ctx.allow.take();
+        let header = own_response(reason.status(), |headers| {
+            headers.insert(
+                &name::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(&name::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            headers.insert(
+                &name::X_GATEWAY_ERROR,
+                HeaderValue::from_static(reason.code()),
+            );
+            headers.insert(&name::X_REQUEST_ID, header_value(ctx.request_id.as_str())?);
+            if reason.status() == 401 {
+                headers.insert(&name::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            if let Some(allow) = allow {
+                headers.insert(&name::ALLOW, header_value(allow)?);
+            }
+            rate_limit_headers(headers, ctx);
+            self.set_transport_headers(headers, ctx);
+            self.set_session_cookie(headers, ctx)
+        })?;
+        session.write_response_header(header, false).await?;
         session.write_response_body(Some(body), true).await
     }
 
@@ -819,18 +835,18 @@ impl Gateway {
             port,
             req.uri.path_and_query().map_or("/", |p| p.as_str()),
         );
-        let mut header = ResponseHeader::build(308, Some(4))?;
-        match http::HeaderValue::from_str(&target) {
-            Ok(location) => header.insert_header("location", location)?,
+        let Ok(location) = HeaderValue::from_str(&target) else {
             // A Host no header can carry: nowhere to send the client.
-            Err(_) => return self.answer(session, ctx, Reason::RouteNotFound).await,
-        }
-        header.insert_header("content-length", "0")?;
-        header.insert_header("x-request-id", ctx.request_id.as_str())?;
+            return self.answer(session, ctx, Reason::RouteNotFound).await;
+        };
+        let header = own_response(308, |headers| {
+            headers.insert(&name::LOCATION, location);
+            headers.insert(&name::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            headers.insert(&name::X_REQUEST_ID, header_value(ctx.request_id.as_str())?);
+            Ok(())
+        })?;
         session.set_keepalive(None);
-        session
-            .write_response_header(Box::new(header), true)
-            .await?;
+        session.write_response_header(header, true).await?;
         if has_body(session.req_header()) {
             linger(session).await;
         }
@@ -848,13 +864,12 @@ impl Gateway {
     }
 
     /// `Strict-Transport-Security` on an answer over TLS.
-    fn set_transport_headers(&self, response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+    fn set_transport_headers(&self, headers: &mut HeaderMap, ctx: &Ctx) {
         if ctx.tls
             && let Some(hsts) = &self.shared.hsts
         {
-            response.insert_header(&name::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+            headers.insert(&name::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
-        Ok(())
     }
 
     /// The public `/health`: the replica's state word (the admin port's `/health` has the
@@ -875,36 +890,35 @@ impl Gateway {
         content_type: &'static str,
         body: Bytes,
     ) -> Result<bool> {
-        let mut header = ResponseHeader::build(status, Some(3))?;
-        header.insert_header("content-type", content_type)?;
-        header.insert_header("content-length", body.len().to_string())?;
-        header.insert_header("x-request-id", ctx.request_id.as_str())?;
-        self.set_transport_headers(&mut header, ctx)?;
-        self.set_session_cookie(&mut header, ctx)?;
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
+        let header = own_response(status, |headers| {
+            headers.insert(&name::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(&name::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            headers.insert(&name::X_REQUEST_ID, header_value(ctx.request_id.as_str())?);
+            self.set_transport_headers(headers, ctx);
+            self.set_session_cookie(headers, ctx)
+        })?;
+        session.write_response_header(header, false).await?;
         session.write_response_body(Some(body), true).await?;
         Ok(true)
     }
 
     /// Hands a new session id to the browser, whatever the answer.
-    fn set_session_cookie(&self, response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+    fn set_session_cookie(&self, headers: &mut HeaderMap, ctx: &Ctx) -> Result<()> {
         let names = self.cookies(ctx);
-        if names.secure && response.headers.contains_key(&name::SET_COOKIE) {
+        if names.secure && headers.contains_key(&name::SET_COOKIE) {
             // auth-service's `sessauth`, under this gateway's `__Host-` name.
-            let lines: Vec<String> = (response.headers.get_all(&name::SET_COOKIE).iter())
+            let lines: Vec<String> = (headers.get_all(&name::SET_COOKIE).iter())
                 .filter_map(|v| v.to_str().ok())
                 .map(|line| names.outgoing(line).unwrap_or_else(|| line.to_owned()))
                 .collect();
-            response.remove_header(&name::SET_COOKIE);
+            headers.remove(&name::SET_COOKIE);
             for line in lines {
-                response.append_header("set-cookie", line)?;
+                headers.append(&name::SET_COOKIE, header_value(line)?);
             }
         }
         if ctx.new_sessid {
             let cookie = cookies::set_sessid(names, &ctx.sessid);
-            response.append_header("set-cookie", cookie)?;
+            headers.append(&name::SET_COOKIE, header_value(cookie)?);
         }
         Ok(())
     }
@@ -1060,13 +1074,70 @@ async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
 }
 
 /// `RateLimit-*` (and `Retry-After` when refused) on responses of limited routes.
-fn rate_limit_headers(response: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+fn rate_limit_headers(headers: &mut HeaderMap, ctx: &Ctx) {
     if let Some(decision) = &ctx.rate {
         for (name, value) in decision.headers() {
-            response.insert_header(name, value)?;
+            headers.insert(name, value);
         }
     }
-    Ok(())
+}
+
+/// Edits a request's headers in its `http` parts.
+///
+/// pingora keeps beside each header map a second map of the names' spellings, and its
+/// `insert_header` parses the name again and writes both maps, allocating for each name it
+/// does not know: about 6 % of the gateway's CPU under the GET benchmark (issue 24). The
+/// edits go straight into the `http` map instead, and the spellings are dropped: names then
+/// go out as pingora writes unspelt ones, the usual ones titled and the rest in lower case.
+/// Header names are case-insensitive (RFC 9110 §5.1), and HTTP/2 sends them all in lower
+/// case. The request target is then written from the URI, which is what the assertion
+/// binds.
+fn edit_request<T>(
+    request: &mut RequestHeader,
+    edit: impl FnOnce(&mut http::request::Parts) -> Result<T>,
+) -> Result<T> {
+    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(request, empty));
+    let edited = edit(&mut parts);
+    *request = RequestHeader::from(parts);
+    edited
+}
+
+/// Edits a response's headers in its `http` parts, as [`edit_request`] does.
+fn edit_response<T>(
+    response: &mut ResponseHeader,
+    edit: impl FnOnce(&mut HeaderMap) -> Result<T>,
+) -> Result<T> {
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = http::response::Parts::from(std::mem::replace(response, empty));
+    let edited = edit(&mut parts.headers);
+    *response = ResponseHeader::from(parts);
+    edited
+}
+
+/// A response of the gateway's own, its headers written as [`edit_request`] says.
+fn own_response(
+    status: u16,
+    edit: impl FnOnce(&mut HeaderMap) -> Result<()>,
+) -> Result<Box<ResponseHeader>> {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = http::StatusCode::from_u16(status).or_err(
+        ErrorType::InternalError,
+        "a status the gateway answers with",
+    )?;
+    edit(&mut parts.headers)?;
+    Ok(Box::new(ResponseHeader::from(parts)))
+}
+
+/// A header value from text the gateway writes; the text was checked where it came from,
+/// so a refusal here is a fault of the gateway's.
+fn header_value<T: TryInto<HeaderValue>>(text: T) -> Result<HeaderValue> {
+    text.try_into().map_err(|_| {
+        Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "a header value the gateway writes",
+        )
+    })
 }
 
 /// The `Cookie` header values that are text.

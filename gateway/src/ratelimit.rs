@@ -29,7 +29,8 @@
 //! Time is a parameter (`now`, unix seconds) so tests control it.
 
 use async_trait::async_trait;
-use http::HeaderValue;
+use http::header::RETRY_AFTER;
+use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -288,21 +289,26 @@ pub struct Decision {
     pub degraded: bool,
 }
 
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
 impl Decision {
     /// The `RateLimit-*` headers, and `Retry-After` when refused (numbers written straight
     /// into header values, with no string formatting on the request path).
-    pub fn headers(&self) -> impl Iterator<Item = (&'static str, HeaderValue)> + use<> {
+    pub fn headers(&self) -> impl Iterator<Item = (&'static HeaderName, HeaderValue)> + use<> {
         let mut policy = itoa::Buffer::new().format(self.limit).as_bytes().to_vec();
         policy.extend_from_slice(b";w=");
         policy.extend_from_slice(itoa::Buffer::new().format(self.window_secs).as_bytes());
         let policy = HeaderValue::from_maybe_shared(bytes::Bytes::from(policy))
             .expect("digits and ;w= make a header value");
-        let retry = (!self.allowed).then(|| ("Retry-After", HeaderValue::from(self.reset_secs)));
+        let retry = (!self.allowed).then(|| (&RETRY_AFTER, HeaderValue::from(self.reset_secs)));
         [
-            ("RateLimit-Limit", HeaderValue::from(self.limit)),
-            ("RateLimit-Remaining", HeaderValue::from(self.remaining)),
-            ("RateLimit-Reset", HeaderValue::from(self.reset_secs)),
-            ("RateLimit-Policy", policy),
+            (&RATELIMIT_LIMIT, HeaderValue::from(self.limit)),
+            (&RATELIMIT_REMAINING, HeaderValue::from(self.remaining)),
+            (&RATELIMIT_RESET, HeaderValue::from(self.reset_secs)),
+            (&RATELIMIT_POLICY, policy),
         ]
         .into_iter()
         .chain(retry)
@@ -579,18 +585,31 @@ impl Limiter {
         if let Some(spent) = counter.spend(start, limit, share, self.degraded(now)) {
             return decide(spent);
         }
+        // Boxed: the common path above then keeps a small future (it is moved per request).
+        let spent = Box::pin(self.refill(&counter, (class, subject), start, (limit, share), now));
+        decide(spent.await)
+    }
+
+    /// Spends one unit once this replica's lease is refilled (or the store found down).
+    async fn refill(
+        &self,
+        counter: &Counter,
+        (class, subject): (RouteClass, &Subject),
+        start: u64,
+        (limit, share): (u64, u64),
+        now: u64,
+    ) -> Spent {
         let _refilling = counter.refill.lock().await;
         // Another request may have refilled while this one waited.
         if let Some(spent) = counter.spend(start, limit, share, self.degraded(now)) {
-            return decide(spent);
+            return spent;
         }
-        self.lease(&counter, (class, subject), start, (limit, share), now)
+        self.lease(counter, (class, subject), start, (limit, share), now)
             .await;
-        let spent = counter
+        counter
             .spend(start, limit, share, self.degraded(now))
             // Only when the counter moved to a newer window meanwhile.
-            .unwrap_or(Spent::refused(false));
-        decide(spent)
+            .unwrap_or(Spent::refused(false))
     }
 
     /// Asks the store for a lease; on failure marks it down for `store_retry_secs`.
@@ -964,7 +983,7 @@ mod tests {
         let refused = limiter.check(class, &subject, now + 30).await;
         assert!(!refused.allowed);
         assert_eq!(refused.reset_secs, 15, "time to the window's end");
-        assert!(texts(&refused).contains(&("Retry-After", "15".into())));
+        assert!(texts(&refused).contains(&("retry-after", "15".into())));
         assert!(limiter.check(class, &subject, T0 + 60).await.allowed);
         // Another address has its own counter.
         let other = Subject::Address(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -1112,7 +1131,10 @@ mod tests {
 
     fn texts(decision: &Decision) -> Vec<(&'static str, String)> {
         let text = |v: HeaderValue| v.to_str().unwrap().to_owned();
-        decision.headers().map(|(n, v)| (n, text(v))).collect()
+        decision
+            .headers()
+            .map(|(n, v)| (n.as_str(), text(v)))
+            .collect()
     }
 
     #[tokio::test]
@@ -1125,10 +1147,10 @@ mod tests {
         assert_eq!(
             texts(&first),
             [
-                ("RateLimit-Limit", "5".to_owned()),
-                ("RateLimit-Remaining", "4".to_owned()),
-                ("RateLimit-Reset", "40".to_owned()),
-                ("RateLimit-Policy", "5;w=60".to_owned()),
+                ("ratelimit-limit", "5".to_owned()),
+                ("ratelimit-remaining", "4".to_owned()),
+                ("ratelimit-reset", "40".to_owned()),
+                ("ratelimit-policy", "5;w=60".to_owned()),
             ]
         );
         for _ in 0..4 {
@@ -1142,11 +1164,11 @@ mod tests {
         assert_eq!(
             texts(&refused),
             [
-                ("RateLimit-Limit", "5".to_owned()),
-                ("RateLimit-Remaining", "0".to_owned()),
-                ("RateLimit-Reset", "1".to_owned()),
-                ("RateLimit-Policy", "5;w=60".to_owned()),
-                ("Retry-After", "1".to_owned()),
+                ("ratelimit-limit", "5".to_owned()),
+                ("ratelimit-remaining", "0".to_owned()),
+                ("ratelimit-reset", "1".to_owned()),
+                ("ratelimit-policy", "5;w=60".to_owned()),
+                ("retry-after", "1".to_owned()),
             ]
         );
     }
