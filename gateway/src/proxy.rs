@@ -171,10 +171,10 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// The pipeline. pingora boxes this future and moves it whole for every request, so the
-    /// paths other than forwarding an allowed request (answers, refusals, bodies) are boxed
-    /// apart and awaited only when taken: inline, their states made this future about 12 KB
-    /// to copy per request (issue 24).
+    /// The pipeline. Its future is boxed (`async_trait`) and so moved whole for every
+    /// request: the paths other than forwarding an allowed request (answers, refusals,
+    /// bodies) are boxed apart and awaited only when taken. Inline, their states made this
+    /// future about 12 KB to copy per request (issue 24).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let now = unix_now();
         ctx.request_id = request_id(
@@ -264,12 +264,8 @@ impl ProxyHttp for Gateway {
                 Some(v) => ctx.version = Some(v.to_owned()),
                 None => {
                     ctx.route = Some(matched);
-                    return Box::pin(Box::pin(self.answer(
-                        session,
-                        ctx,
-                        Reason::UnsupportedApiVersion,
-                    )))
-                    .await;
+                    let reason = Reason::UnsupportedApiVersion;
+                    return Box::pin(self.answer(session, ctx, reason)).await;
                 }
             }
         }
