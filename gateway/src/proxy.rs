@@ -1088,10 +1088,10 @@ fn rate_limit_headers(headers: &mut HeaderMap, ctx: &Ctx) {
 /// Header names are case-insensitive (RFC 9110 §5.1), and HTTP/2 sends them all in lower
 /// case. The request target is then written from the URI, which is what the assertion
 /// binds.
-fn edit_request<T>(
+fn edit_request(
     request: &mut RequestHeader,
-    edit: impl FnOnce(&mut http::request::Parts) -> Result<T>,
-) -> Result<T> {
+    edit: impl FnOnce(&mut http::request::Parts) -> Result<()>,
+) -> Result<()> {
     let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts = http::request::Parts::from(std::mem::replace(request, empty));
     let edited = edit(&mut parts);
@@ -1100,10 +1100,10 @@ fn edit_request<T>(
 }
 
 /// Edits a response's headers in its `http` parts, as [`edit_request`] does.
-fn edit_response<T>(
+fn edit_response(
     response: &mut ResponseHeader,
-    edit: impl FnOnce(&mut HeaderMap) -> Result<T>,
-) -> Result<T> {
+    edit: impl FnOnce(&mut HeaderMap) -> Result<()>,
+) -> Result<()> {
     let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts = http::response::Parts::from(std::mem::replace(response, empty));
     let edited = edit(&mut parts.headers);
