@@ -180,8 +180,8 @@ fn new_jti(buf: &mut [u8; 22]) -> &str {
 }
 
 /// An [`Assertion`] as signed, borrowed from its parts, with the principal's fields written
-/// out rather than flattened (serde serialises a flattened struct through a map, field by
-/// field, at several times the cost). It reads back as the same [`Assertion`].
+/// out rather than flattened. It reads back as the same [`Assertion`]. [`Signed::json`] writes
+/// it; serde's derive is kept for the test that holds the two to each other.
 #[derive(Serialize)]
 struct Signed<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -216,6 +216,73 @@ struct Signed<'a> {
 }
 
 impl<'a> Signed<'a> {
+    /// The claims as JSON, exactly what `serde_json::to_vec(self)` writes (same fields, order
+    /// and escapes; `the_claims_are_written_as_serde_writes_them` holds them to each other),
+    /// written by hand: serde_json escapes every string byte by byte, and these are plain
+    /// ASCII nearly always. The gateway signs one per forwarded request (issue 24).
+    fn json(&self) -> Vec<u8> {
+        let mut out = Json(Vec::with_capacity(512));
+        out.0.push(b'{');
+        let mut first = true;
+        let mut key = |out: &mut Json, name: &str| {
+            if !std::mem::take(&mut first) {
+                out.0.push(b',');
+            }
+            out.0.push(b'"');
+            out.0.extend_from_slice(name.as_bytes());
+            out.0.extend_from_slice(b"\":");
+        };
+        if let Some(kind) = self.kind {
+            key(&mut out, "kind");
+            out.str(kind.name());
+        }
+        key(&mut out, "id");
+        out.str(self.id);
+        if let Some(operator_id) = self.operator_id {
+            key(&mut out, "operator_id");
+            out.int(operator_id);
+        }
+        for (name, value) in [
+            ("operator_siret", self.operator_siret),
+            ("role", self.role.map(Role::as_str)),
+            ("token_id", self.token_id),
+            ("client", self.client),
+        ] {
+            if let Some(value) = value {
+                key(&mut out, name);
+                out.str(value);
+            }
+        }
+        if let Some(token_exp) = self.token_exp {
+            key(&mut out, "token_exp");
+            out.int(token_exp);
+        }
+        for (name, value) in [("session", self.session), ("csrf", self.csrf)] {
+            if let Some(value) = value {
+                key(&mut out, name);
+                out.str(value);
+            }
+        }
+        for (name, value) in [
+            ("aud", Some(self.aud)),
+            ("method", Some(self.method)),
+            ("path", Some(self.path)),
+            ("query", Some(self.query).filter(|q| !q.is_empty())),
+            ("body", self.body),
+            ("jti", Some(self.jti)),
+            ("rid", Some(self.rid)),
+        ] {
+            if let Some(value) = value {
+                key(&mut out, name);
+                out.str(value);
+            }
+        }
+        key(&mut out, "exp");
+        out.int(self.exp);
+        out.0.push(b'}');
+        out.0
+    }
+
     /// The parts of `principal` and `request`; `jti`, `rid` and `exp` are to be set.
     fn new(principal: &'a Principal, aud: &'a str, request: &Request<'a>) -> Self {
         Self {
@@ -238,6 +305,29 @@ impl<'a> Signed<'a> {
             rid: "",
             exp: 0,
         }
+    }
+}
+
+/// JSON being written by [`Signed::json`].
+struct Json(Vec<u8>);
+
+impl Json {
+    /// A JSON string: copied as it is when nothing in it needs an escape, else written by
+    /// serde_json (so escapes are always serde_json's).
+    fn str(&mut self, text: &str) {
+        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.0.push(b'"');
+            self.0.extend_from_slice(text.as_bytes());
+            self.0.push(b'"');
+        } else {
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut self.0, text);
+        }
+    }
+
+    fn int(&mut self, n: i64) {
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 }
 
@@ -319,8 +409,7 @@ impl AssertionKey {
     }
 
     fn sign_claims(&self, claims: &Signed<'_>) -> String {
-        // Serialising these plain structs cannot fail.
-        let claims = serde_json::to_vec(claims).unwrap_or_default();
+        let claims = claims.json();
         let claims_len = base64::encoded_len(claims.len(), false).unwrap_or(0);
         let mut token = String::with_capacity(HS256_HEADER.len() + claims_len + 45);
         token.push_str(HS256_HEADER);
@@ -486,6 +575,47 @@ mod tests {
         };
         let digest = body_digest(BODY).unwrap();
         Assertion::new(principal, "registry", &request(&digest), "r1", 70)
+    }
+
+    /// Any text: plain, with quotes, backslashes, control characters, DEL and non-ASCII.
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex("(.|[\"\\\\\\x00-\\x1f\\x7f\u{e9}\u{1F600}]){0,24}").unwrap()
+    }
+
+    proptest::proptest! {
+        /// `Signed::json` writes exactly what serde_json would: same fields, order, escapes.
+        #[test]
+        fn the_claims_are_written_as_serde_writes_them(
+            kind in proptest::option::of(proptest::sample::select(CredentialKind::ALL.to_vec())),
+            role in proptest::option::of(proptest::sample::select(Role::ALL.to_vec())),
+            numbers in proptest::collection::vec(proptest::option::of(proptest::num::i64::ANY), 3),
+            texts in proptest::collection::vec(text(), 11),
+            present in proptest::collection::vec(proptest::bool::ANY, 7),
+        ) {
+            let optional = |i: usize| present[i].then_some(texts[i].as_str());
+            let claims = Signed {
+                kind,
+                id: &texts[7],
+                operator_id: numbers[0],
+                operator_siret: optional(0),
+                role,
+                token_id: optional(1),
+                client: optional(2),
+                token_exp: numbers[1],
+                session: optional(3),
+                csrf: optional(4),
+                aud: &texts[8],
+                method: &texts[9],
+                path: &texts[10],
+                query: if present[5] { &texts[5] } else { "" },
+                body: optional(6),
+                jti: &texts[6],
+                rid: &texts[0],
+                exp: numbers[2].unwrap_or(0),
+            };
+            let by_hand = String::from_utf8(claims.json()).unwrap();
+            proptest::prop_assert_eq!(by_hand, serde_json::to_string(&claims).unwrap());
+        }
     }
 
     #[test]

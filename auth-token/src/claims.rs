@@ -22,6 +22,25 @@ pub enum CredentialKind {
 
 /// The payload of a credential JWT.
 impl CredentialKind {
+    pub const ALL: [CredentialKind; 5] = [
+        Self::Application,
+        Self::Access,
+        Self::Refresh,
+        Self::Agent,
+        Self::Session,
+    ];
+
+    /// The kind's name, as serde writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Application => "application",
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+            Self::Agent => "agent",
+            Self::Session => "session",
+        }
+    }
+
     /// The JWT `typ` of this kind's tokens (RFC 8725 §3.11: explicit typing), so that a token
     /// of one kind is never read as another's.
     pub fn typ(self) -> &'static str {

@@ -9,6 +9,8 @@
 #   scripts/bench/instructions.sh                    # the release gateway, full pipeline
 #   GATEWAY_BIN=/tmp/before/gateway scripts/bench/instructions.sh   # another build
 #   BARE=1 scripts/bench/instructions.sh             # pingora with no filter (bare_proxy)
+#   KEEP=/tmp/cg scripts/bench/instructions.sh       # keeps the callgrind files there, for
+#                                                    # callgrind_annotate --inclusive=yes
 #
 # Each binary runs twice under callgrind, against the real registry and auth-service: once
 # started and stopped with no load, once under `wrk -t1 -c8` for $DURATION. Instructions per
@@ -76,4 +78,5 @@ read -r idle _ < <(measure idle 0)
 log "callgrind: $target, $DURATION of wrk -t1 -c8"
 read -r loaded requests < <(measure loaded "$DURATION")
 per=$(( (loaded - idle) / requests ))
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work"/callgrind.* "$KEEP"/; fi
 echo "$target: $requests requests, $per instructions per request (idle run $idle, loaded run $loaded)"

@@ -24,8 +24,13 @@ pub fn init(format: Format, default_filter: &str) {
         Format::Pretty => builder.try_init(),
     };
     if installed.is_ok() {
-        // tracing-subscriber's `tracing-log` feature is off; bridge `log` ourselves.
-        let _ = tracing_log::LogTracer::init();
+        // tracing-subscriber's `tracing-log` feature is off; bridge `log` ourselves, up to the
+        // filter's most verbose level: `LogTracer::init` lets every level through, so each of
+        // pingora's `debug!` and `trace!` calls asked the subscriber per request (issue 24).
+        use tracing_log::AsLog;
+        let _ = tracing_log::LogTracer::builder()
+            .with_max_level(tracing::level_filters::LevelFilter::current().as_log())
+            .init();
     }
 }
 
