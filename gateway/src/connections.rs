@@ -331,6 +331,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        keep_a_timer_floor();
         let mut stream = stream;
         let mut peer = peer_of(&stream);
         let tls = self.needs_handshake(&stream);
@@ -392,6 +393,33 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         self.closing.send_replace(true);
         self.inner.cleanup().await;
     }
+}
+
+thread_local! {
+    /// Whether this thread's runtime has its [`keep_a_timer_floor`] task.
+    static TIMER_FLOOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keeps a timer due within a second in this runtime's timer wheel, with a task that sleeps
+/// a second at a time (one per service thread, started by its first connection).
+///
+/// tokio's timer driver wakes its runtime through the runtime's eventfd (a `write` system
+/// call, and one more turn of `epoll_wait`) whenever a timer is registered earlier than the
+/// earliest one it knew when it last parked, and a wheel that was empty knows none. Every
+/// request registers such timers: the wait for a kept-alive connection's next request
+/// ([`Capped::next_request`]) and pingora's idle-pool watch of the upstream connection it
+/// returns. Under load, one request in about seven found the wheel empty and paid for a
+/// wake-up of its own thread (issue 24). With a floor due within a second, those timers (a
+/// minute and more ahead) are never the earliest.
+fn keep_a_timer_floor() {
+    if TIMER_FLOOR.with(|floor| floor.replace(true)) {
+        return;
+    }
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
 }
 
 /// How long, once a service stops accepting, the connections it has accepted get to send

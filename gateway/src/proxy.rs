@@ -1094,6 +1094,8 @@ fn edit_request(
 ) -> Result<()> {
     let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts = http::request::Parts::from(std::mem::replace(request, empty));
+    // Room for the headers the gateway adds, so that the map grows once at most.
+    parts.headers.reserve(4);
     let edited = edit(&mut parts);
     *request = RequestHeader::from(parts);
     edited
@@ -1106,6 +1108,7 @@ fn edit_response(
 ) -> Result<()> {
     let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts = http::response::Parts::from(std::mem::replace(response, empty));
+    parts.headers.reserve(8);
     let edited = edit(&mut parts.headers);
     *response = ResponseHeader::from(parts);
     edited
@@ -1169,8 +1172,11 @@ fn request_id(sent: Option<&str>) -> String {
         _ => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             let bits = rand::random::<u128>();
-            let digits = (0..32).rev().map(|i| HEX[(bits >> (i * 4)) as usize & 15]);
-            digits.map(char::from).collect()
+            let mut digits = [0u8; 32];
+            for (i, digit) in digits.iter_mut().enumerate() {
+                *digit = HEX[(bits >> ((31 - i) * 4)) as usize & 15];
+            }
+            std::str::from_utf8(&digits).unwrap_or_default().to_owned()
         }
     }
 }
@@ -1285,7 +1291,10 @@ mod tests {
         assert_ne!(request_id(Some(&"x".repeat(129))).len(), 129);
         assert_eq!(request_id(Some("")).len(), 32);
         let made = request_id(None);
-        assert!(made.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            made.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert_ne!(made, request_id(None));
     }
 
