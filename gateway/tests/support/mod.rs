@@ -28,7 +28,18 @@ pub struct Upstream {
     pub received: Arc<AtomicU64>,
     /// The `x-forwarded-for` of each POST read, in order (empty when absent).
     pub forwarded_for: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Connections accepted and not yet closed.
+    open: Arc<AtomicU64>,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Counts a connection open until dropped (served to its end, or aborted).
+struct Open(Arc<AtomicU64>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Upstream {
@@ -40,17 +51,20 @@ impl Upstream {
         let forwarded_for = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (flag, posting, read) = (slow.clone(), connections.clone(), received.clone());
         let seen = forwarded_for.clone();
+        let open = Arc::new(AtomicU64::new(0));
+        let counted = open.clone();
         let task = tokio::spawn(async move {
             // Connection tasks live in this set, so aborting the task closes them all.
             let mut served = tokio::task::JoinSet::new();
             while let Ok((conn, _)) = listener.accept().await {
-                served.spawn(serve(
-                    conn,
-                    flag.clone(),
-                    read.clone(),
-                    posting.clone(),
-                    seen.clone(),
-                ));
+                counted.fetch_add(1, Ordering::Relaxed);
+                let open = Open(counted.clone());
+                let (flag, read, posting, seen) =
+                    (flag.clone(), read.clone(), posting.clone(), seen.clone());
+                served.spawn(async move {
+                    let _open = open;
+                    serve(conn, flag, read, posting, seen).await;
+                });
             }
         });
         Self {
@@ -58,6 +72,7 @@ impl Upstream {
             connections,
             received,
             forwarded_for,
+            open,
             task: Some(task),
         }
     }
@@ -73,12 +88,25 @@ impl Upstream {
         panic!("the upstream never read {n} requests");
     }
 
-    /// Stops listening and closes every connection, as a killed process would.
+    /// Stops listening and closes every connection, as a killed process would, and returns
+    /// once they are all closed: the connections' tasks are aborted after the listener's, and
+    /// a request sent meanwhile could still be read on one and then lost with it.
     pub async fn kill(mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
         }
+        for _ in 0..1000 {
+            if self.open.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            self.open.load(Ordering::Relaxed),
+            0,
+            "connections left open"
+        );
     }
 }
 
