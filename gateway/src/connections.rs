@@ -221,8 +221,8 @@ fn peer_of(stream: &Stream) -> IpAddr {
 }
 
 /// Accepted connections are pingora's TCP streams, which the acceptor takes as they are.
-fn tcp(stream: Stream) -> Option<L4Stream> {
-    stream.into_any().downcast::<L4Stream>().ok().map(|l4| *l4)
+fn tcp(stream: Stream) -> Option<Box<L4Stream>> {
+    stream.into_any().downcast::<L4Stream>().ok()
 }
 
 /// Reads the PROXY header a trusted balancer sends first ([`crate::proxy_protocol`]) within
@@ -231,7 +231,7 @@ async fn proxy_header(tls: &Tls, stream: Stream) -> Option<Stream> {
     let read = async {
         let mut l4 = tcp(stream)?;
         crate::proxy_protocol::accept(&mut l4).await.ok()?;
-        Some(Box::new(l4) as Stream)
+        Some(l4 as Stream)
     };
     let read = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, read).await;
     if read.as_ref().is_ok_and(Option::is_some) {
@@ -244,7 +244,7 @@ async fn proxy_header(tls: &Tls, stream: Stream) -> Option<Stream> {
 /// The TLS handshake on a connection of the HTTPS port, within
 /// [`crate::tls::HANDSHAKE_TIMEOUT`]; `None` (counted) when it fails.
 async fn handshake(tls: &Tls, stream: Stream) -> Option<Stream> {
-    let handshake = async { tls.acceptor.tls_handshake(tcp(stream)?).await.ok() };
+    let handshake = async { tls.acceptor.tls_handshake(*tcp(stream)?).await.ok() };
     match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Some(done)) => Some(Box::new(done)),
         _ => {
@@ -272,22 +272,31 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
             return self.inner.process_new(stream, shutdown).await;
         }
         let limit = (self.inner.server_options()).and_then(|o| o.keepalive_request_limit);
-        let mut session = ServerSession::new_http1(stream);
-        // As pingora's loop: keep-alive (60 s until the request sets its own) unless the
-        // service is stopping.
-        session.set_keepalive((!*shutdown.borrow()).then_some(60));
-        session.set_keepalive_reuses_remaining(limit);
-        let mut served = self.inner.process_new_http(session, shutdown).await;
+        // Each session is made and moved into its request's (boxed) future in a block of
+        // its own: a session in scope across an await would keep its room in this future,
+        // which an idle connection holds.
+        let mut served = {
+            let mut session = ServerSession::new_http1(stream);
+            // As pingora's loop: keep-alive (60 s until the request sets its own) unless the
+            // service is stopping.
+            session.set_keepalive((!*shutdown.borrow()).then_some(60));
+            session.set_keepalive_reuses_remaining(limit);
+            self.inner.process_new_http(session, shutdown)
+        }
+        .await;
         while let Some((stream, settings)) = served.map(|s| s.consume()) {
             let stream = self.next_request(stream).await?;
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
+            served = {
+                let mut session = ServerSession::new_http1(stream);
+                if let Some(settings) = settings {
+                    settings.apply_to_session(&mut session);
+                }
+                if *shutdown.borrow() {
+                    session.set_keepalive(None);
+                }
+                self.inner.process_new_http(session, shutdown)
             }
-            if *shutdown.borrow() {
-                session.set_keepalive(None);
-            }
-            served = self.inner.process_new_http(session, shutdown).await;
+            .await;
         }
         None
     }
@@ -314,7 +323,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
             _ = closing.wait_for(|closing| *closing) => return None,
         };
         tcp.rewind(&first[..read]);
-        Some(Box::new(tcp))
+        Some(tcp)
     }
 }
 
@@ -324,14 +333,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
 /// idle kept-alive connection holds while it waits.
 const NEXT_REQUEST_READ: usize = 1024;
 
-#[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
-    async fn process_new(
+impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
+    /// One accepted connection: its PROXY header, its admission under the caps, its TLS
+    /// handshake, then its requests ([`Capped::serve`]).
+    async fn connection(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        keep_a_timer_floor();
         let mut stream = stream;
         let mut peer = peer_of(&stream);
         let tls = self.needs_handshake(&stream);
@@ -343,7 +352,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
                 .iter()
                 .any(|net| net.contains(&peer))
         {
-            stream = proxy_header(tls, stream).await?;
+            stream = Box::pin(proxy_header(tls, stream)).await?;
             peer = peer_of(&stream);
         }
         let permit = match self.limits.admit(peer) {
@@ -360,7 +369,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
                 }
                 let lingering = &self.limits.lingering;
                 if lingering.fetch_add(1, Ordering::AcqRel) < MAX_LINGERING {
-                    refuse(stream).await;
+                    Box::pin(refuse(stream)).await;
                 }
                 lingering.fetch_sub(1, Ordering::AcqRel);
                 return None;
@@ -368,7 +377,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         };
         self.metrics.open.inc();
         let stream = match tls {
-            Some(tls) => handshake(tls, stream).await,
+            Some(tls) => Box::pin(handshake(tls, stream)).await,
             None => Some(stream),
         };
         let reused = match stream {
@@ -378,6 +387,32 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         self.metrics.open.dec();
         drop(permit);
         reused
+    }
+}
+
+#[async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
+    /// Serves the connection in a task of its own and returns at once. pingora's accept loop
+    /// spawns a task per connection whose future is sized for the TLS handshake its
+    /// listener could do (8.6 KiB, held as long as the connection even though the gateway's
+    /// listeners do none); [`Capped::connection`]'s future holds only what a connection
+    /// keeps between requests, its handshake and refusal boxed while they last (issue 26,
+    /// finding 10: an idle kept-alive connection's memory).
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        keep_a_timer_floor();
+        let this = Arc::clone(self);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut next = Some(stream);
+            while let Some(stream) = next {
+                next = this.connection(stream, &shutdown).await;
+            }
+        });
+        None
     }
 
     /// Called once the service has stopped accepting (shutdown or upgrade). pingora's
@@ -519,6 +554,45 @@ mod tests {
             .map(|_| limits.admit(ip("198.51.100.7")).unwrap())
             .collect::<Vec<_>>();
         assert_eq!(limits.open(), held.len());
+    }
+
+    /// An HTTP application that serves nothing: the connection's own future does not depend
+    /// on it (pingora's request futures are boxed).
+    struct Nothing;
+
+    #[async_trait]
+    impl HttpServerApp for Nothing {
+        async fn process_new_http(
+            self: &Arc<Self>,
+            _: ServerSession,
+            _: &ShutdownWatch,
+        ) -> Option<pingora::apps::ReusedHttpStream> {
+            None
+        }
+    }
+
+    /// What a kept-alive connection holds while idle is mostly its task's future (issue 26,
+    /// finding 10): pingora's per-connection task was 8.6 KiB, sized for a TLS handshake.
+    /// The connection's own future stays small: the handshake, the PROXY header and the
+    /// refusal are boxed while they last, the next request is read into 1 KiB.
+    #[tokio::test]
+    async fn a_connection_holds_a_small_future_between_requests() {
+        let metrics = ConnectionMetrics {
+            open: IntGauge::new("open", "open").unwrap(),
+            refused_replica: IntCounter::new("replica", "replica").unwrap(),
+            refused_network: IntCounter::new("network", "network").unwrap(),
+        };
+        let limits = Arc::new(Limits::new(0, 0, vec![]));
+        let capped = Arc::new(Capped::new(Nothing, limits, metrics, None, None));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let stream: Stream = Box::new(L4Stream::from(tcp));
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let connection = capped.connection(stream, &shutdown);
+        let size = std::mem::size_of_val(&connection);
+        assert!(size <= 2 * NEXT_REQUEST_READ, "{size} bytes");
     }
 
     #[test]
