@@ -16,17 +16,24 @@ use crate::reason::Reason;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
-use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::{SslDigest, TlsRef};
+use pingora::protocols::{
+    ALPN, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    Stream, TimingDigest, UniqueID, UniqueIDType,
+};
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Which cap refused a connection (the `cap` label of `gateway_connections_refused_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,14 +268,14 @@ const MAX_LINGERING: usize = 1024;
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
-    /// Serves the connection's requests: pingora's HTTP/1 loop, except that a plain
-    /// connection waits for each next request on the bare socket ([`Capped::next_request`]),
-    /// so while it is kept alive and idle it holds no session, head buffer or proxy state
-    /// (pingora's own loop allocates the next request's session before waiting for it). TLS
-    /// connections, HTTP/2 among them, go through pingora's loop: a TLS stream cannot take
-    /// back what was read from it. Plain connections are HTTP/1 (the gateway offers no h2c).
+    /// Serves the connection's requests: pingora's HTTP/1 loop, except that a connection
+    /// waits for each next request outside any session ([`Capped::next_request`]), so while
+    /// it is kept alive and idle it holds no session, head buffer or proxy state (pingora's
+    /// own loop allocates the next request's session, and its whole proxy future, before
+    /// waiting for it). HTTP/2 (negotiated over TLS) goes through pingora's loop; plain
+    /// connections are HTTP/1 (the gateway offers no h2c).
     async fn serve(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if stream.get_ssl_digest().is_some() {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return self.inner.process_new(stream, shutdown).await;
         }
         let limit = (self.inner.server_options()).and_then(|o| o.keepalive_request_limit);
@@ -301,29 +308,39 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
         None
     }
 
-    /// Waits, on the bare socket, for a kept-alive connection's next request and reads its
-    /// first bytes (put back in the stream for the next session: for a typical request, the
-    /// one read pingora would have made), within the idle timeout. `None`: close it (timed
-    /// out, closed by the client, or the service is closing what waits).
+    /// Waits for a kept-alive connection's next request and reads its first bytes, within
+    /// the idle timeout, outside any session. They are put back for the next session: for a
+    /// typical request, the one read pingora would have made. A TCP stream takes them back
+    /// itself (`rewind`); a TLS stream has no such thing and is wrapped in a [`Rewound`].
+    /// `None`: close it (timed out, closed by the client, or the service is closing what
+    /// waits).
     async fn next_request(&self, stream: Stream) -> Option<Stream> {
         let mut closing = self.closing.subscribe();
         if *closing.borrow_and_update() {
             return None;
         }
-        if !stream.as_any().is::<L4Stream>() {
-            // Not a bare TCP stream: pingora's session waits for it.
-            return Some(stream);
-        }
-        let mut tcp = tcp(stream)?;
+        let mut stream = match Rewound::unwrap(stream) {
+            Ok(stream) => stream,
+            // The last session left some of what was read for it: the next request's start.
+            Err(rewound) => return Some(rewound),
+        };
         let idle = self.idle.unwrap_or(Duration::ZERO);
         let mut first = [0u8; NEXT_REQUEST_READ];
         let read = tokio::select! {
-            read = tcp.read(&mut first) => read.ok().filter(|&n| n > 0)?,
+            read = stream.read(&mut first) => read.ok().filter(|&n| n > 0)?,
             () = tokio::time::sleep(idle) => return None,
             _ = closing.wait_for(|closing| *closing) => return None,
         };
-        tcp.rewind(&first[..read]);
-        Some(tcp)
+        if stream.as_any().is::<L4Stream>() {
+            let mut tcp = tcp(stream)?;
+            tcp.rewind(&first[..read]);
+            return Some(tcp);
+        }
+        Some(Box::new(Rewound {
+            first: first[..read].into(),
+            at: 0,
+            inner: stream,
+        }))
     }
 }
 
@@ -332,6 +349,144 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
 /// reads it from the stream's rewind buffer without another system call. It is also what an
 /// idle kept-alive connection holds while it waits.
 const NEXT_REQUEST_READ: usize = 1024;
+
+/// A stream whose first bytes [`Capped::next_request`] has read, handed to the next session
+/// to be read again first: what pingora's TCP stream does with `rewind`, for a TLS stream.
+/// Everything else is the stream's own.
+#[derive(Debug)]
+struct Rewound {
+    first: Box<[u8]>,
+    /// How much of `first` was read again.
+    at: usize,
+    inner: Stream,
+}
+
+impl Rewound {
+    /// The stream under a [`Rewound`] whose bytes were all read again (any other stream as
+    /// it is); `Err`: a [`Rewound`] with bytes left.
+    fn unwrap(stream: Stream) -> Result<Stream, Stream> {
+        if !stream.as_any().is::<Rewound>() {
+            return Ok(stream);
+        }
+        match stream.into_any().downcast::<Rewound>() {
+            Ok(rewound) if rewound.at == rewound.first.len() => Ok(rewound.inner),
+            Ok(rewound) => Err(rewound),
+            Err(_) => unreachable!("a Rewound was checked for"),
+        }
+    }
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let left = &this.first[this.at..];
+        if left.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = left.len().min(buf.remaining());
+        buf.put_slice(&left[..n]);
+        this.at += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for Rewound {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(&mut *self.inner).await;
+    }
+}
+
+impl UniqueID for Rewound {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Rewound {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Rewound {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Rewound {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest);
+    }
+}
+
+impl GetSocketDigest for Rewound {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest);
+    }
+}
+
+#[async_trait]
+impl Peek for Rewound {}
 
 impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
     /// One accepted connection: its PROXY header, its admission under the caps, its TLS
@@ -593,6 +748,32 @@ mod tests {
         let connection = capped.connection(stream, &shutdown);
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 2 * NEXT_REQUEST_READ, "{size} bytes");
+    }
+
+    /// What [`Rewound`] holds is read first, across reads of any size, then the stream's own
+    /// bytes; it gives its stream back only once all of it was read (what is left begins the
+    /// next request).
+    #[tokio::test]
+    async fn a_rewound_stream_reads_its_first_bytes_again_then_its_own() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
+        client.write_all(b" world").await.unwrap();
+        let mut stream: Stream = Box::new(Rewound {
+            first: b"hello"[..].into(),
+            at: 0,
+            inner: Box::new(L4Stream::from(server)),
+        });
+        let mut two = [0u8; 2];
+        stream.read_exact(&mut two).await.unwrap();
+        assert_eq!(&two, b"he");
+        let mut stream = Rewound::unwrap(stream).expect_err("three bytes are left");
+        let mut rest = [0u8; 9];
+        stream.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"llo world");
+        let inner = Rewound::unwrap(stream).expect("all of it was read");
+        assert!(inner.as_any().is::<L4Stream>());
     }
 
     #[test]

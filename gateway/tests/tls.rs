@@ -299,13 +299,23 @@ fn served(tls: &Tls) -> CertificateDer<'static> {
         .into_owned()
 }
 
+/// A kept-alive sign-in, `extra` among its headers.
+fn sign_in_request(extra: &str) -> Vec<u8> {
+    format!(
+        "POST {SIGN_IN} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         {extra}content-length: 2\r\n\r\n{{}}"
+    )
+    .into_bytes()
+}
+
 /// Sends a kept-alive sign-in and reads the answer whole; returns its status.
 fn sign_in(tls: &mut Tls) -> u16 {
-    let request = format!(
-        "POST {SIGN_IN} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
-         content-length: 2\r\n\r\n{{}}"
-    );
-    tls.write_all(request.as_bytes()).unwrap();
+    tls.write_all(&sign_in_request("")).unwrap();
+    answer(tls)
+}
+
+/// Reads one answer whole; returns its status.
+fn answer(tls: &mut Tls) -> u16 {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -327,6 +337,59 @@ fn sign_in(tls: &mut Tls) -> u16 {
         buf.extend_from_slice(&chunk[..n]);
     }
     head[9..12].parse().unwrap()
+}
+
+/// A kept-alive HTTP/1.1 connection over TLS waits for its next request outside pingora's
+/// session, as a plain one does (`connections::Capped::next_request` reads its first bytes
+/// and hands them back in a wrapper): however the next request arrives (one byte in a record
+/// of its own, then the rest later; all at once and larger than that first read), it is
+/// served whole on the same connection, and once idle it is closed after the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_tls_connection_reads_each_next_request_whole_and_closes_when_idle() {
+    let upstream = free_port();
+    let _upstream = Upstream::start(upstream).await;
+    let files = Files::new();
+    let ca = Authority::new("test CA");
+    files.install(&ca.leaf(2020, 2080));
+    let (_gw, addr) = gateway(upstream, &files, |s| s.connections.keepalive_idle_secs = 2).await;
+    let roots = ca.pem.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut tls = connect(addr, &[&roots]);
+        assert_eq!(sign_in(&mut tls), 200);
+
+        // One byte in a record of its own, a pause, then the rest.
+        let slow = sign_in_request("");
+        tls.write_all(&slow[..1]).unwrap();
+        tls.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        tls.write_all(&slow[1..]).unwrap();
+        assert_eq!(answer(&mut tls), 200);
+
+        // 6 KiB of headers: more than the first read.
+        let padding = format!("x-padding: {}\r\n", "p".repeat(6 * 1024));
+        tls.write_all(&sign_in_request(&padding)).unwrap();
+        assert_eq!(answer(&mut tls), 200);
+        assert_eq!(sign_in(&mut tls), 200);
+
+        // Idle: closed by the gateway after its timeout.
+        let started = Instant::now();
+        tls.sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let read = tls.read(&mut [0u8; 64]);
+        let waited = started.elapsed();
+        assert!(
+            matches!(&read, Ok(0))
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{read:?} after {waited:?}"
+        );
+        assert!(waited >= Duration::from_secs(1), "closed after {waited:?}");
+        assert!(waited < Duration::from_secs(8), "closed after {waited:?}");
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
