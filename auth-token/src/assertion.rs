@@ -31,7 +31,7 @@ pub const CLOCK_SKEW_SECS: i64 = 30;
 const GATEWAY_PREFIX: &str = "gateway:";
 
 /// Who is calling, as established by the gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Principal {
     /// The credential kind used; `None` for an anonymous caller on a public route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,30 +179,21 @@ fn new_jti(buf: &mut [u8; 22]) -> &str {
     std::str::from_utf8(&buf[..written]).unwrap_or("")
 }
 
-/// An [`Assertion`] as signed, borrowed from its parts, with the principal's fields written
-/// out rather than flattened. It reads back as the same [`Assertion`]. [`Signed::json`] writes
-/// it; serde's derive is kept for the test that holds the two to each other.
+/// An [`Assertion`] as signed, borrowed from its parts: the principal's fields, then the
+/// request's. It reads back as the same [`Assertion`]. [`Signed::json`] writes it; serde's
+/// derive is the test's, which holds the two to each other.
+#[cfg(test)]
 #[derive(Serialize)]
 struct Signed<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kind: Option<CredentialKind>,
-    id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    operator_id: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    operator_siret: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<Role>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_exp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    csrf: Option<&'a str>,
+    #[serde(flatten)]
+    principal: &'a Principal,
+    #[serde(flatten)]
+    request: RequestPart<'a>,
+}
+
+/// The claims that change with every request, after the principal's.
+#[derive(Serialize)]
+struct RequestPart<'a> {
     aud: &'a str,
     method: &'a str,
     path: &'a str,
@@ -215,54 +206,68 @@ struct Signed<'a> {
     exp: i64,
 }
 
-impl<'a> Signed<'a> {
+#[cfg(test)]
+impl Signed<'_> {
     /// The claims as JSON, exactly what `serde_json::to_vec(self)` writes (same fields, order
     /// and escapes; `the_claims_are_written_as_serde_writes_them` holds them to each other),
     /// written by hand: serde_json escapes every string byte by byte, and these are plain
     /// ASCII nearly always. The gateway signs one per forwarded request (issue 24).
     fn json(&self) -> Vec<u8> {
         let mut out = Json(Vec::with_capacity(512));
-        out.0.push(b'{');
-        let mut first = true;
-        let mut key = |out: &mut Json, name: &str| {
-            if !std::mem::take(&mut first) {
-                out.0.push(b',');
-            }
-            out.0.push(b'"');
-            out.0.extend_from_slice(name.as_bytes());
-            out.0.extend_from_slice(b"\":");
-        };
-        if let Some(kind) = self.kind {
-            key(&mut out, "kind");
-            out.str(kind.name());
+        principal_json(&mut out, self.principal);
+        self.request.json(&mut out);
+        out.0
+    }
+}
+
+/// `{` and the principal's claims, as serde writes a [`Principal`] (no closing brace: the
+/// request's claims follow, [`RequestPart::json`]).
+fn principal_json(out: &mut Json, principal: &Principal) {
+    out.0.push(b'{');
+    if let Some(kind) = principal.kind {
+        out.key("kind");
+        out.str(kind.name());
+        out.0.push(b',');
+    }
+    out.key("id");
+    out.str(&principal.id);
+    if let Some(operator_id) = principal.operator_id {
+        out.0.push(b',');
+        out.key("operator_id");
+        out.int(operator_id);
+    }
+    for (name, value) in [
+        ("operator_siret", principal.operator_siret.as_deref()),
+        ("role", principal.role.map(Role::as_str)),
+        ("token_id", principal.token_id.as_deref()),
+        ("client", principal.client.as_deref()),
+    ] {
+        if let Some(value) = value {
+            out.0.push(b',');
+            out.key(name);
+            out.str(value);
         }
-        key(&mut out, "id");
-        out.str(self.id);
-        if let Some(operator_id) = self.operator_id {
-            key(&mut out, "operator_id");
-            out.int(operator_id);
+    }
+    if let Some(token_exp) = principal.token_exp {
+        out.0.push(b',');
+        out.key("token_exp");
+        out.int(token_exp);
+    }
+    for (name, value) in [
+        ("session", principal.session.as_deref()),
+        ("csrf", principal.csrf.as_deref()),
+    ] {
+        if let Some(value) = value {
+            out.0.push(b',');
+            out.key(name);
+            out.str(value);
         }
-        for (name, value) in [
-            ("operator_siret", self.operator_siret),
-            ("role", self.role.map(Role::as_str)),
-            ("token_id", self.token_id),
-            ("client", self.client),
-        ] {
-            if let Some(value) = value {
-                key(&mut out, name);
-                out.str(value);
-            }
-        }
-        if let Some(token_exp) = self.token_exp {
-            key(&mut out, "token_exp");
-            out.int(token_exp);
-        }
-        for (name, value) in [("session", self.session), ("csrf", self.csrf)] {
-            if let Some(value) = value {
-                key(&mut out, name);
-                out.str(value);
-            }
-        }
+    }
+}
+
+impl<'a> RequestPart<'a> {
+    /// `,` and the request's claims, then the closing brace: what follows [`principal_json`].
+    fn json(&self, out: &mut Json) {
         for (name, value) in [
             ("aud", Some(self.aud)),
             ("method", Some(self.method)),
@@ -273,45 +278,42 @@ impl<'a> Signed<'a> {
             ("rid", Some(self.rid)),
         ] {
             if let Some(value) = value {
-                key(&mut out, name);
+                out.0.push(b',');
+                out.key(name);
                 out.str(value);
             }
         }
-        key(&mut out, "exp");
+        out.0.push(b',');
+        out.key("exp");
         out.int(self.exp);
         out.0.push(b'}');
-        out.0
     }
 
-    /// The parts of `principal` and `request`; `jti`, `rid` and `exp` are to be set.
-    fn new(principal: &'a Principal, aud: &'a str, request: &Request<'a>) -> Self {
+    fn new(aud: &'a str, request: &Request<'a>, jti: &'a str, rid: &'a str, exp: i64) -> Self {
         Self {
-            kind: principal.kind,
-            id: &principal.id,
-            operator_id: principal.operator_id,
-            operator_siret: principal.operator_siret.as_deref(),
-            role: principal.role,
-            token_id: principal.token_id.as_deref(),
-            client: principal.client.as_deref(),
-            token_exp: principal.token_exp,
-            session: principal.session.as_deref(),
-            csrf: principal.csrf.as_deref(),
             aud,
             method: request.method,
             path: request.path,
             query: request.query,
             body: request.body,
-            jti: "",
-            rid: "",
-            exp: 0,
+            jti,
+            rid,
+            exp,
         }
     }
 }
 
-/// JSON being written by [`Signed::json`].
+/// JSON being written by [`principal_json`] and [`RequestPart::json`].
 struct Json(Vec<u8>);
 
 impl Json {
+    /// `"name":`.
+    fn key(&mut self, name: &str) {
+        self.0.push(b'"');
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
     /// A JSON string: copied as it is when nothing in it needs an escape, else written by
     /// serde_json (so escapes are always serde_json's).
     fn str(&mut self, text: &str) {
@@ -328,6 +330,25 @@ impl Json {
     fn int(&mut self, n: i64) {
         self.0
             .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+}
+
+/// What an assertion's signature needs of its principal, made once per principal and key
+/// ([`AssertionKey::prepare`]): the token's start (the header, a dot and the principal's
+/// claims in base64url, as far as they fill whole groups of three bytes), the one or two
+/// bytes of those claims left over, and the HMAC already fed with that start. A gateway
+/// signs many requests of one credential; [`AssertionKey::sign_prepared`] then writes,
+/// encodes and hashes only the request's part.
+#[derive(Clone)]
+pub struct Prepared {
+    head: String,
+    left: Vec<u8>,
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared(<keyed>)")
     }
 }
 
@@ -379,17 +400,17 @@ impl AssertionKey {
             query: &assertion.query,
             body: assertion.body.as_deref(),
         };
-        let claims = Signed::new(&assertion.principal, &assertion.aud, &request);
-        self.sign_claims(&Signed {
-            jti: &assertion.jti,
-            rid: &assertion.rid,
-            exp: assertion.exp,
-            ..claims
-        })
+        let part = RequestPart::new(
+            &assertion.aud,
+            &request,
+            &assertion.jti,
+            &assertion.rid,
+            assertion.exp,
+        );
+        self.finish(&self.prepare(&assertion.principal), &part)
     }
 
-    /// The assertion [`Assertion::new`] would make, signed, without copying its parts: what
-    /// the gateway does for every request it forwards.
+    /// The assertion [`Assertion::new`] would make, signed, without copying its parts.
     pub fn sign_new(
         &self,
         principal: &Principal,
@@ -398,25 +419,55 @@ impl AssertionKey {
         rid: &str,
         now: i64,
     ) -> String {
-        let mut jti = [0u8; 22];
-        let jti = new_jti(&mut jti);
-        self.sign_claims(&Signed {
-            jti,
-            rid,
-            exp: now + ASSERTION_TTL_SECS,
-            ..Signed::new(principal, aud, request)
-        })
+        self.sign_prepared(&self.prepare(principal), aud, request, rid, now)
     }
 
-    fn sign_claims(&self, claims: &Signed<'_>) -> String {
-        let claims = claims.json();
-        let claims_len = base64::encoded_len(claims.len(), false).unwrap_or(0);
-        let mut token = String::with_capacity(HS256_HEADER.len() + claims_len + 45);
-        token.push_str(HS256_HEADER);
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+    /// What [`AssertionKey::sign_prepared`] needs of `principal` under this key.
+    pub fn prepare(&self, principal: &Principal) -> Prepared {
+        let mut json = Json(Vec::with_capacity(256));
+        principal_json(&mut json, principal);
+        let whole = json.0.len() / 3 * 3;
+        let mut head = String::with_capacity(HS256_HEADER.len() + 1 + whole / 3 * 4);
+        head.push_str(HS256_HEADER);
+        head.push('.');
+        URL_SAFE_NO_PAD.encode_string(&json.0[..whole], &mut head);
         let mut mac = self.signer.clone();
-        mac.update(token.as_bytes());
+        mac.update(head.as_bytes());
+        Prepared {
+            head,
+            left: json.0[whole..].to_vec(),
+            mac,
+        }
+    }
+
+    /// [`AssertionKey::sign_new`] for a principal prepared under this key: what the gateway
+    /// does for every request it forwards.
+    pub fn sign_prepared(
+        &self,
+        prepared: &Prepared,
+        aud: &str,
+        request: &Request<'_>,
+        rid: &str,
+        now: i64,
+    ) -> String {
+        let mut jti = [0u8; 22];
+        let jti = new_jti(&mut jti);
+        let part = RequestPart::new(aud, request, jti, rid, now + ASSERTION_TTL_SECS);
+        self.finish(prepared, &part)
+    }
+
+    /// The token: the prepared start, then the rest of the claims (the principal's bytes
+    /// left over and the request's) in base64url, hashed on from the prepared HMAC.
+    fn finish(&self, prepared: &Prepared, part: &RequestPart<'_>) -> String {
+        let mut rest = Json(Vec::with_capacity(320));
+        rest.0.extend_from_slice(&prepared.left);
+        part.json(&mut rest);
+        let rest_len = base64::encoded_len(rest.0.len(), false).unwrap_or(0);
+        let mut token = String::with_capacity(prepared.head.len() + rest_len + 45);
+        token.push_str(&prepared.head);
+        URL_SAFE_NO_PAD.encode_string(&rest.0, &mut token);
+        let mut mac = prepared.mac.clone();
+        mac.update(&token.as_bytes()[prepared.head.len()..]);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
         token
@@ -593,28 +644,45 @@ mod tests {
             present in proptest::collection::vec(proptest::bool::ANY, 7),
         ) {
             let optional = |i: usize| present[i].then_some(texts[i].as_str());
-            let claims = Signed {
+            let owned = |i: usize| optional(i).map(str::to_owned);
+            let principal = Principal {
                 kind,
-                id: &texts[7],
+                id: texts[7].clone(),
                 operator_id: numbers[0],
-                operator_siret: optional(0),
+                operator_siret: owned(0),
                 role,
-                token_id: optional(1),
-                client: optional(2),
+                token_id: owned(1),
+                client: owned(2),
                 token_exp: numbers[1],
-                session: optional(3),
-                csrf: optional(4),
-                aud: &texts[8],
-                method: &texts[9],
-                path: &texts[10],
-                query: if present[5] { &texts[5] } else { "" },
-                body: optional(6),
-                jti: &texts[6],
-                rid: &texts[0],
-                exp: numbers[2].unwrap_or(0),
+                session: owned(3),
+                csrf: owned(4),
+            };
+            let claims = Signed {
+                principal: &principal,
+                request: RequestPart {
+                    aud: &texts[8],
+                    method: &texts[9],
+                    path: &texts[10],
+                    query: if present[5] { &texts[5] } else { "" },
+                    body: optional(6),
+                    jti: &texts[6],
+                    rid: &texts[0],
+                    exp: numbers[2].unwrap_or(0),
+                },
             };
             let by_hand = String::from_utf8(claims.json()).unwrap();
-            proptest::prop_assert_eq!(by_hand, serde_json::to_string(&claims).unwrap());
+            proptest::prop_assert_eq!(&by_hand, &serde_json::to_string(&claims).unwrap());
+
+            // Signed from a prepared principal (its claims cut at any length, whole groups
+            // of three bytes encoded ahead): the JWT of those very claims, HMAC and all.
+            let secret = [9u8; 32];
+            let key = AssertionKey::new(&secret).unwrap();
+            let token = key.finish(&key.prepare(&principal), &claims.request);
+            let input = format!("{HS256_HEADER}.{}", URL_SAFE_NO_PAD.encode(&by_hand));
+            let mut mac = Hmac::<Sha256>::new_from_slice(&secret).unwrap();
+            mac.update(input.as_bytes());
+            let whole = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+            proptest::prop_assert_eq!(token, whole);
         }
     }
 

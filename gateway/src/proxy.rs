@@ -570,9 +570,13 @@ impl Gateway {
                 query: parts.uri.query().unwrap_or(""),
                 body: ctx.body_digest.as_deref(),
             };
-            let audience = route.upstream.audience();
-            let key = self.shared.assertion.of(route.upstream);
-            let token = key.sign_new(principal, audience, &request, &ctx.request_id, unix_now());
+            let token = (self.shared.assertion).sign(
+                route.upstream,
+                principal,
+                &request,
+                &ctx.request_id,
+                unix_now(),
+            );
             // The token's own buffer becomes the value: no copy of its ~500 bytes.
             let token = HeaderValue::from_maybe_shared(Bytes::from(token)).or_err(
                 ErrorType::InvalidHTTPHeader,
