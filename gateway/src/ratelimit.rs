@@ -298,14 +298,10 @@ impl Decision {
     /// The `RateLimit-*` headers, and `Retry-After` when refused (numbers written straight
     /// into header values, with no string formatting on the request path).
     pub fn headers(&self) -> impl Iterator<Item = (&'static HeaderName, HeaderValue)> + use<> {
-        let mut policy = itoa::Buffer::new().format(self.limit).as_bytes().to_vec();
-        policy.extend_from_slice(b";w=");
-        policy.extend_from_slice(itoa::Buffer::new().format(self.window_secs).as_bytes());
-        let policy = HeaderValue::from_maybe_shared(bytes::Bytes::from(policy))
-            .expect("digits and ;w= make a header value");
+        let (limit, policy) = policy_values(self.limit, self.window_secs);
         let retry = (!self.allowed).then(|| (&RETRY_AFTER, HeaderValue::from(self.reset_secs)));
         [
-            (&RATELIMIT_LIMIT, HeaderValue::from(self.limit)),
+            (&RATELIMIT_LIMIT, limit),
             (&RATELIMIT_REMAINING, HeaderValue::from(self.remaining)),
             (&RATELIMIT_RESET, HeaderValue::from(self.reset_secs)),
             (&RATELIMIT_POLICY, policy),
@@ -313,6 +309,41 @@ impl Decision {
         .into_iter()
         .chain(retry)
     }
+}
+
+/// Policies whose header values a thread keeps ([`policy_values`]).
+const POLICY_VALUES_KEPT: usize = 8;
+
+thread_local! {
+    /// `RateLimit-Limit` and `RateLimit-Policy` values of the last policies answered on this
+    /// thread, by limit and window: a handful of policies serve nearly every request, and a
+    /// kept value is handed out again without writing or allocating it (issue 24).
+    static POLICY_VALUES: std::cell::RefCell<Vec<(u64, u64, HeaderValue, HeaderValue)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The `RateLimit-Limit` and `RateLimit-Policy` (`<limit>;w=<window secs>`) values of a
+/// policy.
+fn policy_values(limit: u64, window_secs: u64) -> (HeaderValue, HeaderValue) {
+    POLICY_VALUES.with_borrow_mut(|kept| {
+        if let Some((_, _, limit, policy)) = kept
+            .iter()
+            .find(|(l, w, _, _)| (*l, *w) == (limit, window_secs))
+        {
+            return (limit.clone(), policy.clone());
+        }
+        let mut policy = itoa::Buffer::new().format(limit).as_bytes().to_vec();
+        policy.extend_from_slice(b";w=");
+        policy.extend_from_slice(itoa::Buffer::new().format(window_secs).as_bytes());
+        let policy = HeaderValue::from_maybe_shared(bytes::Bytes::from(policy))
+            .expect("digits and ;w= make a header value");
+        let values = (HeaderValue::from(limit), policy);
+        if kept.len() == POLICY_VALUES_KEPT {
+            kept.remove(0);
+        }
+        kept.push((limit, window_secs, values.0.clone(), values.1.clone()));
+        values
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1171,6 +1202,29 @@ mod tests {
                 ("retry-after", "1".to_owned()),
             ]
         );
+    }
+
+    /// The values a thread keeps are always their own policy's, whether found kept or made
+    /// again after more policies than are kept came between.
+    #[test]
+    fn a_policy_s_header_values_are_its_own_kept_or_not() {
+        // Each limit twice, with two windows.
+        let policies: Vec<(u64, u64)> = (0..3 * POLICY_VALUES_KEPT as u64)
+            .map(|i| ((i / 2 + 1) * 7, if i % 2 == 0 { 60 } else { 300 }))
+            .collect();
+        for round in 0..3 {
+            // Round 0 makes them, round 1 meets each again after more than are kept, round 2
+            // asks the last ones (kept) in reverse.
+            let order: Vec<_> = match round {
+                2 => policies.iter().rev().take(POLICY_VALUES_KEPT).collect(),
+                _ => policies.iter().collect(),
+            };
+            for &&(limit, window) in &order {
+                let (l, p) = policy_values(limit, window);
+                assert_eq!(l.to_str().unwrap(), limit.to_string());
+                assert_eq!(p.to_str().unwrap(), format!("{limit};w={window}"));
+            }
+        }
     }
 
     #[tokio::test]
