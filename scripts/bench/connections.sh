@@ -65,6 +65,16 @@ def report(label):
     print(f"{label:<46} gateway RSS {mib(gw):>10}   stack RSS {mib(total):>10}", flush=True)
     return gw
 
+def active_meanwhile(label):
+    """Requests on a connection of its own (another client address) while the idle ones are held."""
+    s = socket.create_connection(GATEWAY, timeout=30, source_address=("127.0.2.1", 0))
+    answers = {}
+    for _ in range(100):
+        status = request(s)
+        answers[status] = answers.get(status, 0) + 1
+    s.close()
+    print(f"  100 requests on an active connection while the {label} are held: {answers}", flush=True)
+
 def connect(i, port=GATEWAY[1]):
     source = f"127.0.1.{i // per_address + 1}"
     s = socket.create_connection((GATEWAY[0], port), timeout=30, source_address=(source, 0))
@@ -125,6 +135,7 @@ if conns:
     time.sleep(2)
     with_idle = report(f"{conns} idle kept-alive connections")
     print(f"  per idle connection: {(with_idle - before) * 1024 / conns / 1024:.1f} KiB", flush=True)
+    active_meanwhile("idle connections")
 
     closed = closed_by_gateway(held, started)
     print(f"after the idle timeout ({idle_secs} s): {closed} of {conns} closed by the gateway, "
@@ -148,6 +159,7 @@ if tls_conns:
     time.sleep(2)
     with_tls = report(f"{tls_conns} idle kept-alive TLS connections")
     print(f"  per idle TLS connection: {(with_tls - start_tls) / tls_conns:.1f} KiB", flush=True)
+    active_meanwhile("idle TLS connections")
     closed = closed_by_gateway(held, started)
     print(f"after the idle timeout ({idle_secs} s): {closed} of {tls_conns} TLS connections closed by the gateway, "
           f"{time.time() - started:.0f} s after the first was opened", flush=True)
