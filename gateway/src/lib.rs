@@ -625,6 +625,13 @@ mod tests {
     use super::*;
     use layered_settings::Secret;
 
+    fn secrets(auth: &str, registry: &str) -> settings::AssertionSecrets {
+        settings::AssertionSecrets {
+            auth_service: Secret::new(auth.into()),
+            registry: Secret::new(registry.into()),
+        }
+    }
+
     #[test]
     fn every_listener_key_binds_the_same_address() {
         for addr in [
@@ -647,10 +654,6 @@ mod tests {
 
     #[test]
     fn each_upstream_needs_its_own_long_secret() {
-        let secrets = |auth: &str, registry: &str| settings::AssertionSecrets {
-            auth_service: Secret::new(auth.into()),
-            registry: Secret::new(registry.into()),
-        };
         let long = "a secret of thirty-two bytes or more";
         let other = "another secret of thirty-two bytes or more";
         assert!(AssertionKeys::new(&secrets(long, other)).is_ok());
@@ -669,10 +672,6 @@ mod tests {
     /// as its own principal; under another upstream's key it does not verify at all.
     #[test]
     fn a_prepared_principal_serves_only_its_own_principal_and_keys() {
-        let secrets = |auth: &str, registry: &str| settings::AssertionSecrets {
-            auth_service: Secret::new(auth.into()),
-            registry: Secret::new(registry.into()),
-        };
         let one = "the first gateway's auth-service secret, 32 bytes+";
         let two = "the first gateway's registry secret, 32 bytes or more";
         let three = "the second gateway's registry secret, 32 bytes or more";
