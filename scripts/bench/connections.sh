@@ -123,50 +123,36 @@ for _ in range(50):
 time.sleep(1)
 before = report("before (warmed up, no client connection)")
 
-if conns:
-    held, statuses = [], {}
-    started = time.time()
-    for i in range(conns):
-        s = connect(i)
+def idle_phase(kind, count, open_one, since):
+    """Opens `count` connections with `open_one(i)`, one request each, then holds them idle:
+    the gateway's RSS per connection over `since` (KiB), requests on another connection
+    meanwhile, and the gateway closing every one after its idle timeout."""
+    held, statuses, started = [], {}, time.time()
+    for i in range(count):
+        s = open_one(i)
         status = request(s)
         statuses[status] = statuses.get(status, 0) + 1
         held.append(s)
-    print(f"opened {conns} connections, one request each, in {time.time() - started:.1f} s: {statuses}", flush=True)
+    print(f"opened {count} {kind}connections, one request each, in {time.time() - started:.1f} s: {statuses}", flush=True)
     time.sleep(2)
-    with_idle = report(f"{conns} idle kept-alive connections")
-    print(f"  per idle connection: {(with_idle - before) * 1024 / conns / 1024:.1f} KiB", flush=True)
-    active_meanwhile("idle connections")
-
+    with_idle = report(f"{count} idle kept-alive {kind}connections")
+    print(f"  per idle {kind}connection: {(with_idle - since) / count:.1f} KiB", flush=True)
+    active_meanwhile(f"idle {kind}connections")
     closed = closed_by_gateway(held, started)
-    print(f"after the idle timeout ({idle_secs} s): {closed} of {conns} closed by the gateway, "
+    print(f"after the idle timeout ({idle_secs} s): {closed} of {count} {kind}connections closed by the gateway, "
           f"{time.time() - started:.0f} s after the first was opened", flush=True)
     for s in held:
         s.close()
     time.sleep(2)
-    report("after the idle timeout")
+    report(f"after the idle timeout ({kind or 'plain '}connections)")
 
+if conns:
+    idle_phase("", conns, connect, before)
 if tls_conns:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    start_tls = report("before the TLS connections")
-    held, statuses, started = [], {}, time.time()
-    for i in range(tls_conns):
-        s = context.wrap_socket(connect(i, 18443), server_hostname="localhost")
-        status = request(s)
-        statuses[status] = statuses.get(status, 0) + 1
-        held.append(s)
-    print(f"opened {tls_conns} TLS connections, one request each: {statuses}", flush=True)
-    time.sleep(2)
-    with_tls = report(f"{tls_conns} idle kept-alive TLS connections")
-    print(f"  per idle TLS connection: {(with_tls - start_tls) / tls_conns:.1f} KiB", flush=True)
-    active_meanwhile("idle TLS connections")
-    closed = closed_by_gateway(held, started)
-    print(f"after the idle timeout ({idle_secs} s): {closed} of {tls_conns} TLS connections closed by the gateway, "
-          f"{time.time() - started:.0f} s after the first was opened", flush=True)
-    for s in held:
-        s.close()
-    time.sleep(2)
-    report("after the idle timeout (TLS)")
+    tls = lambda i: context.wrap_socket(connect(i, 18443), server_hostname="localhost")
+    idle_phase("TLS ", tls_conns, tls, report("before the TLS connections"))
 
 # Finding 7: headers up to pingora's 1 MiB are read into memory before the gateway sees them.
 if flood:
