@@ -98,11 +98,15 @@ pub struct AssertionKeys {
 /// dropped and prepared again as they come.
 const PREPARED_PER_THREAD: usize = 1024;
 
+/// Principals and their prepared parts under one key.
+type PreparedBy = HashMap<auth_token::Principal, Prepared, foldhash::fast::RandomState>;
+
 /// The principals prepared on this thread, per upstream, under the keys `keys` names.
 #[derive(Default)]
 struct PreparedPrincipals {
     keys: u64,
-    by_upstream: [HashMap<auth_token::Principal, Prepared, foldhash::fast::RandomState>; 2],
+    auth_service: PreparedBy,
+    registry: PreparedBy,
 }
 
 thread_local! {
@@ -152,7 +156,10 @@ impl AssertionKeys {
                     ..PreparedPrincipals::default()
                 };
             }
-            let known = &mut prepared.by_upstream[upstream as usize];
+            let known = match upstream {
+                routes::Upstream::AuthService => &mut prepared.auth_service,
+                routes::Upstream::Registry => &mut prepared.registry,
+            };
             if let Some(part) = known.get(principal) {
                 return key.sign_prepared(part, audience, request, rid, now);
             }
