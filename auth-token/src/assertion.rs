@@ -232,59 +232,32 @@ fn principal_json(out: &mut Json, principal: &Principal) {
     out.key("id");
     out.str(&principal.id);
     if let Some(operator_id) = principal.operator_id {
-        out.0.push(b',');
-        out.key("operator_id");
+        out.next_key("operator_id");
         out.int(operator_id);
     }
-    for (name, value) in [
-        ("operator_siret", principal.operator_siret.as_deref()),
-        ("role", principal.role.map(Role::as_str)),
-        ("token_id", principal.token_id.as_deref()),
-        ("client", principal.client.as_deref()),
-    ] {
-        if let Some(value) = value {
-            out.0.push(b',');
-            out.key(name);
-            out.str(value);
-        }
-    }
+    out.text("operator_siret", principal.operator_siret.as_deref());
+    out.text("role", principal.role.map(Role::as_str));
+    out.text("token_id", principal.token_id.as_deref());
+    out.text("client", principal.client.as_deref());
     if let Some(token_exp) = principal.token_exp {
-        out.0.push(b',');
-        out.key("token_exp");
+        out.next_key("token_exp");
         out.int(token_exp);
     }
-    for (name, value) in [
-        ("session", principal.session.as_deref()),
-        ("csrf", principal.csrf.as_deref()),
-    ] {
-        if let Some(value) = value {
-            out.0.push(b',');
-            out.key(name);
-            out.str(value);
-        }
-    }
+    out.text("session", principal.session.as_deref());
+    out.text("csrf", principal.csrf.as_deref());
 }
 
 impl<'a> RequestPart<'a> {
     /// `,` and the request's claims, then the closing brace: what follows [`principal_json`].
     fn json(&self, out: &mut Json) {
-        for (name, value) in [
-            ("aud", Some(self.aud)),
-            ("method", Some(self.method)),
-            ("path", Some(self.path)),
-            ("query", Some(self.query).filter(|q| !q.is_empty())),
-            ("body", self.body),
-            ("jti", Some(self.jti)),
-            ("rid", Some(self.rid)),
-        ] {
-            if let Some(value) = value {
-                out.0.push(b',');
-                out.key(name);
-                out.str(value);
-            }
-        }
-        out.0.push(b',');
-        out.key("exp");
+        out.text("aud", Some(self.aud));
+        out.text("method", Some(self.method));
+        out.text("path", Some(self.path));
+        out.text("query", Some(self.query).filter(|q| !q.is_empty()));
+        out.text("body", self.body);
+        out.text("jti", Some(self.jti));
+        out.text("rid", Some(self.rid));
+        out.next_key("exp");
         out.int(self.exp);
         out.0.push(b'}');
     }
@@ -307,6 +280,20 @@ impl<'a> RequestPart<'a> {
 struct Json(Vec<u8>);
 
 impl Json {
+    /// `,"name":`: a key after another.
+    fn next_key(&mut self, name: &str) {
+        self.0.push(b',');
+        self.key(name);
+    }
+
+    /// `,"name":"value"` when there is a value (a key after another).
+    fn text(&mut self, name: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.next_key(name);
+            self.str(value);
+        }
+    }
+
     /// `"name":`.
     fn key(&mut self, name: &str) {
         self.0.push(b'"');
