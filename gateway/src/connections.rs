@@ -331,13 +331,22 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
             () = tokio::time::sleep(idle) => return None,
             _ = closing.wait_for(|closing| *closing) => return None,
         };
+        let longer;
+        let first = if read < NEXT_REQUEST_READ {
+            &first[..read]
+        } else {
+            let mut more = first.to_vec();
+            read_arrived(&mut stream, &mut more).await;
+            longer = more;
+            &longer[..]
+        };
         if stream.as_any().is::<L4Stream>() {
             let mut tcp = tcp(stream)?;
-            tcp.rewind(&first[..read]);
+            tcp.rewind(first);
             return Some(tcp);
         }
         Some(Box::new(Rewound {
-            first: first[..read].into(),
+            first: first.into(),
             at: 0,
             inner: stream,
         }))
@@ -349,6 +358,22 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
 /// reads it from the stream's rewind buffer without another system call. It is also what an
 /// idle kept-alive connection holds while it waits.
 const NEXT_REQUEST_READ: usize = 1024;
+
+/// Room for the rest of a request longer than [`NEXT_REQUEST_READ`] (a journey's body).
+const NEXT_REQUEST_REST: usize = 16 * 1024;
+
+/// Appends to `read` what has already arrived of the stream, up to [`NEXT_REQUEST_REST`]
+/// bytes, without waiting for more. After a read that filled its buffer, the runtime still
+/// takes the socket as readable; pingora would then read the body in reads the exact size of
+/// what is left of it, each filling its buffer, and end the request with one more read that
+/// finds nothing (a system call per request, issue 24). One read with room to spare takes
+/// the rest of a typical request, and the runtime learns that the socket is drained.
+async fn read_arrived(stream: &mut Stream, read: &mut Vec<u8>) {
+    read.reserve(NEXT_REQUEST_REST);
+    let mut reading = std::pin::pin!(stream.read_buf(read));
+    // Polled once: a request still on its way is read by the session, as before.
+    std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx).is_ready())).await;
+}
 
 /// A stream whose first bytes [`Capped::next_request`] has read, handed to the next session
 /// to be read again first: what pingora's TCP stream does with `rewind`, for a TLS stream.
@@ -748,6 +773,37 @@ mod tests {
         let connection = capped.connection(stream, &shutdown);
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 2 * NEXT_REQUEST_READ, "{size} bytes");
+    }
+
+    /// A request longer than the first read (a journey's body) is taken whole by one more
+    /// read, with no wait for bytes that have not arrived.
+    #[tokio::test]
+    async fn the_rest_of_a_long_request_is_read_at_once_and_nothing_is_waited_for() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
+        let request: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        client.write_all(&request).await.unwrap();
+        let mut stream: Stream = Box::new(L4Stream::from(server));
+        let mut first = [0u8; NEXT_REQUEST_READ];
+        stream.read_exact(&mut first).await.unwrap();
+        let mut read = first.to_vec();
+        // A guard against a hang, not a measure: nothing here waits for the network.
+        let arrived = std::time::Duration::from_secs(10);
+        tokio::time::timeout(arrived, read_arrived(&mut stream, &mut read))
+            .await
+            .expect("what had arrived is read without waiting");
+        assert_eq!(read, request);
+        // Nothing more has arrived: the read returns with nothing added.
+        tokio::time::timeout(arrived, read_arrived(&mut stream, &mut read))
+            .await
+            .expect("an empty socket is not waited on");
+        assert_eq!(read.len(), request.len());
+        client.write_all(b"next").await.unwrap();
+        let mut next = [0u8; 4];
+        stream.read_exact(&mut next).await.unwrap();
+        assert_eq!(&next, b"next");
     }
 
     /// What [`Rewound`] holds is read first, across reads of any size, then the stream's own
