@@ -775,14 +775,19 @@ mod tests {
         assert!(size <= 2 * NEXT_REQUEST_READ, "{size} bytes");
     }
 
+    /// Both ends of a loopback TCP connection: the client's, then the server's.
+    async fn connected() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
     /// A request longer than the first read (a journey's body) is taken whole by one more
     /// read, with no wait for bytes that have not arrived.
     #[tokio::test]
     async fn the_rest_of_a_long_request_is_read_at_once_and_nothing_is_waited_for() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
-        let (client, accepted) = tokio::join!(client, listener.accept());
-        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
+        let (mut client, server) = connected().await;
         let request: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
         client.write_all(&request).await.unwrap();
         let mut stream: Stream = Box::new(L4Stream::from(server));
@@ -811,10 +816,7 @@ mod tests {
     /// next request).
     #[tokio::test]
     async fn a_rewound_stream_reads_its_first_bytes_again_then_its_own() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
-        let (client, accepted) = tokio::join!(client, listener.accept());
-        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
+        let (mut client, server) = connected().await;
         client.write_all(b" world").await.unwrap();
         let mut stream: Stream = Box::new(Rewound {
             first: b"hello"[..].into(),
