@@ -331,13 +331,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
             () = tokio::time::sleep(idle) => return None,
             _ = closing.wait_for(|closing| *closing) => return None,
         };
-        let longer;
+        let mut longer = Vec::new();
         let first = if read < NEXT_REQUEST_READ {
             &first[..read]
         } else {
-            let mut more = first.to_vec();
-            read_arrived(&mut stream, &mut more).await;
-            longer = more;
+            longer.extend_from_slice(&first);
+            read_arrived(&mut stream, &mut longer).await;
             &longer[..]
         };
         if stream.as_any().is::<L4Stream>() {
