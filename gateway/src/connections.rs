@@ -325,53 +325,45 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
             Err(rewound) => return Some(rewound),
         };
         let idle = self.idle.unwrap_or(Duration::ZERO);
-        let mut first = [0u8; NEXT_REQUEST_READ];
-        let read = tokio::select! {
-            read = stream.read(&mut first) => read.ok().filter(|&n| n > 0)?,
+        let first = tokio::select! {
+            read = read_next(&mut stream) => read.ok().filter(|read| !read.is_empty())?,
             () = tokio::time::sleep(idle) => return None,
             _ = closing.wait_for(|closing| *closing) => return None,
         };
-        let mut longer = Vec::new();
-        let first = if read < NEXT_REQUEST_READ {
-            &first[..read]
-        } else {
-            longer.extend_from_slice(&first);
-            read_arrived(&mut stream, &mut longer).await;
-            &longer[..]
-        };
         if stream.as_any().is::<L4Stream>() {
             let mut tcp = tcp(stream)?;
-            tcp.rewind(first);
+            tcp.rewind(&first);
             return Some(tcp);
         }
         Some(Box::new(Rewound {
-            first: first.into(),
+            first: first.into_boxed_slice(),
             at: 0,
             inner: stream,
         }))
     }
 }
 
-/// What [`Capped::next_request`] reads of a kept-alive connection's next request: a whole
-/// typical request line and headers (a bearer token included), so that pingora's session
-/// reads it from the stream's rewind buffer without another system call. It is also what an
-/// idle kept-alive connection holds while it waits.
-const NEXT_REQUEST_READ: usize = 1024;
+/// At most what [`Capped::next_request`] reads of a kept-alive connection's next request in
+/// one read: a request line, headers with a bearer token, and a typical journey's body
+/// (about 2 KB), so that pingora's session reads all of it from the stream's rewind buffer
+/// with no system call of its own. A longer request (a bulk import) is read on by the
+/// session.
+const NEXT_REQUEST_READ: usize = 16 * 1024;
 
-/// Room for the rest of a request longer than [`NEXT_REQUEST_READ`] (a journey's body).
-const NEXT_REQUEST_REST: usize = 16 * 1024;
-
-/// Appends to `read` what has already arrived of the stream, up to [`NEXT_REQUEST_REST`]
-/// bytes, without waiting for more. After a read that filled its buffer, the runtime still
-/// takes the socket as readable; pingora would then read the body in reads the exact size of
-/// what is left of it, each filling its buffer, and end the request with one more read that
-/// finds nothing (a system call per request, issue 24). One read with room to spare takes
-/// the rest of a typical request, and the runtime learns that the socket is drained.
-async fn read_arrived(stream: &mut Stream, read: &mut Vec<u8>) {
-    read.reserve(NEXT_REQUEST_REST);
-    let mut reading = std::pin::pin!(stream.read_buf(read));
-    // Polled once: a request still on its way is read by the session, as before.
-    std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx).is_ready())).await;
+/// Reads what has arrived of the next request, up to [`NEXT_REQUEST_READ`] bytes, and
+/// returns exactly that many. The room to read into is on the stack of each poll, never in
+/// the future: a kept-alive connection waits for its next request holding no buffer
+/// (issue 26, finding 10), and the request is still read in one system call, where a buffer
+/// kept small for the idle wait needed two for a journey's body (issue 24). A read shorter
+/// than its room also tells the runtime that the socket is drained, so pingora's session
+/// makes no read that finds nothing.
+fn read_next(stream: &mut Stream) -> impl Future<Output = std::io::Result<Vec<u8>>> + '_ {
+    std::future::poll_fn(move |cx| {
+        let mut room = [std::mem::MaybeUninit::<u8>::uninit(); NEXT_REQUEST_READ];
+        let mut read = ReadBuf::uninit(&mut room);
+        std::task::ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
+        Poll::Ready(Ok(read.filled().to_vec()))
+    })
 }
 
 /// A stream whose first bytes [`Capped::next_request`] has read, handed to the next session
@@ -753,7 +745,8 @@ mod tests {
     /// What a kept-alive connection holds while idle is mostly its task's future (issue 26,
     /// finding 10): pingora's per-connection task was 8.6 KiB, sized for a TLS handshake.
     /// The connection's own future stays small: the handshake, the PROXY header and the
-    /// refusal are boxed while they last, the next request is read into 1 KiB.
+    /// refusal are boxed while they last, and the next request is read into room that
+    /// exists only while the read is polled ([`read_next`]).
     #[tokio::test]
     async fn a_connection_holds_a_small_future_between_requests() {
         let metrics = ConnectionMetrics {
@@ -771,7 +764,7 @@ mod tests {
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         let connection = capped.connection(stream, &shutdown);
         let size = std::mem::size_of_val(&connection);
-        assert!(size <= 2 * NEXT_REQUEST_READ, "{size} bytes");
+        assert!(size <= 1024, "{size} bytes");
     }
 
     /// Both ends of a loopback TCP connection: the client's, then the server's.
@@ -782,32 +775,29 @@ mod tests {
         (client.unwrap(), accepted.unwrap().0)
     }
 
-    /// A request longer than the first read (a journey's body) is taken whole by one more
-    /// read, with no wait for bytes that have not arrived.
+    /// A request with a journey's body is read whole in one read, and exactly: the buffer
+    /// it was read into is not what is handed on. With nothing more arrived, the read waits
+    /// (the idle wait) and holds no buffer meanwhile.
     #[tokio::test]
-    async fn the_rest_of_a_long_request_is_read_at_once_and_nothing_is_waited_for() {
+    async fn a_request_with_a_body_is_read_at_once_and_an_empty_socket_is_waited_on() {
         let (mut client, server) = connected().await;
         let request: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
         client.write_all(&request).await.unwrap();
         let mut stream: Stream = Box::new(L4Stream::from(server));
-        let mut first = [0u8; NEXT_REQUEST_READ];
-        stream.read_exact(&mut first).await.unwrap();
-        let mut read = first.to_vec();
-        // A guard against a hang, not a measure: nothing here waits for the network.
+        // A guard against a hang, not a measure: the bytes are there before the read starts.
         let arrived = std::time::Duration::from_secs(10);
-        tokio::time::timeout(arrived, read_arrived(&mut stream, &mut read))
+        let read = tokio::time::timeout(arrived, read_next(&mut stream))
             .await
-            .expect("what had arrived is read without waiting");
+            .expect("what had arrived is read")
+            .unwrap();
         assert_eq!(read, request);
-        // Nothing more has arrived: the read returns with nothing added.
-        tokio::time::timeout(arrived, read_arrived(&mut stream, &mut read))
-            .await
-            .expect("an empty socket is not waited on");
-        assert_eq!(read.len(), request.len());
+        assert_eq!(read.capacity(), request.len());
+        let mut next = std::pin::pin!(read_next(&mut stream));
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx).is_pending()));
+        assert!(waiting.await, "nothing has arrived: the read waits");
         client.write_all(b"next").await.unwrap();
-        let mut next = [0u8; 4];
-        stream.read_exact(&mut next).await.unwrap();
-        assert_eq!(&next, b"next");
+        let read = tokio::time::timeout(arrived, next).await.unwrap().unwrap();
+        assert_eq!(read, b"next");
     }
 
     /// What [`Rewound`] holds is read first, across reads of any size, then the stream's own
