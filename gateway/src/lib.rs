@@ -59,9 +59,6 @@ pub struct Shared {
     pub tokens: token_cache::TokenCache,
     pub limiter: ratelimit::Limiter,
     pub metrics: metrics::Metrics,
-    /// Upstream connections for the requests the gateway forwards itself (bodies larger than
-    /// pingora's retry buffer).
-    pub connector: pingora::connectors::http::Connector,
     /// auth-service's and the registry's replicas.
     pub upstreams: upstreams::Upstreams,
     pub connect_timeout: Duration,
@@ -229,7 +226,6 @@ pub fn build_server(
         tokens: token_cache::TokenCache::new(settings.token_cache_capacity),
         limiter: ratelimit::Limiter::new(settings.rate_limits.clone(), counters),
         metrics,
-        connector: pingora::connectors::http::Connector::new(None),
         upstreams,
         connect_timeout: Duration::from_secs(settings.upstream_connect_timeout_secs),
         read_timeout: Duration::from_secs(settings.upstream_read_timeout_secs),

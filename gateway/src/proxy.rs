@@ -20,6 +20,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::{HttpSession as Http1Session, http_req_header_to_wire};
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -27,6 +29,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
@@ -42,9 +45,9 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 mod name {
     use http::HeaderName;
     pub use http::header::{
-        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, FORWARDED, HOST,
-        LOCATION, ORIGIN, SET_COOKIE, STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING, USER_AGENT,
-        WWW_AUTHENTICATE,
+        ALLOW, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, FORWARDED,
+        HOST, LOCATION, ORIGIN, SET_COOKIE, STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING,
+        USER_AGENT, WWW_AUTHENTICATE,
     };
     pub static ASSERTION: HeaderName = HeaderName::from_static(auth_token::ASSERTION_HEADER);
     pub static CSRF: HeaderName = HeaderName::from_static(auth_token::session::CSRF_HEADER);
@@ -96,6 +99,10 @@ pub struct Gateway {
     series: crate::metrics::RequestSeries,
     /// This service's index: its shard of the usage records.
     index: usize,
+    /// This service's upstream connections for the requests the gateway forwards itself
+    /// (those with a body). Each service keeps its own, as pingora's proxy keeps its own for
+    /// the rest: a pooled connection is only ever served by the thread it was opened on.
+    connector: pingora::connectors::http::Connector,
 }
 
 impl Gateway {
@@ -107,6 +114,7 @@ impl Gateway {
             index,
             shared,
             versions,
+            connector: pingora::connectors::http::Connector::new(None),
         }
     }
 }
@@ -298,14 +306,13 @@ impl ProxyHttp for Gateway {
             return Ok(false);
         }
         // The assertion binds a digest of the body, so the body is read before anything is
-        // forwarded. pingora then sends it from its retry buffer, which holds 64 KiB; a larger
-        // body (bulk imports) is forwarded here.
+        // forwarded; the gateway then forwards it itself, head and body in one write.
         let body = match Box::pin(read_body(session)).await? {
             Some(body) => body,
             None => return Box::pin(self.answer(session, ctx, Reason::PayloadTooLarge)).await,
         };
         ctx.body_digest = auth_token::body_digest(&body);
-        if session.as_downstream().get_retry_buffer().is_some() || body.is_empty() {
+        if body.is_empty() {
             return Ok(false);
         }
         Box::pin(self.forward_buffered(session, ctx, body)).await
@@ -587,20 +594,20 @@ impl Gateway {
         })
     }
 
-    /// Forwards a request whose body was read whole but is larger than pingora's retry buffer,
-    /// through pingora's connector, and relays the answer as the proxy would.
+    /// Forwards a request whose body was read whole, through this service's connector, and
+    /// relays the answer as the proxy would. pingora's proxy would send the body from its
+    /// retry buffer, which holds 64 KiB (a bulk import is larger), and would send the head
+    /// and the body in two writes (issue 24: a system call, and the upstream woken twice).
     async fn forward_buffered(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         body: Bytes,
     ) -> Result<bool> {
-        let mut request = session.req_header().clone();
+        let mut request = upstream_request(session.req_header(), body.len())?;
         self.prepare_upstream_request(&mut request, ctx)?;
-        request.remove_header(&name::TRANSFER_ENCODING);
-        request.insert_header("content-length", body.len())?;
-        let connector = &self.shared.connector;
-        let (peer, mut upstream) = loop {
+        let connector = &self.connector;
+        let (peer, upstream) = loop {
             ctx.attempts += 1;
             let peer = self.peer(ctx)?;
             match connector.get_http_session(&peer).await {
@@ -610,19 +617,10 @@ impl Gateway {
                 Err(e) => return Err(e.into_up()),
             }
         };
+        let mut upstream = send_whole(upstream, &peer, request, body)
+            .await
+            .map_err(|e| e.into_up())?;
         upstream.set_read_timeout(Some(self.shared.read_timeout));
-        upstream
-            .write_request_header(Box::new(request))
-            .await
-            .map_err(|e| e.into_up())?;
-        upstream
-            .write_request_body(body, true)
-            .await
-            .map_err(|e| e.into_up())?;
-        upstream
-            .finish_request_body()
-            .await
-            .map_err(|e| e.into_up())?;
         upstream
             .read_response_header()
             .await
@@ -1069,8 +1067,7 @@ fn has_body(request: &RequestHeader) -> bool {
             .is_some_and(|n| n > 0)
 }
 
-/// The whole request body, kept in pingora's retry buffer too (up to its 64 KiB), or `None`
-/// past [`MAX_BODY_BYTES`]. A client that asked to be told to go on (`Expect: 100-continue`)
+/// The whole request body, or `None` past [`MAX_BODY_BYTES`]. A client that asked to be told to go on (`Expect: 100-continue`)
 /// is told so first; the upstream is not asked again.
 async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
     let downstream = session.as_downstream_mut();
@@ -1081,7 +1078,6 @@ async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
         downstream.write_continue_response().await?;
     }
     downstream.req_header_mut().remove_header(&name::EXPECT);
-    downstream.enable_retry_buffering();
     let mut body = BytesMut::new();
     while let Some(chunk) = downstream.read_request_body().await? {
         if (body.len() + chunk.len()) as u64 > MAX_BODY_BYTES {
@@ -1268,6 +1264,87 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
+/// The request to send to an HTTP/1.1 upstream, for one the gateway forwards itself with its
+/// body read whole: what pingora's proxy makes of a request before forwarding it
+/// (pingora-proxy's `proxy_1to1`, whose helpers are not public), then the body's length.
+/// - HTTP/1.1, whatever the client spoke: a request that came over HTTP/2 has no `Host`
+///   but an authority, which becomes its `Host` (RFC 9113 §8.3.1).
+/// - The fields the client's `Connection` names, and the hop-by-hop fields, are the client's
+///   connection's, not the request's: dropped (RFC 9110 §7.6.1). `Host` is never dropped
+///   that way; the fields the gateway writes itself are written after this.
+/// - The body was read whole, so it goes with its length, never chunked.
+fn upstream_request(downstream: &RequestHeader, body_len: usize) -> Result<RequestHeader> {
+    let mut request = downstream.clone();
+    request.set_version(http::Version::HTTP_11);
+    let nominated: Vec<HeaderName> = (request.headers.get_all(&name::CONNECTION).iter())
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
+        .filter(|name| *name != name::HOST)
+        .collect();
+    for name in nominated.iter().chain(&HOP_BY_HOP) {
+        request.remove_header(name);
+    }
+    if let Some(authority) = request.uri.authority() {
+        let host = header_value(authority.as_str())?;
+        request.insert_header(name::HOST, host)?;
+    } else if !request.headers.contains_key(&name::HOST) {
+        request.insert_header(name::HOST, "")?;
+    }
+    request.insert_header(name::CONTENT_LENGTH, body_len)?;
+    Ok(request)
+}
+
+/// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1; the list pingora's
+/// proxy drops).
+static HOP_BY_HOP: [HeaderName; 10] = [
+    name::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    name::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// Sends a request's head and its whole body to the upstream in one write: pingora's HTTP/1
+/// client flushes the head on its own, then writes the body, two system calls where one
+/// does (issue 24). Over HTTP/2 (a TLS upstream that chose it), pingora's own calls.
+async fn send_whole(
+    upstream: HttpSession,
+    peer: &HttpPeer,
+    request: RequestHeader,
+    body: Bytes,
+) -> Result<HttpSession> {
+    let HttpSession::H1(h1) = upstream else {
+        let mut upstream = upstream;
+        upstream.write_request_header(Box::new(request)).await?;
+        upstream.write_request_body(body, true).await?;
+        upstream.finish_request_body().await?;
+        return Ok(upstream);
+    };
+    let Some(mut wire) = http_req_header_to_wire(&request) else {
+        return Error::e_explain(
+            ErrorType::InvalidHTTPHeader,
+            "a request line pingora refuses",
+        );
+    };
+    wire.extend_from_slice(&body);
+    let mut stream = h1.into_inner();
+    stream
+        .write_all(&wire)
+        .await
+        .or_err(ErrorType::WriteError, "while writing the request")?;
+    stream
+        .flush()
+        .await
+        .or_err(ErrorType::WriteError, "while flushing the request")?;
+    Ok(HttpSession::H1(Http1Session::new_with_options(
+        stream, peer,
+    )))
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1385,6 +1462,100 @@ mod tests {
         ] {
             assert!(!carries_machine_credential(&browser), "{browser:?}");
         }
+    }
+
+    /// A request the gateway forwards itself goes out as pingora's proxy would send it: in
+    /// HTTP/1.1 with a `Host` (a browser's HTTP/2 request has only an authority: it was
+    /// answered 400 before), without the client connection's own fields, with its length.
+    #[test]
+    fn a_forwarded_request_is_http_1_1_without_the_client_connections_fields() {
+        // As pingora's HTTP/2 session makes it: the URI with its scheme and authority.
+        let (parts, ()) = http::Request::post("https://localhost:8443/profile/signin")
+            .version(http::Version::HTTP_2)
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut h2 = RequestHeader::from(parts);
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("connection", "keep-alive, X-Secret , host"),
+            ("x-secret", "for the next hop only"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic dTpw"),
+        ] {
+            h2.append_header(name, value).unwrap();
+        }
+        let sent = upstream_request(&h2, 36).unwrap();
+        assert_eq!(sent.version, http::Version::HTTP_11);
+        let names: Vec<&str> = sent.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type", "host", "content-length"]);
+        assert_eq!(sent.headers["host"], "localhost:8443");
+        assert_eq!(sent.headers["content-length"], "36");
+        let wire = http_req_header_to_wire(&sent).expect("pingora writes it");
+        assert!(
+            wire.starts_with(b"POST /profile/signin HTTP/1.1\r\n"),
+            "{wire:?}"
+        );
+
+        // HTTP/1.1: its `Host` stays, even when its `Connection` names it.
+        let mut h1 = RequestHeader::build("POST", b"/v3/journeys", None).unwrap();
+        h1.append_header("host", "api.example.fr").unwrap();
+        h1.append_header("connection", "host, close").unwrap();
+        let sent = upstream_request(&h1, 0).unwrap();
+        assert_eq!(sent.headers["host"], "api.example.fr");
+        assert!(!sent.headers.contains_key("connection"));
+        // HTTP/1.0 may send none; HTTP/1.1 requires one.
+        let bare = RequestHeader::build("POST", b"/v3/journeys", None).unwrap();
+        assert_eq!(upstream_request(&bare, 0).unwrap().headers["host"], "");
+    }
+
+    /// A request with a body goes out whole, head and body as pingora would write them; the
+    /// session then reads the answer, and its connection goes back to the pool and is used
+    /// again. Nothing of pingora's bookkeeping depends on the head having gone through it.
+    #[tokio::test]
+    async fn a_request_sent_whole_is_answered_and_its_connection_kept() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Bytes::from(vec![b'j'; 3000]);
+        let mut request = RequestHeader::build("POST", b"/v3/journeys", None).unwrap();
+        request.insert_header("host", "registry").unwrap();
+        request.insert_header("content-length", body.len()).unwrap();
+        let mut expected = http_req_header_to_wire(&request).unwrap();
+        expected.extend_from_slice(&body);
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            for answer in ["first", "again"] {
+                let mut got = vec![0u8; expected.len()];
+                conn.read_exact(&mut got).await.unwrap();
+                assert_eq!(got, expected);
+                let len = answer.len();
+                let response =
+                    format!("HTTP/1.1 201 Created\r\nContent-Length: {len}\r\n\r\n{answer}");
+                conn.write_all(response.as_bytes()).await.unwrap();
+            }
+        });
+        let connector = pingora::connectors::http::Connector::new(None);
+        let peer = HttpPeer::new(addr, false, String::new());
+        for (answer, reused) in [("first", false), ("again", true)] {
+            let (upstream, was_reused) = connector.get_http_session(&peer).await.unwrap();
+            assert_eq!(was_reused, reused);
+            let request = request.clone();
+            let mut upstream = send_whole(upstream, &peer, request, body.clone())
+                .await
+                .unwrap();
+            upstream.read_response_header().await.unwrap();
+            assert_eq!(upstream.response_header().unwrap().status, 201);
+            let read = upstream.read_response_body().await.unwrap();
+            assert_eq!(read.as_deref(), Some(answer.as_bytes()));
+            assert!(upstream.response_done());
+            let idle = Some(Duration::from_secs(60));
+            connector.release_http_session(upstream, &peer, idle).await;
+        }
+        server.await.unwrap();
     }
 
     proptest::proptest! {
