@@ -1067,8 +1067,8 @@ fn has_body(request: &RequestHeader) -> bool {
             .is_some_and(|n| n > 0)
 }
 
-/// The whole request body, or `None` past [`MAX_BODY_BYTES`]. A client that asked to be told to go on (`Expect: 100-continue`)
-/// is told so first; the upstream is not asked again.
+/// The whole request body, or `None` past [`MAX_BODY_BYTES`]. A client that asked to be told
+/// to go on (`Expect: 100-continue`) is told so first; the upstream is not asked again.
 async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
     let downstream = session.as_downstream_mut();
     if downstream
@@ -1345,6 +1345,7 @@ async fn send_whole(
         stream, peer,
     )))
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
