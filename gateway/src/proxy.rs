@@ -24,7 +24,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::v1::client::{HttpSession as Http1Session, http_req_header_to_wire};
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -609,11 +609,11 @@ impl Gateway {
         let connector = &self.connector;
         let (peer, upstream) = loop {
             ctx.attempts += 1;
-            let peer = self.peer(ctx)?;
+            let peer = Pooled(self.peer(ctx)?);
             match connector.get_http_session(&peer).await {
                 Ok((upstream, _)) => break (peer, upstream),
                 // As `fail_to_connect`: nothing was sent, another replica may answer.
-                Err(_) if self.try_another_replica(ctx, &peer) => continue,
+                Err(_) if self.try_another_replica(ctx, &peer.0) => continue,
                 Err(e) => return Err(e.into_up()),
             }
         };
@@ -1309,12 +1309,60 @@ static HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("http2-settings"),
 ];
 
+/// A replica as the gateway's own forwarding reaches it: pingora's [`HttpPeer`] in all but
+/// one check. Before handing out a pooled connection, pingora asks the kernel for the peer of
+/// its file descriptor (`matches_fd`: a `getpeername` per forwarded request, issue 24). The
+/// pool keys its connections by the peer already, and owns each one's file descriptor while
+/// it waits, so the descriptor cannot have come to name another socket; whether the
+/// connection is still alive, pingora still checks (a read that must find nothing).
+#[derive(Clone)]
+struct Pooled(HttpPeer);
+
+impl std::fmt::Display for Pooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Peer for Pooled {
+    fn address(&self) -> &PeerAddr {
+        self.0.address()
+    }
+    fn tls(&self) -> bool {
+        self.0.tls()
+    }
+    fn sni(&self) -> &str {
+        self.0.sni()
+    }
+    fn reuse_hash(&self) -> u64 {
+        self.0.reuse_hash()
+    }
+    fn get_proxy(&self) -> Option<&pingora::upstreams::peer::Proxy> {
+        self.0.get_proxy()
+    }
+    fn get_peer_options(&self) -> Option<&pingora::upstreams::peer::PeerOptions> {
+        self.0.get_peer_options()
+    }
+    fn get_mut_peer_options(&mut self) -> Option<&mut pingora::upstreams::peer::PeerOptions> {
+        self.0.get_mut_peer_options()
+    }
+    fn get_client_cert_key(&self) -> Option<&Arc<pingora::utils::tls::CertKey>> {
+        self.0.get_client_cert_key()
+    }
+    fn get_tracer(&self) -> Option<pingora::upstreams::peer::Tracer> {
+        self.0.get_tracer()
+    }
+    fn matches_fd<V: std::os::fd::AsRawFd>(&self, _: V) -> bool {
+        true
+    }
+}
+
 /// Sends a request's head and its whole body to the upstream in one write: pingora's HTTP/1
 /// client flushes the head on its own, then writes the body, two system calls where one
 /// does (issue 24). Over HTTP/2 (a TLS upstream that chose it), pingora's own calls.
 async fn send_whole(
     upstream: HttpSession,
-    peer: &HttpPeer,
+    peer: &Pooled,
     request: RequestHeader,
     body: Bytes,
 ) -> Result<HttpSession> {
@@ -1540,7 +1588,7 @@ mod tests {
             }
         });
         let connector = pingora::connectors::http::Connector::new(None);
-        let peer = HttpPeer::new(addr, false, String::new());
+        let peer = Pooled(HttpPeer::new(addr, false, String::new()));
         for (answer, reused) in [("first", false), ("again", true)] {
             let (upstream, was_reused) = connector.get_http_session(&peer).await.unwrap();
             assert_eq!(was_reused, reused);
