@@ -25,7 +25,7 @@ use pingora::protocols::http::v1::client::{HttpSession as Http1Session, http_req
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
-use pingora::{Error, ErrorSource, ErrorType};
+use pingora::{Error, ErrorSource, ErrorType, RetryType};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,10 @@ pub const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
 
 /// How long an idle connection to an upstream is kept for the next request.
 pub(crate) const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// How many times an idempotent request is sent again after its pooled upstream connection
+/// turned out closed (pingora's proxy: `max_retries`, 16).
+const MAX_RESENT: usize = 16;
 
 /// Request lines plus headers above this are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -99,9 +103,9 @@ pub struct Gateway {
     series: crate::metrics::RequestSeries,
     /// This service's index: its shard of the usage records.
     index: usize,
-    /// This service's upstream connections for the requests the gateway forwards itself
-    /// (those with a body). Each service keeps its own, as pingora's proxy keeps its own for
-    /// the rest: a pooled connection is only ever served by the thread it was opened on.
+    /// This service's upstream connections, for every request it forwards ([`Gateway::forward`]).
+    /// Each service keeps its own: a pooled connection is only ever served by the thread it
+    /// was opened on.
     connector: pingora::connectors::http::Connector,
 }
 
@@ -143,15 +147,12 @@ pub struct Ctx {
     /// The client's address: the TCP peer, or the last `X-Forwarded-For` entry when the
     /// peer is a trusted balancer.
     client_ip: IpAddr,
-    /// Request body bytes read so far (a body without `Content-Length` is counted as it
-    /// streams).
-    body_bytes: u64,
     /// The request line and headers' size, measured once for the limit and the usage records.
     header_bytes: usize,
     /// The digest of the request body ([`auth_token::body_digest`]), bound in the assertion.
     body_digest: Option<String>,
-    /// Upstream connections attempted for this request, and the replica that refused the
-    /// last one (the next attempt goes elsewhere).
+    /// Upstream connections refused for this request, and the replica that refused the last
+    /// one (the next attempt goes elsewhere).
     attempts: usize,
     refused: Option<PeerAddr>,
     /// The request came over TLS: its answer carries HSTS, and its session cookies are the
@@ -180,7 +181,6 @@ impl ProxyHttp for Gateway {
             sessid: String::new(),
             new_sessid: false,
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            body_bytes: 0,
             header_bytes: 0,
             body_digest: None,
             attempts: 0,
@@ -302,68 +302,27 @@ impl ProxyHttp for Gateway {
         if limited {
             return Box::pin(self.answer(session, ctx, Reason::RateLimited)).await;
         }
-        if !has_body(session.req_header()) {
-            return Ok(false);
-        }
-        // The assertion binds a digest of the body, so the body is read before anything is
-        // forwarded; the gateway then forwards it itself, head and body in one write.
-        let body = match Box::pin(read_body(session)).await? {
-            Some(body) => body,
-            None => return Box::pin(self.answer(session, ctx, Reason::PayloadTooLarge)).await,
+        let body = if has_body(session.req_header()) {
+            // The assertion binds a digest of the body, so the body is read whole before
+            // anything is forwarded.
+            let Some(body) = Box::pin(read_body(session)).await? else {
+                return Box::pin(self.answer(session, ctx, Reason::PayloadTooLarge)).await;
+            };
+            ctx.body_digest = auth_token::body_digest(&body);
+            body
+        } else {
+            Bytes::new()
         };
-        ctx.body_digest = auth_token::body_digest(&body);
-        if body.is_empty() {
-            return Ok(false);
-        }
-        Box::pin(self.forward_buffered(session, ctx, body)).await
+        Box::pin(self.forward(session, ctx, body)).await
     }
 
-    /// Counts a streamed body (one without `Content-Length`) and stops it past the limit.
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        _end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
-        if ctx.body_bytes > MAX_BODY_BYTES {
-            return Error::e_explain(
-                ErrorType::Custom(Reason::PayloadTooLarge.code()),
-                "request body over the limit",
-            );
-        }
-        Ok(())
-    }
-
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        ctx.attempts += 1;
-        Ok(Box::new(self.peer(ctx)?))
-    }
-
-    /// A replica that refuses the connection (down, restarting, between two health checks)
-    /// costs no request: the next attempt goes to another one, up to one per replica. The
-    /// request was not sent, so trying again cannot apply it twice.
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        peer: &HttpPeer,
-        ctx: &mut Ctx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        if self.try_another_replica(ctx, peer) {
-            e.set_retry(true);
-        }
-        e
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        self.prepare_upstream_request(upstream_request, ctx)
+    /// Never called: `request_filter` answers or forwards every request itself
+    /// ([`Gateway::forward`]), so pingora's proxy never reaches an upstream.
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Error::e_explain(
+            ErrorType::InternalError,
+            "every request is forwarded by the gateway itself",
+        )
     }
 
     async fn response_filter(
@@ -519,6 +478,7 @@ impl Gateway {
         let Some(route) = &ctx.route else {
             return false;
         };
+        ctx.attempts += 1;
         if ctx.attempts >= self.shared.upstreams.of(route.upstream).attempts() {
             return false;
         }
@@ -594,37 +554,45 @@ impl Gateway {
         })
     }
 
-    /// Forwards a request whose body was read whole, through this service's connector, and
-    /// relays the answer as the proxy would. pingora's proxy would send the body from its
-    /// retry buffer, which holds 64 KiB (a bulk import is larger), and would send the head
-    /// and the body in two writes (issue 24: a system call, and the upstream woken twice).
-    async fn forward_buffered(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        body: Bytes,
-    ) -> Result<bool> {
+    /// Forwards an allowed request, its body read whole, through this service's connector,
+    /// and relays the answer as pingora's proxy would. The gateway forwards every request
+    /// itself (issue 24): the head and the body go in one write, where pingora's client
+    /// flushes the head first and sends the body from its retry buffer (64 KiB, less than a
+    /// bulk import); a pooled connection is taken without pingora's `getpeername`
+    /// ([`Pooled`]); and pingora's proxy loop, which also watches the client while the
+    /// upstream answers, is not needed for a request already read whole.
+    ///
+    /// What pingora's proxy does on failure, this does too. A replica that refuses the
+    /// connection (down, restarting, between two health checks) costs no request: the next
+    /// attempt goes to another one, up to one per replica; nothing was sent, so trying again
+    /// cannot apply it twice. An idempotent request whose pooled connection the upstream
+    /// closed as it was taken is sent again on another connection (pingora's default retry
+    /// policy); a `POST` is not, as the upstream may have applied it.
+    async fn forward(&self, session: &mut Session, ctx: &mut Ctx, body: Bytes) -> Result<bool> {
         let mut request = upstream_request(session.req_header(), body.len())?;
         self.prepare_upstream_request(&mut request, ctx)?;
         let connector = &self.connector;
-        let (peer, upstream) = loop {
-            ctx.attempts += 1;
+        let idempotent = request.method.is_idempotent();
+        let mut resent = 0;
+        let (peer, mut upstream) = loop {
             let peer = Pooled(self.peer(ctx)?);
-            match connector.get_http_session(&peer).await {
-                Ok((upstream, _)) => break (peer, upstream),
-                // As `fail_to_connect`: nothing was sent, another replica may answer.
+            let (upstream, reused) = match connector.get_http_session(&peer).await {
+                Ok(got) => got,
                 Err(_) if self.try_another_replica(ctx, &peer.0) => continue,
                 Err(e) => return Err(e.into_up()),
+            };
+            match self.exchange(upstream, &peer, &request, &body).await {
+                Ok(upstream) => break (peer, upstream),
+                Err(mut e) => {
+                    e.retry.decide_reuse(reused);
+                    if idempotent && e.retry() && resent < MAX_RESENT {
+                        resent += 1;
+                        continue;
+                    }
+                    return Err(e.into_up());
+                }
             }
         };
-        let mut upstream = send_whole(upstream, &peer, request, body)
-            .await
-            .map_err(|e| e.into_up())?;
-        upstream.set_read_timeout(Some(self.shared.read_timeout));
-        upstream
-            .read_response_header()
-            .await
-            .map_err(|e| e.into_up())?;
         let Some(response) = upstream.response_header() else {
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
                 .map_err(|e| e.into_up());
@@ -652,6 +620,20 @@ impl Gateway {
             .release_http_session(upstream, &peer, Some(UPSTREAM_IDLE))
             .await;
         Ok(true)
+    }
+
+    /// Sends the request on `upstream` and reads the head of its answer.
+    async fn exchange(
+        &self,
+        upstream: HttpSession,
+        peer: &Pooled,
+        request: &RequestHeader,
+        body: &Bytes,
+    ) -> Result<HttpSession> {
+        let mut upstream = send_whole(upstream, peer, request, body).await?;
+        upstream.set_read_timeout(Some(self.shared.read_timeout));
+        upstream.read_response_header().await?;
+        Ok(upstream)
     }
 
     /// The credential and permission steps, refreshing the JWKS once for an unknown key.
@@ -1290,7 +1272,10 @@ fn upstream_request(downstream: &RequestHeader, body_len: usize) -> Result<Reque
     } else if !request.headers.contains_key(&name::HOST) {
         request.insert_header(name::HOST, "")?;
     }
-    request.insert_header(name::CONTENT_LENGTH, body_len)?;
+    // A request without a body (most `GET`s) goes without a length, as the client sent it.
+    if body_len > 0 || has_body(downstream) {
+        request.insert_header(name::CONTENT_LENGTH, body_len)?;
+    }
     Ok(request)
 }
 
@@ -1363,32 +1348,39 @@ impl Peer for Pooled {
 async fn send_whole(
     upstream: HttpSession,
     peer: &Pooled,
-    request: RequestHeader,
-    body: Bytes,
+    request: &RequestHeader,
+    body: &Bytes,
 ) -> Result<HttpSession> {
     let HttpSession::H1(h1) = upstream else {
         let mut upstream = upstream;
-        upstream.write_request_header(Box::new(request)).await?;
-        upstream.write_request_body(body, true).await?;
+        upstream
+            .write_request_header(Box::new(request.clone()))
+            .await?;
+        if !body.is_empty() {
+            upstream.write_request_body(body.clone(), true).await?;
+        }
         upstream.finish_request_body().await?;
         return Ok(upstream);
     };
-    let Some(mut wire) = http_req_header_to_wire(&request) else {
+    let Some(mut wire) = http_req_header_to_wire(request) else {
         return Error::e_explain(
             ErrorType::InvalidHTTPHeader,
             "a request line pingora refuses",
         );
     };
-    wire.extend_from_slice(&body);
+    wire.extend_from_slice(body);
     let mut stream = h1.into_inner();
-    stream
-        .write_all(&wire)
-        .await
-        .or_err(ErrorType::WriteError, "while writing the request")?;
-    stream
-        .flush()
-        .await
-        .or_err(ErrorType::WriteError, "while flushing the request")?;
+    let written = match stream.write_all(&wire).await {
+        Ok(()) => stream.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        // As pingora's client marks a failed read of the answer: a pooled connection the
+        // upstream closed fails here, and the request may be sent again on another one.
+        let mut e = Error::because(ErrorType::WriteError, "while writing the request", e);
+        e.retry = RetryType::ReusedOnly;
+        return Err(e);
+    }
     Ok(HttpSession::H1(Http1Session::new_with_options(
         stream, peer,
     )))
@@ -1592,10 +1584,7 @@ mod tests {
         for (answer, reused) in [("first", false), ("again", true)] {
             let (upstream, was_reused) = connector.get_http_session(&peer).await.unwrap();
             assert_eq!(was_reused, reused);
-            let request = request.clone();
-            let mut upstream = send_whole(upstream, &peer, request, body.clone())
-                .await
-                .unwrap();
+            let mut upstream = send_whole(upstream, &peer, &request, &body).await.unwrap();
             upstream.read_response_header().await.unwrap();
             assert_eq!(upstream.response_header().unwrap().status, 201);
             let read = upstream.read_response_body().await.unwrap();

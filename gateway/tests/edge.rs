@@ -10,7 +10,7 @@ mod support;
 use gateway::Settings;
 use gateway::ratelimit::RouteClass;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use support::{Gateway, SIGN_IN, Upstream, free_port, reason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -384,4 +384,106 @@ async fn a_route_asked_with_another_method_gets_405_naming_its_methods() {
         .unwrap();
     assert!(!nowhere.headers().contains_key("allow"));
     assert_eq!(reason(nowhere, 404, -32504).await, "route_not_found");
+}
+
+/// An auth-service that closes each connection on reading its second forwarded request
+/// (one carrying the gateway's assertion), unanswered: as an upstream closing an idle
+/// connection at the moment the gateway sends on it. Every other request is answered and
+/// the connection kept. Counts the forwarded requests it read.
+async fn closing_upstream(addr: SocketAddr) -> (std::sync::Arc<AtomicU64>, AbortOnDrop) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let forwarded = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = forwarded.clone();
+    let task = tokio::spawn(async move {
+        let mut served = tokio::task::JoinSet::new();
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let counted = counted.clone();
+            served.spawn(async move {
+                let mut on_this = 0;
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = read_head(&mut conn, &mut buf).await else {
+                        return;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    buf.drain(..end + 4);
+                    let length = (head.lines())
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                    while buf.len() < length {
+                        let mut chunk = [0u8; 8192];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..length);
+                    if head.contains(&format!("\r\n{}:", auth_token::ASSERTION_HEADER)) {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        on_this += 1;
+                        if on_this == 2 {
+                            return;
+                        }
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                   content-length: 2\r\n\r\n{}";
+                    if conn.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (forwarded, AbortOnDrop(task))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn read_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(at);
+        }
+        let mut chunk = [0u8; 8192];
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// pingora's proxy sends an idempotent request again when the pooled connection it took
+/// turns out closed by the upstream; the gateway, which forwards every request itself, does
+/// the same. A POST is not sent again: the upstream may have applied it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_is_sent_again_when_its_pooled_connection_was_closed_and_a_post_is_not() {
+    let auth = free_port();
+    let (forwarded, _upstream) = closing_upstream(auth).await;
+    // One proxy service, so one pool of upstream connections, whatever connection the
+    // client uses.
+    let gw = gateway(auth, |settings| settings.server.threads = 1).await;
+    let client = reqwest::Client::new();
+    let jwks = format!("{}/.well-known/jwks.json", gw.url);
+
+    assert_eq!(client.get(&jwks).send().await.unwrap().status(), 200);
+    assert_eq!(forwarded.load(Ordering::SeqCst), 1);
+    // Sent on the pooled connection, which the upstream closes unanswered; then again on a
+    // new one, where it is answered.
+    assert_eq!(client.get(&jwks).send().await.unwrap().status(), 200);
+    assert_eq!(forwarded.load(Ordering::SeqCst), 3);
+
+    // The new connection is pooled in turn: a POST sent on it is lost with it, and told so.
+    let post = sign_in(&gw).await;
+    assert_eq!(reason(post, 502, -32603).await, "upstream_unavailable");
+    assert_eq!(
+        forwarded.load(Ordering::SeqCst),
+        4,
+        "the POST was sent once, not again"
+    );
 }
