@@ -1,8 +1,9 @@
 //! pingora with nothing on top: every request forwarded to one upstream, no filter at all,
 //! in the gateway's server layout (one single-threaded service per core, each with its own
-//! `SO_REUSEPORT` listener; no downstream module; one peer built at start). It measures
-//! pingora's own cost on this machine, the floor under the gateway's figures
-//! (docs/performance.md):
+//! `SO_REUSEPORT` listener; no downstream module; one peer built at start) and forwarded as
+//! the gateway forwards it (`gateway::forward`: the body read whole, head and body in one
+//! write, a pooled connection taken without `getpeername`). It measures pingora's own cost on
+//! this machine, the floor under the gateway's figures (docs/performance.md):
 //!
 //!     cargo build --release -p gateway --example bare_proxy
 //!     BARE_LISTEN=127.0.0.1:18180 BARE_UPSTREAM=127.0.0.1:9201 target/release/examples/bare_proxy
@@ -10,12 +11,16 @@
 //! Other layouts, for comparison: `BARE_SERVICES` (default: one per core), `BARE_THREADS`
 //! per service (default 1), `BARE_WORK_STEALING=true`, `BARE_MODULES=default` (pingora's
 //! disabled compression module), `BARE_SHARED_SOCKET=true` (every service accepts on one
-//! socket instead of one `SO_REUSEPORT` socket each).
+//! socket instead of one `SO_REUSEPORT` socket each), `BARE_FORWARD=pingora` (pingora's proxy
+//! forwards, as the gateway did until issue 24's session 24).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use gateway::forward::{self, Pooled};
+use pingora::connectors::http::Connector;
 use pingora::listeners::{ListenerConfig, TcpSocketOptions};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
@@ -29,6 +34,9 @@ use std::time::Duration;
 struct Bare {
     peer: HttpPeer,
     default_modules: bool,
+    /// The gateway's own forwarding (the default), through this service's connector; `None`:
+    /// pingora's proxy.
+    own: Option<(Connector, Pooled)>,
 }
 
 #[async_trait]
@@ -43,6 +51,28 @@ impl ProxyHttp for Bare {
                 pingora::modules::http::compression::ResponseCompressionBuilder::enable(0),
             );
         }
+    }
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        let Some((connector, peer)) = &self.own else {
+            return Ok(false);
+        };
+        let body = if forward::has_body(session.req_header()) {
+            forward::read_body(session, u64::MAX)
+                .await?
+                .unwrap_or_default()
+        } else {
+            Bytes::new()
+        };
+        let request = forward::upstream_request(session.req_header(), body.len())?;
+        let (upstream, _) = connector.get_http_session(peer).await?;
+        let upstream = forward::exchange(upstream, peer, &request, &body, None).await?;
+        let Some(response) = upstream.response_header() else {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
+        };
+        let response = response.clone();
+        forward::relay(session, connector, peer, upstream, response).await?;
+        Ok(true)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
@@ -77,9 +107,11 @@ fn main() {
     let mut peer = HttpPeer::new(upstream, false, String::new());
     peer.options.idle_timeout = Some(Duration::from_secs(60));
     for index in 0..services {
+        let own = env("BARE_FORWARD", "own") == "own";
         let bare = Bare {
             peer: peer.clone(),
             default_modules: env("BARE_MODULES", "none") == "default",
+            own: own.then(|| (Connector::new(None), Pooled(peer.clone()))),
         };
         let app = pingora::proxy::http_proxy(&server.configuration, bare);
         let mut service = Service::new(format!("bare {index}"), app);

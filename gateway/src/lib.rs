@@ -18,6 +18,7 @@ pub mod admin;
 pub mod authorize;
 pub mod connections;
 pub mod cookies;
+pub mod forward;
 pub mod jwks;
 pub mod metrics;
 pub mod proxy;
@@ -374,7 +375,7 @@ fn upstreams_of(
             Some(Duration::from_secs(settings.upstream_connect_timeout_secs));
         template.options.read_timeout =
             Some(Duration::from_secs(settings.upstream_read_timeout_secs));
-        template.options.idle_timeout = Some(proxy::UPSTREAM_IDLE);
+        template.options.idle_timeout = Some(forward::UPSTREAM_IDLE);
         if let Some(tls) = tls {
             let name = match upstream {
                 routes::Upstream::AuthService => &tls.auth_service_name,

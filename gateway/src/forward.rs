@@ -1,0 +1,349 @@
+//! Forwarding a request whose body was read whole, as pingora's proxy would and for less
+//! (issue 24). The gateway forwards every request this way ([`crate::proxy::Gateway`]), and
+//! `examples/bare_proxy.rs` does too, so that it stays the floor under the gateway's figures.
+//!
+//! - [`upstream_request`] makes the request what pingora's proxy makes of it (HTTP/1.1,
+//!   without the client connection's own fields).
+//! - [`send_whole`] writes its head and body in one write, where pingora's HTTP/1 client
+//!   flushes the head first and sends the body from its retry buffer (64 KiB, less than a
+//!   bulk import).
+//! - [`Pooled`] takes a pooled connection without pingora's `getpeername`.
+//! - [`relay`] hands the answer to the client and the connection back to the pool. pingora's
+//!   proxy loop, which also watches the client while the upstream answers, is not needed for
+//!   a request already read whole: a client that leaves is noticed when its answer is written.
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, header};
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::{HttpSession as Http1Session, http_req_header_to_wire};
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::{Error, ErrorType, RetryType};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// How long an idle connection to an upstream is kept for the next request.
+pub const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// Whether the request has a body to forward: a `Content-Length` above 0, or a transfer coding.
+pub fn has_body(request: &RequestHeader) -> bool {
+    let headers = &request.headers;
+    headers.contains_key(&header::TRANSFER_ENCODING)
+        || headers
+            .get(&header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
+/// The whole request body, or `None` past `limit` bytes. A client that asked to be told
+/// to go on (`Expect: 100-continue`) is told so first; the upstream is not asked again.
+pub async fn read_body(session: &mut Session, limit: u64) -> Result<Option<Bytes>> {
+    let downstream = session.as_downstream_mut();
+    if downstream
+        .get_header(&header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    {
+        downstream.write_continue_response().await?;
+    }
+    downstream.req_header_mut().remove_header(&header::EXPECT);
+    let mut body = BytesMut::new();
+    while let Some(chunk) = downstream.read_request_body().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}
+
+/// The request to send to an HTTP/1.1 upstream, for one the gateway forwards itself with its
+/// body read whole: what pingora's proxy makes of a request before forwarding it
+/// (pingora-proxy's `proxy_1to1`, whose helpers are not public), then the body's length.
+/// - HTTP/1.1, whatever the client spoke: a request that came over HTTP/2 has no `Host`
+///   but an authority, which becomes its `Host` (RFC 9113 §8.3.1).
+/// - The fields the client's `Connection` names, and the hop-by-hop fields, are the client's
+///   connection's, not the request's: dropped (RFC 9110 §7.6.1). `Host` is never dropped
+///   that way; the fields the gateway writes itself are written after this.
+/// - The body was read whole, so it goes with its length, never chunked.
+pub fn upstream_request(downstream: &RequestHeader, body_len: usize) -> Result<RequestHeader> {
+    let mut request = downstream.clone();
+    request.set_version(http::Version::HTTP_11);
+    let nominated: Vec<HeaderName> = (request.headers.get_all(&header::CONNECTION).iter())
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
+        .filter(|name| *name != header::HOST)
+        .collect();
+    for name in nominated.iter().chain(&HOP_BY_HOP) {
+        request.remove_header(name);
+    }
+    if let Some(authority) = request.uri.authority() {
+        let host = HeaderValue::from_str(authority.as_str()).or_err(
+            ErrorType::InvalidHTTPHeader,
+            "an authority that is no header value",
+        )?;
+        request.insert_header(header::HOST, host)?;
+    } else if !request.headers.contains_key(&header::HOST) {
+        request.insert_header(header::HOST, "")?;
+    }
+    // A request without a body (most `GET`s) goes without a length, as the client sent it.
+    if body_len > 0 || has_body(downstream) {
+        request.insert_header(header::CONTENT_LENGTH, body_len)?;
+    }
+    Ok(request)
+}
+
+/// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1; the list pingora's
+/// proxy drops).
+static HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// A replica as [`relay`] reaches it: pingora's [`HttpPeer`] in all but
+/// one check. Before handing out a pooled connection, pingora asks the kernel for the peer of
+/// its file descriptor (`matches_fd`: a `getpeername` per forwarded request, issue 24). The
+/// pool keys its connections by the peer already, and owns each one's file descriptor while
+/// it waits, so the descriptor cannot have come to name another socket; whether the
+/// connection is still alive, pingora still checks (a read that must find nothing).
+#[derive(Clone)]
+pub struct Pooled(pub HttpPeer);
+
+impl std::fmt::Display for Pooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Peer for Pooled {
+    fn address(&self) -> &PeerAddr {
+        self.0.address()
+    }
+    fn tls(&self) -> bool {
+        self.0.tls()
+    }
+    fn sni(&self) -> &str {
+        self.0.sni()
+    }
+    fn reuse_hash(&self) -> u64 {
+        self.0.reuse_hash()
+    }
+    fn get_proxy(&self) -> Option<&pingora::upstreams::peer::Proxy> {
+        self.0.get_proxy()
+    }
+    fn get_peer_options(&self) -> Option<&pingora::upstreams::peer::PeerOptions> {
+        self.0.get_peer_options()
+    }
+    fn get_mut_peer_options(&mut self) -> Option<&mut pingora::upstreams::peer::PeerOptions> {
+        self.0.get_mut_peer_options()
+    }
+    fn get_client_cert_key(&self) -> Option<&Arc<pingora::utils::tls::CertKey>> {
+        self.0.get_client_cert_key()
+    }
+    fn get_tracer(&self) -> Option<pingora::upstreams::peer::Tracer> {
+        self.0.get_tracer()
+    }
+    fn matches_fd<V: std::os::fd::AsRawFd>(&self, _: V) -> bool {
+        true
+    }
+}
+
+/// Sends a request's head and its whole body to the upstream in one write: pingora's HTTP/1
+/// client flushes the head on its own, then writes the body, two system calls where one
+/// does (issue 24). Over HTTP/2 (a TLS upstream that chose it), pingora's own calls.
+pub async fn send_whole(
+    upstream: HttpSession,
+    peer: &Pooled,
+    request: &RequestHeader,
+    body: &Bytes,
+) -> Result<HttpSession> {
+    let HttpSession::H1(h1) = upstream else {
+        let mut upstream = upstream;
+        upstream
+            .write_request_header(Box::new(request.clone()))
+            .await?;
+        if !body.is_empty() {
+            upstream.write_request_body(body.clone(), true).await?;
+        }
+        upstream.finish_request_body().await?;
+        return Ok(upstream);
+    };
+    let Some(mut wire) = http_req_header_to_wire(request) else {
+        return Error::e_explain(
+            ErrorType::InvalidHTTPHeader,
+            "a request line pingora refuses",
+        );
+    };
+    wire.extend_from_slice(body);
+    let mut stream = h1.into_inner();
+    let written = match stream.write_all(&wire).await {
+        Ok(()) => stream.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        // As pingora's client marks a failed read of the answer: a pooled connection the
+        // upstream closed fails here, and the request may be sent again on another one.
+        let mut e = Error::because(ErrorType::WriteError, "while writing the request", e);
+        e.retry = RetryType::ReusedOnly;
+        return Err(e);
+    }
+    Ok(HttpSession::H1(Http1Session::new_with_options(
+        stream, peer,
+    )))
+}
+
+/// Sends the request on `upstream` and reads the head of its answer, each read of it waiting
+/// `read_timeout` at most.
+pub async fn exchange(
+    upstream: HttpSession,
+    peer: &Pooled,
+    request: &RequestHeader,
+    body: &Bytes,
+    read_timeout: Option<Duration>,
+) -> Result<HttpSession> {
+    let mut upstream = send_whole(upstream, peer, request, body).await?;
+    upstream.set_read_timeout(read_timeout);
+    upstream.read_response_header().await?;
+    Ok(upstream)
+}
+
+/// Hands the upstream's answer to the client (`response`: its head, as the caller edited
+/// it), then its connection back to `connector`'s pool. An error reading the upstream is the
+/// upstream's ([`Error::into_up`]); one writing to the client, the client's.
+pub async fn relay(
+    session: &mut Session,
+    connector: &Connector,
+    peer: &Pooled,
+    mut upstream: HttpSession,
+    response: ResponseHeader,
+) -> Result<()> {
+    let done = upstream.response_done();
+    session
+        .write_response_header(Box::new(response), done)
+        .await?;
+    if !done {
+        loop {
+            let chunk = upstream
+                .read_response_body()
+                .await
+                .map_err(|e| e.into_up())?;
+            let end = chunk.is_none() || upstream.response_done();
+            session.write_response_body(chunk, end).await?;
+            if end {
+                break;
+            }
+        }
+    }
+    connector
+        .release_http_session(upstream, peer, Some(UPSTREAM_IDLE))
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request the gateway forwards itself goes out as pingora's proxy would send it: in
+    /// HTTP/1.1 with a `Host` (a browser's HTTP/2 request has only an authority: it was
+    /// answered 400 before), without the client connection's own fields, with its length.
+    #[test]
+    fn a_forwarded_request_is_http_1_1_without_the_client_connections_fields() {
+        // As pingora's HTTP/2 session makes it: the URI with its scheme and authority.
+        let (parts, ()) = http::Request::post("https://localhost:8443/profile/signin")
+            .version(http::Version::HTTP_2)
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut h2 = RequestHeader::from(parts);
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("connection", "keep-alive, X-Secret , host"),
+            ("x-secret", "for the next hop only"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic dTpw"),
+        ] {
+            h2.append_header(name, value).unwrap();
+        }
+        let sent = upstream_request(&h2, 36).unwrap();
+        assert_eq!(sent.version, http::Version::HTTP_11);
+        let names: Vec<&str> = sent.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type", "host", "content-length"]);
+        assert_eq!(sent.headers["host"], "localhost:8443");
+        assert_eq!(sent.headers["content-length"], "36");
+        let wire = http_req_header_to_wire(&sent).expect("pingora writes it");
+        assert!(
+            wire.starts_with(b"POST /profile/signin HTTP/1.1\r\n"),
+            "{wire:?}"
+        );
+
+        // HTTP/1.1: its `Host` stays, even when its `Connection` names it.
+        let mut h1 = RequestHeader::build("POST", b"/v3/journeys", None).unwrap();
+        h1.append_header("host", "api.example.fr").unwrap();
+        h1.append_header("connection", "host, close").unwrap();
+        let sent = upstream_request(&h1, 0).unwrap();
+        assert_eq!(sent.headers["host"], "api.example.fr");
+        assert!(!sent.headers.contains_key("connection"));
+        // HTTP/1.0 may send none; HTTP/1.1 requires one.
+        let bare = RequestHeader::build("POST", b"/v3/journeys", None).unwrap();
+        assert_eq!(upstream_request(&bare, 0).unwrap().headers["host"], "");
+    }
+
+    /// A request with a body goes out whole, head and body as pingora would write them; the
+    /// session then reads the answer, and its connection goes back to the pool and is used
+    /// again. Nothing of pingora's bookkeeping depends on the head having gone through it.
+    #[tokio::test]
+    async fn a_request_sent_whole_is_answered_and_its_connection_kept() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Bytes::from(vec![b'j'; 3000]);
+        let mut request = RequestHeader::build("POST", b"/v3/journeys", None).unwrap();
+        request.insert_header("host", "registry").unwrap();
+        request.insert_header("content-length", body.len()).unwrap();
+        let mut expected = http_req_header_to_wire(&request).unwrap();
+        expected.extend_from_slice(&body);
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            for answer in ["first", "again"] {
+                let mut got = vec![0u8; expected.len()];
+                conn.read_exact(&mut got).await.unwrap();
+                assert_eq!(got, expected);
+                let len = answer.len();
+                let response =
+                    format!("HTTP/1.1 201 Created\r\nContent-Length: {len}\r\n\r\n{answer}");
+                conn.write_all(response.as_bytes()).await.unwrap();
+            }
+        });
+        let connector = pingora::connectors::http::Connector::new(None);
+        let peer = Pooled(HttpPeer::new(addr, false, String::new()));
+        for (answer, reused) in [("first", false), ("again", true)] {
+            let (upstream, was_reused) = connector.get_http_session(&peer).await.unwrap();
+            assert_eq!(was_reused, reused);
+            let mut upstream = send_whole(upstream, &peer, &request, &body).await.unwrap();
+            upstream.read_response_header().await.unwrap();
+            assert_eq!(upstream.response_header().unwrap().status, 201);
+            let read = upstream.read_response_body().await.unwrap();
+            assert_eq!(read.as_deref(), Some(answer.as_bytes()));
+            assert!(upstream.response_done());
+            let idle = Some(Duration::from_secs(60));
+            connector.release_http_session(upstream, &peer, idle).await;
+        }
+        server.await.unwrap();
+    }
+}
