@@ -487,3 +487,30 @@ async fn a_get_is_sent_again_when_its_pooled_connection_was_closed_and_a_post_is
         "the POST was sent once, not again"
     );
 }
+
+/// A client's `Connection` header may name any field as its connection's own, `Host` and
+/// `X-Forwarded-For` included. pingora's proxy refused such a GET with a bare 500 and an
+/// empty body; the gateway drops the named fields but `Host`, and writes its own
+/// `X-Forwarded-For`, so the request is forwarded and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_whose_connection_header_names_host_is_forwarded() {
+    let auth = free_port();
+    let _upstream = Upstream::start(auth).await;
+    let gw = gateway(auth, |_| {}).await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "GET /.well-known/jwks.json HTTP/1.1\r\nhost: {addr}\r\n\
+         connection: keep-alive, Host, X-Forwarded-For\r\nx-forwarded-for: 203.0.113.9\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"{}") {
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}

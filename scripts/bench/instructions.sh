@@ -11,6 +11,11 @@
 #   BARE=1 scripts/bench/instructions.sh             # pingora with no filter (bare_proxy)
 #   KEEP=/tmp/cg scripts/bench/instructions.sh       # keeps the callgrind files there, for
 #                                                    # callgrind_annotate --inclusive=yes
+#   CONNS=1 scripts/bench/instructions.sh            # one connection: every request its own
+#                                                    # wake-ups, so the count does not move
+#                                                    # with how many requests one wake-up finds
+#                                                    # (with 8, it does when the machine's
+#                                                    # load changes valgrind's pace: ±10 %)
 #
 # Each binary runs twice under callgrind, against the real registry and auth-service: once
 # started and stopped with no load, once under `wrk -t1 -c8` for $DURATION. Instructions per
@@ -20,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-20s}
+CONNS=${CONNS:-8}
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 export GATEWAY__RATE_LIMITS__CLASSES__JOURNEYS_READ=1000000000
 source scripts/bench/stack.sh
@@ -56,7 +62,7 @@ measure() {
     local token
     token=$(bench_token)
     if [ "$duration" != 0 ]; then
-        wrk -t1 -c8 -d"$duration" -H "Authorization: Bearer $token" "$url" >"$work/wrk.$run.txt"
+        wrk -t1 -c"$CONNS" -d"$duration" -H "Authorization: Bearer $token" "$url" >"$work/wrk.$run.txt"
         requests=$(awk '/requests in/ {print $1}' "$work/wrk.$run.txt")
     fi
     if [ -n "$vg" ]; then
@@ -75,7 +81,7 @@ measure() {
 
 log "callgrind: $target, idle"
 read -r idle _ < <(measure idle 0)
-log "callgrind: $target, $DURATION of wrk -t1 -c8"
+log "callgrind: $target, $DURATION of wrk -t1 -c$CONNS"
 read -r loaded requests < <(measure loaded "$DURATION")
 per=$(( (loaded - idle) / requests ))
 if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work"/callgrind.* "$KEEP"/; fi
