@@ -20,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gateway::forward::{self, Pooled};
-use pingora::connectors::http::Connector;
+use pingora::connectors::http::v1::Connector;
 use pingora::listeners::{ListenerConfig, TcpSocketOptions};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
@@ -65,9 +65,12 @@ impl ProxyHttp for Bare {
             Bytes::new()
         };
         let request = forward::upstream_request(session.req_header(), body.len())?;
-        let (upstream, _) = connector.get_http_session(peer).await?;
+        let upstream = match connector.reused_http_session(peer).await {
+            Some(upstream) => upstream,
+            None => Box::pin(connector.get_http_session(peer)).await?.0,
+        };
         let upstream = forward::exchange(upstream, peer, &request, &body, None).await?;
-        let Some(response) = upstream.response_header() else {
+        let Some(response) = upstream.resp_header() else {
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
         };
         let response = response.clone();
