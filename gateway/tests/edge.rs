@@ -402,7 +402,8 @@ async fn closing_upstream(addr: SocketAddr) -> (std::sync::Arc<AtomicU64>, Abort
                 let mut on_this = 0;
                 let mut buf = Vec::new();
                 loop {
-                    let Some(end) = read_head(&mut conn, &mut buf).await else {
+                    let Some(end) = support::read_until(&mut conn, &mut buf, b"\r\n\r\n").await
+                    else {
                         return;
                     };
                     let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
@@ -410,14 +411,12 @@ async fn closing_upstream(addr: SocketAddr) -> (std::sync::Arc<AtomicU64>, Abort
                     let length = (head.lines())
                         .find_map(|l| l.strip_prefix("content-length:"))
                         .map_or(0, |n| n.trim().parse::<usize>().unwrap());
-                    while buf.len() < length {
-                        let mut chunk = [0u8; 8192];
-                        match conn.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    if support::read_body(&mut conn, &mut buf, length)
+                        .await
+                        .is_none()
+                    {
+                        return;
                     }
-                    buf.drain(..length);
                     if head.contains(&format!("\r\n{}:", auth_token::ASSERTION_HEADER)) {
                         counted.fetch_add(1, Ordering::SeqCst);
                         on_this += 1;
@@ -442,19 +441,6 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-async fn read_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
-    loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return Some(at);
-        }
-        let mut chunk = [0u8; 8192];
-        match conn.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
     }
 }
 

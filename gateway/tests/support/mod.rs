@@ -147,15 +147,9 @@ async fn serve(
             .lines()
             .find_map(|l| l.strip_prefix("content-length:"))
             .and_then(|n| n.trim().parse::<usize>().ok())
+            && read_body(&mut conn, &mut buf, length).await.is_none()
         {
-            while buf.len() < length {
-                let mut chunk = [0u8; 8192];
-                match conn.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            buf.drain(..length);
+            return;
         }
         if head.starts_with("post ") {
             let client = head
@@ -176,8 +170,21 @@ async fn serve(
     }
 }
 
+/// Reads a body of `length` bytes and takes it off `buf`; `None` when the peer closed first.
+pub async fn read_body(conn: &mut TcpStream, buf: &mut Vec<u8>, length: usize) -> Option<()> {
+    while buf.len() < length {
+        let mut chunk = [0u8; 8192];
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    buf.drain(..length);
+    Some(())
+}
+
 /// Reads until `pattern` is in `buf`; its position, or `None` when the peer closed.
-async fn read_until(conn: &mut TcpStream, buf: &mut Vec<u8>, pattern: &[u8]) -> Option<usize> {
+pub async fn read_until(conn: &mut TcpStream, buf: &mut Vec<u8>, pattern: &[u8]) -> Option<usize> {
     loop {
         if let Some(at) = buf.windows(pattern.len()).position(|w| w == pattern) {
             return Some(at);
