@@ -1,18 +1,21 @@
 //! pingora with nothing on top: every request forwarded to one upstream, no filter at all,
 //! in the gateway's server layout (one single-threaded service per core, each with its own
-//! `SO_REUSEPORT` listener; no downstream module; one peer built at start) and forwarded as
-//! the gateway forwards it (`gateway::forward`: the body read whole, head and body in one
-//! write, a pooled connection taken without `getpeername`). It measures pingora's own cost on
-//! this machine, the floor under the gateway's figures (docs/performance.md):
+//! `SO_REUSEPORT` listener; one peer built at start), served as the gateway serves a request
+//! (its connection loop and request loop, `gateway::connections::Capped` with no cap and
+//! `gateway::serve::Answering`) and forwarded as the gateway forwards it (`gateway::forward`:
+//! the body read whole, head and body in one write, a pooled connection taken without
+//! `getpeername`). It measures pingora's own cost on this machine, the floor under the
+//! gateway's figures (docs/performance.md):
 //!
 //!     cargo build --release -p gateway --example bare_proxy
 //!     BARE_LISTEN=127.0.0.1:18180 BARE_UPSTREAM=127.0.0.1:9201 target/release/examples/bare_proxy
 //!
 //! Other layouts, for comparison: `BARE_SERVICES` (default: one per core), `BARE_THREADS`
-//! per service (default 1), `BARE_WORK_STEALING=true`, `BARE_MODULES=default` (pingora's
-//! disabled compression module), `BARE_SHARED_SOCKET=true` (every service accepts on one
-//! socket instead of one `SO_REUSEPORT` socket each), `BARE_FORWARD=pingora` (pingora's proxy
-//! forwards, as the gateway did until issue 24's session 24).
+//! per service (default 1), `BARE_WORK_STEALING=true`, `BARE_SHARED_SOCKET=true` (every service
+//! accepts on one socket instead of one `SO_REUSEPORT` socket each), `BARE_FORWARD=pingora`
+//! (pingora's own connection loop and proxy serve and forward, as they did the gateway's
+//! requests until issue 24's session 24; with it, `BARE_MODULES=default` adds pingora's
+//! disabled compression module).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -20,6 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gateway::forward::{self, Pooled};
+use pingora::apps::ServerApp;
 use pingora::connectors::http::v1::Connector;
 use pingora::listeners::{ListenerConfig, TcpSocketOptions};
 use pingora::modules::http::HttpModules;
@@ -29,6 +33,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 struct Bare {
@@ -83,6 +88,29 @@ impl ProxyHttp for Bare {
     }
 }
 
+/// `service` with `threads` threads, listening on `key` with `SO_REUSEPORT`.
+fn service<A: ServerApp + Send + Sync + 'static>(
+    mut service: Service<A>,
+    key: String,
+    threads: usize,
+) -> Service<A> {
+    service.threads = Some(threads);
+    let mut socket = TcpSocketOptions::default();
+    socket.so_reuseport = Some(true);
+    service.add_listener(ListenerConfig::tcp(key).tcp_socket_options(socket));
+    service
+}
+
+/// Connection counters nobody reads.
+fn metrics() -> gateway::connections::ConnectionMetrics {
+    let counter = |name: &str| prometheus::IntCounter::new(name, name).expect("a counter");
+    gateway::connections::ConnectionMetrics {
+        open: prometheus::IntGauge::new("open", "open").expect("a gauge"),
+        refused_replica: counter("refused_replica"),
+        refused_network: counter("refused_network"),
+    }
+}
+
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
@@ -116,16 +144,23 @@ fn main() {
             default_modules: env("BARE_MODULES", "none") == "default",
             own: own.then(|| (Connector::new(None), Pooled(peer.clone()))),
         };
-        let app = pingora::proxy::http_proxy(&server.configuration, bare);
-        let mut service = Service::new(format!("bare {index}"), app);
-        service.threads = Some(threads);
-        let mut socket = TcpSocketOptions::default();
-        socket.so_reuseport = Some(true);
-        // A distinct spelling per service gets a socket of its own (gateway::listener_key);
-        // the same spelling shares the first service's socket.
+        let name = format!("bare {index}");
         let key = gateway::listener_key(listen, if shared_socket { 0 } else { index });
-        service.add_listener(ListenerConfig::tcp(key).tcp_socket_options(socket));
-        server.add_service(service);
+        if own {
+            // The gateway's connection loop, with no cap, and its keep-alive.
+            let uncapped = Arc::new(gateway::connections::Limits::new(0, 0, Vec::new()));
+            let app = gateway::connections::Capped::new(
+                bare,
+                uncapped,
+                metrics(),
+                None,
+                Some(Duration::from_secs(60)),
+            );
+            server.add_service(service(Service::new(name, app), key, threads));
+        } else {
+            let app = pingora::proxy::http_proxy(&server.configuration, bare);
+            server.add_service(service(Service::new(name, app), key, threads));
+        }
     }
     server.run_forever()
 }

@@ -1,8 +1,8 @@
 //! Downstream connections: how many a replica holds, how many one client network holds, and
 //! how a connection past either cap is refused.
 //!
-//! [`Limits`] is the count (plain, tested without a socket); [`Capped`] wraps pingora's HTTP
-//! application so that every accepted connection takes a [`Permit`] for its whole life,
+//! [`Limits`] is the count (plain, tested without a socket); [`Capped`] wraps the request
+//! loop ([`crate::serve::Answering`]) so that every accepted connection takes a [`Permit`] for its whole life,
 //! kept-alive idle time included, and gives it back when it closes. pingora's own accept
 //! filter (`ConnectionFilter`, behind a feature) only sees the accept, never the close, so it
 //! cannot count open connections.
@@ -13,10 +13,10 @@
 
 use crate::ratelimit::Subject;
 use crate::reason::Reason;
+use crate::serve::Answering;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
-use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
@@ -24,6 +24,7 @@ use pingora::protocols::{
     ALPN, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     Stream, TimingDigest, UniqueID, UniqueIDType,
 };
+use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use std::collections::HashMap;
@@ -158,10 +159,10 @@ pub struct ConnectionMetrics {
     pub refused_network: IntCounter,
 }
 
-/// pingora's HTTP application behind the connection caps, and the TLS handshake of the
-/// connections accepted on the HTTPS port.
-pub struct Capped<A> {
-    inner: Arc<A>,
+/// A pipeline's request loop ([`Answering`]) behind the connection caps, and the TLS
+/// handshake of the connections accepted on the HTTPS port.
+pub struct Capped<P> {
+    inner: Arc<Answering<P>>,
     limits: Arc<Limits>,
     metrics: ConnectionMetrics,
     tls: Option<Tls>,
@@ -184,16 +185,19 @@ pub struct Tls {
     pub proxy_protocol_from: Vec<ipnet::IpNet>,
 }
 
-impl<A> Capped<A> {
+impl<P: ProxyHttp + Send + Sync + 'static> Capped<P>
+where
+    P::CTX: Send + Sync,
+{
     pub fn new(
-        inner: A,
+        inner: P,
         limits: Arc<Limits>,
         metrics: ConnectionMetrics,
         tls: Option<Tls>,
         idle: Option<Duration>,
     ) -> Self {
         Self {
-            inner: Arc::new(inner),
+            inner: Arc::new(Answering::new(inner)),
             limits,
             metrics,
             tls,
@@ -267,11 +271,14 @@ const MAX_LINGERING: usize = 1024;
 /// How long a refused connection waits for its request, then drains it after the answer.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
-impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
+impl<P: ProxyHttp + Send + Sync + 'static> Capped<P>
+where
+    P::CTX: Send + Sync,
+{
     /// Serves the connection's requests: pingora's HTTP/1 loop, except that a connection
     /// waits for each next request outside any session ([`Capped::next_request`]), so while
-    /// it is kept alive and idle it holds no session, head buffer or proxy state (pingora's
-    /// own loop allocates the next request's session, and its whole proxy future, before
+    /// it is kept alive and idle it holds no session, head buffer or request state (pingora's
+    /// own loop allocates the next request's session, and its whole request future, before
     /// waiting for it). HTTP/2 (negotiated over TLS) goes through pingora's loop; plain
     /// connections are HTTP/1 (the gateway offers no h2c).
     async fn serve(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
@@ -283,25 +290,25 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
         // its own: a session in scope across an await would keep its room in this future,
         // which an idle connection holds.
         let mut served = {
-            let mut session = ServerSession::new_http1(stream);
+            let mut session = Session::new_h1(stream);
             // As pingora's loop: keep-alive (60 s until the request sets its own) unless the
             // service is stopping.
             session.set_keepalive((!*shutdown.borrow()).then_some(60));
             session.set_keepalive_reuses_remaining(limit);
-            self.inner.process_new_http(session, shutdown)
+            Box::pin(self.inner.request(session, shutdown))
         }
         .await;
         while let Some((stream, settings)) = served.map(|s| s.consume()) {
             let stream = self.next_request(stream).await?;
             served = {
-                let mut session = ServerSession::new_http1(stream);
+                let mut session = Session::new_h1(stream);
                 if let Some(settings) = settings {
-                    settings.apply_to_session(&mut session);
+                    settings.apply_to_session(session.as_downstream_mut());
                 }
                 if *shutdown.borrow() {
                     session.set_keepalive(None);
                 }
-                self.inner.process_new_http(session, shutdown)
+                Box::pin(self.inner.request(session, shutdown))
             }
             .await;
         }
@@ -504,7 +511,10 @@ impl GetSocketDigest for Rewound {
 #[async_trait]
 impl Peek for Rewound {}
 
-impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
+impl<P: ProxyHttp + Send + Sync + 'static> Capped<P>
+where
+    P::CTX: Send + Sync,
+{
     /// One accepted connection: its PROXY header, its admission under the caps, its TLS
     /// handshake, then its requests ([`Capped::serve`]).
     async fn connection(
@@ -562,7 +572,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
 }
 
 #[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
+impl<P: ProxyHttp + Send + Sync + 'static> ServerApp for Capped<P>
+where
+    P::CTX: Send + Sync,
+{
     /// Serves the connection in a task of its own and returns at once. pingora's accept loop
     /// spawns a task per connection whose future is sized for the TLS handshake its
     /// listener could do (8.6 KiB, held as long as the connection even though the gateway's
@@ -727,18 +740,20 @@ mod tests {
         assert_eq!(limits.open(), held.len());
     }
 
-    /// An HTTP application that serves nothing: the connection's own future does not depend
-    /// on it (pingora's request futures are boxed).
+    /// A pipeline that answers nothing: the connection's own future does not depend on it
+    /// (each request's future is boxed).
     struct Nothing;
 
     #[async_trait]
-    impl HttpServerApp for Nothing {
-        async fn process_new_http(
-            self: &Arc<Self>,
-            _: ServerSession,
-            _: &ShutdownWatch,
-        ) -> Option<pingora::apps::ReusedHttpStream> {
-            None
+    impl ProxyHttp for Nothing {
+        type CTX = ();
+        fn new_ctx(&self) {}
+        async fn upstream_peer(
+            &self,
+            _: &mut Session,
+            _: &mut (),
+        ) -> pingora::Result<Box<pingora::upstreams::peer::HttpPeer>> {
+            pingora::Error::e_explain(pingora::ErrorType::InternalError, "nothing")
         }
     }
 

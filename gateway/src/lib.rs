@@ -26,6 +26,7 @@ pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod reason;
 pub mod routes;
+pub mod serve;
 pub mod settings;
 pub mod tls;
 pub mod token_cache;
@@ -39,7 +40,6 @@ use auth_token::AssertionKey;
 use auth_token::assertion::Prepared;
 use blacklist::{BlacklistSet, Feed};
 use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
-use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
@@ -299,7 +299,6 @@ pub fn build_server(
     for index in 0..s.proxy_services() {
         let gateway = proxy::Gateway::new(shared.clone(), versions.clone(), index);
         let service = proxy_service(
-            &server,
             gateway,
             settings,
             &shared,
@@ -396,18 +395,17 @@ fn upstreams_of(
     }
 }
 
-/// Proxy service `index`: one thread, pingora's proxy behind the connection caps (shared by
-/// all services), its own listener on the public address with the read buffer of
+/// Proxy service `index`: one thread, the gateway's pipeline ([`serve::Answering`]) behind the
+/// connection caps (shared by all services), its own listener on the public address with the read buffer of
 /// `connections.read_buffer_bytes`, and with TLS its own listener on `tls.listen` too.
 fn proxy_service(
-    server: &Server,
     gateway: proxy::Gateway,
     settings: &Settings,
     shared: &Shared,
     limits: Arc<connections::Limits>,
     acceptor: Option<Arc<pingora::listeners::tls::Acceptor>>,
     index: usize,
-) -> Service<connections::Capped<HttpProxy<proxy::Gateway>>> {
+) -> Service<connections::Capped<proxy::Gateway>> {
     let tls = settings
         .tls
         .listen
@@ -423,7 +421,7 @@ fn proxy_service(
             },
         });
     let app = connections::Capped::new(
-        pingora::proxy::http_proxy(&server.configuration, gateway),
+        gateway,
         limits,
         shared.metrics.connections(),
         tls,

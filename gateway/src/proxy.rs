@@ -159,10 +159,6 @@ pub struct Ctx {
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
-    /// No downstream module: pingora's default adds a response compression module, disabled,
-    /// that still runs on every request; the gateway compresses nothing.
-    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
-
     fn new_ctx(&self) -> Ctx {
         Ctx {
             start: Instant::now(),
@@ -312,7 +308,8 @@ impl ProxyHttp for Gateway {
     }
 
     /// Never called: `request_filter` answers or forwards every request itself
-    /// ([`Gateway::forward`]), so pingora's proxy never reaches an upstream.
+    /// ([`Gateway::forward`]), and the gateway's request loop ([`crate::serve::Answering`])
+    /// is no proxy of pingora's.
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         Error::e_explain(
             ErrorType::InternalError,
