@@ -2,10 +2,10 @@
 //! how a connection past either cap is refused.
 //!
 //! [`Limits`] is the count (plain, tested without a socket); [`Capped`] wraps the request
-//! loop ([`crate::serve::Answering`]) so that every accepted connection takes a [`Permit`] for its whole life,
-//! kept-alive idle time included, and gives it back when it closes. pingora's own accept
-//! filter (`ConnectionFilter`, behind a feature) only sees the accept, never the close, so it
-//! cannot count open connections.
+//! loop ([`crate::serve::Answering`]) so that every accepted connection takes a [`Permit`]
+//! for its whole life, kept-alive idle time included, and gives it back when it closes.
+//! pingora's own accept filter (`ConnectionFilter`, behind a feature) only sees the accept,
+//! never the close, so it cannot count open connections.
 //!
 //! A refused connection is answered, not reset: 503 `too_many_connections` in the gateway's
 //! JSON-RPC shape, then a lingering close ([`refuse`]). What the idle timeout and the buffer
