@@ -145,6 +145,8 @@ fn main() {
             own: own.then(|| (Connector::new(None), Pooled(peer.clone()))),
         };
         let name = format!("bare {index}");
+        // A distinct spelling per service gets a socket of its own (gateway::listener_key);
+        // the same spelling shares the first service's socket.
         let key = gateway::listener_key(listen, if shared_socket { 0 } else { index });
         if own {
             // The gateway's connection loop, with no cap, and its keep-alive.

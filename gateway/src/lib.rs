@@ -395,9 +395,10 @@ fn upstreams_of(
     }
 }
 
-/// Proxy service `index`: one thread, the gateway's pipeline ([`serve::Answering`]) behind the
-/// connection caps (shared by all services), its own listener on the public address with the read buffer of
-/// `connections.read_buffer_bytes`, and with TLS its own listener on `tls.listen` too.
+/// Proxy service `index`: one thread, the gateway's pipeline ([`serve::Answering`]) behind
+/// the connection caps (shared by all services), its own listener on the public address with
+/// the read buffer of `connections.read_buffer_bytes`, and with TLS its own listener on
+/// `tls.listen` too.
 fn proxy_service(
     gateway: proxy::Gateway,
     settings: &Settings,
