@@ -78,7 +78,7 @@ impl ProxyHttp for Bare {
         let Some(response) = upstream.resp_header() else {
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
         };
-        let response = response.clone();
+        let response = forward::answer_head(response, 0);
         forward::relay(session, connector, peer, upstream, response).await?;
         Ok(true)
     }
@@ -131,6 +131,9 @@ fn main() {
     let conf = ServerConf {
         threads: 1,
         work_stealing: env("BARE_WORK_STEALING", "false") == "true",
+        // Stopped at once (pingora's default grace is 5 minutes): a benchmark run waits for it.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

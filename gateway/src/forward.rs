@@ -15,7 +15,7 @@
 //!   proxy loop, which also watches the client while the upstream answers, is not needed for
 //!   a request already read whole: a client that leaves is noticed when its answer is written.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, header};
 use pingora::connectors::http::v1::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -53,12 +53,25 @@ pub async fn read_body(session: &mut Session, limit: u64) -> Result<Option<Bytes
         downstream.write_continue_response().await?;
     }
     downstream.req_header_mut().remove_header(&header::EXPECT);
-    let mut body = BytesMut::new();
-    while let Some(chunk) = downstream.read_request_body().await? {
+    // Most bodies come in one piece (a journey with its head in one read): that piece is
+    // the body, not copied again.
+    let Some(first) = downstream.read_request_body().await? else {
+        return Ok(Some(Bytes::new()));
+    };
+    if first.len() as u64 > limit {
+        return Ok(None);
+    }
+    let Some(second) = downstream.read_request_body().await? else {
+        return Ok(Some(first));
+    };
+    let mut body = BytesMut::from(first);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
         if (body.len() + chunk.len()) as u64 > limit {
             return Ok(None);
         }
         body.extend_from_slice(&chunk);
+        next = downstream.read_request_body().await?;
     }
     Ok(Some(body.freeze()))
 }
@@ -73,30 +86,72 @@ pub async fn read_body(session: &mut Session, limit: u64) -> Result<Option<Bytes
 ///   that way; the fields the gateway writes itself are written after this.
 /// - The body was read whole, so it goes with its length, never chunked.
 pub fn upstream_request(downstream: &RequestHeader, body_len: usize) -> Result<RequestHeader> {
-    let mut request = downstream.clone();
-    request.set_version(http::Version::HTTP_11);
-    let nominated: Vec<HeaderName> = (request.headers.get_all(&header::CONNECTION).iter())
+    upstream_parts(downstream, body_len, 0, |_| true).map(RequestHeader::from)
+}
+
+/// [`upstream_request`] as `http` parts, for a caller that writes fields of its own: those
+/// `keep` refuses are left out too, and the map has room for `room` more without growing.
+///
+/// One pass copies the fields kept into a new map. Cloning pingora's request, then removing
+/// the hop-by-hop fields one by one (each removal hashes its name, sent or not) and growing
+/// the map for the caller's fields, cost about twice as much (issue 24). The names' spellings
+/// are not kept: they go out as pingora writes unspelt names, the usual ones titled and the
+/// rest in lower case (names are case-insensitive, RFC 9110 §5.1; HTTP/2 sends them all in
+/// lower case). The request target is written from the URI.
+pub fn upstream_parts(
+    downstream: &RequestHeader,
+    body_len: usize,
+    room: usize,
+    keep: impl Fn(&HeaderName) -> bool,
+) -> Result<http::request::Parts> {
+    let sent = &downstream.headers;
+    let nominated: Vec<HeaderName> = (sent.get_all(&header::CONNECTION).iter())
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
         .filter(|name| *name != header::HOST)
         .collect();
-    for name in nominated.iter().chain(&HOP_BY_HOP) {
-        request.remove_header(name);
+    // `Host` and `Content-Length` may be written below.
+    let mut headers = http::HeaderMap::with_capacity(sent.len() + room + 2);
+    for (name, value) in sent {
+        if !HOP_BY_HOP.contains(name) && !nominated.contains(name) && keep(name) {
+            headers.append(name.clone(), value.clone());
+        }
     }
-    if let Some(authority) = request.uri.authority() {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = downstream.method.clone();
+    parts.uri = downstream.uri.clone();
+    parts.version = http::Version::HTTP_11;
+    if let Some(authority) = parts.uri.authority() {
         let host = HeaderValue::from_str(authority.as_str()).or_err(
             ErrorType::InvalidHTTPHeader,
             "an authority that is no header value",
         )?;
-        request.insert_header(header::HOST, host)?;
-    } else if !request.headers.contains_key(&header::HOST) {
-        request.insert_header(header::HOST, "")?;
+        headers.insert(header::HOST, host);
+    } else if !headers.contains_key(&header::HOST) {
+        headers.insert(header::HOST, HeaderValue::from_static(""));
     }
     // A request without a body (most `GET`s) goes without a length, as the client sent it.
     if body_len > 0 || has_body(downstream) {
-        request.insert_header(header::CONTENT_LENGTH, body_len)?;
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     }
-    Ok(request)
+    parts.headers = headers;
+    Ok(parts)
+}
+
+/// The head of an upstream's answer as the client gets it, with room for `room` more fields
+/// without growing its map: its status and fields, in the spelling [`upstream_parts`]
+/// writes. Cloning pingora's head copied its map of spellings too, and the gateway's fields
+/// then grew the map, copying it once more (issue 24).
+pub fn answer_head(upstream: &ResponseHeader, room: usize) -> ResponseHeader {
+    let mut headers = http::HeaderMap::with_capacity(upstream.headers.len() + room);
+    for (name, value) in &upstream.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = upstream.status;
+    parts.version = upstream.version;
+    parts.headers = headers;
+    ResponseHeader::from(parts)
 }
 
 /// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1; the list pingora's
@@ -171,15 +226,16 @@ pub async fn send_whole(
     request: &RequestHeader,
     body: &Bytes,
 ) -> Result<HttpSession> {
-    let Some(mut wire) = http_req_header_to_wire(request) else {
+    let Some(head) = http_req_header_to_wire(request) else {
         return Error::e_explain(
             ErrorType::InvalidHTTPHeader,
             "a request line pingora refuses",
         );
     };
-    wire.extend_from_slice(body);
     let mut stream = upstream.into_inner();
-    let written = match stream.write_all(&wire).await {
+    // Head and body in one `writev`: the body is not copied after the head.
+    let mut wire = (&head[..]).chain(&body[..]);
+    let written = match stream.write_all_buf(&mut wire).await {
         Ok(()) => stream.flush().await,
         Err(e) => Err(e),
     };

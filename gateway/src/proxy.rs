@@ -6,7 +6,7 @@ use crate::authorize::{
     Outcome, Presented, Provenance, authorize, cross_site_refused, is_unsafe_method,
 };
 use crate::cookies;
-use crate::forward::{Pooled, exchange, has_body, read_body, relay, upstream_request};
+use crate::forward::{self, Pooled, exchange, has_body, read_body, relay, upstream_parts};
 use crate::ratelimit::{Decision, RouteClass, Subject};
 use crate::reason::Reason;
 use crate::routes::{
@@ -72,20 +72,18 @@ static STRIPPED: [&http::HeaderName; 6] = [
     &name::FORWARDED,
 ];
 
-/// Removes every [`STRIPPED`] header, all its values. One pass finds the ones sent (most
-/// requests send one, `Authorization`): a removal hashes its name even when it is absent.
-fn strip(headers: &mut HeaderMap) {
-    let mut sent = 0u8;
-    for name in headers.keys() {
-        if let Some(i) = STRIPPED.iter().position(|stripped| *stripped == name) {
-            sent |= 1 << i;
-        }
-    }
-    for (i, stripped) in STRIPPED.iter().enumerate() {
-        if sent & (1 << i) != 0 {
-            headers.remove(*stripped);
-        }
-    }
+/// The fields the gateway adds to a forwarded request: its cookies without the gateway's,
+/// `X-Request-Id`, `X-Forwarded-For`, the assertion.
+const ADDED_FIELDS: usize = 4;
+
+/// The fields the gateway may add to a forwarded answer ([`Gateway::response_filter`]).
+const ADDED_RESPONSE_FIELDS: usize = 10;
+
+/// Whether a field of the client's request is forwarded as it came: neither one that would
+/// speak for the gateway ([`STRIPPED`]) nor its cookies, which are forwarded without the
+/// gateway's own ([`cookies::forwarded`]).
+fn forwarded_as_sent(name: &HeaderName) -> bool {
+    *name != name::COOKIE && !STRIPPED.contains(&name)
 }
 
 /// One proxy service's pipeline ([`crate::build_server`] makes one per service).
@@ -502,48 +500,47 @@ impl Gateway {
     /// The request as the upstream gets it: the client's own forwarding and identity headers
     /// replaced by the gateway's, the credential cookies dropped, and the identity assertion
     /// for this very request (method, path, query string, body) under the upstream's own key.
-    fn prepare_upstream_request(
+    /// One pass copies what is kept of the client's fields ([`upstream_parts`]) into a map
+    /// with room for the gateway's own.
+    fn upstream_request(
         &self,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
+        downstream: &RequestHeader,
+        body_len: usize,
+        ctx: &Ctx,
+    ) -> Result<RequestHeader> {
         let (Some(route), Some(principal)) = (&ctx.route, &ctx.principal) else {
             return Error::e_explain(ErrorType::InternalError, "forwarding an unrouted request");
         };
-        edit_request(upstream_request, |parts| {
-            let headers = &mut parts.headers;
-            strip(headers);
-            let kept = cookies::forwarded(cookie_headers(headers));
-            headers.remove(&name::COOKIE);
-            if let Some(kept) = kept {
-                headers.insert(&name::COOKIE, header_value(kept)?);
-            }
-            headers.insert(&name::X_REQUEST_ID, header_value(ctx.request_id.as_str())?);
-            if !ctx.client_ip.is_unspecified() {
-                let client = forwarded_for(ctx.client_ip)?;
-                headers.insert(&name::X_FORWARDED_FOR, client);
-            }
-            let request = auth_token::Request {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query().unwrap_or(""),
-                body: ctx.body_digest.as_deref(),
-            };
-            let token = (self.shared.assertion).sign(
-                route.upstream,
-                principal,
-                &request,
-                &ctx.request_id,
-                unix_now(),
-            );
-            // The token's own buffer becomes the value: no copy of its ~500 bytes.
-            let token = HeaderValue::from_maybe_shared(Bytes::from(token)).or_err(
-                ErrorType::InvalidHTTPHeader,
-                "a header value the gateway writes",
-            )?;
-            parts.headers.insert(&name::ASSERTION, token);
-            Ok(())
-        })
+        let mut parts = upstream_parts(downstream, body_len, ADDED_FIELDS, forwarded_as_sent)?;
+        let headers = &mut parts.headers;
+        if let Some(kept) = cookies::forwarded(cookie_headers(&downstream.headers)) {
+            headers.insert(&name::COOKIE, header_value(kept)?);
+        }
+        headers.insert(&name::X_REQUEST_ID, header_value(ctx.request_id.as_str())?);
+        if !ctx.client_ip.is_unspecified() {
+            let client = forwarded_for(ctx.client_ip)?;
+            headers.insert(&name::X_FORWARDED_FOR, client);
+        }
+        let request = auth_token::Request {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            body: ctx.body_digest.as_deref(),
+        };
+        let token = (self.shared.assertion).sign(
+            route.upstream,
+            principal,
+            &request,
+            &ctx.request_id,
+            unix_now(),
+        );
+        // The token's own buffer becomes the value: no copy of its ~500 bytes.
+        let token = HeaderValue::from_maybe_shared(Bytes::from(token)).or_err(
+            ErrorType::InvalidHTTPHeader,
+            "a header value the gateway writes",
+        )?;
+        parts.headers.insert(&name::ASSERTION, token);
+        Ok(RequestHeader::from(parts))
     }
 
     /// Forwards an allowed request, its body read whole, through this service's connector
@@ -557,8 +554,7 @@ impl Gateway {
     /// closed as it was taken is sent again on another connection (pingora's default retry
     /// policy); a `POST` is not, as the upstream may have applied it.
     async fn forward(&self, session: &mut Session, ctx: &mut Ctx, body: Bytes) -> Result<bool> {
-        let mut request = upstream_request(session.req_header(), body.len())?;
-        self.prepare_upstream_request(&mut request, ctx)?;
+        let request = self.upstream_request(session.req_header(), body.len(), ctx)?;
         let connector = &self.connector;
         let read_timeout = Some(self.shared.read_timeout);
         let idempotent = request.method.is_idempotent();
@@ -592,7 +588,7 @@ impl Gateway {
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
                 .map_err(|e| e.into_up());
         };
-        let mut response = response.clone();
+        let mut response = forward::answer_head(response, ADDED_RESPONSE_FIELDS);
         self.response_filter(session, &mut response, ctx).await?;
         relay(session, connector, &peer, upstream, response).await?;
         Ok(true)
@@ -1010,7 +1006,7 @@ fn rate_limit_headers(headers: &mut HeaderMap, ctx: &Ctx) {
     }
 }
 
-/// Edits a request's headers in its `http` parts.
+/// Edits a response's headers in its `http` parts.
 ///
 /// pingora keeps beside each header map a second map of the names' spellings, and its
 /// `insert_header` parses the name again and writes both maps, allocating for each name it
@@ -1018,35 +1014,21 @@ fn rate_limit_headers(headers: &mut HeaderMap, ctx: &Ctx) {
 /// edits go straight into the `http` map instead, and the spellings are dropped: names then
 /// go out as pingora writes unspelt ones, the usual ones titled and the rest in lower case.
 /// Header names are case-insensitive (RFC 9110 §5.1), and HTTP/2 sends them all in lower
-/// case. The request target is then written from the URI, which is what the assertion
-/// binds.
-fn edit_request(
-    request: &mut RequestHeader,
-    edit: impl FnOnce(&mut http::request::Parts) -> Result<()>,
-) -> Result<()> {
-    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let mut parts = http::request::Parts::from(std::mem::replace(request, empty));
-    // Room for the headers the gateway adds, so that the map grows once at most.
-    parts.headers.reserve(4);
-    let edited = edit(&mut parts);
-    *request = RequestHeader::from(parts);
-    edited
-}
-
-/// Edits a response's headers in its `http` parts, as [`edit_request`] does.
+/// case. A forwarded request is made the same way ([`upstream_parts`]).
 fn edit_response(
     response: &mut ResponseHeader,
     edit: impl FnOnce(&mut HeaderMap) -> Result<()>,
 ) -> Result<()> {
     let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts = http::response::Parts::from(std::mem::replace(response, empty));
-    parts.headers.reserve(8);
+    // Room for the fields the gateway adds: none when the head was made with it.
+    parts.headers.reserve(ADDED_RESPONSE_FIELDS);
     let edited = edit(&mut parts.headers);
     *response = ResponseHeader::from(parts);
     edited
 }
 
-/// A response of the gateway's own, its headers written as [`edit_request`] says.
+/// A response of the gateway's own, its headers written as [`edit_response`] says.
 fn own_response(
     status: u16,
     edit: impl FnOnce(&mut HeaderMap) -> Result<()>,
@@ -1238,29 +1220,29 @@ mod tests {
             sent in proptest::collection::vec((0..STRIPPED.len() + 3, proptest::bool::ANY), 0..12),
         ) {
             let others = ["accept", "x-custom", "user-agent"];
-            let mut headers = HeaderMap::new();
+            let mut request = RequestHeader::build("GET", b"/v3/journeys", None).unwrap();
             for (i, upper) in &sent {
                 let name = match STRIPPED.get(*i) {
                     Some(stripped) => stripped.as_str(),
                     None => others[i - STRIPPED.len()],
                 };
                 let name = if *upper { name.to_uppercase() } else { name.to_owned() };
-                let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
-                headers.append(name, HeaderValue::from_static("v"));
+                request.append_header(name, "v").unwrap();
             }
-            // A removal may reorder the rest: compared as sorted lists.
+            // Compared as sorted lists of names, without the `Host` every request is given.
             let listed = |headers: &HeaderMap| {
                 let mut names: Vec<_> = headers.keys().map(|n| n.to_string()).collect();
+                names.retain(|name| name != "host");
                 names.sort();
                 names
             };
-            let mut kept = listed(&headers);
+            let mut kept = listed(&request.headers);
             kept.retain(|name| !STRIPPED.iter().any(|s| s.as_str() == name));
-            strip(&mut headers);
+            let forwarded = upstream_parts(&request, 0, 0, forwarded_as_sent).unwrap().headers;
             for stripped in STRIPPED {
-                proptest::prop_assert!(!headers.contains_key(stripped));
+                proptest::prop_assert!(!forwarded.contains_key(stripped));
             }
-            proptest::prop_assert_eq!(listed(&headers), kept);
+            proptest::prop_assert_eq!(listed(&forwarded), kept);
         }
 
         #[test]
