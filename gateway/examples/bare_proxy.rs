@@ -145,7 +145,7 @@ fn main() {
         let bare = Bare {
             peer: peer.clone(),
             default_modules: env("BARE_MODULES", "none") == "default",
-            own: own.then(|| (Connector::new(None), Pooled(peer.clone()))),
+            own: own.then(|| (Connector::new(None), Pooled::new(peer.clone()))),
         };
         let name = format!("bare {index}");
         // A distinct spelling per service gets a socket of its own (gateway::listener_key);

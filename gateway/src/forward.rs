@@ -169,48 +169,72 @@ static HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("http2-settings"),
 ];
 
-/// A replica as [`relay`] reaches it: pingora's [`HttpPeer`] in all but
-/// one check. Before handing out a pooled connection, pingora asks the kernel for the peer of
-/// its file descriptor (`matches_fd`: a `getpeername` per forwarded request, issue 24). The
-/// pool keys its connections by the peer already, and owns each one's file descriptor while
-/// it waits, so the descriptor cannot have come to name another socket; whether the
-/// connection is still alive, pingora still checks (a read that must find nothing).
+/// A replica as [`relay`] reaches it: pingora's [`HttpPeer`], shared and with its pool key
+/// worked out once, in all but one check.
+///
+/// - Before handing out a pooled connection, pingora asks the kernel for the peer of its
+///   file descriptor (`matches_fd`: a `getpeername` per forwarded request, issue 24). The
+///   pool keys its connections by the peer already, and owns each one's file descriptor
+///   while it waits, so the descriptor cannot have come to name another socket; whether the
+///   connection is still alive, pingora still checks (a read that must find nothing).
+/// - pingora hashes the whole peer for its pool key when a connection is taken and again
+///   when it is given back, and a peer (672 bytes) was cloned per request from its
+///   template: the peer is built once per replica and shared, its key kept beside it.
+///   Nothing changes a peer once built (`get_mut_peer_options` gives nothing).
 #[derive(Clone)]
-pub struct Pooled(pub HttpPeer);
+pub struct Pooled {
+    peer: Arc<HttpPeer>,
+    reuse_hash: u64,
+}
+
+impl Pooled {
+    pub fn new(peer: HttpPeer) -> Self {
+        let reuse_hash = peer.reuse_hash();
+        Self {
+            peer: Arc::new(peer),
+            reuse_hash,
+        }
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = HttpPeer;
+
+    fn deref(&self) -> &HttpPeer {
+        &self.peer
+    }
+}
 
 impl std::fmt::Display for Pooled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.peer.fmt(f)
     }
 }
 
 impl Peer for Pooled {
     fn address(&self) -> &PeerAddr {
-        self.0.address()
+        self.peer.address()
     }
     fn tls(&self) -> bool {
-        self.0.tls()
+        self.peer.tls()
     }
     fn sni(&self) -> &str {
-        self.0.sni()
+        self.peer.sni()
     }
     fn reuse_hash(&self) -> u64 {
-        self.0.reuse_hash()
+        self.reuse_hash
     }
     fn get_proxy(&self) -> Option<&pingora::upstreams::peer::Proxy> {
-        self.0.get_proxy()
+        self.peer.get_proxy()
     }
     fn get_peer_options(&self) -> Option<&pingora::upstreams::peer::PeerOptions> {
-        self.0.get_peer_options()
-    }
-    fn get_mut_peer_options(&mut self) -> Option<&mut pingora::upstreams::peer::PeerOptions> {
-        self.0.get_mut_peer_options()
+        self.peer.get_peer_options()
     }
     fn get_client_cert_key(&self) -> Option<&Arc<pingora::utils::tls::CertKey>> {
-        self.0.get_client_cert_key()
+        self.peer.get_client_cert_key()
     }
     fn get_tracer(&self) -> Option<pingora::upstreams::peer::Tracer> {
-        self.0.get_tracer()
+        self.peer.get_tracer()
     }
     fn matches_fd<V: std::os::fd::AsRawFd>(&self, _: V) -> bool {
         true
@@ -373,7 +397,7 @@ mod tests {
             }
         });
         let connector = Connector::new(None);
-        let peer = Pooled(HttpPeer::new(addr, false, String::new()));
+        let peer = Pooled::new(HttpPeer::new(addr, false, String::new()));
         for (answer, reused) in [("first", false), ("again", true)] {
             let (upstream, was_reused) = connector.get_http_session(&peer).await.unwrap();
             assert_eq!(was_reused, reused);

@@ -478,7 +478,7 @@ impl Gateway {
 
     /// A replica of the request's route's upstream for the next attempt (the registry for an
     /// unrouted request, which is never forwarded).
-    fn peer(&self, ctx: &Ctx) -> Result<HttpPeer> {
+    fn peer(&self, ctx: &Ctx) -> Result<Pooled> {
         let upstream = ctx
             .route
             .as_ref()
@@ -560,7 +560,7 @@ impl Gateway {
         let idempotent = request.method.is_idempotent();
         let mut resent = 0;
         let (peer, upstream) = loop {
-            let peer = Pooled(self.peer(ctx)?);
+            let peer = self.peer(ctx)?;
             // A pooled connection first: the future that connects (and would shake hands
             // with a TLS upstream) is 8.4 KB, boxed apart so that it is not in this future,
             // which is moved into its box for every request.
@@ -568,7 +568,7 @@ impl Gateway {
                 Some(upstream) => (upstream, true),
                 None => match Box::pin(connector.get_http_session(&peer)).await {
                     Ok(got) => got,
-                    Err(_) if self.try_another_replica(ctx, &peer.0) => continue,
+                    Err(_) if self.try_another_replica(ctx, &peer) => continue,
                     Err(e) => return Err(e.into_up()),
                 },
             };

@@ -14,6 +14,7 @@
 //! - A name that does not resolve keeps the replicas found before; at start it leaves the
 //!   pool empty (502 `upstream_unavailable`) until it resolves.
 
+use crate::forward::Pooled;
 use crate::routes::Upstream;
 use async_trait::async_trait;
 use pingora::lb::discovery::ServiceDiscovery;
@@ -53,8 +54,9 @@ pub struct Pool {
     balancer: Arc<LoadBalancer<RoundRobin>>,
     /// Every request's connection settings (timeouts, TLS); its address is each replica's.
     template: HttpPeer,
-    /// The peer of an upstream given as one address: no choice to make, nothing to look up.
-    only: Option<HttpPeer>,
+    /// The peer of an upstream given as one address: no choice to make, nothing to look up,
+    /// nothing to build per request.
+    only: Option<Pooled>,
 }
 
 impl Pool {
@@ -94,7 +96,7 @@ impl Pool {
         let balancer = Arc::new(balancer);
         let only = targets
             .single_address()
-            .map(|addr| with_address(&template, addr));
+            .map(|addr| Pooled::new(with_address(&template, addr)));
         Self {
             upstream,
             balancer,
@@ -106,7 +108,7 @@ impl Pool {
     /// The replica for the next attempt: round robin among the healthy ones, never `avoid`
     /// (the one that just refused a connection) while there is another; every replica when
     /// none is healthy. `None` while no replica is known.
-    pub fn peer(&self, avoid: Option<&PeerAddr>) -> Option<HttpPeer> {
+    pub fn peer(&self, avoid: Option<&PeerAddr>) -> Option<Pooled> {
         if let Some(only) = &self.only {
             return Some(only.clone());
         }
@@ -129,7 +131,7 @@ impl Pool {
             .or_else(|| self.balancer.backends().get_backend().first().cloned())?;
         let mut peer = self.template.clone();
         peer._address = backend.addr;
-        Some(peer)
+        Some(Pooled::new(peer))
     }
 
     /// The replicas known now, with whether each passed its last check.
