@@ -41,7 +41,7 @@ struct Bare {
     default_modules: bool,
     /// The gateway's own forwarding (the default), through this service's connector; `None`:
     /// pingora's proxy.
-    own: Option<(Connector, Pooled)>,
+    own: Option<(Connector, Pooled, forward::Idle)>,
 }
 
 #[async_trait]
@@ -59,7 +59,7 @@ impl ProxyHttp for Bare {
     }
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
-        let Some((connector, peer)) = &self.own else {
+        let Some((connector, peer, idle)) = &self.own else {
             return Ok(false);
         };
         let body = if forward::has_body(session.req_header()) {
@@ -70,16 +70,19 @@ impl ProxyHttp for Bare {
             Bytes::new()
         };
         let request = forward::upstream_request(session.req_header(), body.len())?;
-        let upstream = match connector.reused_http_session(peer).await {
+        let upstream = match idle.take(peer) {
             Some(upstream) => upstream,
-            None => Box::pin(connector.get_http_session(peer)).await?.0,
+            None => Box::pin(connector.get_http_session(peer))
+                .await?
+                .0
+                .into_inner(),
         };
         let upstream = forward::exchange(upstream, peer, &request, &body, None).await?;
         let Some(response) = upstream.resp_header() else {
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
         };
         let response = forward::answer_head(response, 0);
-        forward::relay(session, connector, peer, upstream, response).await?;
+        forward::relay(session, idle, peer, upstream, response).await?;
         Ok(true)
     }
 
@@ -145,7 +148,13 @@ fn main() {
         let bare = Bare {
             peer: peer.clone(),
             default_modules: env("BARE_MODULES", "none") == "default",
-            own: own.then(|| (Connector::new(None), Pooled::new(peer.clone()))),
+            own: own.then(|| {
+                (
+                    Connector::new(None),
+                    Pooled::new(peer.clone()),
+                    forward::Idle::new(),
+                )
+            }),
         };
         let name = format!("bare {index}");
         // A distinct spelling per service gets a socket of its own (gateway::listener_key);

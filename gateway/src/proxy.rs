@@ -96,10 +96,11 @@ pub struct Gateway {
     series: crate::metrics::RequestSeries,
     /// This service's index: its shard of the usage records.
     index: usize,
-    /// This service's upstream connections, for every request it forwards ([`Gateway::forward`]).
-    /// Each service keeps its own: a pooled connection is only ever served by the thread it
-    /// was opened on.
+    /// This service's way to its upstreams, for every request it forwards
+    /// ([`Gateway::forward`]), and its connections between two requests. Each service keeps
+    /// its own: a pooled connection is only ever served by the thread it was opened on.
     connector: pingora::connectors::http::v1::Connector,
+    idle: forward::Idle,
 }
 
 impl Gateway {
@@ -112,6 +113,7 @@ impl Gateway {
             shared,
             versions,
             connector: pingora::connectors::http::v1::Connector::new(None),
+            idle: forward::Idle::new(),
         }
     }
 }
@@ -564,10 +566,10 @@ impl Gateway {
             // A pooled connection first: the future that connects (and would shake hands
             // with a TLS upstream) is 8.4 KB, boxed apart so that it is not in this future,
             // which is moved into its box for every request.
-            let (upstream, reused) = match connector.reused_http_session(&peer).await {
+            let (upstream, reused) = match self.idle.take(&peer) {
                 Some(upstream) => (upstream, true),
                 None => match Box::pin(connector.get_http_session(&peer)).await {
-                    Ok(got) => got,
+                    Ok((upstream, reused)) => (upstream.into_inner(), reused),
                     Err(_) if self.try_another_replica(ctx, &peer) => continue,
                     Err(e) => return Err(e.into_up()),
                 },
@@ -590,7 +592,7 @@ impl Gateway {
         };
         let mut response = forward::answer_head(response, ADDED_RESPONSE_FIELDS);
         self.response_filter(session, &mut response, ctx).await?;
-        relay(session, connector, &peer, upstream, response).await?;
+        relay(session, &self.idle, &peer, upstream, response).await?;
         Ok(true)
     }
 
