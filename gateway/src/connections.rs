@@ -625,11 +625,10 @@ thread_local! {
 /// tokio's timer driver wakes its runtime through the runtime's eventfd (a `write` system
 /// call, and one more turn of `epoll_wait`) whenever a timer is registered earlier than the
 /// earliest one it knew when it last parked, and a wheel that was empty knows none. Every
-/// request registers such timers: the wait for a kept-alive connection's next request
-/// ([`Capped::next_request`]) and pingora's idle-pool watch of the upstream connection it
-/// returns. Under load, one request in about seven found the wheel empty and paid for a
-/// wake-up of its own thread (issue 24). With a floor due within a second, those timers (a
-/// minute and more ahead) are never the earliest.
+/// request registers such a timer: the wait for a kept-alive connection's next request
+/// ([`Capped::next_request`]). Under load, one request in about seven found the wheel empty
+/// and paid for a wake-up of its own thread (issue 24). With a floor due within a second,
+/// those timers (a minute and more ahead) are never the earliest.
 fn keep_a_timer_floor() {
     if TIMER_FLOOR.with(|floor| floor.replace(true)) {
         return;
