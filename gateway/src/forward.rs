@@ -44,11 +44,12 @@ pub const IDLE_MAX: usize = 128;
 ///
 /// pingora's connection pool (`TransportConnector::release_stream`) spawned, for every
 /// connection given back, a task that watched it while it waited, and told that task to
-/// end when the connection was taken again: two wake-ups, a task, a lock and two channels
-/// per forwarded request, about 8 % of the gateway's instructions under the GET benchmark
-/// (issue 24). Here a connection waits in a list. Whether it is still alive is checked when
-/// it is taken, as pingora checks it (a read that must find nothing: the upstream closed
-/// it, or sent what no request asked for); one idle past [`UPSTREAM_IDLE`] is closed when
+/// end when the connection was taken again: a task spawned and woken, a lock and two
+/// channels per forwarded request, about 8 % of the gateway's instructions under the GET
+/// benchmark (issue 24). Here a connection waits in a list. Whether it is still alive is
+/// checked when it is given back and when it is taken, as pingora checks it (a read that
+/// must find nothing: the upstream closed it, or sent what no request asked for); one idle
+/// past [`UPSTREAM_IDLE`] is closed when
 /// the list is next used, so a connection the upstream closed lingers no longer than that
 /// while requests come, and until the next one when none do.
 pub struct Idle {
@@ -294,9 +295,11 @@ static HOP_BY_HOP: [HeaderName; 10] = [
 ///   while it waits, so the descriptor cannot have come to name another socket; whether the
 ///   connection is still alive, pingora still checks (a read that must find nothing).
 /// - pingora hashes the whole peer for its pool key when a connection is taken and again
-///   when it is given back, and a peer (672 bytes) was cloned per request from its
-///   template: the peer is built once per replica and shared, its key kept beside it.
-///   Nothing changes a peer once built (`get_mut_peer_options` gives nothing).
+///   when it is given back: here the key is worked out once, when the peer is made, and
+///   kept beside it. The peer of an upstream given as one address is made once and shared
+///   (it was cloned, 672 bytes, per request); one picked among replicas is made per
+///   request, as before. Nothing changes a peer once made (`get_mut_peer_options` gives
+///   nothing).
 #[derive(Clone)]
 pub struct Pooled {
     peer: Arc<HttpPeer>,
