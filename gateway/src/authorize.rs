@@ -306,9 +306,9 @@ fn revoked(claims: &Claims, blacklist: &BlacklistSet, now: i64) -> bool {
     };
     blacklist.contains(Kind::Jti, &claims.jti, now)
         || by_origin.is_some_and(|kind| blacklist.contains(kind, &claims.sub, now))
-        || claims
-            .op
-            .is_some_and(|op| blacklist.contains(Kind::Operator, &op.to_string(), now))
+        || claims.op.is_some_and(|op| {
+            blacklist.contains(Kind::Operator, itoa::Buffer::new().format(op), now)
+        })
 }
 
 fn accepted(access: Access, kind: CredentialKind) -> bool {

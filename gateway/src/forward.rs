@@ -249,7 +249,10 @@ pub fn upstream_parts(
     }
     // A request without a body (most `GET`s) goes without a length, as the client sent it.
     if body_len > 0 || has_body(downstream) {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+        headers.insert(
+            header::CONTENT_LENGTH,
+            crate::header_number(body_len as u64),
+        );
     }
     parts.headers = headers;
     Ok(parts)
@@ -312,6 +315,15 @@ impl Pooled {
         Self {
             peer: Arc::new(peer),
             reuse_hash,
+        }
+    }
+
+    /// The same peer in an allocation of its own: a service that keeps one shares its
+    /// reference count with no other thread (issue 24).
+    pub fn own_copy(&self) -> Self {
+        Self {
+            peer: Arc::new(HttpPeer::clone(&self.peer)),
+            reuse_hash: self.reuse_hash,
         }
     }
 }

@@ -8,8 +8,9 @@
 //! tokens cannot turn the gateway into a load generator against auth-service.
 
 use auth_token::KeySet;
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard};
 use jsonwebtoken::jwk::JwkSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
@@ -19,7 +20,10 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Jwks {
     /// auth-service's replicas, one picked per fetch.
     caller: crate::upstreams::Caller,
-    keys: RwLock<Arc<KeySet>>,
+    /// Read by every request: each thread reads through a lock of its own, and borrows the
+    /// keys instead of cloning the `Arc` (a shared reference count, moved between the cores
+    /// per request; issue 24).
+    keys: ShardedLock<Arc<KeySet>>,
     /// The JWKS document the keys were built from: an identical one keeps the same `Arc`, so
     /// the verified-token cache survives scheduled reloads.
     last_document: std::sync::Mutex<Vec<u8>>,
@@ -42,7 +46,7 @@ impl Jwks {
     pub fn new(caller: crate::upstreams::Caller, min_interval: Duration) -> Self {
         Self {
             caller,
-            keys: RwLock::new(Arc::new(KeySet::from_jwks(&JwkSet { keys: vec![] }))),
+            keys: ShardedLock::new(Arc::new(KeySet::from_jwks(&JwkSet { keys: vec![] }))),
             last_document: std::sync::Mutex::new(Vec::new()),
             fetched: watch::Sender::new(0),
             wanted: Notify::new(),
@@ -52,7 +56,13 @@ impl Jwks {
 
     /// The current keys (cheap: an `Arc` clone).
     pub fn current(&self) -> Arc<KeySet> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.keys().clone()
+    }
+
+    /// The current keys, lent while the guard lives (not across an `.await`: a new set
+    /// waits for it).
+    pub fn keys(&self) -> ShardedLockReadGuard<'_, Arc<KeySet>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Asks for a fetch and waits for it to complete (at most `min_interval` plus the fetch

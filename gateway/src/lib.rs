@@ -180,6 +180,15 @@ impl AssertionKeys {
     }
 }
 
+/// A number as a header value, in one allocation of its digits: `HeaderValue::from(u64)`
+/// writes into a growable buffer, then hands it over with a second allocation, a shared
+/// header, as its length is not its capacity (issue 24).
+pub fn header_number(n: u64) -> http::HeaderValue {
+    let digits = itoa::Buffer::new().format(n).as_bytes().to_vec();
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(digits))
+        .expect("digits are a header value")
+}
+
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -224,7 +233,10 @@ pub fn build_server(
         assertion,
         jwks,
         blacklist: Arc::new(BlacklistSet::new()),
-        tokens: token_cache::TokenCache::new(settings.token_cache_capacity),
+        tokens: token_cache::TokenCache::segmented(
+            settings.token_cache_capacity,
+            settings.server.proxy_services(),
+        ),
         limiter: ratelimit::Limiter::new(settings.rate_limits.clone(), counters),
         metrics,
         upstreams,

@@ -299,11 +299,11 @@ impl Decision {
     /// into header values, with no string formatting on the request path).
     pub fn headers(&self) -> impl Iterator<Item = (&'static HeaderName, HeaderValue)> + use<> {
         let (limit, policy) = policy_values(self.limit, self.window_secs);
-        let retry = (!self.allowed).then(|| (&RETRY_AFTER, HeaderValue::from(self.reset_secs)));
+        let retry = (!self.allowed).then(|| (&RETRY_AFTER, crate::header_number(self.reset_secs)));
         [
             (&RATELIMIT_LIMIT, limit),
-            (&RATELIMIT_REMAINING, HeaderValue::from(self.remaining)),
-            (&RATELIMIT_RESET, HeaderValue::from(self.reset_secs)),
+            (&RATELIMIT_REMAINING, crate::header_number(self.remaining)),
+            (&RATELIMIT_RESET, crate::header_number(self.reset_secs)),
             (&RATELIMIT_POLICY, policy),
         ]
         .into_iter()
@@ -337,7 +337,7 @@ fn policy_values(limit: u64, window_secs: u64) -> (HeaderValue, HeaderValue) {
         policy.extend_from_slice(itoa::Buffer::new().format(window_secs).as_bytes());
         let policy = HeaderValue::from_maybe_shared(bytes::Bytes::from(policy))
             .expect("digits and ;w= make a header value");
-        let values = (HeaderValue::from(limit), policy);
+        let values = (crate::header_number(limit), policy);
         if kept.len() == POLICY_VALUES_KEPT {
             kept.remove(0);
         }

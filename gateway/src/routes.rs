@@ -442,12 +442,23 @@ pub fn allowed_methods(path: &str) -> Vec<&'static str> {
         .collect()
 }
 
+/// More segments than any route has (`/api/v1/auth/token/refresh/` has six).
+const MAX_SEGMENTS: usize = 8;
+
 /// Matches `method` + `path` against the route table; `None` is a 404 `route_not_found`.
 pub fn route(method: &Method, path: &str) -> Option<Route> {
     use Access::*;
     use Permission::*;
     use Upstream::*;
-    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    // No route has more than MAX_SEGMENTS segments: a longer path is none, and the others
+    // are split without allocating (issue 24).
+    let mut segments = [""; MAX_SEGMENTS];
+    let mut count = 0;
+    for segment in path.strip_prefix('/')?.split('/') {
+        *segments.get_mut(count)? = segment;
+        count += 1;
+    }
+    let segments = &segments[..count];
     let m = method.as_str();
     let fixed = |template, upstream, access, permission| {
         Some(Route {
@@ -458,7 +469,7 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
             version: None,
         })
     };
-    match (m, segments.as_slice()) {
+    match (m, segments) {
         ("GET", [".well-known", "jwks.json"]) => {
             fixed("/.well-known/jwks.json", AuthService, Public, None)
         }
@@ -727,6 +738,8 @@ pub fn is_version(s: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Versions {
     served: Vec<String>,
+    /// Each served version as an `X-API-Version` value, made once (issue 24).
+    values: Vec<http::HeaderValue>,
     newest: String,
 }
 
@@ -736,7 +749,21 @@ impl Versions {
         let mut served: Vec<String> = served.iter().filter(|v| is_version(v)).cloned().collect();
         served.sort_by_key(|v| numeric(v));
         let newest = served.last()?.clone();
-        Some(Self { served, newest })
+        let values = served
+            .iter()
+            .map(|v| http::HeaderValue::from_str(v).ok())
+            .collect::<Option<_>>()?;
+        Some(Self {
+            served,
+            values,
+            newest,
+        })
+    }
+
+    /// The `X-API-Version` value of a served version ([`Versions::resolve`]'s answer).
+    pub fn header_value(&self, served: &str) -> Option<http::HeaderValue> {
+        let at = self.served.iter().position(|v| v == served)?;
+        self.values.get(at).cloned()
     }
 
     /// The served version a path or header names, resolving `v3` to the newest `v3.x`.
@@ -1113,6 +1140,18 @@ mod tests {
                 route(&method.parse().unwrap(), path).map(|r| (r.template, r.upstream, r.access));
             assert_eq!(got, *expected, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn a_path_longer_than_every_route_is_none_and_the_longest_still_match() {
+        let post = Method::POST;
+        let longest = route(&post, "/api/v1/auth/token/refresh/").expect("the longest route");
+        assert_eq!(longest.template, "/api/v1/auth/token/refresh/");
+        assert!(route(&Method::GET, "/v3/journeys/a/b/c/d/e/f/g/h/i").is_none());
+        assert!(route(&post, "/api/v1/auth/token/refresh//////").is_none());
+        // A path cut at the limit is no route either: nothing beyond it is read as a match.
+        assert!(route(&Method::GET, "/v3/journeys/x/status/a/b/c/d").is_none());
+        assert!(allowed_methods("/v3/journeys/x/status/a/b/c/d/e/f").is_empty());
     }
 
     #[test]

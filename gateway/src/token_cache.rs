@@ -7,9 +7,15 @@
 //! and the role's permission. A new key set (a rotation, a retirement) empties the cache, as
 //! entries remember which set verified them. Only exact token strings hit, so a forged token
 //! can never match a cached one.
+//!
+//! The cache is split in segments, one per proxy service ([`TokenCache::segmented`]): a
+//! service's thread locks only its own segment's shards, so no lock nor entry is shared
+//! between the cores (one shared shard moved its lock's cache line between them on every
+//! request, issue 24). A token used on several services is verified once on each.
 
 use crate::authorize::Verify;
 use auth_token::{Claims, KeySet, VerifyError};
+use crossbeam_utils::CachePadded;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
@@ -17,7 +23,9 @@ use std::sync::{Arc, Mutex};
 const SHARDS: usize = 16;
 
 pub struct TokenCache {
-    shards: Vec<Mutex<Shard>>,
+    /// `SHARDS` per segment, each in a cache line of its own.
+    shards: Vec<CachePadded<Mutex<Shard>>>,
+    segments: usize,
     per_shard: usize,
     /// foldhash, seeded per process: SipHash cost more than the rest of a hit. Only tokens
     /// that verified are ever stored, so their hashes are not the caller's to choose.
@@ -32,33 +40,58 @@ struct Shard {
 }
 
 impl TokenCache {
-    /// A cache of at most `capacity` tokens (0 disables it).
+    /// A cache of at most `capacity` tokens (0 disables it), in one segment.
     pub fn new(capacity: usize) -> Self {
+        Self::segmented(capacity, 1)
+    }
+
+    /// A cache of at most `capacity` tokens in all, split in `segments` (one per proxy
+    /// service).
+    pub fn segmented(capacity: usize, segments: usize) -> Self {
+        let segments = segments.max(1);
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            per_shard: capacity.div_ceil(SHARDS),
+            shards: (0..SHARDS * segments)
+                .map(|_| CachePadded::new(Mutex::new(Shard::default())))
+                .collect(),
+            segments,
+            per_shard: capacity.div_ceil(SHARDS * segments),
             hasher: foldhash::fast::RandomState::default(),
         }
     }
 
-    /// Verifies `token` with `keys`, from the cache when this exact token already verified
-    /// under these exact keys. Expiry is always checked against `now`.
+    /// [`TokenCache::verify_in`] the first segment.
     pub fn verify(&self, token: &str, keys: &Arc<KeySet>, now: i64) -> Result<Claims, VerifyError> {
+        self.verify_in(0, token, keys, now)
+    }
+
+    /// Verifies `token` with `keys`, from segment `segment` of the cache when this exact token
+    /// already verified there under these exact keys. Expiry is always checked against `now`.
+    pub fn verify_in(
+        &self,
+        segment: usize,
+        token: &str,
+        keys: &Arc<KeySet>,
+        now: i64,
+    ) -> Result<Claims, VerifyError> {
         if self.per_shard == 0 {
             return keys.verify(token, now);
         }
-        let shard = &self.shards[self.hasher.hash_one(token) as usize % SHARDS];
+        let at = segment % self.segments * SHARDS + self.hasher.hash_one(token) as usize % SHARDS;
+        let shard = &self.shards[at];
         let hit = {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             match &shard.keys {
-                Some(cached) if Arc::ptr_eq(cached, keys) => shard.entries.get(token).cloned(),
+                // The claims are copied under the lock: the entry's `Arc` is not touched.
+                Some(cached) if Arc::ptr_eq(cached, keys) => {
+                    shard.entries.get(token).map(|c| Claims::clone(c))
+                }
                 _ => None,
             }
         };
         if let Some(claims) = hit {
             return match claims.exp {
                 Some(exp) if exp <= now => Err(VerifyError::Expired),
-                _ => Ok(Claims::clone(&claims)),
+                _ => Ok(claims),
             };
         }
         let claims = keys.verify(token, now)?;
@@ -93,12 +126,14 @@ impl TokenCache {
 /// The cache in front of one key set, as the pipeline's verifier.
 pub struct Cached<'a> {
     pub cache: &'a TokenCache,
-    pub keys: Arc<KeySet>,
+    /// The proxy service's segment of the cache.
+    pub segment: usize,
+    pub keys: &'a Arc<KeySet>,
 }
 
 impl Verify for Cached<'_> {
     fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
-        self.cache.verify(token, &self.keys, now)
+        self.cache.verify_in(self.segment, token, self.keys, now)
     }
 }
 
@@ -153,6 +188,40 @@ mod tests {
         ));
         let fresh = set(&key);
         assert!(cache.verify(&token, &fresh, 10).is_ok());
+    }
+
+    #[test]
+    fn each_segment_keeps_its_own_entries_within_its_share() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let keys = set(&key);
+        let cache = TokenCache::segmented(SHARDS * 2, 2);
+        let token = key.sign(&claims(None)).unwrap();
+        cache.verify_in(0, &token, &keys, 0).unwrap();
+        assert_eq!(cache.len(), 1);
+        // Another service verifies it in its own segment, once.
+        cache.verify_in(1, &token, &keys, 0).unwrap();
+        assert_eq!(cache.len(), 2);
+        cache.verify_in(1, &token, &keys, 0).unwrap();
+        cache.verify_in(0, &token, &keys, 0).unwrap();
+        assert_eq!(cache.len(), 2);
+        // A segment holds its share of the capacity: one per shard here.
+        for i in 0..SHARDS * 8 {
+            let t = key
+                .sign(&Claims {
+                    jti: format!("j{i}"),
+                    ..claims(None)
+                })
+                .unwrap();
+            cache.verify_in(1, &t, &keys, 0).unwrap();
+        }
+        assert!(cache.len() <= 1 + SHARDS, "{}", cache.len());
+        // A forged token in the other segment is still refused.
+        let (head, _) = token.rsplit_once('.').unwrap();
+        let forged = format!("{head}.AAAA");
+        assert_eq!(
+            cache.verify_in(1, &forged, &keys, 0),
+            Err(VerifyError::Invalid)
+        );
     }
 
     #[test]

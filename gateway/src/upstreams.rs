@@ -108,6 +108,11 @@ impl Pool {
     /// The replica for the next attempt: round robin among the healthy ones, never `avoid`
     /// (the one that just refused a connection) while there is another; every replica when
     /// none is healthy. `None` while no replica is known.
+    /// The peer of an upstream given as one address, made once.
+    pub fn only(&self) -> Option<&Pooled> {
+        self.only.as_ref()
+    }
+
     pub fn peer(&self, avoid: Option<&PeerAddr>) -> Option<Pooled> {
         if let Some(only) = &self.only {
             return Some(only.clone());

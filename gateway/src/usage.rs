@@ -123,9 +123,11 @@ pub fn network(ip: IpAddr) -> IpNet {
     IpNet::new(ip, prefix).map_or_else(|_| IpNet::from(ip), |net| net.trunc())
 }
 
-/// The counts of every proxy service, one shard each.
+/// The counts of every proxy service, one shard each, each in a cache line of its own: two
+/// shards in one line made the services' threads take that line from each other on every
+/// request (issue 24).
 pub struct Recorder {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[crossbeam_utils::CachePadded<Mutex<Shard>>]>,
 }
 
 #[derive(Default)]
@@ -161,7 +163,7 @@ impl Recorder {
     pub fn new(shards: usize) -> Self {
         Self {
             shards: (0..shards.max(1))
-                .map(|_| Mutex::new(Shard::default()))
+                .map(|_| crossbeam_utils::CachePadded::new(Mutex::new(Shard::default())))
                 .collect(),
         }
     }
