@@ -28,7 +28,8 @@ pub struct Settings {
     pub jwks_refresh_min_interval_ms: u64,
     /// Seconds between two scheduled JWKS reloads (drops keys retired by a rotation).
     pub jwks_reload_secs: u64,
-    /// Verified tokens kept so they are not verified again (0: no cache).
+    /// Verified tokens kept so they are not verified again (0: no cache), in all: each proxy
+    /// service keeps its share, and a token used on several services is verified once on each.
     pub token_cache_capacity: usize,
     /// Seconds between two full reads of the blacklist's fast copy, on top of the change feed
     /// (heals a missed message; notices a copy lost without a lost connection).
