@@ -109,6 +109,7 @@ fn metrics() -> gateway::connections::ConnectionMetrics {
     let counter = |name: &str| prometheus::IntCounter::new(name, name).expect("a counter");
     gateway::connections::ConnectionMetrics {
         open: prometheus::IntGauge::new("open", "open").expect("a gauge"),
+        service_open: prometheus::IntGauge::new("service_open", "service_open").expect("a gauge"),
         refused_replica: counter("refused_replica"),
         refused_network: counter("refused_network"),
     }

@@ -155,6 +155,8 @@ impl Drop for Permit {
 #[derive(Clone)]
 pub struct ConnectionMetrics {
     pub open: IntGauge,
+    /// This service's own share of `open`.
+    pub service_open: IntGauge,
     pub refused_replica: IntCounter,
     pub refused_network: IntCounter,
 }
@@ -557,6 +559,7 @@ where
             }
         };
         self.metrics.open.inc();
+        self.metrics.service_open.inc();
         let stream = match tls {
             Some(tls) => Box::pin(handshake(tls, stream)).await,
             None => Some(stream),
@@ -566,6 +569,7 @@ where
             None => None,
         };
         self.metrics.open.dec();
+        self.metrics.service_open.dec();
         drop(permit);
         reused
     }
@@ -765,6 +769,7 @@ mod tests {
     async fn a_connection_holds_a_small_future_between_requests() {
         let metrics = ConnectionMetrics {
             open: IntGauge::new("open", "open").unwrap(),
+            service_open: IntGauge::new("service_open", "service_open").unwrap(),
             refused_replica: IntCounter::new("replica", "replica").unwrap(),
             refused_network: IntCounter::new("network", "network").unwrap(),
         };

@@ -436,7 +436,7 @@ fn proxy_service(
     let app = connections::Capped::new(
         gateway,
         limits,
-        shared.metrics.connections(),
+        shared.metrics.connections(index),
         tls,
         shared.keepalive_idle_secs.map(Duration::from_secs),
     );

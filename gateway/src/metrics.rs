@@ -62,6 +62,8 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Requests by proxy service: how the kernel spreads connections over the listeners.
     service_requests: IntCounterVec,
+    /// `gateway_service_connections_open{service}`: how the kernel split the connections.
+    service_connections: IntGaugeVec,
     /// `gateway_auth_outcomes_total{outcome="ok"}`, resolved once.
     pub auth_ok: IntCounter,
     /// The served certificate's `notAfter` as a Unix time (0 without TLS).
@@ -217,6 +219,14 @@ impl Metrics {
             &["service"],
         )?;
         registry.register(Box::new(service_requests.clone()))?;
+        let service_connections = IntGaugeVec::new(
+            Opts::new(
+                "gateway_service_connections_open",
+                "Downstream connections open by proxy service (the kernel's split of them)",
+            ),
+            &["service"],
+        )?;
+        registry.register(Box::new(service_connections.clone()))?;
         let tls_not_after = IntGauge::new(
             "gateway_tls_certificate_not_after_seconds",
             "Unix time at which the served TLS certificate expires (0: no TLS listener)",
@@ -333,6 +343,7 @@ impl Metrics {
             connections_open,
             connections_refused,
             service_requests,
+            service_connections,
             auth_ok: auth.with_label_values(&["ok"]),
             tls_not_after,
             tls_reloads,
@@ -354,9 +365,13 @@ impl Metrics {
     }
 
     /// What [`crate::connections::Capped`] records.
-    pub fn connections(&self) -> ConnectionMetrics {
+    /// Proxy service `index`'s connection metrics.
+    pub fn connections(&self, index: usize) -> ConnectionMetrics {
         ConnectionMetrics {
             open: self.connections_open.clone(),
+            service_open: self
+                .service_connections
+                .with_label_values(&[index.to_string().as_str()]),
             refused_replica: self
                 .connections_refused
                 .with_label_values(&[Cap::Replica.as_str()]),

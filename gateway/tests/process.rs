@@ -393,6 +393,55 @@ async fn the_kernel_spreads_connections_over_every_proxy_service() {
     assert_eq!(listening_sockets(instance.listen.port()), 2);
 }
 
+/// The value of `gateway_service_connections_open{service="<index>"}` in a `/metrics` text.
+fn open_on(metrics: &str, index: usize) -> Option<i64> {
+    let series = format!("gateway_service_connections_open{{service=\"{index}\"}} ");
+    let line = metrics.lines().find(|l| l.starts_with(&series))?;
+    line[series.len()..].trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_counts_the_connections_it_holds() {
+    let upstream_addr = free_port();
+    let _upstream = Upstream::start(upstream_addr).await;
+    let instance = Instance::new(upstream_addr);
+    let _gateway = Reaped(instance.start(false));
+    wait_until_healthy(&instance).await;
+    let metrics = || async {
+        reqwest::get(format!("http://{}/metrics", instance.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = metrics().await;
+    let held_before = open_on(&before, 0).unwrap() + open_on(&before, 1).unwrap();
+    // Sixteen clients, each keeping the connection its request was answered on.
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let client = reqwest::Client::new();
+        let answer = client
+            .get(format!("http://{}/health", instance.listen))
+            .send()
+            .await
+            .unwrap();
+        // 503 until the blacklist is loaded, and kept alive all the same.
+        assert!([200, 503].contains(&answer.status().as_u16()));
+        answer.bytes().await.unwrap();
+        clients.push(client);
+    }
+    let during = metrics().await;
+    let (first, second) = (open_on(&during, 0).unwrap(), open_on(&during, 1).unwrap());
+    assert_eq!(
+        first + second - held_before,
+        16,
+        "by service: {first} and {second}"
+    );
+    assert_eq!(open_on(&during, 2), None, "two services, not three");
+    drop(clients);
+}
+
 /// Sockets listening on TCP `port` on this machine, from `/proc/net/tcp` and `tcp6`.
 fn listening_sockets(port: u16) -> usize {
     let local = format!(":{port:04X}");

@@ -2,7 +2,8 @@
 # The gateway's tail round by round (issue 24, session 27): each round opens new connections
 # (wrk -t2 -c64, GET /v3/journeys, $DURATION), and prints wrk's p99, the share of requests the
 # gateway itself answered within 1, 2.5 and 5 ms (`gateway_request_duration_seconds`: from the
-# request's head read to its answer's last byte), and the requests each proxy service served.
+# request's head read to its answer's last byte), and the requests each proxy service served
+# and the connections it held halfway through.
 # The upstream is nginx answering a fixed body (the peer harness's backend).
 #
 #   scripts/bench/tail.sh                      # ROUNDS=8 DURATION=10s
@@ -32,12 +33,15 @@ if [ "${CBPF:-0}" = 1 ]; then python3 scripts/bench/reuseport_cbpf.py "$gateway_
 scrape() { curl -s http://127.0.0.1:18090/metrics >"$1"; }
 for round in $(seq "$ROUNDS"); do
     scrape "$work/before"
+    # Each service's open connections, read halfway through the round.
+    (sleep "$(( ${DURATION%s} / 2 ))" && scrape "$work/during") & halfway=$!
     p99=$(wrk --latency -t2 -c64 -d"$DURATION" -H "Authorization: Bearer $token" \
         http://127.0.0.1:18080/v3/journeys | awk '$1 == "99%" {print $2}')
+    wait "$halfway"
     scrape "$work/after"
-    python3 - "$round" "$p99" "$work/before" "$work/after" <<'PY'
+    python3 - "$round" "$p99" "$work/before" "$work/after" "$work/during" <<'PY'
 import re, sys
-round_, p99, before, after = sys.argv[1:]
+round_, p99, before, after, during = sys.argv[1:]
 def read(path):
     buckets, services = {}, {}
     for line in open(path):
@@ -52,7 +56,10 @@ def read(path):
 n = b1["+Inf"] - b0.get("+Inf", 0)
 within = lambda le: 100 * (b1[le] - b0.get(le, 0)) / n
 split = "/".join(str(s1[k] - s0.get(k, 0)) for k in sorted(s1))
+held = [m.groups() for m in re.finditer(r'gateway_service_connections_open\{service="(\d+)"\} (\d+)', open(during).read())]
+held = "/".join(n for _, n in sorted(held))
 print(f"round {round_}: wrk p99 {p99}; {n} requests, within 1 ms {within('0.001'):.2f} %, "
-      f"2.5 ms {within('0.0025'):.3f} %, 5 ms {within('0.005'):.3f} %; per service {split}")
+      f"2.5 ms {within('0.0025'):.3f} %, 5 ms {within('0.005'):.3f} %; per service {split} "
+      f"requests, {held} connections")
 PY
 done
