@@ -347,11 +347,16 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     assert!(exited(&mut gateway.0, Duration::from_secs(30)).await);
 }
 
-/// The value of `gateway_service_requests_total{service="<index>"}` in a `/metrics` text.
-fn served_by(metrics: &str, index: usize) -> Option<u64> {
-    let series = format!("gateway_service_requests_total{{service=\"{index}\"}} ");
+/// The value of `<name>{service="<index>"}` in a `/metrics` text.
+fn of_service(metrics: &str, name: &str, index: usize) -> Option<i64> {
+    let series = format!("{name}{{service=\"{index}\"}} ");
     let line = metrics.lines().find(|l| l.starts_with(&series))?;
     line[series.len()..].trim().parse().ok()
+}
+
+/// Requests served by proxy service `index`.
+fn served_by(metrics: &str, index: usize) -> Option<i64> {
+    of_service(metrics, "gateway_service_requests_total", index)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,11 +398,9 @@ async fn the_kernel_spreads_connections_over_every_proxy_service() {
     assert_eq!(listening_sockets(instance.listen.port()), 2);
 }
 
-/// The value of `gateway_service_connections_open{service="<index>"}` in a `/metrics` text.
+/// Connections proxy service `index` holds.
 fn open_on(metrics: &str, index: usize) -> Option<i64> {
-    let series = format!("gateway_service_connections_open{{service=\"{index}\"}} ");
-    let line = metrics.lines().find(|l| l.starts_with(&series))?;
-    line[series.len()..].trim().parse().ok()
+    of_service(metrics, "gateway_service_connections_open", index)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
