@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Per request, what the kernel does for HAProxy and for the gateway in front of the same
+# upstream (issue 24, session 28): CPU (user, system), system calls, context switches in the
+# target's threads, tasks it wakes, reschedule interrupts it takes. The upstream is nginx
+# answering a fixed body and HAProxy runs the peer harness's configuration (JWT checks, rate
+# limit), both rendered by ../shared/bench/peers.sh; the load is wrk -t2 -c64 GET for
+# $DURATION per target and round, the rounds alternating the two.
+#
+#   scripts/bench/wakeups.sh                             # ROUNDS=2 DURATION=10
+#   GATEWAY_BIN=/tmp/before/gateway scripts/bench/wakeups.sh
+# Needs perf (linux-perf) with tracepoints, nginx and HAProxy (apt-get install nginx-light haproxy).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-10}
+PEERS=${PEERS:-../shared/bench/peers.sh}
+[ -r "$PEERS" ] || { echo "the peer harness is not at $PEERS" >&2; exit 1; }
+for tool in perf nginx haproxy wrk; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 1; }
+done
+export GATEWAY_REGISTRY=127.0.0.1:9201 GATEWAY__RATE_LIMITS__CLASSES__JOURNEYS_READ=1000000000
+source scripts/bench/stack.sh
+# The harness renders its configurations into a directory it keeps with KEEP_TMP=1.
+kept=$(KEEP_TMP=1 TARGETS=haproxy ROUNDS=1 DURATION=1s WARMUP=1s bash "$PEERS" 2>&1 \
+    | sed -n 's/^\[peers\] kept //p')
+[ -d "$kept" ] || { echo "the harness kept no configuration" >&2; exit 1; }
+nginx -c "$kept/backend.conf" -e "$kept/backend.error.log" -g 'daemon off;' & backend_pid=$!
+haproxy -db -f "$kept/haproxy.cfg" & haproxy_pid=$!
+trap 'kill $backend_pid $haproxy_pid 2>/dev/null; bench_cleanup; rm -rf "$kept"' EXIT
+bench_start
+gateway_token=$(bench_token)
+haproxy_token=$(python3 "$(dirname "$PEERS")/mint_jwt.py" peers-bench-secret-0123456789abcdef bench-user 315360000)
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+events=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,sched:sched_switch,sched:sched_wakeup,irq_vectors:reschedule_entry
+for round in $(seq "$ROUNDS"); do
+    for target in haproxy gateway; do
+        if [ "$target" = haproxy ]; then
+            pid=$haproxy_pid token=$haproxy_token url=http://127.0.0.1:9202/journeys
+        else
+            pid=$gateway_pid token=$gateway_token url=http://127.0.0.1:18080/v3/journeys
+        fi
+        read -r user0 system0 < <(ticks "$pid")
+        perf stat -x, -o "$work/perf.$target" -e "$events" -p "$pid" -- sleep "$DURATION" 2>/dev/null &
+        perf_pid=$!
+        out=$(wrk --latency -t2 -c64 -d"${DURATION}s" -H "Authorization: Bearer $token" \
+            -H "X-API-Version: 3.3" "$url")
+        wait "$perf_pid" || true
+        read -r user1 system1 < <(ticks "$pid")
+        requests=$(awk '/requests in/ {print $1}' <<<"$out")
+        python3 - "$target" "$round" "$requests" $((user1 - user0)) $((system1 - system0)) \
+            "$work/perf.$target" <<'PY'
+import sys
+target, round_, requests, user, system, counts = sys.argv[1:]
+n = int(requests)
+us = lambda ticks: int(ticks) / 100 * 1e6 / n   # USER_HZ = 100
+per = {}
+for line in open(counts):
+    fields = line.strip().split(",")
+    if len(fields) > 2 and fields[0].isdigit():
+        per[fields[2].split(":")[1]] = int(fields[0]) / n
+print(f"round {round_} {target:8} {n} requests, {n / ((int(user) + int(system)) / 100):.0f} per core-second;"
+      f" per request: CPU {us(user) + us(system):.1f} µs (user {us(user):.1f}, system {us(system):.1f}),"
+      f" system calls {per['sys_enter']:.2f} (epoll_wait {per['sys_enter_epoll_wait']:.3f}),"
+      f" switches {per['sched_switch']:.3f}, wakes {per['sched_wakeup']:.3f},"
+      f" reschedule IPIs {per['reschedule_entry']:.3f}")
+PY
+    done
+done
