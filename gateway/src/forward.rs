@@ -413,9 +413,9 @@ pub async fn send_whole(
 /// and the I/O driver), the turn's connections are all read before any is written, so a
 /// reader woken by the first write finds the others' data too, as it does with HAProxy,
 /// which receives for every ready connection before it sends. Measured with the load
-/// generator and the upstream on the gateway's two cores: 0.43 → 0.29 preemptions of the
-/// gateway per request, 7 % (POST) to 14 % (GET) more requests per core-second, and no
-/// cost with a single connection (docs/performance.md, session 28).
+/// generator and the upstream on the gateway's two cores: 0.41–0.45 → 0.31–0.36 context
+/// switches per request (HAProxy's 0.33–0.35), 11 % (GET) and 27 % (POST) more requests
+/// per core-second, and no cost with a single connection (docs/performance.md, session 28).
 pub async fn after_the_others() {
     tokio::task::yield_now().await;
 }
