@@ -173,6 +173,11 @@ pub struct Capped<P> {
     /// Turns true when the service closes what is still waiting for a request
     /// ([`Capped::cleanup`]).
     closing: tokio::sync::watch::Sender<bool>,
+    /// Connections accepted and not yet answered once (their PROXY header, handshake and
+    /// first request included): what [`Capped::cleanup`] waits for.
+    arriving: Arc<AtomicUsize>,
+    /// How long [`Capped::cleanup`] waits for them at most.
+    first_request_grace: Duration,
 }
 
 /// The HTTPS listener's port and the acceptor shared by every service ([`crate::tls`]).
@@ -205,7 +210,19 @@ where
             tls,
             idle,
             closing: tokio::sync::watch::Sender::new(false),
+            arriving: Arc::default(),
+            first_request_grace: FIRST_REQUEST_GRACE,
         }
+    }
+
+    /// How long, once the service stops accepting, the connections it accepted before get
+    /// to send their first request and have it answered before the silent ones (and the
+    /// idle kept-alive ones) are closed ([`Capped::cleanup`]); [`FIRST_REQUEST_GRACE`]
+    /// unless set. Keep it well inside `server.grace_period_seconds`, at whose end
+    /// everything still in flight is dropped.
+    pub fn with_first_request_grace(mut self, grace: Duration) -> Self {
+        self.first_request_grace = grace;
+        self
     }
 
     /// The HTTPS port's acceptor when `stream` came in on it and is not TLS yet. A
@@ -283,8 +300,15 @@ where
     /// own loop allocates the next request's session, and its whole request future, before
     /// waiting for it). HTTP/2 (negotiated over TLS) goes through pingora's loop; plain
     /// connections are HTTP/1 (the gateway offers no h2c).
-    async fn serve(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn serve(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+        arriving: Arriving,
+    ) -> Option<Stream> {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            // pingora's HTTP/2 loop ends its connections with a GOAWAY of its own.
+            drop(arriving);
             return self.inner.process_new(stream, shutdown).await;
         }
         let limit = (self.inner.server_options()).and_then(|o| o.keepalive_request_limit);
@@ -300,6 +324,7 @@ where
             Box::pin(self.inner.request(session, shutdown))
         }
         .await;
+        drop(arriving);
         while let Some((stream, settings)) = served.map(|s| s.consume()) {
             let stream = self.next_request(stream).await?;
             served = {
@@ -523,6 +548,7 @@ where
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
+        arriving: Arriving,
     ) -> Option<Stream> {
         let mut stream = stream;
         let mut peer = peer_of(&stream);
@@ -565,7 +591,7 @@ where
             None => Some(stream),
         };
         let reused = match stream {
-            Some(stream) => self.serve(stream, shutdown).await,
+            Some(stream) => self.serve(stream, shutdown, arriving).await,
             None => None,
         };
         self.metrics.open.dec();
@@ -594,10 +620,13 @@ where
         keep_a_timer_floor();
         let this = Arc::clone(self);
         let shutdown = shutdown.clone();
+        // Counted before its task is spawned: a cleanup that starts right after this accept
+        // waits for it, and the count is given back even if the task never runs.
+        let arriving = Arriving::new(&self.arriving);
         tokio::spawn(async move {
-            let mut next = Some(stream);
+            let mut next = this.connection(stream, &shutdown, arriving).await;
             while let Some(stream) = next {
-                next = this.connection(stream, &shutdown).await;
+                next = (this.connection(stream, &shutdown, Arriving::new(&this.arriving))).await;
             }
         });
         None
@@ -606,11 +635,19 @@ where
     /// Called once the service has stopped accepting (shutdown or upgrade). pingora's
     /// cleanup closes every connection still waiting for a request, including ones accepted
     /// just before that whose request is on its way (or whose TLS handshake is): a client
-    /// would see a reset on a request it had just sent. They get [`FIRST_REQUEST_GRACE`]
-    /// first; what arrives meanwhile is served and answered with `Connection: close`.
+    /// would see a reset on a request it had just sent. Those connections first get until
+    /// their first answer, within [`Capped::with_first_request_grace`]; what arrives
+    /// meanwhile is served and answered with `Connection: close`. The wait ends as soon as
+    /// none is left, so that it never outlasts the server's grace period (whose end drops
+    /// whatever is still in flight) when nothing is arriving.
     async fn cleanup(&self) {
-        if self.limits.open() > 0 {
-            tokio::time::sleep(FIRST_REQUEST_GRACE).await;
+        let until = tokio::time::Instant::now() + self.first_request_grace;
+        while self.arriving.load(Ordering::Acquire) > 0 {
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                break;
+            }
+            tokio::time::sleep_until(until.min(now + ARRIVALS_POLL)).await;
         }
         // Kept-alive connections waiting in `next_request`, then those in pingora's sessions.
         self.closing.send_replace(true);
@@ -645,9 +682,29 @@ fn keep_a_timer_floor() {
 }
 
 /// How long, once a service stops accepting, the connections it has accepted get to send
-/// their request before those still silent (idle kept-alive ones included) are closed. Well
-/// inside `server.grace_period_seconds`, which bounds everything in flight.
+/// their request by default ([`Capped::with_first_request_grace`]; the gateway sets half
+/// its grace period).
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// How often [`Capped::cleanup`] looks whether connections are still arriving: a shutdown
+/// path only, so the request path pays nothing but a counter per connection.
+const ARRIVALS_POLL: Duration = Duration::from_millis(10);
+
+/// A connection counted in [`Capped`]'s `arriving` until its first answer (or its end).
+struct Arriving(Arc<AtomicUsize>);
+
+impl Arriving {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Answers 503 `too_many_connections` on a connection that will not be served, then
 /// closes it cleanly: the answer follows the first bytes of the request (or a short wait),
@@ -767,23 +824,100 @@ mod tests {
     /// exists only while the read is polled ([`read_next`]).
     #[tokio::test]
     async fn a_connection_holds_a_small_future_between_requests() {
-        let metrics = ConnectionMetrics {
-            open: IntGauge::new("open", "open").unwrap(),
-            service_open: IntGauge::new("service_open", "service_open").unwrap(),
-            refused_replica: IntCounter::new("replica", "replica").unwrap(),
-            refused_network: IntCounter::new("network", "network").unwrap(),
-        };
         let limits = Arc::new(Limits::new(0, 0, vec![]));
-        let capped = Arc::new(Capped::new(Nothing, limits, metrics, None, None));
+        let capped = Arc::new(Capped::new(Nothing, limits, metrics(), None, None));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let stream: Stream = Box::new(L4Stream::from(tcp));
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let connection = capped.connection(stream, &shutdown);
+        let connection = capped.connection(stream, &shutdown, Arriving::new(&capped.arriving));
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 1024, "{size} bytes");
+    }
+
+    fn metrics() -> ConnectionMetrics {
+        ConnectionMetrics {
+            open: IntGauge::new("open", "open").unwrap(),
+            service_open: IntGauge::new("service_open", "service_open").unwrap(),
+            refused_replica: IntCounter::new("replica", "replica").unwrap(),
+            refused_network: IntCounter::new("network", "network").unwrap(),
+        }
+    }
+
+    /// A service answering 204 whose silent connections get `grace` at its cleanup, one
+    /// connection accepted by it, and the client's end of that connection.
+    async fn accepted(
+        grace: Duration,
+    ) -> (
+        Arc<Capped<crate::serve::tests::NoContent>>,
+        tokio::net::TcpStream,
+        tokio::sync::watch::Sender<bool>,
+    ) {
+        let limits = Arc::new(Limits::new(0, 0, vec![]));
+        let capped = Capped::new(
+            crate::serve::tests::NoContent,
+            limits,
+            metrics(),
+            None,
+            None,
+        )
+        .with_first_request_grace(grace);
+        let capped = Arc::new(capped);
+        let (client, server) = connected().await;
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        ServerApp::process_new(&capped, Box::new(L4Stream::from(server)), &shutdown).await;
+        (capped, client, stop)
+    }
+
+    /// A connection accepted just before the service stopped, whose request comes after:
+    /// the cleanup waits for it (here the grace would allow a minute), the request is
+    /// answered, and the cleanup ends as soon as it is, closing the connection then.
+    /// (Until session 29 the wait was a fixed second, whatever the grace period: with one
+    /// of 1 s, the cleanup never ran before the process dropped what was in flight.)
+    #[tokio::test]
+    async fn the_cleanup_waits_for_an_accepted_connection_until_its_first_answer() {
+        let (capped, mut client, stop) = accepted(Duration::from_secs(60)).await;
+        stop.send_replace(true);
+        let cleanup = tokio::spawn({
+            let capped = Arc::clone(&capped);
+            async move { capped.cleanup().await }
+        });
+        // The cleanup is waiting: one connection has not been answered yet.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !cleanup.is_finished(),
+            "the cleanup waits for the connection"
+        );
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(30), client.read_to_string(&mut answer));
+        read.await.expect("answered, then closed").unwrap();
+        assert!(answer.starts_with("HTTP/1.1 204 "), "{answer}");
+        tokio::time::timeout(Duration::from_secs(30), cleanup)
+            .await
+            .expect("the cleanup ends with the answer, long before its minute")
+            .unwrap();
+    }
+
+    /// A connection that sends nothing is closed when the grace runs out.
+    #[tokio::test]
+    async fn a_connection_silent_past_the_grace_is_closed_by_the_cleanup() {
+        let (capped, mut client, stop) = accepted(Duration::from_millis(200)).await;
+        stop.send_replace(true);
+        let cleanup = tokio::time::timeout(Duration::from_secs(30), capped.cleanup());
+        cleanup.await.expect("the cleanup ends with its grace");
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), client.read_to_end(&mut rest));
+        read.await.expect("closed").unwrap();
+        assert!(rest.is_empty(), "closed unanswered");
     }
 
     /// Both ends of a loopback TCP connection: the client's, then the server's.

@@ -439,7 +439,10 @@ fn proxy_service(
         shared.metrics.connections(index),
         tls,
         shared.keepalive_idle_secs.map(Duration::from_secs),
-    );
+    )
+    // Half the grace period for the connections accepted just before a stop to send their
+    // first request; the other half to answer it.
+    .with_first_request_grace(Duration::from_secs(settings.server.grace_period_seconds) / 2);
     let mut service = Service::new(format!("gateway {index}"), app);
     service.threads = Some(1);
     let mut socket = TcpSocketOptions::default();

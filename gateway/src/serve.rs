@@ -165,12 +165,12 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pingora::upstreams::peer::HttpPeer;
 
     /// A pipeline that answers every request 204.
-    struct NoContent;
+    pub(crate) struct NoContent;
 
     #[async_trait]
     impl ProxyHttp for NoContent {
