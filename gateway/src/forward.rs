@@ -29,6 +29,7 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType, RetryType};
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -403,26 +404,39 @@ pub async fn send_whole(
     Ok(HttpSession::new_with_options(stream, peer))
 }
 
-/// Lets the thread's other ready connections run before this one writes (issue 24).
+/// Lets the thread's other ready connections run before this one writes its answer
+/// (issue 24).
 ///
-/// Each service thread serves its connections one task each. Written as soon as it is
-/// ready, every request and every answer woke its reader (the upstream, the client) on its
-/// own, and a reader on the same cores, woken while asleep, took the core from the gateway
-/// at once: a context switch there and one back per write. Deferred to the end of the
-/// scheduler's turn (tokio runs a yielded task after it has polled its other ready tasks
-/// and the I/O driver), the turn's connections are all read before any is written, so a
-/// reader woken by the first write finds the others' data too, as it does with HAProxy,
-/// which receives for every ready connection before it sends. Measured with the load
-/// generator and the upstream on the gateway's two cores: 0.41–0.45 → 0.31–0.36 context
-/// switches per request (HAProxy's 0.33–0.35), 11 % (GET) and 27 % (POST) more requests
-/// per core-second, and no cost with a single connection (docs/performance.md, session 28).
-pub async fn after_the_others() {
-    tokio::task::yield_now().await;
+/// Each service thread serves its connections one task each. Written as soon as it was
+/// ready, every answer woke its reader (a client on the same cores: the load generator of
+/// a benchmark, a local client) on its own, and a reader woken while asleep took the core
+/// from the gateway at once: a context switch there and one back per write. Put at the back
+/// of the runtime's queue (it wakes itself, once), the task writes after the tasks that were
+/// ready with it, so a turn's answers go out after its reads, as HAProxy sends after
+/// receiving on every ready connection, and a woken reader finds several answers. It does
+/// not wait for connections that become ready later (the I/O driver is polled after the
+/// queue): `tokio::task::yield_now` did, at the cost of one more `epoll_wait` per turn.
+///
+/// Only answers wait. Session 28 made the upstream request wait as well: with the upstream
+/// doing real work on the other core (the registry storing journeys, grouped), that held
+/// each request back while the turn's other requests went through the pipeline, and the
+/// registry idle meanwhile: 0.4–0.7 ms more per journey inside the gateway and 5–15 % fewer
+/// journeys a second in `scripts/bench/ingest.sh` (docs/performance.md, session 29).
+pub fn after_the_others() -> impl Future<Output = ()> {
+    let mut queued = false;
+    std::future::poll_fn(move |cx| {
+        if queued {
+            return Poll::Ready(());
+        }
+        queued = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
 }
 
 /// Sends the request on `stream` and reads the head of its answer, each read of it waiting
-/// `read_timeout` at most. The request is written when the thread's other ready
-/// connections have had their turn ([`after_the_others`]).
+/// `read_timeout` at most. The request is written at once: the upstream starts on it while
+/// the thread goes on with its other connections.
 pub async fn exchange(
     stream: Stream,
     peer: &Pooled,
@@ -430,7 +444,6 @@ pub async fn exchange(
     body: &Bytes,
     read_timeout: Option<Duration>,
 ) -> Result<HttpSession> {
-    after_the_others().await;
     let mut upstream = send_whole(stream, peer, request, body).await?;
     upstream.read_timeout = read_timeout;
     upstream.read_response().await?;
@@ -522,8 +535,9 @@ mod tests {
     }
 
     /// A connection ready to write waits for the thread's other ready connections: all of
-    /// them are read before any is written, the batching `exchange` and `relay` rely on.
-    /// (On the service threads' runtime, one thread per service, as here.)
+    /// them are read before any is written, the batching `relay` relies on, and they are
+    /// then written in the order they were read. (On the service threads' runtime, one
+    /// thread per service, as here.)
     #[tokio::test(flavor = "current_thread")]
     async fn a_write_waits_for_the_other_ready_connections() {
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -541,10 +555,54 @@ mod tests {
         for connection in connections {
             connection.await.unwrap();
         }
-        // (In which order the three are then written is the runtime's.)
         let order = order.lock().unwrap();
-        assert_eq!(order[..3], ["a read", "b read", "c read"], "{order:?}");
-        assert!(order[3..].iter().all(|step| step.ends_with("written")));
+        let expected = [
+            "a read",
+            "b read",
+            "c read",
+            "a written",
+            "b written",
+            "c written",
+        ];
+        assert_eq!(*order, expected);
+    }
+
+    /// ... but not for a connection whose data arrives meanwhile: that one is read in the
+    /// next turn, after this turn's writes (`yield_now` polled the I/O driver first, so
+    /// under load each write waited for a whole further turn of reads).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_does_not_wait_for_a_connection_ready_after_its_turn() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut waiting, _) = listener.accept().await.unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let later = tokio::spawn({
+            let order = order.clone();
+            async move {
+                let mut byte = [0u8; 1];
+                waiting.read_exact(&mut byte).await.unwrap();
+                order.lock().unwrap().push("later read");
+            }
+        });
+        // It waits on its socket; then its request arrives, while `now` is being served.
+        tokio::task::yield_now().await;
+        assert!(order.lock().unwrap().is_empty());
+        client.write_all(b"x").await.unwrap();
+        let now = tokio::spawn({
+            let order = order.clone();
+            async move {
+                order.lock().unwrap().push("now read");
+                after_the_others().await;
+                order.lock().unwrap().push("now written");
+            }
+        });
+        now.await.unwrap();
+        later.await.unwrap();
+        let order = order.lock().unwrap();
+        assert_eq!(*order, ["now read", "now written", "later read"]);
     }
 
     /// A request with a body goes out whole, head and body as pingora would write them; the
