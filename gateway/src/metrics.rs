@@ -26,6 +26,24 @@ pub const AUTH_REFUSALS: [Reason; 8] = [
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// `gateway_token_verifications_total`'s series, resolved once (valid, invalid, expired,
+/// unknown key).
+pub struct Verifications([IntCounter; 4]);
+
+impl Verifications {
+    /// Counts one verification by its result.
+    pub fn count(&self, result: &Result<auth_token::Claims, auth_token::VerifyError>) {
+        use auth_token::VerifyError;
+        let at = match result {
+            Ok(_) => 0,
+            Err(VerifyError::Invalid) => 1,
+            Err(VerifyError::Expired) => 2,
+            Err(VerifyError::UnknownKey(_)) => 3,
+        };
+        self.0[at].inc();
+    }
+}
+
 /// Distinct operator ids given their own label value; later ones share `other`, so a flood
 /// of ids cannot grow the series without bound.
 const OPERATOR_LABELS: usize = 500;
@@ -66,6 +84,8 @@ pub struct Metrics {
     service_connections: IntGaugeVec,
     /// `gateway_auth_outcomes_total{outcome="ok"}`, resolved once.
     pub auth_ok: IntCounter,
+    /// `gateway_token_verifications_total{outcome}`: the signature checks run.
+    pub verifications: Verifications,
     /// The served certificate's `notAfter` as a Unix time (0 without TLS).
     pub tls_not_after: IntGauge,
     /// Looks at the certificate files by outcome (`loaded`, `unchanged`, `failed`).
@@ -114,6 +134,15 @@ impl Metrics {
             Opts::new(
                 "gateway_auth_outcomes_total",
                 "Credential and permission decisions by outcome (ok or a reason code)",
+            ),
+            &["outcome"],
+        )?;
+        let verifications = IntCounterVec::new(
+            Opts::new(
+                "gateway_token_verifications_total",
+                "Token signatures verified, by outcome (valid, invalid, expired, unknown_key): \
+                 tokens neither verified nor refused before under the same keys (the others \
+                 are decided from memory)",
             ),
             &["outcome"],
         )?;
@@ -295,6 +324,7 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(auth.clone()))?;
+        registry.register(Box::new(verifications.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(blacklist_entries.clone()))?;
         registry.register(Box::new(blacklist_sync_age.clone()))?;
@@ -345,6 +375,10 @@ impl Metrics {
             service_requests,
             service_connections,
             auth_ok: auth.with_label_values(&["ok"]),
+            verifications: Verifications(
+                ["valid", "invalid", "expired", "unknown_key"]
+                    .map(|outcome| verifications.with_label_values(&[outcome])),
+            ),
             tls_not_after,
             tls_reloads,
             tls_handshake_failures,

@@ -638,6 +638,7 @@ impl Gateway {
                 cache: &shared.tokens,
                 segment: self.index,
                 keys: &keys,
+                counted: &shared.metrics.verifications,
             };
             authorize(matched, presented, &keys, &shared.blacklist, now)
         };

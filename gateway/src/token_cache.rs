@@ -8,14 +8,27 @@
 //! entries remember which set verified them. Only exact token strings hit, so a forged token
 //! can never match a cached one.
 //!
+//! It also remembers the tokens the same key set refused as forged or malformed
+//! ([`VerifyError::Invalid`]: a signature that does not verify, a header or claims out of
+//! form) or as expired, by their SHA-256, so a client that repeats one (a stale token retried
+//! in a loop, or a flood of one forged token) costs a hash, not a verification (about 60 µs
+//! on a 2.1 GHz Xeon; a verified request costs the gateway about 20 µs in all). Those
+//! outcomes depend on the token and the key set alone (an expired token stays expired); an
+//! unknown key (which refreshes the JWKS) and every refusal of a genuine token (revoked, not
+//! accepted here...) are decided again each time. A digest, not the string: the strings are the caller's to choose, up to
+//! the 16 KiB a header may hold, and a digest keeps a full cache at 32 bytes an entry. Tokens
+//! that differ each time are verified each time (session 30 of docs/performance.md).
+//!
 //! The cache is split in segments, one per proxy service ([`TokenCache::segmented`]): a
 //! service's thread locks only its own segment's shards, so no lock nor entry is shared
 //! between the cores (one shared shard moved its lock's cache line between them on every
 //! request, issue 24). A token used on several services is verified once on each.
 
 use crate::authorize::Verify;
+use crate::metrics::Verifications;
 use auth_token::{Claims, KeySet, VerifyError};
 use crossbeam_utils::CachePadded;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
@@ -37,6 +50,44 @@ struct Shard {
     /// The key set the entries were verified with; entries of another set are stale.
     keys: Option<Arc<KeySet>>,
     entries: HashMap<Box<str>, Arc<Claims>, foldhash::fast::RandomState>,
+    /// SHA-256 of the tokens these keys refused as invalid or expired, and which; at most
+    /// as many as `entries`.
+    refused: HashMap<[u8; 32], Refused, foldhash::fast::RandomState>,
+}
+
+impl Shard {
+    /// Starts over when `keys` is not the set the entries were decided with.
+    fn decided_by(&mut self, keys: &Arc<KeySet>) {
+        if !self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys)) {
+            self.keys = Some(keys.clone());
+            self.entries.clear();
+            self.refused.clear();
+        }
+    }
+}
+
+/// Why a token was refused, when that is for good.
+#[derive(Clone, Copy)]
+enum Refused {
+    Invalid,
+    Expired,
+}
+
+impl Refused {
+    fn of(error: &VerifyError) -> Option<Self> {
+        match error {
+            VerifyError::Invalid => Some(Refused::Invalid),
+            VerifyError::Expired => Some(Refused::Expired),
+            VerifyError::UnknownKey(_) => None,
+        }
+    }
+
+    fn error(self) -> VerifyError {
+        match self {
+            Refused::Invalid => VerifyError::Invalid,
+            Refused::Expired => VerifyError::Expired,
+        }
+    }
 }
 
 impl TokenCache {
@@ -73,41 +124,79 @@ impl TokenCache {
         keys: &Arc<KeySet>,
         now: i64,
     ) -> Result<Claims, VerifyError> {
+        self.decide(segment, token, keys, now, || keys.verify(token, now))
+    }
+
+    /// [`TokenCache::verify_in`], where `verify` is what checks the token against `keys` when
+    /// the cache does not know it (the gateway counts those checks).
+    pub fn decide(
+        &self,
+        segment: usize,
+        token: &str,
+        keys: &Arc<KeySet>,
+        now: i64,
+        verify: impl FnOnce() -> Result<Claims, VerifyError>,
+    ) -> Result<Claims, VerifyError> {
         if self.per_shard == 0 {
-            return keys.verify(token, now);
+            return verify();
         }
         let at = segment % self.segments * SHARDS + self.hasher.hash_one(token) as usize % SHARDS;
         let shard = &self.shards[at];
-        let hit = {
+        // Only a token that is not among the verified ones is hashed (once).
+        let mut digest = None;
+        // What the shard knows of the token under these keys: its claims, or why it was refused.
+        let known: Option<Result<Claims, Refused>> = {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             match &shard.keys {
                 // The claims are copied under the lock: the entry's `Arc` is not touched.
-                Some(cached) if Arc::ptr_eq(cached, keys) => {
-                    shard.entries.get(token).map(|c| Claims::clone(c))
-                }
+                Some(cached) if Arc::ptr_eq(cached, keys) => match shard.entries.get(token) {
+                    Some(claims) => Some(Ok(Claims::clone(claims))),
+                    None if shard.refused.is_empty() => None,
+                    None => {
+                        let sum: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+                        digest = Some(sum);
+                        shard.refused.get(&sum).map(|why| Err(*why))
+                    }
+                },
                 _ => None,
             }
         };
-        if let Some(claims) = hit {
-            return match claims.exp {
-                Some(exp) if exp <= now => Err(VerifyError::Expired),
-                _ => Ok(claims),
-            };
+        match known {
+            Some(Ok(claims)) => {
+                return match claims.exp {
+                    Some(exp) if exp <= now => Err(VerifyError::Expired),
+                    _ => Ok(claims),
+                };
+            }
+            Some(Err(why)) => return Err(why.error()),
+            None => {}
         }
-        let claims = keys.verify(token, now)?;
+        let verified = verify();
         let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-        if !shard.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys)) {
-            shard.keys = Some(keys.clone());
-            shard.entries.clear();
-        }
-        if shard.entries.len() >= self.per_shard {
-            // Any entry will do: a token evicted is verified again on its next request.
-            if let Some(victim) = shard.entries.keys().next().cloned() {
-                shard.entries.remove(&victim);
+        shard.decided_by(keys);
+        match &verified {
+            Ok(claims) => {
+                if shard.entries.len() >= self.per_shard {
+                    // Any entry will do: a token evicted is verified again on its next request.
+                    if let Some(victim) = shard.entries.keys().next().cloned() {
+                        shard.entries.remove(&victim);
+                    }
+                }
+                shard.entries.insert(token.into(), Arc::new(claims.clone()));
+            }
+            Err(error) => {
+                if let Some(why) = Refused::of(error) {
+                    let sum = digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
+                    if shard.refused.len() >= self.per_shard
+                        && let Some(victim) = shard.refused.keys().next().copied()
+                    {
+                        shard.refused.remove(&victim);
+                    }
+                    shard.refused.insert(sum, why);
+                }
             }
         }
-        shard.entries.insert(token.into(), Arc::new(claims.clone()));
-        Ok(claims)
+        verified
     }
 
     /// Tokens cached now (for the metrics).
@@ -121,6 +210,15 @@ impl TokenCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Refusals remembered now.
+    #[cfg(test)]
+    fn refused(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).refused.len())
+            .sum()
+    }
 }
 
 /// The cache in front of one key set, as the pipeline's verifier.
@@ -129,11 +227,17 @@ pub struct Cached<'a> {
     /// The proxy service's segment of the cache.
     pub segment: usize,
     pub keys: &'a Arc<KeySet>,
+    /// Counts the verifications the cache could not spare.
+    pub counted: &'a Verifications,
 }
 
 impl Verify for Cached<'_> {
     fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
-        self.cache.verify_in(self.segment, token, self.keys, now)
+        self.cache.decide(self.segment, token, self.keys, now, || {
+            let verified = self.keys.verify(token, now);
+            self.counted.count(&verified);
+            verified
+        })
     }
 }
 
@@ -247,5 +351,102 @@ mod tests {
         let off = TokenCache::new(0);
         assert!(off.verify(&token, &keys, 0).is_ok());
         assert!(off.is_empty());
+    }
+
+    /// `token`'s header and claims under the signature of `other` (the same key's): well
+    /// formed, a real key id, and forged.
+    fn forge(token: &str, other: &str) -> String {
+        let (signed, _) = token.rsplit_once('.').unwrap();
+        let (_, signature) = other.rsplit_once('.').unwrap();
+        format!("{signed}.{signature}")
+    }
+
+    #[test]
+    fn a_token_refused_for_good_is_refused_again_without_a_verification() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let keys = set(&key);
+        let cache = TokenCache::new(SHARDS * 4);
+        let runs = std::cell::Cell::new(0);
+        let check = |token: &str, keys: &Arc<KeySet>, now: i64| {
+            cache.decide(0, token, keys, now, || {
+                runs.set(runs.get() + 1);
+                keys.verify(token, now)
+            })
+        };
+        let token = key.sign(&claims(None)).unwrap();
+        let other = key
+            .sign(&Claims {
+                jti: "other".into(),
+                ..claims(None)
+            })
+            .unwrap();
+        // The same forged token sent over and over is verified once.
+        let forged = forge(&token, &other);
+        for _ in 0..10 {
+            assert_eq!(check(&forged, &keys, 0), Err(VerifyError::Invalid));
+        }
+        assert_eq!(runs.get(), 1);
+        // Each forged token of its own is verified, once.
+        let third = key
+            .sign(&Claims {
+                jti: "third".into(),
+                ..claims(None)
+            })
+            .unwrap();
+        let again = forge(&token, &third);
+        assert_eq!(check(&again, &keys, 0), Err(VerifyError::Invalid));
+        assert_eq!(check(&again, &keys, 0), Err(VerifyError::Invalid));
+        assert_eq!(runs.get(), 2);
+        // The genuine token is not mistaken for its forgeries.
+        assert!(check(&token, &keys, 0).is_ok());
+        assert!(check(&token, &keys, 0).is_ok());
+        assert_eq!(runs.get(), 3);
+        // An expired token stays expired: verified once too.
+        let expired = key.sign(&claims(Some(5))).unwrap();
+        assert_eq!(check(&expired, &keys, 10), Err(VerifyError::Expired));
+        assert_eq!(check(&expired, &keys, 11), Err(VerifyError::Expired));
+        assert_eq!(runs.get(), 4);
+        // An unknown key is looked for again each time (the JWKS may have it by then).
+        let (stranger, _) = SigningKey::generate().unwrap();
+        let unknown = stranger.sign(&claims(None)).unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                check(&unknown, &keys, 0),
+                Err(VerifyError::UnknownKey(_))
+            ));
+        }
+        assert_eq!(runs.get(), 6);
+        assert_eq!(cache.refused(), 3);
+    }
+
+    #[test]
+    fn refusals_are_forgotten_with_their_key_set_and_bounded() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let (other, _) = SigningKey::generate().unwrap();
+        // Another public key under this key's id: this key's tokens do not verify with it.
+        let mut wrong = other.jwk();
+        wrong.common.key_id = key.jwk().common.key_id;
+        let wrong = Arc::new(KeySet::from_jwks(&JwkSet { keys: vec![wrong] }));
+        let cache = TokenCache::new(SHARDS * 2);
+        let token = key.sign(&claims(None)).unwrap();
+        assert_eq!(cache.verify(&token, &wrong, 0), Err(VerifyError::Invalid));
+        assert_eq!(cache.verify(&token, &wrong, 0), Err(VerifyError::Invalid));
+        // The right keys (a rotation's new set): the refusal is not theirs.
+        let right = set(&key);
+        assert!(cache.verify(&token, &right, 0).is_ok());
+        // However many forgeries, the refusals stay within the capacity.
+        for i in 0..200 {
+            let signed = key
+                .sign(&Claims {
+                    jti: format!("j{i}"),
+                    ..claims(None)
+                })
+                .unwrap();
+            let forged = forge(&token, &signed);
+            assert_eq!(cache.verify(&forged, &right, 0), Err(VerifyError::Invalid));
+        }
+        assert!(cache.refused() <= SHARDS * 2, "{}", cache.refused());
+        assert!(cache.refused() > 0);
+        assert!(cache.verify(&token, &right, 0).is_ok());
     }
 }

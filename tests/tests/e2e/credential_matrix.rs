@@ -386,3 +386,85 @@ async fn every_credential_kind_embedded() {
 async fn every_credential_kind_production() {
     matrix(Mode::Production).await;
 }
+
+/// `token`'s header and claims under the signature of `other`, a token the same real key
+/// signed over other bytes: well formed, the real key id, and forged.
+fn forge(token: &str, other: &str) -> String {
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let (_, signature) = other.rsplit_once('.').unwrap();
+    format!("{signed}.{signature}")
+}
+
+/// The attack: one forged application token sent over and over (a flood, or a client retrying
+/// a spoilt token in a loop) would cost the gateway a signature verification per request,
+/// several times what a genuine request costs it (docs/performance.md, session 30). It is
+/// refused every time, and verified once per proxy service; forgeries that differ are each
+/// verified; the genuine token still works.
+#[tokio::test]
+async fn a_repeated_forged_token_is_refused_without_verifying_it_again() {
+    let stack = Stack::start(Mode::Embedded).await.unwrap();
+    let admin = stack.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    let (operator_id, op_admin) = stack.operator_with_admin(&admin).await.unwrap();
+    let created: Value = stack
+        .request(Method::POST, "/applications")
+        .headers(op_admin.clone())
+        .json(&json!({"name": "forged"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app = created["token"].as_str().unwrap().to_owned();
+    let app_id = created["application"]["uuid"].as_str().unwrap().to_owned();
+    let signatures: Vec<String> = (0..3)
+        .map(|_| {
+            let claims = expired(
+                CredentialKind::Application,
+                &app_id,
+                Some(operator_id),
+                Role::OperatorApplication,
+            );
+            stack.keys.sign(&claims).unwrap()
+        })
+        .collect();
+    let metrics_url = format!("{}/metrics", stack.admin_url);
+    let verified = |outcome: &'static str| {
+        let (http, url) = (stack.http.clone(), metrics_url.clone());
+        async move {
+            let text = http.get(&url).send().await.unwrap().text().await.unwrap();
+            let series = format!("gateway_token_verifications_total{{outcome=\"{outcome}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series)?.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {series} in the metrics"))
+        }
+    };
+    let list = "/v3/journeys?status=pending";
+    let bearer = |token: &str| stack.request(Method::GET, list).bearer_auth(token);
+    let services = 2; // at most: one per core, and CI has two
+    let before = verified("invalid").await;
+
+    let forged = forge(&app, &signatures[0]);
+    for _ in 0..20 {
+        expect(bearer(&forged), 401, Some("invalid_token"), "forged").await;
+    }
+    let once = verified("invalid").await - before;
+    assert!(
+        (1..=services).contains(&once),
+        "20 forged requests, {once} verifications"
+    );
+
+    for signature in &signatures[1..] {
+        let other = forge(&app, signature);
+        expect(bearer(&other), 401, Some("invalid_token"), "forged anew").await;
+        expect(bearer(&other), 401, Some("invalid_token"), "forged anew").await;
+    }
+    let anew = verified("invalid").await - before - once;
+    assert!((2..=2 * services).contains(&anew), "{anew} verifications");
+
+    let valid = verified("valid").await;
+    expect(bearer(&app), 200, None, "the genuine token").await;
+    expect(bearer(&app), 200, None, "the genuine token").await;
+    assert!(verified("valid").await - valid <= services);
+    expect(bearer(&forged), 401, Some("invalid_token"), "forged, after").await;
+}
