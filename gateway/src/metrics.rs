@@ -140,9 +140,9 @@ impl Metrics {
         let verifications = IntCounterVec::new(
             Opts::new(
                 "gateway_token_verifications_total",
-                "Token signatures verified, by outcome (valid, invalid, expired, unknown_key): \
-                 tokens neither verified nor refused before under the same keys (the others \
-                 are decided from memory)",
+                "Tokens checked against the signing keys (form and signature), by outcome \
+                 (valid, invalid, expired, unknown_key): those neither verified nor refused \
+                 before under the same keys (the others are decided from memory)",
             ),
             &["outcome"],
         )?;

@@ -15,9 +15,11 @@
 //! on a 2.1 GHz Xeon; a verified request costs the gateway about 20 µs in all). Those
 //! outcomes depend on the token and the key set alone (an expired token stays expired); an
 //! unknown key (which refreshes the JWKS) and every refusal of a genuine token (revoked, not
-//! accepted here...) are decided again each time. A digest, not the string: the strings are the caller's to choose, up to
-//! the 16 KiB a header may hold, and a digest keeps a full cache at 32 bytes an entry. Tokens
-//! that differ each time are verified each time (session 30 of docs/performance.md).
+//! accepted here...) are decided again each time. A digest, not the string: the strings are
+//! the caller's to choose, up to the 16 KiB a header may hold, and a digest keeps a full
+//! cache at 32 bytes an entry. Refusals are kept apart from the verified tokens, so no flood
+//! of them evicts a verified one. Tokens that differ each time are verified each time
+//! (session 30 of docs/performance.md).
 //!
 //! The cache is split in segments, one per proxy service ([`TokenCache::segmented`]): a
 //! service's thread locks only its own segment's shards, so no lock nor entry is shared

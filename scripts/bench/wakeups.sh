@@ -19,7 +19,8 @@
 #   scripts/bench/wakeups.sh                             # ROUNDS=2 DURATION=10
 #   GATEWAY_BIN=/tmp/before/gateway scripts/bench/wakeups.sh
 #   CREDENTIAL=varied scripts/bench/wakeups.sh
-# Needs perf (linux-perf) with tracepoints, nginx and HAProxy (apt-get install nginx-light haproxy).
+# Needs perf (linux-perf) with tracepoints, nginx and HAProxy (apt-get install nginx-light haproxy),
+# and for CREDENTIAL=forged or varied Python's cryptography (pip install cryptography).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-2}
