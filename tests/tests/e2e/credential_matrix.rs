@@ -405,23 +405,13 @@ async fn a_repeated_forged_token_is_refused_without_verifying_it_again() {
     let stack = Stack::start(Mode::Embedded).await.unwrap();
     let admin = stack.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
     let (operator_id, op_admin) = stack.operator_with_admin(&admin).await.unwrap();
-    let created: Value = stack
-        .request(Method::POST, "/applications")
-        .headers(op_admin.clone())
-        .json(&json!({"name": "forged"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let app = created["token"].as_str().unwrap().to_owned();
-    let app_id = created["application"]["uuid"].as_str().unwrap().to_owned();
+    let app = stack.application_token(&op_admin).await.unwrap();
+    // Signatures the real key made, over other claims.
     let signatures: Vec<String> = (0..3)
         .map(|_| {
             let claims = expired(
                 CredentialKind::Application,
-                &app_id,
+                "another application",
                 Some(operator_id),
                 Role::OperatorApplication,
             );
