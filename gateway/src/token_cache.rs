@@ -312,12 +312,7 @@ mod tests {
         assert_eq!(cache.len(), 2);
         // A segment holds its share of the capacity: one per shard here.
         for i in 0..SHARDS * 8 {
-            let t = key
-                .sign(&Claims {
-                    jti: format!("j{i}"),
-                    ..claims(None)
-                })
-                .unwrap();
+            let t = signed(&key, format!("j{i}"));
             cache.verify_in(1, &t, &keys, 0).unwrap();
         }
         assert!(cache.len() <= 1 + SHARDS, "{}", cache.len());
@@ -341,18 +336,22 @@ mod tests {
         let forged = format!("{head}.AAAA");
         assert_eq!(cache.verify(&forged, &keys, 0), Err(VerifyError::Invalid));
         for i in 0..200 {
-            let t = key
-                .sign(&Claims {
-                    jti: format!("j{i}"),
-                    ..claims(None)
-                })
-                .unwrap();
+            let t = signed(&key, format!("j{i}"));
             cache.verify(&t, &keys, 0).unwrap();
         }
         assert!(cache.len() <= SHARDS * 2, "{}", cache.len());
         let off = TokenCache::new(0);
         assert!(off.verify(&token, &keys, 0).is_ok());
         assert!(off.is_empty());
+    }
+
+    /// A token `key` signs for the claims of [`claims`] with this `jti`.
+    fn signed(key: &SigningKey, jti: impl Into<String>) -> String {
+        key.sign(&Claims {
+            jti: jti.into(),
+            ..claims(None)
+        })
+        .unwrap()
     }
 
     /// `token`'s header and claims under the signature of `other` (the same key's): well
@@ -376,12 +375,7 @@ mod tests {
             })
         };
         let token = key.sign(&claims(None)).unwrap();
-        let other = key
-            .sign(&Claims {
-                jti: "other".into(),
-                ..claims(None)
-            })
-            .unwrap();
+        let other = signed(&key, "other");
         // The same forged token sent over and over is verified once.
         let forged = forge(&token, &other);
         for _ in 0..10 {
@@ -389,12 +383,7 @@ mod tests {
         }
         assert_eq!(runs.get(), 1);
         // Each forged token of its own is verified, once.
-        let third = key
-            .sign(&Claims {
-                jti: "third".into(),
-                ..claims(None)
-            })
-            .unwrap();
+        let third = signed(&key, "third");
         let again = forge(&token, &third);
         assert_eq!(check(&again, &keys, 0), Err(VerifyError::Invalid));
         assert_eq!(check(&again, &keys, 0), Err(VerifyError::Invalid));
@@ -438,13 +427,8 @@ mod tests {
         assert!(cache.verify(&token, &right, 0).is_ok());
         // However many forgeries, the refusals stay within the capacity.
         for i in 0..200 {
-            let signed = key
-                .sign(&Claims {
-                    jti: format!("j{i}"),
-                    ..claims(None)
-                })
-                .unwrap();
-            let forged = forge(&token, &signed);
+            let other = signed(&key, format!("j{i}"));
+            let forged = forge(&token, &other);
             assert_eq!(cache.verify(&forged, &right, 0), Err(VerifyError::Invalid));
         }
         assert!(cache.refused() <= SHARDS * 2, "{}", cache.refused());
