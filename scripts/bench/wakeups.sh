@@ -19,6 +19,12 @@
 #   scripts/bench/wakeups.sh                             # ROUNDS=2 DURATION=10
 #   GATEWAY_BIN=/tmp/before/gateway scripts/bench/wakeups.sh
 #   CREDENTIAL=varied scripts/bench/wakeups.sh
+#   TARGETS="gateway bare bare_assert" scripts/bench/wakeups.sh   # the pipeline against its
+#            floor, rounds interleaved: `bare` is gateway/examples/bare_proxy (the gateway's
+#            layout and forwarding, no pipeline), `bare_assert` the same plus the assertion
+#            bound to each request (BARE_ASSERT=true), from $BENCH_BIN/examples
+#   BENCH_METHOD=POST scripts/bench/wakeups.sh           # POST the benchmark's journey
+#                                                        # (journey.json, 1.6 KB); valid only
 # Needs perf (linux-perf) with tracepoints, nginx and HAProxy (apt-get install nginx-light haproxy),
 # and for CREDENTIAL=forged or varied Python's cryptography (pip install cryptography).
 set -euo pipefail
@@ -26,13 +32,17 @@ cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-2}
 CREDENTIAL=${CREDENTIAL:-valid}
 case $CREDENTIAL in valid|forged|varied|missing) ;; *) echo "CREDENTIAL: valid, forged, varied or missing" >&2; exit 1;; esac
+TARGETS=${TARGETS:-haproxy gateway}
+BENCH_METHOD=${BENCH_METHOD:-GET}
+case $BENCH_METHOD in GET) ;; POST) [ "$CREDENTIAL" = valid ] || { echo "POST: valid credentials only" >&2; exit 1; };; *) echo "BENCH_METHOD: GET or POST" >&2; exit 1;; esac
 DURATION=${DURATION:-10}
 PEERS=${PEERS:-../shared/bench/peers.sh}
 [ -r "$PEERS" ] || { echo "the peer harness is not at $PEERS" >&2; exit 1; }
 for tool in perf nginx haproxy wrk; do
     command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 1; }
 done
-export GATEWAY_REGISTRY=127.0.0.1:9201 GATEWAY__RATE_LIMITS__CLASSES__JOURNEYS_READ=1000000000
+export GATEWAY_REGISTRY=127.0.0.1:9201 GATEWAY__RATE_LIMITS__CLASSES__JOURNEYS_READ=1000000000 \
+    GATEWAY__RATE_LIMITS__CLASSES__JOURNEYS_WRITE=1000000000
 source scripts/bench/stack.sh
 # The harness renders its configurations into a directory it keeps with KEEP_TMP=1.
 kept=$(KEEP_TMP=1 TARGETS=haproxy ROUNDS=1 DURATION=1s WARMUP=1s bash "$PEERS" 2>&1 \
@@ -43,6 +53,23 @@ haproxy -db -f "$kept/haproxy.cfg" & haproxy_pid=$!
 trap 'kill $backend_pid $haproxy_pid 2>/dev/null; bench_cleanup; rm -rf "$kept"' EXIT
 bench_start
 gateway_token=$(bench_token)
+# The floor (`bare`) and the floor with the request-bound assertion (`bare_assert`), in front
+# of the same nginx; the same binary runs both.
+case " $TARGETS " in *" bare"*)
+    BARE_LISTEN=127.0.0.1:18180 BARE_UPSTREAM=127.0.0.1:9201 "$bin/examples/bare_proxy" \
+        >"$work/bare.log" 2>&1 & pids+=($!); bare_pid=$!
+    BARE_LISTEN=127.0.0.1:18181 BARE_UPSTREAM=127.0.0.1:9201 BARE_ASSERT=true \
+        "$bin/examples/bare_proxy" >"$work/bare_assert.log" 2>&1 & pids+=($!); bare_assert_pid=$!
+    for port in 18180 18181; do
+        for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    done ;;
+esac
+# BENCH_METHOD=POST: every request the journey, as peers.sh sends it.
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = io.open("scripts/bench/journey.json"):read("*a")
+wrk.headers["Content-Type"] = "application/json"
+LUA
 haproxy_token=$(python3 "$(dirname "$PEERS")/mint_jwt.py" peers-bench-secret-0123456789abcdef bench-user 315360000)
 # A forged token for each target: the gateway's real key id and claims under another key's
 # (valid) signature; for HAProxy, the right alg and claims under another secret's HMAC.
@@ -90,15 +117,23 @@ end
 LUA
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 events=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,sched:sched_switch,sched:sched_wakeup,irq_vectors:reschedule_entry
+read -ra order <<<"$TARGETS"
 for round in $(seq "$ROUNDS"); do
-    for target in haproxy gateway; do
-        if [ "$target" = haproxy ]; then
-            pid=$haproxy_pid token=$haproxy_token url=http://127.0.0.1:9202/journeys
-        else
-            pid=$gateway_pid token=$gateway_token url=http://127.0.0.1:18080/v3/journeys
-        fi
+    # Each round starts one target further on, so none is always measured first (the
+    # machine's slow spells and its warm caches fall on each in turn).
+    start=$(( (round - 1) % ${#order[@]} ))
+    for target in "${order[@]:start}" "${order[@]:0:start}"; do
+        case $target in
+            haproxy) pid=$haproxy_pid token=$haproxy_token url=http://127.0.0.1:9202/journeys ;;
+            gateway) pid=$gateway_pid token=$gateway_token url=http://127.0.0.1:18080/v3/journeys ;;
+            bare) pid=$bare_pid token=none url=http://127.0.0.1:18180/v3/journeys ;;
+            bare_assert) pid=$bare_assert_pid token=none url=http://127.0.0.1:18181/v3/journeys ;;
+            *) echo "TARGETS: haproxy, gateway, bare, bare_assert" >&2; exit 1 ;;
+        esac
         load=(-H "Authorization: Bearer $token" -H "X-API-Version: 3.3")
+        [ "$BENCH_METHOD" = POST ] && load+=(-s "$work/post.lua")
         expect=200
+        [ "$BENCH_METHOD" = POST ] && expect=201
         case $CREDENTIAL in
             forged) load=(-H "Authorization: Bearer $(head -1 "$work/forged.$target")" -H "X-API-Version: 3.3"); expect=401 ;;
             varied) load=(-s "$work/tokens.lua"); expect=401 ;;
@@ -106,6 +141,7 @@ for round in $(seq "$ROUNDS"); do
         esac
         sample=("${load[@]}")
         [ "$CREDENTIAL" = varied ] && sample=(-H "Authorization: Bearer $(sed 's/\./A./2' "$work/forged.$target")")
+        [ "$BENCH_METHOD" = POST ] && sample=(-H "Authorization: Bearer $token" -H "Content-Type: application/json" --data-binary @scripts/bench/journey.json)
         status=$(curl -s -o /dev/null -w '%{http_code}' "${sample[@]}" -H "X-API-Version: 3.3" "$url")
         [ "$status" = "$expect" ] || { echo "$target answered $status, not $expect ($CREDENTIAL)" >&2; exit 1; }
         read -r user0 system0 < <(ticks "$pid")
@@ -128,7 +164,7 @@ for line in open(counts):
     fields = line.strip().split(",")
     if len(fields) > 2 and fields[0].isdigit():
         per[fields[2].split(":")[1]] = int(fields[0]) / n
-print(f"round {round_} {target:8} {n} requests, {n / ((int(user) + int(system)) / 100):.0f} per core-second;"
+print(f"round {round_} {target:11} {n} requests, {n / ((int(user) + int(system)) / 100):.0f} per core-second;"
       f" per request: CPU {us(user) + us(system):.1f} µs (user {us(user):.1f}, system {us(system):.1f}),"
       f" system calls {per['sys_enter']:.2f} (epoll_wait {per['sys_enter_epoll_wait']:.3f}),"
       f" switches {per['sched_switch']:.3f}, wakes {per['sched_wakeup']:.3f},"
