@@ -25,6 +25,13 @@
 #            bound to each request (BARE_ASSERT=true), from $BENCH_BIN/examples
 #   BENCH_METHOD=POST scripts/bench/wakeups.sh           # POST the benchmark's journey
 #                                                        # (journey.json, 1.6 KB); valid only
+#   CLOSE=1 scripts/bench/wakeups.sh                     # `Connection: close` on every request:
+#                                                        # a new TCP connection each (clients
+#                                                        # that keep none alive)
+#   HAPROXY_REUSE=always CLOSE=1 scripts/bench/wakeups.sh  # HAProxy's `http-reuse` set (the
+#            harness leaves its default, `safe`: a client connection's first request never
+#            takes another's idle server connection, so with CLOSE=1 every request costs HAProxy
+#            a new upstream connection too, where the gateway reuses its pool)
 # Needs perf (linux-perf) with tracepoints, nginx and HAProxy (apt-get install nginx-light haproxy),
 # and for CREDENTIAL=forged or varied Python's cryptography (pip install cryptography).
 set -euo pipefail
@@ -48,6 +55,7 @@ source scripts/bench/stack.sh
 kept=$(KEEP_TMP=1 TARGETS=haproxy ROUNDS=1 DURATION=1s WARMUP=1s bash "$PEERS" 2>&1 \
     | sed -n 's/^\[peers\] kept //p')
 [ -d "$kept" ] || { echo "the harness kept no configuration" >&2; exit 1; }
+[ -n "${HAPROXY_REUSE:-}" ] && sed -i "s/^defaults$/defaults\n    http-reuse $HAPROXY_REUSE/" "$kept/haproxy.cfg"
 nginx -c "$kept/backend.conf" -e "$kept/backend.error.log" -g 'daemon off;' & backend_pid=$!
 haproxy -db -f "$kept/haproxy.cfg" & haproxy_pid=$!
 trap 'kill $backend_pid $haproxy_pid 2>/dev/null; bench_cleanup; rm -rf "$kept"' EXIT
@@ -132,6 +140,7 @@ for round in $(seq "$ROUNDS"); do
         esac
         load=(-H "Authorization: Bearer $token" -H "X-API-Version: 3.3")
         [ "$BENCH_METHOD" = POST ] && load+=(-s "$work/post.lua")
+        [ "${CLOSE:-0}" = 1 ] && load+=(-H "Connection: close")
         expect=200
         [ "$BENCH_METHOD" = POST ] && expect=201
         case $CREDENTIAL in
