@@ -2,6 +2,7 @@
 //! (CONTRACT §2). One place builds every gateway-made error body.
 
 use bytes::Bytes;
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
@@ -106,19 +107,38 @@ impl Reason {
         }
     }
 
-    /// `{"id":1,"jsonrpc":"2.0","error":{"code":..,"message":..,"data":"<reason>"}}`
+    /// `{"id":1,"jsonrpc":"2.0","error":{"code":..,"message":..,"data":"<reason>"}}`, written
+    /// once per process: a flood of refusals formats and allocates none, and as static bytes
+    /// the body shares no reference count between the service threads (issue 24).
     pub fn body(self) -> Bytes {
+        static BODIES: OnceLock<[&'static [u8]; Reason::ALL.len()]> = OnceLock::new();
+        let bodies = BODIES.get_or_init(|| {
+            Reason::ALL.map(|reason| &*Box::leak(reason.render().into_bytes().into_boxed_slice()))
+        });
+        Bytes::from_static(bodies[self as usize])
+    }
+
+    fn render(self) -> String {
         let (code, message) = self.rpc();
-        Bytes::from(format!(
+        format!(
             r#"{{"id":1,"jsonrpc":"2.0","error":{{"code":{code},"message":"{message}","data":"{}"}}}}"#,
             self.code()
-        ))
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_body() {
+        // `body` finds a reason's by its place in `ALL`.
+        for (at, reason) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, at);
+            assert_eq!(reason.body(), reason.render().as_bytes());
+        }
+    }
 
     #[test]
     fn bodies_are_the_contract_json_rpc_shape() {
