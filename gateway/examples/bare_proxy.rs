@@ -84,9 +84,7 @@ impl ProxyHttp for Bare {
                 query: request.uri.query().unwrap_or(""),
                 body: digest.as_deref(),
             };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let now = gateway::unix_now();
             // A request id of a generated one's length (the gateway's are UUIDs).
             let rid = "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0";
             let token = key.sign_prepared(prepared, "registry", &bound, rid, now);

@@ -41,10 +41,7 @@ fn best(mut step: impl FnMut(u32)) -> f64 {
 }
 
 fn main() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("a clock after 1970")
-        .as_secs() as i64;
+    let now = gateway::unix_now();
     let (signing, _) = SigningKey::generate().expect("an Ed25519 key");
     let keys = Arc::new(KeySet::from_jwks(&JwkSet {
         keys: vec![signing.jwk()],

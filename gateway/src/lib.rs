@@ -189,7 +189,8 @@ pub fn header_number(n: u64) -> http::HeaderValue {
         .expect("digits are a header value")
 }
 
-pub(crate) fn unix_now() -> i64 {
+/// The wall clock in unix seconds, as the pipeline reads it (0 before 1970).
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
