@@ -93,7 +93,13 @@ async fn blacklisting_reaches_the_other_replica_within_a_second(mode: Mode) {
         "replica B still accepts the token {:?} after the blacklisting on replica A",
         blacklisted.elapsed()
     );
-    assert_eq!(outcome(&stack, 0, &token).await, revoked());
+    // Replica A learns of it from the same feed, not from the request it forwarded: it may
+    // hear of it a moment after B does, and is held to the same second.
+    assert!(
+        refused_everywhere(&stack, &token, Duration::from_secs(1)).await,
+        "replica A still accepts the token {:?} after its blacklisting",
+        blacklisted.elapsed()
+    );
 
     let metrics = stack.gateway_metrics(1).await.unwrap();
     let observed = metric(&metrics, "gateway_blacklist_propagation_seconds_count").unwrap();
